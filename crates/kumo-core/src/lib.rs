@@ -1,0 +1,14 @@
+//! Kumo's resource model, with no database or HTTP in it.
+//!
+//! - [`resource`]: the validated model of `resources/*.toml`.
+//! - [`load`]: reading and validating a project's resource files, with every
+//!   error reported at once (file, line, column, did-you-mean).
+//! - [`policy`]: the policy expression language.
+//! - [`table`]: the table model resources lower to, and its recorded snapshot.
+//! - [`project`]: `kumo.toml`, the project's configuration.
+
+pub mod diagnostic;
+pub mod policy;
+pub mod resource;
+pub mod project;
+pub mod table;

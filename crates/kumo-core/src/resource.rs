@@ -1,0 +1,311 @@
+//! The validated resource model: what a `resources/*.toml` file declares once
+//! it has been parsed and checked.
+//!
+//! Every value here is already valid: identifiers are snake_case, types carry
+//! only the constraints that make sense for them, relationship targets exist,
+//! policy expressions parsed and name real fields. Code that consumes a
+//! [`Schema`] (lowering to tables, the API, code generation) never re-checks.
+//! Spans are kept so later stages can still point at the source line.
+
+use std::ops::Range;
+
+use crate::policy::Expr;
+
+/// A byte range in one source file.
+pub type Span = Range<usize>;
+
+/// Index of a file in [`crate::diagnostic::Sources`].
+pub type FileId = usize;
+
+/// Every resource of a project, system resources included, in a stable order
+/// (system resources first, then project files sorted by path).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schema {
+    pub resources: Vec<Resource>,
+}
+
+impl Schema {
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// snake_case, singular: `avatar`.
+    pub name: String,
+    /// snake_case: the table name and the route segment, `avatars`.
+    pub plural: String,
+    pub description: Option<String>,
+    /// The old resource name or table name when the resource was renamed.
+    pub renamed_from: Option<String>,
+    /// True for Kumo's built-in resources (users, sessions…), which a project
+    /// may extend but not redefine.
+    pub system: bool,
+    pub attributes: Vec<Attribute>,
+    pub relationships: Vec<Relationship>,
+    pub identities: Vec<Identity>,
+    pub policies: Policies,
+    pub actions: Vec<Action>,
+    pub file: FileId,
+    /// The span of the `name = "…"` value in `[resource]`.
+    pub span: Span,
+}
+
+impl Resource {
+    pub fn attribute(&self, name: &str) -> Option<&Attribute> {
+        self.attributes.iter().find(|a| a.name == name)
+    }
+
+    pub fn relationship(&self, name: &str) -> Option<&Relationship> {
+        self.relationships.iter().find(|r| r.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    pub name: String,
+    pub ty: AttrType,
+    /// `required = true`: the column is NOT NULL and callers must give a value
+    /// unless there is a default.
+    pub required: bool,
+    pub default: Option<Value>,
+    pub unique: bool,
+    /// Stored, never serialised to clients.
+    pub sensitive: bool,
+    pub description: Option<String>,
+    pub renamed_from: Option<String>,
+    pub span: Span,
+}
+
+/// The scalar types an `array` may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarType {
+    String,
+    Text,
+    Integer,
+    Float,
+    Boolean,
+    Uuid,
+    Date,
+    Datetime,
+}
+
+impl ScalarType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScalarType::String => "string",
+            ScalarType::Text => "text",
+            ScalarType::Integer => "integer",
+            ScalarType::Float => "float",
+            ScalarType::Boolean => "boolean",
+            ScalarType::Uuid => "uuid",
+            ScalarType::Date => "date",
+            ScalarType::Datetime => "datetime",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "string" => ScalarType::String,
+            "text" => ScalarType::Text,
+            "integer" => ScalarType::Integer,
+            "float" => ScalarType::Float,
+            "boolean" => ScalarType::Boolean,
+            "uuid" => ScalarType::Uuid,
+            "date" => ScalarType::Date,
+            "datetime" => ScalarType::Datetime,
+            _ => return None,
+        })
+    }
+
+    pub const ALL: [&'static str; 8] = [
+        "string", "text", "integer", "float", "boolean", "uuid", "date", "datetime",
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrType {
+    String {
+        min_length: Option<u32>,
+        max_length: Option<u32>,
+        /// A regular expression the whole value must match (checked by the
+        /// application; SQLite has no regex operator).
+        pattern: Option<String>,
+    },
+    Text,
+    Integer {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    Float {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Boolean,
+    Uuid,
+    Date,
+    Datetime,
+    Json,
+    Enum {
+        values: Vec<String>,
+    },
+    Array {
+        of: ScalarType,
+    },
+}
+
+impl AttrType {
+    /// The type's name as written in a resource file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttrType::String { .. } => "string",
+            AttrType::Text => "text",
+            AttrType::Integer { .. } => "integer",
+            AttrType::Float { .. } => "float",
+            AttrType::Boolean => "boolean",
+            AttrType::Uuid => "uuid",
+            AttrType::Date => "date",
+            AttrType::Datetime => "datetime",
+            AttrType::Json => "json",
+            AttrType::Enum { .. } => "enum",
+            AttrType::Array { .. } => "array",
+        }
+    }
+
+    pub const ALL: [&'static str; 11] = [
+        "string", "text", "integer", "float", "boolean", "uuid", "date", "datetime", "json",
+        "enum", "array",
+    ];
+}
+
+/// A literal value from a resource or seed file (defaults, `set`, seed rows).
+/// Datetimes and dates are kept as their RFC 3339 text.
+pub type Value = serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDelete {
+    Restrict,
+    Cascade,
+    Nullify,
+}
+
+impl OnDelete {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDelete::Restrict => "restrict",
+            OnDelete::Cascade => "cascade",
+            OnDelete::Nullify => "nullify",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "restrict" => OnDelete::Restrict,
+            "cascade" => OnDelete::Cascade,
+            "nullify" => OnDelete::Nullify,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relationship {
+    pub name: String,
+    pub kind: RelationshipKind,
+    pub description: Option<String>,
+    /// For `belongs_to`: the old relationship name, so the `<old>_id` column
+    /// is renamed rather than dropped.
+    pub renamed_from: Option<String>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelationshipKind {
+    /// Defines the foreign key column `<name>_id`.
+    BelongsTo {
+        target: String,
+        required: bool,
+        on_delete: OnDelete,
+    },
+    /// The inverse of a `belongs_to` on `target`; `via` names that
+    /// relationship when the target has several pointing here.
+    HasMany { target: String, via: String },
+    /// Through a join resource that `belongs_to` both sides.
+    ManyToMany { target: String, through: String },
+}
+
+impl Relationship {
+    /// The foreign-key column a `belongs_to` defines.
+    pub fn column_name(&self) -> Option<String> {
+        match self.kind {
+            RelationshipKind::BelongsTo { .. } => Some(format!("{}_id", self.name)),
+            _ => None,
+        }
+    }
+
+    pub fn target(&self) -> &str {
+        match &self.kind {
+            RelationshipKind::BelongsTo { target, .. }
+            | RelationshipKind::HasMany { target, .. }
+            | RelationshipKind::ManyToMany { target, .. } => target,
+        }
+    }
+}
+
+/// A unique key over attributes and/or `belongs_to` relationships.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub name: String,
+    /// Column names (a `belongs_to` field is already resolved to `<name>_id`).
+    pub columns: Vec<String>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Policies {
+    pub read: Option<Policy>,
+    pub create: Option<Policy>,
+    pub update: Option<Policy>,
+    pub destroy: Option<Policy>,
+}
+
+/// A policy expression, kept with its source text for error messages and docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub source: String,
+    pub expr: Expr,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    Create,
+    Update,
+    Destroy,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Create => "create",
+            ActionKind::Update => "update",
+            ActionKind::Destroy => "destroy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub name: String,
+    pub kind: ActionKind,
+    pub description: Option<String>,
+    /// Fields a caller may set (attribute names or `belongs_to` names).
+    pub accept: Vec<String>,
+    /// Values the action fixes, by attribute name.
+    pub set: Vec<(String, Value)>,
+    /// Amounts added to integer or float attributes.
+    pub increment: Vec<(String, Value)>,
+    pub policy: Option<Policy>,
+    pub span: Span,
+}

@@ -1,0 +1,526 @@
+//! The table model: what a [`Schema`] means for the database, independent of
+//! SQL dialect, and its recorded form (`migrations/schema/<table>.toml`).
+//!
+//! Codegen compares two sets of [`Table`]s — the recorded one and the one
+//! lowered from the resource files — so this model holds exactly what a
+//! migration can change and nothing else (no policies, no descriptions).
+//! It is recorded one file per table so that two branches adding different
+//! resources add different files and merge without conflict.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::resource::{AttrType, OnDelete, RelationshipKind, Resource, ScalarType, Schema, Value};
+
+/// PostgreSQL truncates identifiers longer than this, so generated index and
+/// constraint names are shortened (with a hash) to fit.
+pub const MAX_IDENTIFIER_LEN: usize = 63;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub name: String,
+    /// The resource the table stores; `[resource] renamed_from` may name it.
+    pub resource: String,
+    pub columns: Vec<Column>,
+    pub unique_indexes: Vec<UniqueIndex>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+    pub nullable: bool,
+    pub default: Option<ColumnDefault>,
+    pub primary_key: bool,
+    pub references: Option<ForeignKey>,
+}
+
+/// Column types with the constraints the database itself enforces (as
+/// CHECK constraints). `string` and `text` are one database type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnType {
+    Uuid,
+    Text {
+        min_length: Option<u32>,
+        max_length: Option<u32>,
+    },
+    Integer {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    Float {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Boolean,
+    Date,
+    Datetime,
+    Json,
+    Enum {
+        values: Vec<String>,
+    },
+    Array {
+        of: ScalarType,
+    },
+}
+
+/// The type without its constraints, for deciding how a value converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseType {
+    Uuid,
+    Text,
+    Integer,
+    Float,
+    Boolean,
+    Date,
+    Datetime,
+    Json,
+    Enum,
+    Array,
+}
+
+impl ColumnType {
+    pub fn base(&self) -> BaseType {
+        match self {
+            ColumnType::Uuid => BaseType::Uuid,
+            ColumnType::Text { .. } => BaseType::Text,
+            ColumnType::Integer { .. } => BaseType::Integer,
+            ColumnType::Float { .. } => BaseType::Float,
+            ColumnType::Boolean => BaseType::Boolean,
+            ColumnType::Date => BaseType::Date,
+            ColumnType::Datetime => BaseType::Datetime,
+            ColumnType::Json => BaseType::Json,
+            ColumnType::Enum { .. } => BaseType::Enum,
+            ColumnType::Array { .. } => BaseType::Array,
+        }
+    }
+
+    /// The name used in snapshots and messages.
+    pub fn name(&self) -> String {
+        match self {
+            ColumnType::Array { of } => format!("array of {}", of.as_str()),
+            other => other.base().as_str().to_string(),
+        }
+    }
+}
+
+impl BaseType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaseType::Uuid => "uuid",
+            BaseType::Text => "text",
+            BaseType::Integer => "integer",
+            BaseType::Float => "float",
+            BaseType::Boolean => "boolean",
+            BaseType::Date => "date",
+            BaseType::Datetime => "datetime",
+            BaseType::Json => "json",
+            BaseType::Enum => "enum",
+            BaseType::Array => "array",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnDefault {
+    /// A literal from the resource file.
+    Value(Value),
+    /// The current time, for `inserted_at` / `updated_at`.
+    Now,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub table: String,
+    pub column: String,
+    pub on_delete: OnDelete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueIndex {
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+/// A name for an index or constraint on `table` that fits PostgreSQL's limit
+/// and stays stable: long names keep a readable prefix and gain a hash.
+pub fn constraint_name(table: &str, parts: &str, suffix: &str) -> String {
+    let full = format!("{table}_{parts}_{suffix}");
+    if full.len() <= MAX_IDENTIFIER_LEN {
+        return full;
+    }
+    // FNV-1a: stable across Rust versions and platforms, unlike DefaultHasher.
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let keep = MAX_IDENTIFIER_LEN - 9 - suffix.len() - 1;
+    format!("{}_{:08x}_{suffix}", &full[..keep], hash as u32)
+}
+
+/// Lowers every resource to its table. Relationships become `<name>_id`
+/// foreign-key columns; every table gets `id`, `inserted_at`, `updated_at`.
+pub fn lower(schema: &Schema) -> Vec<Table> {
+    schema
+        .resources
+        .iter()
+        .map(|r| lower_resource(schema, r))
+        .collect()
+}
+
+fn lower_resource(schema: &Schema, resource: &Resource) -> Table {
+    let table = resource.plural.clone();
+    let mut columns = vec![Column {
+        name: "id".into(),
+        ty: ColumnType::Uuid,
+        nullable: false,
+        default: None,
+        primary_key: true,
+        references: None,
+    }];
+    let mut unique_indexes = Vec::new();
+    for attribute in &resource.attributes {
+        let ty = match &attribute.ty {
+            AttrType::String {
+                min_length,
+                max_length,
+                ..
+            } => ColumnType::Text {
+                min_length: *min_length,
+                max_length: *max_length,
+            },
+            AttrType::Text => ColumnType::Text {
+                min_length: None,
+                max_length: None,
+            },
+            AttrType::Integer { min, max } => ColumnType::Integer {
+                min: *min,
+                max: *max,
+            },
+            AttrType::Float { min, max } => ColumnType::Float {
+                min: *min,
+                max: *max,
+            },
+            AttrType::Boolean => ColumnType::Boolean,
+            AttrType::Uuid => ColumnType::Uuid,
+            AttrType::Date => ColumnType::Date,
+            AttrType::Datetime => ColumnType::Datetime,
+            AttrType::Json => ColumnType::Json,
+            AttrType::Enum { values } => ColumnType::Enum {
+                values: values.clone(),
+            },
+            AttrType::Array { of } => ColumnType::Array { of: *of },
+        };
+        columns.push(Column {
+            name: attribute.name.clone(),
+            ty,
+            nullable: !attribute.required,
+            default: attribute.default.clone().map(ColumnDefault::Value),
+            primary_key: false,
+            references: None,
+        });
+        if attribute.unique {
+            unique_indexes.push(UniqueIndex {
+                name: constraint_name(&table, &attribute.name, "key"),
+                columns: vec![attribute.name.clone()],
+            });
+        }
+    }
+    for relationship in &resource.relationships {
+        if let RelationshipKind::BelongsTo {
+            target,
+            required,
+            on_delete,
+        } = &relationship.kind
+        {
+            let target_table = schema
+                .resource(target)
+                .map_or_else(|| format!("{target}s"), |t| t.plural.clone());
+            columns.push(Column {
+                name: format!("{}_id", relationship.name),
+                ty: ColumnType::Uuid,
+                nullable: !required,
+                default: None,
+                primary_key: false,
+                references: Some(ForeignKey {
+                    table: target_table,
+                    column: "id".into(),
+                    on_delete: *on_delete,
+                }),
+            });
+        }
+    }
+    for name in ["inserted_at", "updated_at"] {
+        columns.push(Column {
+            name: name.into(),
+            ty: ColumnType::Datetime,
+            nullable: false,
+            default: Some(ColumnDefault::Now),
+            primary_key: false,
+            references: None,
+        });
+    }
+    for identity in &resource.identities {
+        unique_indexes.push(UniqueIndex {
+            name: constraint_name(&table, &identity.name, "key"),
+            columns: identity.columns.clone(),
+        });
+    }
+    unique_indexes.sort_by(|a, b| a.name.cmp(&b.name));
+    Table {
+        name: table,
+        resource: resource.name.clone(),
+        columns,
+        unique_indexes,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The recorded form. Plain serde structs so the file reads well and diffs
+// line by line; `default` is JSON text because TOML has no null.
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableFile {
+    table: String,
+    resource: String,
+    #[serde(default)]
+    columns: BTreeMap<String, ColumnFile>,
+    /// Column order, since TOML tables are unordered for readers.
+    order: Vec<String>,
+    #[serde(default)]
+    unique: BTreeMap<String, UniqueFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnFile {
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    nullable: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    primary_key: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_length: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_length: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    values: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    references: Option<ReferenceFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferenceFile {
+    table: String,
+    column: String,
+    on_delete: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UniqueFile {
+    columns: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+const SNAPSHOT_HEADER: &str = "# Recorded by `kumo codegen`: the schema the migrations in this folder produce.\n# Kumo compares resources/ with these files; do not edit them by hand.\n\n";
+
+/// The recorded form of one table.
+pub fn to_snapshot(table: &Table) -> String {
+    let mut columns = BTreeMap::new();
+    for c in &table.columns {
+        let mut file = ColumnFile {
+            ty: c.ty.base().as_str().to_string(),
+            nullable: c.nullable,
+            primary_key: c.primary_key,
+            default: c.default.as_ref().map(|d| match d {
+                ColumnDefault::Now => "now()".to_string(),
+                ColumnDefault::Value(v) => v.to_string(),
+            }),
+            min: None,
+            max: None,
+            min_length: None,
+            max_length: None,
+            values: None,
+            of: None,
+            references: c.references.as_ref().map(|r| ReferenceFile {
+                table: r.table.clone(),
+                column: r.column.clone(),
+                on_delete: r.on_delete.as_str().to_string(),
+            }),
+        };
+        match &c.ty {
+            ColumnType::Text {
+                min_length,
+                max_length,
+            } => {
+                file.min_length = *min_length;
+                file.max_length = *max_length;
+            }
+            ColumnType::Integer { min, max } => {
+                file.min = min.map(toml::Value::Integer);
+                file.max = max.map(toml::Value::Integer);
+            }
+            ColumnType::Float { min, max } => {
+                file.min = min.map(toml::Value::Float);
+                file.max = max.map(toml::Value::Float);
+            }
+            ColumnType::Enum { values } => file.values = Some(values.clone()),
+            ColumnType::Array { of } => file.of = Some(of.as_str().to_string()),
+            _ => {}
+        }
+        columns.insert(c.name.clone(), file);
+    }
+    let file = TableFile {
+        table: table.name.clone(),
+        resource: table.resource.clone(),
+        order: table.columns.iter().map(|c| c.name.clone()).collect(),
+        columns,
+        unique: table
+            .unique_indexes
+            .iter()
+            .map(|u| {
+                (
+                    u.name.clone(),
+                    UniqueFile {
+                        columns: u.columns.clone(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let body = toml::to_string_pretty(&file).expect("snapshot structs always serialise");
+    format!("{SNAPSHOT_HEADER}{body}")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SnapshotError(String);
+
+/// Reads a recorded table back.
+pub fn from_snapshot(text: &str) -> Result<Table, SnapshotError> {
+    let file: TableFile = toml::from_str(text).map_err(|e| SnapshotError(e.to_string()))?;
+    let mut columns = Vec::new();
+    for name in &file.order {
+        let c = file
+            .columns
+            .get(name)
+            .ok_or_else(|| SnapshotError(format!("`order` names `{name}`, which has no entry in `columns`")))?;
+        let bad = |what: &str| SnapshotError(format!("column `{name}`: {what}"));
+        let int = |v: &Option<toml::Value>| -> Result<Option<i64>, SnapshotError> {
+            v.as_ref()
+                .map(|v| v.as_integer().ok_or_else(|| bad("min/max must be integers")))
+                .transpose()
+        };
+        let float = |v: &Option<toml::Value>| -> Option<f64> {
+            v.as_ref()
+                .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+        };
+        let ty = match c.ty.as_str() {
+            "uuid" => ColumnType::Uuid,
+            "text" => ColumnType::Text {
+                min_length: c.min_length,
+                max_length: c.max_length,
+            },
+            "integer" => ColumnType::Integer {
+                min: int(&c.min)?,
+                max: int(&c.max)?,
+            },
+            "float" => ColumnType::Float {
+                min: float(&c.min),
+                max: float(&c.max),
+            },
+            "boolean" => ColumnType::Boolean,
+            "date" => ColumnType::Date,
+            "datetime" => ColumnType::Datetime,
+            "json" => ColumnType::Json,
+            "enum" => ColumnType::Enum {
+                values: c.values.clone().ok_or_else(|| bad("enum without `values`"))?,
+            },
+            "array" => ColumnType::Array {
+                of: c
+                    .of
+                    .as_deref()
+                    .and_then(ScalarType::parse)
+                    .ok_or_else(|| bad("array without a valid `of`"))?,
+            },
+            other => return Err(bad(&format!("unknown type `{other}`"))),
+        };
+        let default = match c.default.as_deref() {
+            None => None,
+            Some("now()") => Some(ColumnDefault::Now),
+            Some(json) => Some(ColumnDefault::Value(
+                serde_json::from_str(json).map_err(|e| bad(&format!("bad default: {e}")))?,
+            )),
+        };
+        let references = match &c.references {
+            None => None,
+            Some(r) => Some(ForeignKey {
+                table: r.table.clone(),
+                column: r.column.clone(),
+                on_delete: OnDelete::parse(&r.on_delete)
+                    .ok_or_else(|| bad("unknown on_delete"))?,
+            }),
+        };
+        columns.push(Column {
+            name: name.clone(),
+            ty,
+            nullable: c.nullable,
+            default,
+            primary_key: c.primary_key,
+            references,
+        });
+    }
+    if columns.len() != file.columns.len() {
+        return Err(SnapshotError(
+            "every entry in `columns` must also be listed in `order`".into(),
+        ));
+    }
+    Ok(Table {
+        name: file.table,
+        resource: file.resource,
+        columns,
+        unique_indexes: file
+            .unique
+            .into_iter()
+            .map(|(name, u)| UniqueIndex {
+                name,
+                columns: u.columns,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_constraint_names_fit_postgres_and_stay_distinct() {
+        let a = constraint_name(&"t".repeat(48), &"a".repeat(48), "key");
+        let b = constraint_name(&"t".repeat(48), &format!("{}b", "a".repeat(47)), "key");
+        assert!(a.len() <= MAX_IDENTIFIER_LEN, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(constraint_name("users", "email", "key"), "users_email_key");
+    }
+}

@@ -1,0 +1,225 @@
+//! One handle over the two databases Kumo runs on.
+//!
+//! sqlx's `Any` driver only knows basic types, so Kumo keeps an enum over the
+//! two real pools and matches where the SQL differs.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, SqlitePool};
+
+use crate::sql::{ident, Dialect};
+use crate::Error;
+
+/// Where a database lives, parsed from its URL.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Postgres(PgConnectOptions),
+    Sqlite(SqliteConnectOptions),
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::BadUrl(format!("{}: {e}", redact(url))))?;
+            Ok(Target::Postgres(options))
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::BadUrl(format!("{url}: {e}")))?
+                .foreign_keys(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5));
+            Ok(Target::Sqlite(options))
+        } else {
+            Err(Error::BadUrl(format!(
+                "{}: the database URL must start with sqlite:// or postgres://",
+                redact(url)
+            )))
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Target::Postgres(_) => Dialect::Postgres,
+            Target::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// A description safe to print (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Postgres(o) => format!(
+                "PostgreSQL database `{}` on {}:{}",
+                o.get_database().unwrap_or("postgres"),
+                o.get_host(),
+                o.get_port()
+            ),
+            Target::Sqlite(o) => format!("SQLite database {}", o.get_filename().display()),
+        }
+    }
+
+    fn sqlite_path(&self) -> Option<PathBuf> {
+        match self {
+            Target::Sqlite(o) => Some(o.get_filename().to_path_buf()),
+            Target::Postgres(_) => None,
+        }
+    }
+
+    fn is_memory(&self) -> bool {
+        self.sqlite_path()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.to_string_lossy().starts_with(":memory:"))
+    }
+
+    /// Whether the database exists.
+    pub async fn exists(&self) -> Result<bool, Error> {
+        match self {
+            Target::Sqlite(_) => Ok(self.is_memory() || self.sqlite_path().is_some_and(|p| p.exists())),
+            Target::Postgres(o) => {
+                let name = o.get_database().unwrap_or("postgres").to_string();
+                let mut conn = o.clone().database("postgres").connect().await?;
+                let found: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                        .bind(&name)
+                        .fetch_optional(&mut conn)
+                        .await?;
+                conn.close().await?;
+                Ok(found.is_some())
+            }
+        }
+    }
+
+    /// Creates the database. Returns false when it already existed.
+    pub async fn create(&self) -> Result<bool, Error> {
+        if self.exists().await? {
+            return Ok(false);
+        }
+        match self {
+            Target::Sqlite(o) => {
+                let path = o.get_filename();
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::Io {
+                        path: parent.to_path_buf(),
+                        source: e,
+                    })?;
+                }
+                let conn = o.clone().create_if_missing(true).connect().await?;
+                conn.close().await?;
+            }
+            Target::Postgres(o) => {
+                let name = o.get_database().unwrap_or("postgres").to_string();
+                let mut conn = o.clone().database("postgres").connect().await?;
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {}", ident(&name))))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Drops the database. Returns false when there was none.
+    pub async fn drop_database(&self) -> Result<bool, Error> {
+        if !self.exists().await? {
+            return Ok(false);
+        }
+        match self {
+            Target::Sqlite(o) => {
+                let path = o.get_filename().to_path_buf();
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let file = PathBuf::from(file);
+                    match std::fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::Io { path: file, source: e }),
+                    }
+                }
+            }
+            Target::Postgres(o) => {
+                let name = o.get_database().unwrap_or("postgres").to_string();
+                let mut conn = o.clone().database("postgres").connect().await?;
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    ident(&name)
+                )))
+                .execute(&mut conn)
+                .await?;
+                conn.close().await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Opens a pool. A missing database is an error that says how to create it.
+    pub async fn connect(&self) -> Result<Database, Error> {
+        if !self.exists().await? {
+            return Err(Error::Missing(self.describe()));
+        }
+        Ok(match self {
+            Target::Postgres(o) => Database::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(o.clone())
+                    .await?,
+            ),
+            Target::Sqlite(o) => Database::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(o.clone())
+                    .await?,
+            ),
+        })
+    }
+}
+
+/// Hides the password in a URL before it is printed or logged.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Database {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Database {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Database::Postgres(_) => Dialect::Postgres,
+            Database::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Does the database answer?
+    pub async fn ping(&self) -> Result<(), Error> {
+        match self {
+            Database::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+            Database::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Database::Postgres(p) => p.close().await,
+            Database::Sqlite(p) => p.close().await,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Migrations and the recorded schema on disk.
+//!
+//! ```text
+//! migrations/
+//!   20261121120000_initial/
+//!     postgres.up.sql  postgres.down.sql  sqlite.up.sql  sqlite.down.sql
+//!   schema/
+//!     avatars.toml     (one file per table: what the migrations produce)
+//! ```
+//! One folder per migration and one file per table, so two branches that add
+//! different resources touch different paths and merge without conflict.
+
+use std::path::{Path, PathBuf};
+
+use kumo_core::resource::Schema;
+use kumo_core::table::{self, Table};
+
+use crate::diff::{self, Change, RenameHints, Renames};
+use crate::sql::{self, Dialect};
+use crate::Error;
+
+pub const SCHEMA_DIR: &str = "schema";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migration {
+    /// The folder name, `20261121120000_initial`; migrations apply in this order.
+    pub id: String,
+    pub postgres_up: String,
+    pub postgres_down: String,
+    pub sqlite_up: String,
+    pub sqlite_down: String,
+}
+
+impl Migration {
+    pub fn up(&self, dialect: Dialect) -> &str {
+        match dialect {
+            Dialect::Postgres => &self.postgres_up,
+            Dialect::Sqlite => &self.sqlite_up,
+        }
+    }
+
+    pub fn down(&self, dialect: Dialect) -> &str {
+        match dialect {
+            Dialect::Postgres => &self.postgres_down,
+            Dialect::Sqlite => &self.sqlite_down,
+        }
+    }
+
+    /// A fingerprint of the files, recorded when applied, so an edit to an
+    /// applied migration is noticed (FNV-1a: a change detector, not a MAC).
+    pub fn checksum(&self) -> String {
+        let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+        for part in [
+            &self.postgres_up,
+            &self.postgres_down,
+            &self.sqlite_up,
+            &self.sqlite_down,
+        ] {
+            for byte in part.bytes().chain(std::iter::once(0)) {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        format!("{hash:016x}")
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn is_migration_id(name: &str) -> bool {
+    let (stamp, rest) = name.split_at(name.len().min(14));
+    stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with('_')
+}
+
+/// Every migration in `dir`, in order. A missing folder means none.
+pub fn read_migrations(dir: &Path) -> Result<Vec<Migration>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut migrations = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.path().is_dir() || !is_migration_id(&name) {
+            continue;
+        }
+        let read = |file: &str| -> Result<String, Error> {
+            let path = entry.path().join(file);
+            std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })
+        };
+        migrations.push(Migration {
+            id: name.clone(),
+            postgres_up: read("postgres.up.sql")?,
+            postgres_down: read("postgres.down.sql")?,
+            sqlite_up: read("sqlite.up.sql")?,
+            sqlite_down: read("sqlite.down.sql")?,
+        });
+    }
+    migrations.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(migrations)
+}
+
+/// The recorded schema: every `migrations/schema/*.toml`, sorted by name.
+pub fn read_recorded(migrations_dir: &Path) -> Result<Vec<Table>, Error> {
+    let dir = migrations_dir.join(SCHEMA_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&dir)(e)),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut tables = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let table = table::from_snapshot(&text)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        tables.push(table);
+    }
+    Ok(tables)
+}
+
+/// What `kumo codegen` would write.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub renames: Renames,
+    pub new_tables: Vec<Table>,
+    pub old_tables: Vec<Table>,
+}
+
+impl Plan {
+    pub fn new(recorded: Vec<Table>, schema: &Schema) -> Self {
+        let new_tables = table::lower(schema);
+        let renames = Renames::resolve(&recorded, &new_tables, &RenameHints::from_schema(schema));
+        let changes = diff::diff(&recorded, &new_tables, &renames);
+        Plan {
+            changes,
+            renames,
+            new_tables,
+            old_tables: recorded,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn up_sql(&self, dialect: Dialect) -> String {
+        sql::render(&self.changes, dialect)
+    }
+
+    pub fn down_sql(&self, dialect: Dialect) -> String {
+        let back = diff::diff(&self.new_tables, &self.old_tables, &self.renames.inverted());
+        sql::render(&back, dialect)
+    }
+
+    pub fn describe(&self) -> Vec<String> {
+        diff::describe(&self.changes)
+    }
+
+    pub fn destructive_steps(&self) -> Vec<String> {
+        diff::destructive_steps(&self.changes)
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        diff::warnings(&self.changes)
+    }
+
+    /// The migration as it would be written, with id `id`.
+    pub fn migration(&self, id: String) -> Migration {
+        Migration {
+            id,
+            postgres_up: self.up_sql(Dialect::Postgres),
+            postgres_down: self.down_sql(Dialect::Postgres),
+            sqlite_up: self.up_sql(Dialect::Sqlite),
+            sqlite_down: self.down_sql(Dialect::Sqlite),
+        }
+    }
+}
+
+/// A new migration id: the UTC time, made later than every existing one so
+/// order is kept even when two migrations are made in the same second.
+pub fn next_id(existing: &[Migration], name: &str, now: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year][month][day][hour][minute][second]");
+    let mut stamp: u64 = now
+        .to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if let Some(last) = existing.iter().filter_map(|m| m.id[..14].parse::<u64>().ok()).max() {
+        if stamp <= last {
+            stamp = last + 1;
+        }
+    }
+    format!("{stamp:014}_{name}")
+}
+
+/// Writes a migration folder and brings `migrations/schema/` up to date.
+pub fn write(migrations_dir: &Path, migration: &Migration, tables: &[Table]) -> Result<PathBuf, Error> {
+    let dir = migrations_dir.join(&migration.id);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let header = |dialect: &str, direction: &str| {
+        format!(
+            "-- Kumo migration {} ({dialect}, {direction}). Generated by `kumo codegen`; never edit a migration that has been applied.\n\n",
+            migration.id
+        )
+    };
+    for (file, dialect, direction, body) in [
+        ("postgres.up.sql", "postgres", "up", &migration.postgres_up),
+        ("postgres.down.sql", "postgres", "down", &migration.postgres_down),
+        ("sqlite.up.sql", "sqlite", "up", &migration.sqlite_up),
+        ("sqlite.down.sql", "sqlite", "down", &migration.sqlite_down),
+    ] {
+        let path = dir.join(file);
+        let text = format!("{}{body}", header(dialect, direction));
+        std::fs::write(&path, text).map_err(io(&path))?;
+    }
+    write_recorded(migrations_dir, tables)?;
+    Ok(dir)
+}
+
+/// Makes `migrations/schema/` hold exactly `tables`, touching only files
+/// whose content changes.
+pub fn write_recorded(migrations_dir: &Path, tables: &[Table]) -> Result<(), Error> {
+    let dir = migrations_dir.join(SCHEMA_DIR);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let mut keep = Vec::new();
+    for t in tables {
+        let path = dir.join(format!("{}.toml", t.name));
+        let text = table::to_snapshot(t);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&path, &text).map_err(io(&path))?;
+        }
+        keep.push(path);
+    }
+    for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+        let path = entry.map_err(io(&dir))?.path();
+        if path.extension().is_some_and(|x| x == "toml") && !keep.contains(&path) {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The body of a migration file without Kumo's header comment.
+pub fn strip_header(sql: &str) -> &str {
+    sql.strip_prefix("-- Kumo migration")
+        .and_then(|rest| rest.split_once("\n\n").map(|(_, body)| body))
+        .unwrap_or(sql)
+}

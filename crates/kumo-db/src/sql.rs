@@ -1,0 +1,591 @@
+//! Rendering schema changes as SQL for PostgreSQL and SQLite.
+//!
+//! The generated SQL is the product users read and commit, so it is written
+//! here by hand, statement by statement, rather than through a query builder:
+//! we need exact control over its text and over SQLite's table-rebuild
+//! procedure. Identifiers come only from the validated schema and are always
+//! double-quoted.
+//!
+//! Invariants:
+//! - PostgreSQL creates tables without foreign keys and adds them last, so
+//!   tables may reference each other in any order (cycles included).
+//! - SQLite tables are `STRICT`; any change `ALTER TABLE` cannot express is a
+//!   rebuild (create the new table, copy, drop, rename). The runner turns
+//!   foreign keys off around each migration and runs `foreign_key_check`
+//!   before committing, as SQLite's documentation prescribes.
+
+use kumo_core::resource::{OnDelete, Value};
+use kumo_core::table::{
+    constraint_name, BaseType, Column, ColumnDefault, ColumnType, Table, UniqueIndex,
+};
+
+use crate::diff::{Change, TableAlter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+
+    pub const ALL: [Dialect; 2] = [Dialect::Postgres, Dialect::Sqlite];
+}
+
+/// A double-quoted identifier. Names come from the validated schema, so the
+/// escaping is a second line of defence, not the first.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn string_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The column's type as the database declares it.
+pub fn sql_type(ty: &ColumnType, dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => match ty.base() {
+            BaseType::Uuid => "UUID",
+            BaseType::Text | BaseType::Enum => "TEXT",
+            BaseType::Integer => "BIGINT",
+            BaseType::Float => "DOUBLE PRECISION",
+            BaseType::Boolean => "BOOLEAN",
+            BaseType::Date => "DATE",
+            BaseType::Datetime => "TIMESTAMPTZ",
+            BaseType::Json | BaseType::Array => "JSONB",
+        },
+        Dialect::Sqlite => match ty.base() {
+            BaseType::Integer | BaseType::Boolean => "INTEGER",
+            BaseType::Float => "REAL",
+            _ => "TEXT",
+        },
+    }
+}
+
+/// The CHECK expression a column type needs, if any.
+pub fn check_expr(column: &Column, dialect: Dialect) -> Option<String> {
+    let c = ident(&column.name);
+    let length = match dialect {
+        Dialect::Postgres => "char_length",
+        Dialect::Sqlite => "length",
+    };
+    let mut parts = Vec::new();
+    match &column.ty {
+        ColumnType::Text {
+            min_length,
+            max_length,
+        } => {
+            if let Some(min) = min_length {
+                parts.push(format!("{length}({c}) >= {min}"));
+            }
+            if let Some(max) = max_length {
+                parts.push(format!("{length}({c}) <= {max}"));
+            }
+        }
+        ColumnType::Integer { min, max } => {
+            if let Some(min) = min {
+                parts.push(format!("{c} >= {min}"));
+            }
+            if let Some(max) = max {
+                parts.push(format!("{c} <= {max}"));
+            }
+        }
+        ColumnType::Float { min, max } => {
+            if let Some(min) = min {
+                parts.push(format!("{c} >= {}", float_literal(*min)));
+            }
+            if let Some(max) = max {
+                parts.push(format!("{c} <= {}", float_literal(*max)));
+            }
+        }
+        ColumnType::Enum { values } => {
+            let list: Vec<String> = values.iter().map(|v| string_literal(v)).collect();
+            parts.push(format!("{c} IN ({})", list.join(", ")));
+        }
+        ColumnType::Boolean if dialect == Dialect::Sqlite => parts.push(format!("{c} IN (0, 1)")),
+        ColumnType::Json if dialect == Dialect::Sqlite => {
+            parts.push(format!("json_valid({c})"));
+        }
+        ColumnType::Array { .. } => match dialect {
+            Dialect::Postgres => parts.push(format!("jsonb_typeof({c}) = 'array'")),
+            Dialect::Sqlite => parts.push(format!("json_valid({c}) AND json_type({c}) = 'array'")),
+        },
+        _ => {}
+    }
+    (!parts.is_empty()).then(|| parts.join(" AND "))
+}
+
+fn float_literal(f: f64) -> String {
+    let s = f.to_string();
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// A literal default as SQL.
+pub fn default_sql(default: &ColumnDefault, ty: &ColumnType, dialect: Dialect) -> String {
+    match default {
+        ColumnDefault::Now => match dialect {
+            Dialect::Postgres => "CURRENT_TIMESTAMP".into(),
+            Dialect::Sqlite => "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))".into(),
+        },
+        ColumnDefault::Value(v) => value_sql(v, ty, dialect),
+    }
+}
+
+/// A value as an SQL literal of the column's type.
+pub fn value_sql(v: &Value, ty: &ColumnType, dialect: Dialect) -> String {
+    match (ty.base(), v) {
+        (_, Value::Null) => "NULL".into(),
+        (BaseType::Json | BaseType::Array, v) => match dialect {
+            Dialect::Postgres => format!("{}::jsonb", string_literal(&v.to_string())),
+            Dialect::Sqlite => string_literal(&v.to_string()),
+        },
+        (BaseType::Boolean, Value::Bool(b)) => match dialect {
+            Dialect::Postgres => if *b { "true" } else { "false" }.into(),
+            Dialect::Sqlite => if *b { "1" } else { "0" }.into(),
+        },
+        (BaseType::Float, Value::Number(n)) => float_literal(n.as_f64().unwrap_or_default()),
+        (_, Value::Number(n)) => n.to_string(),
+        (_, Value::String(s)) => string_literal(s),
+        (_, other) => string_literal(&other.to_string()),
+    }
+}
+
+fn column_definition(table: &str, column: &Column, dialect: Dialect, with_fk: bool) -> String {
+    let mut sql = format!("{} {}", ident(&column.name), sql_type(&column.ty, dialect));
+    if column.primary_key {
+        sql.push_str(" PRIMARY KEY");
+    } else if !column.nullable {
+        sql.push_str(" NOT NULL");
+    }
+    if let Some(default) = &column.default {
+        sql.push_str(" DEFAULT ");
+        sql.push_str(&default_sql(default, &column.ty, dialect));
+    }
+    if let Some(check) = check_expr(column, dialect) {
+        sql.push_str(&format!(
+            " CONSTRAINT {} CHECK ({check})",
+            ident(&constraint_name(table, &column.name, "check"))
+        ));
+    }
+    if with_fk {
+        if let Some(fk) = &column.references {
+            sql.push_str(&format!(
+                " CONSTRAINT {} REFERENCES {} ({}) ON DELETE {}",
+                ident(&constraint_name(table, &column.name, "fkey")),
+                ident(&fk.table),
+                ident(&fk.column),
+                on_delete_sql(fk.on_delete)
+            ));
+        }
+    }
+    sql
+}
+
+fn on_delete_sql(on_delete: OnDelete) -> &'static str {
+    match on_delete {
+        OnDelete::Restrict => "RESTRICT",
+        OnDelete::Cascade => "CASCADE",
+        OnDelete::Nullify => "SET NULL",
+    }
+}
+
+/// `CREATE TABLE name (…)`; constraint names always follow `table.name`, so a
+/// rebuild's temporary table already carries the final names.
+fn create_table_sql(table: &Table, dialect: Dialect, name: &str) -> String {
+    let with_fk = dialect == Dialect::Sqlite;
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("  {}", column_definition(&table.name, c, dialect, with_fk)))
+        .collect();
+    let strict = if dialect == Dialect::Sqlite { " STRICT" } else { "" };
+    format!(
+        "CREATE TABLE {} (\n{}\n){strict};",
+        ident(name),
+        columns.join(",\n")
+    )
+}
+
+fn create_unique_sql(table: &str, index: &UniqueIndex) -> String {
+    let cols: Vec<String> = index.columns.iter().map(|c| ident(c)).collect();
+    format!(
+        "CREATE UNIQUE INDEX {} ON {} ({});",
+        ident(&index.name),
+        ident(table),
+        cols.join(", ")
+    )
+}
+
+fn add_fk_sql(table: &str, column: &Column) -> Option<String> {
+    let fk = column.references.as_ref()?;
+    Some(format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {};",
+        ident(table),
+        ident(&constraint_name(table, &column.name, "fkey")),
+        ident(&column.name),
+        ident(&fk.table),
+        ident(&fk.column),
+        on_delete_sql(fk.on_delete)
+    ))
+}
+
+/// The SQL for a list of changes, one statement per line group.
+pub fn render(changes: &[Change], dialect: Dialect) -> String {
+    let statements = match dialect {
+        Dialect::Postgres => render_postgres(changes),
+        Dialect::Sqlite => render_sqlite(changes),
+    };
+    if statements.is_empty() {
+        return String::new();
+    }
+    let mut sql = statements.join("\n\n");
+    sql.push('\n');
+    sql
+}
+
+fn render_postgres(changes: &[Change]) -> Vec<String> {
+    let d = Dialect::Postgres;
+    let mut out = Vec::new();
+    let mut add_fks = Vec::new();
+    // Foreign keys that change (target, name after a rename, column type)
+    // are dropped first, so type changes and drops below never trip over
+    // them, and added back at the end.
+    for change in changes {
+        if let Change::AlterTable(a) = change {
+            for new in &a.new.columns {
+                let Some(old) = a.source_of(&new.name) else {
+                    continue;
+                };
+                let old_fk = constraint_name(&a.old.name, &old.name, "fkey");
+                let new_fk = constraint_name(&a.new.name, &new.name, "fkey");
+                let retyped = sql_type(&old.ty, d) != sql_type(&new.ty, d);
+                if old.references == new.references && old_fk == new_fk && !retyped {
+                    continue;
+                }
+                if old.references.is_some() {
+                    out.push(format!(
+                        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {};",
+                        ident(&a.old.name),
+                        ident(&old_fk)
+                    ));
+                }
+                add_fks.extend(add_fk_sql(&a.new.name, new));
+            }
+        }
+    }
+    for change in changes {
+        if let Change::RenameTable { from, to } = change {
+            out.push(format!("ALTER TABLE {} RENAME TO {};", ident(from), ident(to)));
+        }
+    }
+    for change in changes {
+        if let Change::CreateTable(t) = change {
+            out.push(create_table_sql(t, d, &t.name));
+            for u in &t.unique_indexes {
+                out.push(create_unique_sql(&t.name, u));
+            }
+            add_fks.extend(t.columns.iter().filter_map(|c| add_fk_sql(&t.name, c)));
+        }
+    }
+    for change in changes {
+        if let Change::AlterTable(a) = change {
+            alter_postgres(a, &mut out, &mut add_fks);
+        }
+    }
+    let dropped: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::DropTable(t) => Some(ident(&t.name)),
+            _ => None,
+        })
+        .collect();
+    if !dropped.is_empty() {
+        // One statement, so dropped tables may reference each other.
+        out.push(format!("DROP TABLE {};", dropped.join(", ")));
+    }
+    out.extend(add_fks);
+    out
+}
+
+fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<String>) {
+    let d = Dialect::Postgres;
+    let t = ident(&a.new.name);
+    for (old, new) in &a.renamed_columns {
+        out.push(format!(
+            "ALTER TABLE {t} RENAME COLUMN {} TO {};",
+            ident(old),
+            ident(new)
+        ));
+    }
+    // CHECK constraints are named after table and column; after a rename
+    // they carry the old name, so rename them to keep the schema canonical.
+    for new in &a.new.columns {
+        let Some(old) = a.source_of(&new.name) else { continue };
+        let old_check = constraint_name(&a.old.name, &old.name, "check");
+        let new_check = constraint_name(&a.new.name, &new.name, "check");
+        let altered = a.altered.iter().any(|(_, n)| n.name == new.name);
+        if old_check != new_check && check_expr(old, d).is_some() && !altered {
+            out.push(format!(
+                "ALTER TABLE {t} RENAME CONSTRAINT {} TO {};",
+                ident(&old_check),
+                ident(&new_check)
+            ));
+        }
+    }
+    for u in &a.dropped_unique {
+        out.push(format!("DROP INDEX {};", ident(&u.name)));
+    }
+    for (old, new) in &a.renamed_unique {
+        out.push(format!("ALTER INDEX {} RENAME TO {};", ident(old), ident(new)));
+    }
+    for c in &a.dropped {
+        out.push(format!("ALTER TABLE {t} DROP COLUMN {};", ident(&c.name)));
+    }
+    for (old, new) in &a.altered {
+        let col = ident(&new.name);
+        let old_check = constraint_name(&a.old.name, &old.name, "check");
+        let new_check = constraint_name(&a.new.name, &new.name, "check");
+        let retyped = sql_type(&old.ty, d) != sql_type(&new.ty, d);
+        let check_changed = retyped
+            || check_expr(old, d).map(|e| e.replace(&ident(&old.name), &col))
+                != check_expr(new, d)
+            || old_check != new_check;
+        if check_changed && check_expr(old, d).is_some() {
+            out.push(format!(
+                "ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {};",
+                ident(&old_check)
+            ));
+        }
+        if retyped || old.default != new.default {
+            if old.default.is_some() {
+                out.push(format!("ALTER TABLE {t} ALTER COLUMN {col} DROP DEFAULT;"));
+            }
+        }
+        if retyped {
+            out.push(format!(
+                "ALTER TABLE {t} ALTER COLUMN {col} TYPE {} USING {};",
+                sql_type(&new.ty, d),
+                convert_postgres(&col, old.ty.base(), &new.ty)
+            ));
+        }
+        if retyped || old.default != new.default {
+            if let Some(default) = &new.default {
+                out.push(format!(
+                    "ALTER TABLE {t} ALTER COLUMN {col} SET DEFAULT {};",
+                    default_sql(default, &new.ty, d)
+                ));
+            }
+        }
+        if old.nullable && !new.nullable {
+            if let Some(ColumnDefault::Value(v)) = &new.default {
+                out.push(format!(
+                    "UPDATE {t} SET {col} = {} WHERE {col} IS NULL;",
+                    value_sql(v, &new.ty, d)
+                ));
+            }
+            out.push(format!("ALTER TABLE {t} ALTER COLUMN {col} SET NOT NULL;"));
+        } else if !old.nullable && new.nullable {
+            out.push(format!("ALTER TABLE {t} ALTER COLUMN {col} DROP NOT NULL;"));
+        }
+        if check_changed {
+            if let Some(check) = check_expr(new, d) {
+                out.push(format!(
+                    "ALTER TABLE {t} ADD CONSTRAINT {} CHECK ({check});",
+                    ident(&new_check)
+                ));
+            }
+        }
+    }
+    for c in &a.added {
+        out.push(format!(
+            "ALTER TABLE {t} ADD COLUMN {};",
+            column_definition(&a.new.name, c, d, false)
+        ));
+        add_fks.extend(add_fk_sql(&a.new.name, c));
+    }
+    for u in &a.added_unique {
+        out.push(create_unique_sql(&a.new.name, u));
+    }
+}
+
+/// How PostgreSQL converts a column's values to a new type (`USING …`).
+fn convert_postgres(col: &str, from: BaseType, to: &ColumnType) -> String {
+    use BaseType as B;
+    let json_scalar = format!("({col} #>> '{{}}')");
+    match (from, to.base()) {
+        (B::Json | B::Array, B::Text | B::Enum) => json_scalar,
+        (B::Json | B::Array, B::Json | B::Array) => col.to_string(),
+        (B::Json, _) => format!("{json_scalar}::{}", sql_type(to, Dialect::Postgres)),
+        (_, B::Array) => format!("jsonb_build_array({col})"),
+        (_, B::Json) => format!("to_jsonb({col})"),
+        (B::Boolean, B::Integer | B::Float) => format!("{col}::int::{}", sql_type(to, Dialect::Postgres)),
+        (B::Integer | B::Float, B::Boolean) => format!("({col} <> 0)"),
+        (B::Float, B::Integer) => format!("round({col})::bigint"),
+        (_, B::Text | B::Enum) => format!("{col}::text"),
+        (B::Text | B::Enum, _) => format!("{col}::{}", sql_type(to, Dialect::Postgres)),
+        _ => format!("{col}::text::{}", sql_type(to, Dialect::Postgres)),
+    }
+}
+
+/// How SQLite converts a value when a rebuild copies it into a new type.
+fn convert_sqlite(col: &str, from: BaseType, to: &ColumnType) -> String {
+    use BaseType as B;
+    let json_scalar =
+        format!("CASE WHEN json_type({col}) IN ('object', 'array') THEN {col} ELSE json_extract({col}, '$') END");
+    match (from, to.base()) {
+        (a, b) if a == b => col.to_string(),
+        (B::Text | B::Enum | B::Uuid, B::Text | B::Enum | B::Uuid) => col.to_string(),
+        (B::Json | B::Array, B::Json | B::Array) if to.base() == B::Array => {
+            format!("CASE WHEN json_type({col}) = 'array' THEN {col} ELSE json_array(json({col})) END")
+        }
+        (B::Json | B::Array, B::Json | B::Array) => col.to_string(),
+        (B::Json, B::Text | B::Enum | B::Uuid | B::Date | B::Datetime) => {
+            format!("CAST({json_scalar} AS TEXT)")
+        }
+        (B::Json, B::Integer) => format!("CAST({json_scalar} AS INTEGER)"),
+        (B::Json, B::Float) => format!("CAST({json_scalar} AS REAL)"),
+        (B::Json, B::Boolean) => format!("(CAST({json_scalar} AS INTEGER) <> 0)"),
+        (B::Boolean, B::Text | B::Enum) => {
+            format!("CASE {col} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END")
+        }
+        (B::Boolean, B::Json) => format!("CASE {col} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END"),
+        (B::Boolean, B::Array) => {
+            format!("CASE {col} WHEN 1 THEN '[true]' WHEN 0 THEN '[false]' END")
+        }
+        (_, B::Array) => format!("json_array({col})"),
+        (_, B::Json) => format!("json_quote({col})"),
+        (_, B::Integer) if from == B::Float => format!("CAST(round({col}) AS INTEGER)"),
+        (B::Text | B::Enum, B::Boolean) => format!(
+            "CASE WHEN {col} IS NULL THEN NULL WHEN lower({col}) IN ('true', 't', '1', 'yes') THEN 1 ELSE 0 END"
+        ),
+        (_, B::Boolean) => format!("({col} <> 0)"),
+        (_, B::Integer) => format!("CAST({col} AS INTEGER)"),
+        (_, B::Float) => format!("CAST({col} AS REAL)"),
+        (B::Datetime, B::Date) => format!("substr({col}, 1, 10)"),
+        (B::Date, B::Datetime) => format!("({col} || 'T00:00:00Z')"),
+        _ => format!("CAST({col} AS TEXT)"),
+    }
+}
+
+fn render_sqlite(changes: &[Change]) -> Vec<String> {
+    let d = Dialect::Sqlite;
+    let mut out = Vec::new();
+    for change in changes {
+        if let Change::RenameTable { from, to } = change {
+            out.push(format!("ALTER TABLE {} RENAME TO {};", ident(from), ident(to)));
+        }
+    }
+    for change in changes {
+        if let Change::CreateTable(t) = change {
+            out.push(create_table_sql(t, d, &t.name));
+            for u in &t.unique_indexes {
+                out.push(create_unique_sql(&t.name, u));
+            }
+        }
+    }
+    for change in changes {
+        if let Change::AlterTable(a) = change {
+            if needs_rebuild(a) {
+                rebuild_sqlite(a, &mut out);
+            } else {
+                alter_sqlite(a, &mut out);
+            }
+        }
+    }
+    for change in changes {
+        if let Change::DropTable(t) = change {
+            out.push(format!("DROP TABLE {};", ident(&t.name)));
+        }
+    }
+    out
+}
+
+/// SQLite's `ALTER TABLE` can rename, and add a column that is nullable or
+/// has a constant default; anything else needs the rebuild procedure.
+fn needs_rebuild(a: &TableAlter) -> bool {
+    !a.dropped.is_empty()
+        || !a.altered.is_empty()
+        || a.added.iter().any(|c| {
+            (!c.nullable && !matches!(c.default, Some(ColumnDefault::Value(_))))
+                || matches!(c.default, Some(ColumnDefault::Now))
+        })
+}
+
+fn alter_sqlite(a: &TableAlter, out: &mut Vec<String>) {
+    let d = Dialect::Sqlite;
+    let t = ident(&a.new.name);
+    for (old, new) in &a.renamed_columns {
+        out.push(format!(
+            "ALTER TABLE {t} RENAME COLUMN {} TO {};",
+            ident(old),
+            ident(new)
+        ));
+    }
+    for u in &a.dropped_unique {
+        out.push(format!("DROP INDEX {};", ident(&u.name)));
+    }
+    // SQLite has no ALTER INDEX: a renamed index is dropped and recreated.
+    for (old, new) in &a.renamed_unique {
+        out.push(format!("DROP INDEX {};", ident(old)));
+        if let Some(index) = a.new.unique_indexes.iter().find(|u| &u.name == new) {
+            out.push(create_unique_sql(&a.new.name, index));
+        }
+    }
+    for c in &a.added {
+        out.push(format!(
+            "ALTER TABLE {t} ADD COLUMN {};",
+            column_definition(&a.new.name, c, d, true)
+        ));
+    }
+    for u in &a.added_unique {
+        out.push(create_unique_sql(&a.new.name, u));
+    }
+}
+
+/// SQLite's twelve-step procedure, minus the steps the runner does (foreign
+/// keys off, transaction, `foreign_key_check`).
+fn rebuild_sqlite(a: &TableAlter, out: &mut Vec<String>) {
+    let d = Dialect::Sqlite;
+    let temp = format!("_kumo_new_{}", a.new.name);
+    out.push(create_table_sql(&a.new, d, &temp));
+    let mut targets = Vec::new();
+    let mut sources = Vec::new();
+    for column in &a.new.columns {
+        let Some(old) = a.source_of(&column.name) else {
+            continue;
+        };
+        let mut expr = convert_sqlite(&ident(&old.name), old.ty.base(), &column.ty);
+        if let (false, Some(ColumnDefault::Value(v))) = (column.nullable, &column.default) {
+            expr = format!("COALESCE({expr}, {})", value_sql(v, &column.ty, d));
+        }
+        targets.push(ident(&column.name));
+        sources.push(expr);
+    }
+    out.push(format!(
+        "INSERT INTO {} ({})\n  SELECT {} FROM {};",
+        ident(&temp),
+        targets.join(", "),
+        sources.join(", "),
+        ident(&a.new.name)
+    ));
+    out.push(format!("DROP TABLE {};", ident(&a.new.name)));
+    out.push(format!(
+        "ALTER TABLE {} RENAME TO {};",
+        ident(&temp),
+        ident(&a.new.name)
+    ));
+    for u in &a.new.unique_indexes {
+        out.push(create_unique_sql(&a.new.name, u));
+    }
+}

@@ -1,0 +1,115 @@
+//! Kumo's HTTP server. The app is a value: [`app`] builds the router from
+//! an [`AppState`], so tests drive it directly or on a real socket.
+//!
+//! Routes so far: `GET /health` (the process is up) and `GET /ready` (the
+//! database answers and its schema is current). Unknown routes answer a JSON
+//! 404 in the one error shape every Kumo route uses.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kumo_db::db::Database;
+use kumo_db::files::Migration;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+/// What every request can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    /// The migrations this build of the project expects to be applied.
+    migrations: Vec<Migration>,
+}
+
+impl AppState {
+    pub fn new(db: Database, migrations: Vec<Migration>) -> Self {
+        AppState {
+            inner: Arc::new(Inner { db, migrations }),
+        }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if let Err(e) = state.db().ping().await {
+        tracing::warn!(error = %e, "readiness: database does not answer");
+        return not_ready("database_unavailable", "the database does not answer");
+    }
+    match kumo_db::runner::status(state.db(), &state.inner.migrations).await {
+        Ok(status) if status.is_current() => {
+            Json(json!({ "status": "ready" })).into_response()
+        }
+        Ok(status) => {
+            let mut reasons = Vec::new();
+            if !status.pending.is_empty() {
+                reasons.push(format!("{} migration(s) not applied: run `kumo migrate`", status.pending.len()));
+            }
+            if !status.missing.is_empty() || !status.edited.is_empty() {
+                reasons.push("the database's migrations differ from migrations/".to_string());
+            }
+            not_ready("schema_not_current", &reasons.join("; "))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: cannot read migration status");
+            not_ready("database_unavailable", "cannot read the migration status")
+        }
+    }
+}
+
+fn not_ready(code: &str, message: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "not_ready",
+            "error": { "code": code, "message": message }
+        })),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({
+            "error": { "code": "not_found", "message": "no such route" }
+        })),
+    )
+        .into_response()
+}

@@ -1,0 +1,178 @@
+//! Command-line arguments. Every command's `--help` ends with an example.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::ops;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kumo",
+    version,
+    about = "One binary that gives a Godot game its whole cloud",
+    after_help = "Examples:\n  kumo new mygame && cd mygame\n  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo serve"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--project` for every command that works on a project.
+#[derive(Debug, Args, Clone)]
+pub struct ProjectArg {
+    /// The project directory (default: the current directory)
+    #[arg(long, global = true, value_name = "DIR", env = "KUMO_PROJECT")]
+    pub project: Option<PathBuf>,
+}
+
+impl ProjectArg {
+    pub fn dir(&self) -> PathBuf {
+        self.project.clone().unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new project in DIR
+    #[command(after_help = "Example:\n  kumo new mygame --database postgres")]
+    New {
+        /// Where to create the project (must not exist, or be empty)
+        dir: PathBuf,
+        /// The database the project starts on
+        #[arg(long, value_enum, default_value = "sqlite")]
+        database: DatabaseKind,
+    },
+    /// Manage sign-in strategies
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// Write a migration for the changes in resources/
+    #[command(after_help = "Examples:\n  kumo codegen initial\n  kumo codegen add_ratings --dry-run\n  kumo codegen --check            # in CI: exit 1 if a migration is missing\n  kumo codegen drop_legacy --allow-destructive")]
+    Codegen {
+        /// The migration's name (snake_case), e.g. `initial`
+        #[arg(required_unless_present = "check")]
+        name: Option<String>,
+        /// Write nothing; exit 1 and list the changes if a migration is pending
+        #[arg(long)]
+        check: bool,
+        /// Print the migration instead of writing it
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow steps that drop tables or columns or narrow types
+        #[arg(long)]
+        allow_destructive: bool,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Create, drop, inspect or reset the database
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Apply pending migrations
+    #[command(after_help = "Example:\n  DATABASE_URL=postgres://localhost/mygame kumo migrate")]
+    Migrate {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Undo the most recent migrations
+    #[command(after_help = "Example:\n  kumo rollback --steps 2")]
+    Rollback {
+        /// How many migrations to undo
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Create the database if missing, migrate, load seeds/ (safe to repeat)
+    #[command(after_help = "Example:\n  kumo setup --project mygame")]
+    Setup {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Serve the project's API
+    #[command(after_help = "Example:\n  kumo serve --addr 0.0.0.0:4000")]
+    Serve {
+        /// Address to listen on (default: [server] addr in kumo.toml, or 127.0.0.1:4000)
+        #[arg(long)]
+        addr: Option<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Create (or reuse) a demo project on SQLite, set it up and serve it
+    #[command(after_help = "Example:\n  cargo run --release -- demo")]
+    Demo {
+        /// Where the demo project lives
+        #[arg(long, default_value = "kumo-demo")]
+        dir: PathBuf,
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:4000")]
+        addr: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Enable a sign-in strategy in kumo.toml (magic_link, password, api_key)
+    #[command(after_help = "Example:\n  kumo auth add-strategy magic_link")]
+    AddStrategy {
+        /// magic_link, password or api_key
+        name: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the database
+    #[command(after_help = "Example:\n  kumo db create")]
+    Create {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Drop the database and everything in it
+    #[command(after_help = "Example:\n  kumo db drop")]
+    Drop {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Show the database, its migrations, and anything pending
+    #[command(after_help = "Example:\n  kumo db status")]
+    Status {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Drop, create, migrate and seed the database
+    #[command(after_help = "Example:\n  kumo db reset")]
+    Reset {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ops::run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

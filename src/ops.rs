@@ -1,0 +1,457 @@
+//! What each command does. Output goes to stdout; errors come back as
+//! `anyhow` errors that `cli::main` prints once, with the command that fixes
+//! them wherever there is one.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use kumo_core::project::{self, Project, CONFIG_FILE};
+use kumo_core::resource::Schema;
+use kumo_db::db::{Database, Target};
+use kumo_db::files::{self, Plan};
+use kumo_db::sql::Dialect;
+use kumo_db::{introspect, runner, seed};
+
+use crate::cli::{AuthCommand, Command, DbCommand};
+use crate::scaffold;
+
+pub async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::New { dir, database } => {
+            scaffold::new_project(&dir, database)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Auth(AuthCommand::AddStrategy { name, project }) => {
+            add_strategy(&project.dir(), &name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Codegen {
+            name,
+            check,
+            dry_run,
+            allow_destructive,
+            project,
+        } => codegen(
+            &load_project(&project.dir())?,
+            name.as_deref(),
+            check,
+            dry_run,
+            allow_destructive,
+        ),
+        Command::Db(DbCommand::Create { project }) => {
+            db_create(&load_project(&project.dir())?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db(DbCommand::Drop { project }) => {
+            let project = load_project(&project.dir())?;
+            let target = target(&project)?;
+            if target.drop_database().await? {
+                println!("Dropped the {}.", target.describe());
+            } else {
+                println!("The {} does not exist; nothing to drop.", target.describe());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db(DbCommand::Status { project }) => db_status(&load_project(&project.dir())?).await,
+        Command::Db(DbCommand::Reset { project }) => {
+            let project = load_project(&project.dir())?;
+            let target = target(&project)?;
+            target.drop_database().await?;
+            println!("Dropped the {}.", target.describe());
+            setup(&project).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { project } => {
+            let project = load_project(&project.dir())?;
+            let db = connect(&project).await?;
+            report_migrated(&runner::migrate(&db, &read_migrations(&project)?).await?);
+            db.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { steps, project } => {
+            let project = load_project(&project.dir())?;
+            let db = connect(&project).await?;
+            let undone = runner::rollback(&db, &read_migrations(&project)?, steps).await?;
+            if undone.is_empty() {
+                println!("No applied migrations to roll back.");
+            }
+            for id in undone {
+                println!("Rolled back {id}");
+            }
+            db.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Setup { project } => {
+            setup(&load_project(&project.dir())?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { addr, project } => {
+            let project = load_project(&project.dir())?;
+            let addr = addr.unwrap_or_else(|| project.addr());
+            serve(&project, &addr, Instant::now()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, addr } => {
+            demo(&dir, &addr).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn load_project(dir: &Path) -> Result<Project> {
+    Ok(Project::load(dir)?)
+}
+
+/// The project's resources, system resources included when auth is on.
+/// Every problem in every file is reported at once.
+pub fn load_schema(project: &Project) -> Result<Schema> {
+    kumo_core::load::load_schema_dir(
+        &project.resources_dir(),
+        Path::new("resources"),
+        project.system_resources_enabled(),
+    )
+    .map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))
+}
+
+fn target(project: &Project) -> Result<Target> {
+    Ok(Target::parse(&project.database_url())?)
+}
+
+async fn connect(project: &Project) -> Result<Database> {
+    Ok(target(project)?.connect().await?)
+}
+
+fn read_migrations(project: &Project) -> Result<Vec<files::Migration>> {
+    Ok(files::read_migrations(&project.migrations_dir())?)
+}
+
+fn plan(project: &Project, schema: &Schema) -> Result<Plan> {
+    let recorded = files::read_recorded(&project.migrations_dir())?;
+    Ok(Plan::new(recorded, schema))
+}
+
+fn add_strategy(dir: &Path, name: &str) -> Result<()> {
+    let project = load_project(dir)?;
+    let path = project.root.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let first = !project.system_resources_enabled();
+    match project::add_strategy(&text, name)? {
+        None => println!("`{name}` is already enabled in {CONFIG_FILE}."),
+        Some(updated) => {
+            std::fs::write(&path, updated).with_context(|| format!("writing {}", path.display()))?;
+            println!("Enabled the `{name}` sign-in strategy in {CONFIG_FILE}.");
+            if first {
+                println!(
+                    "Kumo's built-in account resources (users, sessions, tokens, API keys, audit events) are now part of the project.\nNext: kumo codegen <name>   (e.g. kumo codegen initial)"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_migration_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn codegen(
+    project: &Project,
+    name: Option<&str>,
+    check: bool,
+    dry_run: bool,
+    allow_destructive: bool,
+) -> Result<ExitCode> {
+    if let Some(name) = name {
+        if !is_migration_name(name) {
+            bail!("the migration name `{name}` must be snake_case (a-z, 0-9, _), start with a letter and be at most 64 characters, e.g. `add_ratings`");
+        }
+    }
+    let schema = load_schema(project)?;
+    let plan = plan(project, &schema)?;
+    if plan.is_empty() {
+        println!("No changes: the resources match the recorded schema. Nothing written.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lines = plan.describe();
+    if check {
+        println!("Pending changes with no migration:");
+        for line in &lines {
+            println!("  {line}");
+        }
+        println!("Run: kumo codegen <name>");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("Changes:");
+    for line in &lines {
+        println!("  {line}");
+    }
+    for warning in plan.warnings() {
+        println!("warning: {warning}");
+    }
+    let destructive = plan.destructive_steps();
+    if !destructive.is_empty() && !allow_destructive && !dry_run {
+        let list: Vec<String> = destructive.iter().map(|d| format!("  - {d}")).collect();
+        bail!(
+            "this migration would destroy or narrow data:\n{}\nNothing was written. If that is intended, run again with --allow-destructive.",
+            list.join("\n")
+        );
+    }
+    let name = name.unwrap_or("pending");
+    let existing = read_migrations(project)?;
+    let id = files::next_id(&existing, name, time::OffsetDateTime::now_utc());
+    let migration = plan.migration(id);
+    if dry_run {
+        for dialect in Dialect::ALL {
+            println!("\n-- {} {} up", migration.id, dialect.name());
+            print!("{}", migration.up(dialect));
+            println!("-- {} {} down", migration.id, dialect.name());
+            print!("{}", migration.down(dialect));
+        }
+        if !destructive.is_empty() {
+            println!("\nnote: writing this migration needs --allow-destructive:");
+            for d in &destructive {
+                println!("  - {d}");
+            }
+        }
+        println!("\nDry run: nothing written.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = files::write(&project.migrations_dir(), &migration, &plan.new_tables)?;
+    println!(
+        "Wrote {} (PostgreSQL and SQLite, up and down).\nNext: kumo migrate",
+        display_relative(&project.root, &dir)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn display_relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+async fn db_create(project: &Project) -> Result<()> {
+    let target = target(project)?;
+    if target.create().await? {
+        println!("Created the {}.", target.describe());
+    } else {
+        println!("The {} already exists.", target.describe());
+    }
+    Ok(())
+}
+
+fn report_migrated(ids: &[String]) {
+    if ids.is_empty() {
+        println!("The database is up to date.");
+    }
+    for id in ids {
+        println!("Applied {id}");
+    }
+}
+
+/// Fails with the exact fixing command when resources changed without a
+/// migration: migrating or seeding then would not match the resources.
+fn require_no_pending_changes(project: &Project, schema: &Schema) -> Result<()> {
+    let plan = plan(project, schema)?;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = plan.describe().iter().map(|l| format!("  {l}")).collect();
+    let first = read_migrations(project)?.is_empty();
+    bail!(
+        "the resources have changes with no migration:\n{}\nRun: kumo codegen {}",
+        lines.join("\n"),
+        if first { "initial" } else { "<name>" }
+    )
+}
+
+async fn setup(project: &Project) -> Result<()> {
+    let schema = load_schema(project)?;
+    require_no_pending_changes(project, &schema)?;
+    let seeds = kumo_core::load::load_seeds_dir(&schema, &project.seeds_dir(), Path::new("seeds"))
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let target = target(project)?;
+    if target.create().await? {
+        println!("Created the {}.", target.describe());
+    }
+    let db = target.connect().await?;
+    report_migrated(&runner::migrate(&db, &read_migrations(project)?).await?);
+    let inserted = seed::load(&db, &schema, &seeds).await?;
+    println!(
+        "Seeds: {inserted} row(s) inserted, {} already present.",
+        seeds.len() as u64 - inserted
+    );
+    db.close().await;
+    Ok(())
+}
+
+async fn db_status(project: &Project) -> Result<ExitCode> {
+    let target = target(project)?;
+    println!("Database: {}", target.describe());
+    let schema = load_schema(project)?;
+    let plan = plan(project, &schema)?;
+    let mut current = true;
+    if plan.is_empty() {
+        println!("Resources: match the recorded schema.");
+    } else {
+        current = false;
+        println!("Resources: changes with no migration (run `kumo codegen <name>`):");
+        for line in plan.describe() {
+            println!("  {line}");
+        }
+    }
+    if !target.exists().await? {
+        println!("The database does not exist: run `kumo setup`.");
+        return Ok(ExitCode::FAILURE);
+    }
+    let db = target.connect().await?;
+    let migrations = read_migrations(project)?;
+    let status = runner::status(&db, &migrations).await?;
+    println!("Migrations:");
+    for m in &migrations {
+        let state = match status.applied.iter().find(|a| a.id == m.id) {
+            Some(a) if status.edited.contains(&m.id) => format!("applied {}, EDITED SINCE", a.applied_at),
+            Some(a) => format!("applied {}", a.applied_at),
+            None => "pending".to_string(),
+        };
+        println!("  {}  {state}", m.id);
+    }
+    for id in &status.missing {
+        println!("  {id}  applied, but missing from migrations/");
+    }
+    if migrations.is_empty() && status.missing.is_empty() {
+        println!("  (none)");
+    }
+    if !status.pending.is_empty() {
+        println!("Run: kumo migrate");
+    }
+    current &= status.is_current();
+    if status.is_current() {
+        let expected = introspect::expected(&plan.old_tables, db.dialect());
+        let live = introspect::read(&db).await?;
+        if live == expected {
+            println!("Live schema: matches the recorded schema.");
+        } else {
+            current = false;
+            println!("Live schema: DIFFERS from the recorded schema (was the database changed by hand?):");
+            for (name, table) in &expected {
+                match live.get(name) {
+                    None => println!("  missing table {name}"),
+                    Some(l) if l != table => println!("  table {name} differs"),
+                    Some(_) => {}
+                }
+            }
+            for name in live.keys().filter(|n| !expected.contains_key(*n)) {
+                println!("  extra table {name}");
+            }
+        }
+    }
+    db.close().await;
+    Ok(if current { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Checks that the project and database are current, then serves.
+async fn serve(project: &Project, addr: &str, started: Instant) -> Result<()> {
+    init_tracing();
+    let schema = load_schema(project)?;
+    require_no_pending_changes(project, &schema)?;
+    let migrations = read_migrations(project)?;
+    let target = target(project)?;
+    let db = target.connect().await?;
+    let status = runner::status(&db, &migrations).await?;
+    if !status.pending.is_empty() {
+        bail!(
+            "{} migration(s) are not applied to the {}: {}\nRun: kumo migrate",
+            status.pending.len(),
+            target.describe(),
+            status.pending.join(", ")
+        );
+    }
+    if !status.missing.is_empty() {
+        bail!(
+            "the {} has migrations that are not in migrations/: {}\nRestore them (e.g. from version control), or roll the database back with a checkout that has them.",
+            target.describe(),
+            status.missing.join(", ")
+        );
+    }
+    if !status.edited.is_empty() {
+        bail!(
+            "applied migrations were edited since: {}\nRestore them and make a new migration with `kumo codegen <name>`.",
+            status.edited.join(", ")
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let state = kumo_server::AppState::new(db.clone(), migrations);
+    println!(
+        "Kumo is serving {} on http://{local} (ready in {} ms)\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
+        target.describe(),
+        started.elapsed().as_millis()
+    );
+    kumo_server::serve(listener, state, shutdown_signal()).await?;
+    db.close().await;
+    println!("Stopped.");
+    Ok(())
+}
+
+async fn demo(dir: &Path, addr: &str) -> Result<()> {
+    let started = Instant::now();
+    if dir.join(CONFIG_FILE).exists() {
+        println!("Reusing the demo project in {}", dir.display());
+    } else {
+        scaffold::demo_project(dir)?;
+        println!("Created a demo project in {}", dir.display());
+    }
+    let project = load_project(dir)?;
+    let schema = load_schema(&project)?;
+    let plan = plan(&project, &schema)?;
+    if !plan.is_empty() {
+        let first = read_migrations(&project)?.is_empty();
+        codegen(
+            &project,
+            Some(if first { "initial" } else { "demo_changes" }),
+            false,
+            false,
+            false,
+        )?;
+    }
+    setup(&project).await?;
+    serve(&project, addr, started).await
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUMO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

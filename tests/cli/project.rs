@@ -1,0 +1,137 @@
+//! `kumo new`, `kumo auth add-strategy`, `--help`, and resource-file errors.
+
+use crate::{files_under, Kumo};
+
+#[test]
+fn new_writes_a_complete_project() {
+    let k = Kumo::new();
+    let run = k.run(&["new", "mygame"]).ok();
+    assert!(run.stdout.contains("kumo auth add-strategy magic_link"), "{}", run.stdout);
+    let files = files_under(&k.path("mygame"));
+    for expected in [
+        ".env.example",
+        ".gitignore",
+        "README.md",
+        "kumo.toml",
+        "migrations/.gitkeep",
+        "resources/avatar.toml",
+        "seeds/seeds.toml",
+    ] {
+        assert!(files.contains(&expected.to_string()), "{expected} missing from {files:?}");
+    }
+    let config = k.read("mygame/kumo.toml");
+    assert!(config.contains("name = \"mygame\""));
+    assert!(config.contains("url = \"sqlite://data/kumo.db\""));
+}
+
+#[test]
+fn new_with_postgres_points_the_project_at_postgres() {
+    let k = Kumo::new();
+    k.run(&["new", "pg_game", "--database", "postgres"]).ok();
+    assert!(k
+        .read("pg_game/kumo.toml")
+        .contains("url = \"postgres://postgres@127.0.0.1:5432/pg_game\""));
+}
+
+#[test]
+fn new_refuses_a_non_empty_directory_and_touches_nothing() {
+    let k = Kumo::new();
+    k.write("taken/notes.txt", "mine");
+    let run = k.run(&["new", "taken"]).fails();
+    assert!(run.stderr.contains("is not empty"), "{}", run.stderr);
+    assert_eq!(files_under(&k.path("taken")), vec!["notes.txt"]);
+}
+
+#[test]
+fn the_example_resource_loads_once_auth_is_enabled() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    // Without auth, `user` does not exist yet: the error says how to fix it.
+    let run = k.run(&["codegen", "initial", "--project", "app"]).fails();
+    assert!(run.stderr.contains("resources/avatar.toml:"), "{}", run.stderr);
+    assert!(run.stderr.contains("kumo auth add-strategy magic_link"), "{}", run.stderr);
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"]).ok();
+    k.run(&["codegen", "initial", "--project", "app"]).ok();
+}
+
+#[test]
+fn add_strategy_keeps_comments_and_refuses_unknown_names() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    let before = k.read("app/kumo.toml");
+    let run = k
+        .run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
+    assert!(run.stdout.contains("built-in account resources"), "{}", run.stdout);
+    let after = k.read("app/kumo.toml");
+    assert_eq!(
+        after,
+        before.replace("strategies = []", "strategies = [\"magic_link\"]")
+    );
+    let again = k
+        .run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
+    assert!(again.stdout.contains("already enabled"));
+    let bad = k
+        .run(&["auth", "add-strategy", "magic", "--project", "app"])
+        .fails();
+    assert!(
+        bad.stderr
+            .contains("unknown auth strategy `magic`; valid strategies: magic_link, password, api_key"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(k.read("app/kumo.toml"), after);
+}
+
+#[test]
+fn commands_outside_a_project_say_how_to_start_one() {
+    let k = Kumo::new();
+    let run = k.run(&["migrate"]).fails();
+    assert!(run.stderr.contains("no kumo.toml"), "{}", run.stderr);
+    assert!(run.stderr.contains("kumo new"), "{}", run.stderr);
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let k = Kumo::new();
+    for args in [
+        vec!["--help"],
+        vec!["new", "--help"],
+        vec!["auth", "add-strategy", "--help"],
+        vec!["codegen", "--help"],
+        vec!["db", "create", "--help"],
+        vec!["db", "drop", "--help"],
+        vec!["db", "status", "--help"],
+        vec!["db", "reset", "--help"],
+        vec!["migrate", "--help"],
+        vec!["rollback", "--help"],
+        vec!["setup", "--help"],
+        vec!["serve", "--help"],
+        vec!["demo", "--help"],
+    ] {
+        let run = k.run(&args).ok();
+        assert!(
+            run.stdout.contains("Example"),
+            "`kumo {}` has no example:\n{}",
+            args.join(" "),
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn a_bad_resource_file_reports_every_error_with_line_and_column() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"]).ok();
+    k.write(
+        "app/resources/world.toml",
+        "[resource]\nname = \"world\"\n\n[attributes]\ntitle = { type = \"strng\" }\nsize = { type = \"integer\", max_lenght = 3 }\n",
+    );
+    let run = k.run(&["codegen", "initial", "--project", "app"]).fails();
+    assert!(run.stderr.contains("resources/world.toml:5:"), "{}", run.stderr);
+    assert!(run.stderr.contains("resources/world.toml:6:"), "{}", run.stderr);
+    assert!(run.stderr.contains("did you mean `string`?"), "{}", run.stderr);
+    assert!(!k.path("app/migrations/schema").exists(), "nothing written");
+}

@@ -1,0 +1,121 @@
+//! The seed's sequence end to end, `serve`'s refusals, and the database
+//! commands, on SQLite and on PostgreSQL.
+
+use crate::{Kumo, Server};
+
+fn seed_sequence_then_ready(k: &Kumo) {
+    k.set_up_project();
+    let again = k.run(&["setup", "--project", "app"]).ok();
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+    let server = Server::start({
+        let mut c = k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]);
+        c.env("KUMO_LOG", "warn");
+        c
+    })
+    .expect("serve starts");
+    assert_eq!(server.get("/health"), (200, "{\"status\":\"ok\"}".into()));
+    let (status, body) = server.get("/ready");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.get("/nope");
+    assert_eq!(status, 404);
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
+}
+
+#[test]
+fn seed_sequence_on_sqlite() {
+    seed_sequence_then_ready(&Kumo::new());
+}
+
+#[test]
+fn seed_sequence_on_postgres() {
+    seed_sequence_then_ready(&Kumo::postgres());
+}
+
+fn serve_refuses(k: &Kumo) -> String {
+    let err = Server::start(k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]))
+        .err()
+        .expect("serve must refuse");
+    err
+}
+
+#[test]
+fn serve_refuses_with_the_fixing_command() {
+    let k = Kumo::new();
+    k.set_up_project();
+    // A resource change with no migration.
+    k.write(
+        "app/resources/badge.toml",
+        "[resource]\nname = \"badge\"\n\n[attributes]\nlabel = { type = \"string\" }\n",
+    );
+    let err = serve_refuses(&k);
+    assert!(err.contains("+ table badges"), "{err}");
+    assert!(err.contains("Run: kumo codegen <name>"), "{err}");
+    // A migration that is not applied.
+    k.run(&["codegen", "badges", "--project", "app"]).ok();
+    let err = serve_refuses(&k);
+    assert!(err.contains("Run: kumo migrate"), "{err}");
+    k.run(&["migrate", "--project", "app"]).ok();
+    // Rolled back: not applied again.
+    k.run(&["rollback", "--project", "app"]).ok();
+    let err = serve_refuses(&k);
+    assert!(err.contains("Run: kumo migrate"), "{err}");
+}
+
+#[test]
+fn serve_without_a_database_says_to_set_up() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"]).ok();
+    k.run(&["codegen", "initial", "--project", "app"]).ok();
+    let err = serve_refuses(&k);
+    assert!(err.contains("kumo db create"), "{err}");
+}
+
+fn database_commands(k: &Kumo) {
+    k.set_up_project();
+    let status = k.run(&["db", "status", "--project", "app"]).ok();
+    assert!(status.stdout.contains("_initial  applied"), "{}", status.stdout);
+    assert!(status.stdout.contains("Live schema: matches"), "{}", status.stdout);
+    let rolled = k.run(&["rollback", "--steps", "5", "--project", "app"]).ok();
+    assert!(rolled.stdout.contains("Rolled back"), "{}", rolled.stdout);
+    let status = k.run(&["db", "status", "--project", "app"]).fails();
+    assert!(status.stdout.contains("_initial  pending"), "{}", status.stdout);
+    let reset = k.run(&["db", "reset", "--project", "app"]).ok();
+    assert!(reset.stdout.contains("Applied"), "{}", reset.stdout);
+    k.run(&["db", "status", "--project", "app"]).ok();
+    k.run(&["db", "drop", "--project", "app"]).ok();
+    let status = k.run(&["db", "status", "--project", "app"]).fails();
+    assert!(status.stdout.contains("does not exist"), "{}", status.stdout);
+    let created = k.run(&["db", "create", "--project", "app"]).ok();
+    assert!(created.stdout.contains("Created"), "{}", created.stdout);
+    let again = k.run(&["db", "create", "--project", "app"]).ok();
+    assert!(again.stdout.contains("already exists"), "{}", again.stdout);
+}
+
+#[test]
+fn database_commands_on_sqlite() {
+    database_commands(&Kumo::new());
+}
+
+#[test]
+fn database_commands_on_postgres() {
+    database_commands(&Kumo::postgres());
+}
+
+#[test]
+fn demo_creates_sets_up_and_serves_then_reuses() {
+    let k = Kumo::new();
+    let start = || {
+        Server::start(k.command(&["demo", "--dir", "demo", "--addr", "127.0.0.1:0"]))
+            .expect("demo serves")
+    };
+    let server = start();
+    assert!(server.banner.contains("Created a demo project"), "{}", server.banner);
+    assert!(server.banner.contains("6 row(s) inserted") || server.banner.contains("row(s) inserted"));
+    assert_eq!(server.get("/ready").0, 200);
+    drop(server);
+    let server = start();
+    assert!(server.banner.contains("Reusing the demo project"), "{}", server.banner);
+    assert!(server.banner.contains("0 row(s) inserted"), "{}", server.banner);
+    assert_eq!(server.get("/ready").0, 200);
+}
