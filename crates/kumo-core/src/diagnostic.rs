@@ -103,10 +103,12 @@ impl Diagnostic {
         let loc = locate(&file.text, self.span.start);
         let line_text = &file.text[loc.line_start..loc.line_end];
         let number = loc.line.to_string();
-        let pad = " ".repeat(number.len() + 1);
+        // The arrow sits one column left of the gutter bar, like rustc's.
+        let arrow = " ".repeat(number.len() + 1);
+        let pad = " ".repeat(number.len() + 2);
         let _ = writeln!(
             out,
-            "{pad}--> {}:{}:{}",
+            "{arrow}--> {}:{}:{}",
             file.path.display(),
             loc.line,
             loc.column
@@ -166,9 +168,7 @@ fn locate(text: &str, offset: usize) -> Location {
         offset -= 1;
     }
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[offset..]
-        .find('\n')
-        .map_or(text.len(), |i| offset + i);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     // A CRLF file would otherwise print the `\r` into the snippet.
     let line_end = if text[line_start..line_end].ends_with('\r') {
         line_end - 1

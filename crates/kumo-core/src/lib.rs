@@ -8,6 +8,7 @@
 //! - [`project`]: `kumo.toml`, the project's configuration.
 
 pub mod diagnostic;
+pub mod load;
 pub mod policy;
 pub mod resource;
 pub mod project;

@@ -7,7 +7,11 @@
 //! `atom := literal | path | "[" list "]" | "(" or ")"`.
 //! Literals: `null`, `true`, `false`, integers, floats, `'single'` or
 //! `"double"` quoted strings. Paths start at `actor` or `record`.
-//! This module parses; evaluation belongs to the API layer.
+//!
+//! This module parses ([`parse`]) and prints (`Display` on [`Expr`], which
+//! reads back to the same tree); checking that paths name real fields is the
+//! loader's job, since it needs the schema, and evaluation belongs to the API
+//! layer.
 
 use std::fmt::{self, Write as _};
 
@@ -224,7 +228,9 @@ pub fn parse(source: &str) -> Result<Expr, ParseError> {
         return Err(ParseError {
             message: "empty policy expression".into(),
             span: 0..source.len(),
-            help: Some("write a condition such as `actor != null`, or `true` to allow everyone".into()),
+            help: Some(
+                "write a condition such as `actor != null`, or `true` to allow everyone".into(),
+            ),
         });
     }
     let expr = parser.or()?;
@@ -322,7 +328,11 @@ fn lex(src: &str) -> Result<Vec<(Tok, Span)>, ParseError> {
                 });
             }
             b'&' | b'|' => {
-                let (op, word) = if c == b'&' { ("&&", "and") } else { ("||", "or") };
+                let (op, word) = if c == b'&' {
+                    ("&&", "and")
+                } else {
+                    ("||", "or")
+                };
                 return Err(ParseError {
                     message: format!("`{}` is not an operator", c as char),
                     span: i..i + 1,
@@ -625,8 +635,9 @@ impl Parser {
                         span,
                         help: Some(match guess {
                             Some(g) => format!("did you mean `{g}`?"),
-                            None => "paths start with `actor` or `record`; strings need quotes"
-                                .into(),
+                            None => {
+                                "paths start with `actor` or `record`; strings need quotes".into()
+                            }
                         }),
                     })
                 }

@@ -12,7 +12,7 @@ use kumo_core::table::Table;
 use sqlx::Row;
 
 use crate::db::Database;
-use crate::sql::{check_expr, default_sql, sql_type, Dialect};
+use crate::sql::{check_expr, default_sql, sql_type, string_literal, Dialect};
 use crate::Error;
 
 /// A table as the database reports it.
@@ -136,11 +136,123 @@ fn normalise_default(d: &str) -> String {
         if inner.parse::<f64>().is_ok() {
             return inner.to_string();
         }
+        // PostgreSQL prints jsonb and timestamptz defaults in its own format
+        // (`{"a": 1}` with keys reordered, `2024-01-02 03:04:05.25+00`), not
+        // as Kumo wrote them, so both sides are brought to one spelling.
+        let text = inner.replace("''", "'");
+        if let Some(canonical) = canonical_json(&text).or_else(|| canonical_datetime(&text)) {
+            return string_literal(&canonical);
+        }
     }
     if s.eq_ignore_ascii_case("now()") {
         return "CURRENT_TIMESTAMP".into();
     }
     s.to_string()
+}
+
+/// A JSON object or array in compact form with object keys sorted.
+fn canonical_json(text: &str) -> Option<String> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    if !(text.starts_with('{') || text.starts_with('[')) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    Some(sorted(value).to_string())
+}
+
+/// A date and time with an offset (`2024-01-02T03:04:05.250Z`,
+/// `2024-01-02 03:04:05.25+00`, `…+05:30`) as UTC RFC 3339 with the
+/// fraction's trailing zeros removed.
+fn canonical_datetime(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(range)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &text[19..];
+    let mut nanos = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        nanos = fraction[..digits].parse::<u32>().ok()? * 10_u32.pow(9 - digits as u32);
+        rest = &fraction[digits..];
+    }
+    let offset = if rest.eq_ignore_ascii_case("z") {
+        time::UtcOffset::UTC
+    } else {
+        let sign: i8 = match rest.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let mut parts = rest[1..].split(':');
+        let mut part = || -> Option<i8> {
+            match parts.next() {
+                None => Some(0),
+                Some(p) if p.len() == 2 && p.bytes().all(|c| c.is_ascii_digit()) => p.parse().ok(),
+                Some(_) => None,
+            }
+        };
+        let (h, m, s) = (part()?, part()?, part()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        time::UtcOffset::from_hms(sign * h, sign * m, sign * s).ok()?
+    };
+    let date = time::Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        time::Month::try_from(u8::try_from(month).ok()?).ok()?,
+        u8::try_from(day).ok()?,
+    )
+    .ok()?;
+    let clock = time::Time::from_hms_nano(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+        nanos,
+    )
+    .ok()?;
+    let utc = time::PrimitiveDateTime::new(date, clock)
+        .assume_offset(offset)
+        .to_offset(time::UtcOffset::UTC);
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second()
+    );
+    if utc.nanosecond() != 0 {
+        let fraction = format!("{:09}", utc.nanosecond());
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    out.push('Z');
+    Some(out)
 }
 
 /// Reads every table except Kumo's own bookkeeping tables.
@@ -315,23 +427,127 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
     }
 }
 
+/// Whether a CHECK definition as PostgreSQL prints it refers to `column`.
+/// String literals (`'admin'::text` in an enum's list) and the type names
+/// after `::` are not column references, so they are skipped: a column named
+/// `admin` or `text` is not checked by an enum's CHECK.
 fn mentions(check: &str, column: &str) -> bool {
-    check.contains(&format!("\"{column}\"")) || {
-        // PostgreSQL prints unquoted names where it can.
-        check
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .any(|word| word == column)
+    let mut chars = check.chars().peekable();
+    let mut after_cast = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                // '' inside a literal is an escaped quote: two literals in a row.
+                while let Some(c) = chars.next() {
+                    if c == '\'' && chars.peek() != Some(&'\'') {
+                        break;
+                    } else if c == '\'' {
+                        chars.next();
+                    }
+                }
+            }
+            '"' => {
+                let mut name = String::new();
+                while let Some(c) = chars.next() {
+                    if c == '"' && chars.peek() == Some(&'"') {
+                        chars.next();
+                        name.push('"');
+                    } else if c == '"' {
+                        break;
+                    } else {
+                        name.push(c);
+                    }
+                }
+                if name == column {
+                    return true;
+                }
+            }
+            ':' if chars.peek() == Some(&':') => {
+                chars.next();
+                after_cast = true;
+            }
+            c if c.is_ascii_alphanumeric() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some(&c) = chars.peek() {
+                    if !(c.is_ascii_alphanumeric() || c == '_') {
+                        break;
+                    }
+                    word.push(c);
+                    chars.next();
+                }
+                if after_cast {
+                    // A type name; `double precision` and `timestamp with
+                    // time zone` continue for a few more words.
+                    let continues = matches!(
+                        word.as_str(),
+                        "double" | "timestamp" | "time" | "with" | "without" | "character"
+                    );
+                    after_cast = continues;
+                } else if word == column {
+                    return true;
+                }
+            }
+            c if c.is_whitespace() => {}
+            _ => after_cast = false,
+        }
     }
+    false
 }
 
-/// SQLite keeps the CREATE TABLE text; Kumo writes each column's CHECK on the
-/// column's own line, `"name" TYPE … CHECK (…)`.
+/// SQLite keeps the CREATE TABLE text, with each column's CHECK in the
+/// column's own definition, `"name" TYPE … CHECK (…)`. `ALTER TABLE ADD
+/// COLUMN` appends definitions as `, "x" …, "y" …` on one line before the
+/// closing parenthesis, so definitions are found by splitting the column list
+/// at top-level commas, not by lines.
 fn column_has_check(create_sql: &str, column: &str) -> bool {
     let quoted = format!("\"{column}\" ");
-    create_sql
-        .lines()
-        .map(str::trim)
-        .any(|line| line.starts_with(&quoted) && line.contains(" CHECK ("))
+    column_definitions(create_sql)
+        .iter()
+        .any(|def| def.starts_with(&quoted) && def.contains("CHECK ("))
+}
+
+/// The comma-separated items inside the outermost parentheses of a CREATE
+/// TABLE statement, trimmed.
+fn column_definitions(create_sql: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let mut depth = 0_u32;
+    let mut quote: Option<char> = None;
+    let mut start = None;
+    for (i, c) in create_sql.char_indices() {
+        if let Some(q) = quote {
+            // A doubled quote closes and reopens: the same state either way.
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' | '`' => quote = Some(c),
+            '[' => quote = Some(']'),
+            '(' => {
+                depth += 1;
+                if depth == 1 {
+                    start = Some(i + 1);
+                }
+            }
+            ')' => {
+                if depth == 1 {
+                    if let Some(s) = start.take() {
+                        items.push(create_sql[s..i].trim());
+                    }
+                }
+                depth = depth.saturating_sub(1);
+            }
+            ',' if depth == 1 => {
+                if let Some(s) = start {
+                    items.push(create_sql[s..i].trim());
+                }
+                start = Some(i + 1);
+            }
+            _ => {}
+        }
+    }
+    items
 }
 
 #[cfg(test)]
@@ -345,5 +561,47 @@ mod tests {
         assert_eq!(normalise_default("'[]'::jsonb"), "'[]'");
         assert_eq!(normalise_default("now()"), "CURRENT_TIMESTAMP");
         assert_eq!(normalise_default("false"), "false");
+    }
+
+    #[test]
+    fn check_detection_ignores_literals_and_finds_added_columns() {
+        use super::{column_has_check, mentions};
+        let enum_check = "CHECK ((role = ANY (ARRAY['admin'::text, 'it''s'::text])))";
+        assert!(mentions(enum_check, "role"));
+        assert!(!mentions(enum_check, "admin"));
+        assert!(!mentions(enum_check, "text"));
+        assert!(!mentions(enum_check, "s"));
+        assert!(mentions("CHECK ((\"select\" >= 1))", "select"));
+        assert!(!mentions("CHECK ((x >= '1'::double precision))", "precision"));
+        assert!(mentions("CHECK (((x)::text <> ''::text) AND (y > 0))", "y"));
+
+        let sql = "CREATE TABLE \"t\" (\n  \"id\" TEXT PRIMARY KEY,\n  \"a\" TEXT DEFAULT 'x, (y)' CONSTRAINT \"t_a_check\" CHECK (length(\"a\") >= 1),\n  \"u\" TEXT NOT NULL\n, \"b\" INTEGER, \"c\" INTEGER CONSTRAINT \"t_c_check\" CHECK (\"c\" >= 1)) STRICT";
+        assert!(column_has_check(sql, "a"));
+        assert!(!column_has_check(sql, "u"));
+        assert!(!column_has_check(sql, "b"));
+        assert!(column_has_check(sql, "c"));
+        assert!(!column_has_check(sql, "id"));
+    }
+
+    #[test]
+    fn postgres_json_and_datetime_defaults_normalise_like_the_written_ones() {
+        assert_eq!(
+            normalise_default(r#"'{"volume": [1, 2], "theme": "it''s"}'::jsonb"#),
+            normalise_default(r#"'{"theme":"it''s","volume":[1,2]}'::jsonb"#),
+        );
+        assert_eq!(
+            normalise_default("'2024-01-02 03:04:05.25+00'::timestamp with time zone"),
+            "'2024-01-02T03:04:05.25Z'"
+        );
+        assert_eq!(
+            normalise_default("'2024-01-02T03:04:05.250Z'"),
+            "'2024-01-02T03:04:05.25Z'"
+        );
+        assert_eq!(
+            normalise_default("'2024-01-02 08:34:05+05:30'::timestamp with time zone"),
+            "'2024-01-02T03:04:05Z'"
+        );
+        assert_eq!(normalise_default("'2024-01-02'::date"), "'2024-01-02'");
+        assert_eq!(normalise_default("'not [json'"), "'not [json'");
     }
 }

@@ -6,7 +6,7 @@
 //! paths, action fields) are kept unresolved with their spans; `resolve`
 //! checks them once every file is read and `user` extensions are merged.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use toml::de::{DeTable, DeValue};
 
@@ -64,7 +64,14 @@ const REL_KEYS: [&str; 9] = [
     "renamed_from",
 ];
 pub(crate) const POLICY_KEYS: [&str; 4] = ["read", "create", "update", "destroy"];
-const ACTION_KEYS: [&str; 6] = ["type", "description", "accept", "set", "increment", "policy"];
+const ACTION_KEYS: [&str; 6] = [
+    "type",
+    "description",
+    "accept",
+    "set",
+    "increment",
+    "policy",
+];
 const ACTION_TYPES: [&str; 3] = ["create", "update", "destroy"];
 const ON_DELETE: [&str; 3] = ["restrict", "cascade", "nullify"];
 
@@ -86,14 +93,16 @@ pub(crate) struct FileRes {
     pub(crate) actions: Vec<ActionSrc>,
     /// Attribute and relationship names that were declared but had errors.
     /// References to them are not reported again as unknown.
-    pub(crate) broken: HashSet<String>,
+    pub(crate) broken: BTreeSet<String>,
 }
 
 impl FileRes {
     /// The span to point at for the resource's plural: the written value, or
     /// the name it was derived from.
     pub(crate) fn plural_at(&self) -> Span {
-        self.plural_span.clone().unwrap_or_else(|| self.name_span.clone())
+        self.plural_span
+            .clone()
+            .unwrap_or_else(|| self.name_span.clone())
     }
 }
 
@@ -207,7 +216,7 @@ pub(crate) fn parse_file(
         identities: Vec::new(),
         policies: Vec::new(),
         actions: Vec::new(),
-        broken: HashSet::new(),
+        broken: BTreeSet::new(),
     };
     let mut has_name = false;
     let mut saw_resource = false;
@@ -324,7 +333,7 @@ fn parse_resource_table(cx: &mut Cx<'_>, t: &DeTable<'_>, header: Span, out: &mu
     } else if let Some(pspan) = out.plural_span.clone() {
         let plural = out.plural.clone();
         if cx.check_ident("plural", &plural, pspan.clone()) {
-            check_not_kumo(cx, "plural", &plural, pspan.clone());
+            check_not_kumo(cx, "plural", &plural, pspan);
         }
     }
     if RESERVED_PLURALS.contains(&out.plural.as_str()) {
@@ -391,7 +400,10 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
         other => {
             cx.error_help(
                 v.span(),
-                format!("attribute `{name}` must be a table, found {}", describe(other)),
+                format!(
+                    "attribute `{name}` must be a table, found {}",
+                    describe(other)
+                ),
                 Some(format!("write `{name} = {{ type = \"string\" }}`")),
             );
             return None;
@@ -446,7 +458,14 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
                 }
             }
             "min_length" | "max_length" => {
-                specific.push((if opt == "min_length" { "min_length" } else { "max_length" }, k.span()));
+                specific.push((
+                    if opt == "min_length" {
+                        "min_length"
+                    } else {
+                        "max_length"
+                    },
+                    k.span(),
+                ));
                 if let Some(n) = cx.want_int(opt, val) {
                     match u32::try_from(n) {
                         Ok(n) => {
@@ -457,7 +476,10 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
                             };
                             *slot = Some((n, k.span()));
                         }
-                        Err(_) => cx.error(val.span(), format!("`{opt}` must be between 0 and {}", u32::MAX)),
+                        Err(_) if n < 0 => {
+                            cx.error(val.span(), format!("`{opt}` must not be negative"));
+                        }
+                        Err(_) => cx.error(val.span(), format!("`{opt}` is too large")),
                     }
                 }
             }
@@ -506,7 +528,7 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
         return None;
     };
     if !AttrType::ALL.contains(&tn.as_str()) {
-        let help = match suggest(&tn, AttrType::ALL) {
+        let help = match type_alias(&tn).or_else(|| suggest(&tn, AttrType::ALL)) {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("the types are {}", list(&AttrType::ALL)),
         };
@@ -517,7 +539,10 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
     for (opt, span) in &specific {
         let (applies, types) = match *opt {
             "min_length" | "max_length" | "pattern" => (tn == "string", "string attributes"),
-            "min" | "max" => (tn == "integer" || tn == "float", "integer and float attributes"),
+            "min" | "max" => (
+                tn == "integer" || tn == "float",
+                "integer and float attributes",
+            ),
             "values" => (tn == "enum", "enum attributes"),
             _ => (tn == "array", "array attributes"),
         };
@@ -544,22 +569,28 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
         }
         "text" => AttrType::Text,
         "integer" => {
-            let lo = min.and_then(|(v, _)| int_bound(cx, "min", v));
+            let lo = min.as_ref().and_then(|(v, _)| int_bound(cx, "min", v));
             let hi = max.and_then(|(v, _)| int_bound(cx, "max", v));
             if let (Some(l), Some(h), Some((_, span))) = (lo, hi, &min)
                 && l > h
             {
-                cx.error(span.clone(), format!("`min` ({l}) is greater than `max` ({h})"));
+                cx.error(
+                    span.clone(),
+                    format!("`min` ({l}) is greater than `max` ({h})"),
+                );
             }
             AttrType::Integer { min: lo, max: hi }
         }
         "float" => {
-            let lo = min.and_then(|(v, _)| float_bound(cx, "min", v));
+            let lo = min.as_ref().and_then(|(v, _)| float_bound(cx, "min", v));
             let hi = max.and_then(|(v, _)| float_bound(cx, "max", v));
             if let (Some(l), Some(h), Some((_, span))) = (lo, hi, &min)
                 && l > h
             {
-                cx.error(span.clone(), format!("`min` ({l}) is greater than `max` ({h})"));
+                cx.error(
+                    span.clone(),
+                    format!("`min` ({l}) is greater than `max` ({h})"),
+                );
             }
             AttrType::Float { min: lo, max: hi }
         }
@@ -588,7 +619,9 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
                 None if !values_given => cx.error_help(
                     key.span(),
                     format!("enum attribute `{name}` has no `values`"),
-                    Some("add the allowed values, such as `values = [\"small\", \"large\"]`".into()),
+                    Some(
+                        "add the allowed values, such as `values = [\"small\", \"large\"]`".into(),
+                    ),
                 ),
                 None => {}
             }
@@ -635,7 +668,8 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
     };
     let type_ok = !cx.failed_since(before_type);
 
-    if unique && matches!(ty, AttrType::Json | AttrType::Array { .. })
+    if unique
+        && matches!(ty, AttrType::Json | AttrType::Array { .. })
         && let Some(span) = unique_span
     {
         cx.error_help(
@@ -671,13 +705,30 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
     })
 }
 
+/// Kumo's name for a type as other languages and databases spell it.
+fn type_alias(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "int" | "i32" | "i64" | "bigint" | "long" => "integer",
+        "bool" => "boolean",
+        "str" | "varchar" => "string",
+        "double" | "real" | "number" | "decimal" | "f64" => "float",
+        "timestamp" | "timestamptz" | "time" => "datetime",
+        "object" | "dict" | "dictionary" | "map" | "jsonb" => "json",
+        "list" | "vec" => "array",
+        _ => return None,
+    })
+}
+
 fn int_bound(cx: &mut Cx<'_>, opt: &str, v: &Val<'_>) -> Option<i64> {
     match v.get_ref() {
         DeValue::Integer(_) => cx.want_int(opt, v),
         other => {
             cx.error(
                 v.span(),
-                format!("`{opt}` of an integer attribute must be an integer, found {}", describe(other)),
+                format!(
+                    "`{opt}` of an integer attribute must be an integer, found {}",
+                    describe(other)
+                ),
             );
             None
         }
@@ -709,18 +760,19 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
     let name = key.get_ref().as_ref();
     let mark = cx.mark();
     check_field_name(cx, "relationship name", key);
-    let Some(table) = (match v.get_ref() {
-        DeValue::Table(t) => Some(t),
+    let table = match v.get_ref() {
+        DeValue::Table(t) => t,
         other => {
             cx.error_help(
                 v.span(),
-                format!("relationship `{name}` must be a table, found {}", describe(other)),
+                format!(
+                    "relationship `{name}` must be a table, found {}",
+                    describe(other)
+                ),
                 Some(format!("write `{name} = {{ belongs_to = \"user\" }}`")),
             );
-            None
+            return None;
         }
-    }) else {
-        return None;
     };
 
     let mut kinds: Vec<(&str, String, Span, Span)> = Vec::new();
@@ -757,14 +809,24 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
                                 Some(g) => format!("did you mean `{g}`?"),
                                 None => format!("expected {}", list(&ON_DELETE)),
                             };
-                            cx.error_help(val.span(), format!("unknown `on_delete` value `{s}`"), Some(help));
+                            cx.error_help(
+                                val.span(),
+                                format!("unknown `on_delete` value `{s}`"),
+                                Some(help),
+                            );
                         }
                     }
                 }
             }
-            "via" => via = cx.want_str(opt, val).map(|s| (s.to_owned(), val.span(), k.span())),
+            "via" => {
+                via = cx
+                    .want_str(opt, val)
+                    .map(|s| (s.to_owned(), val.span(), k.span()))
+            }
             "through" => {
-                through = cx.want_str(opt, val).map(|s| (s.to_owned(), val.span(), k.span()));
+                through = cx
+                    .want_str(opt, val)
+                    .map(|s| (s.to_owned(), val.span(), k.span()));
             }
             "description" => description = cx.want_str(opt, val).map(str::to_owned),
             "renamed_from" => {
@@ -786,10 +848,12 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
 
     let (kind, target, target_span) = match kinds.as_slice() {
         [] => {
-            if !table
-                .iter()
-                .any(|(k, _)| matches!(k.get_ref().as_ref(), "belongs_to" | "has_many" | "many_to_many"))
-            {
+            if !table.iter().any(|(k, _)| {
+                matches!(
+                    k.get_ref().as_ref(),
+                    "belongs_to" | "has_many" | "many_to_many"
+                )
+            }) {
                 cx.error_help(
                     key.span(),
                     format!("relationship `{name}` has no kind"),
@@ -812,24 +876,50 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
 
     let only = |cx: &mut Cx<'_>, opt: &str, span: Option<Span>, applies: &str| {
         if let Some(span) = span {
-            cx.error(span, format!("`{opt}` applies only to {applies} relationships"));
+            cx.error(
+                span,
+                format!("`{opt}` applies only to {applies} relationships"),
+            );
         }
     };
     if kind != "belongs_to" {
-        only(cx, "required", required.as_ref().map(|r| r.1.clone()), "belongs_to");
-        only(cx, "on_delete", on_delete.as_ref().map(|o| o.2.clone()), "belongs_to");
-        only(cx, "renamed_from", renamed_from.as_ref().map(|r| r.2.clone()), "belongs_to");
+        only(
+            cx,
+            "required",
+            required.as_ref().map(|r| r.1.clone()),
+            "belongs_to",
+        );
+        only(
+            cx,
+            "on_delete",
+            on_delete.as_ref().map(|o| o.2.clone()),
+            "belongs_to",
+        );
+        only(
+            cx,
+            "renamed_from",
+            renamed_from.as_ref().map(|r| r.2.clone()),
+            "belongs_to",
+        );
     }
     if kind != "has_many" {
         only(cx, "via", via.as_ref().map(|v| v.2.clone()), "has_many");
     }
     if kind != "many_to_many" {
-        only(cx, "through", through.as_ref().map(|t| t.2.clone()), "many_to_many");
+        only(
+            cx,
+            "through",
+            through.as_ref().map(|t| t.2.clone()),
+            "many_to_many",
+        );
     }
 
+    // Errors so far leave the relationship unusable; the nullify check below
+    // does not, so the target is still resolved (and reported) later.
+    let failed = cx.failed_since(mark);
     let raw = match kind {
         "belongs_to" => {
-            let required = required.map_or(false, |r| r.0);
+            let required = required.is_some_and(|r| r.0);
             let on_delete_value = on_delete.as_ref().map_or(OnDelete::Restrict, |o| o.0);
             if required
                 && on_delete_value == OnDelete::Nullify
@@ -868,7 +958,7 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
             }
         },
     };
-    if cx.failed_since(mark) {
+    if failed {
         return None;
     }
     Some(RelSrc {
@@ -956,8 +1046,8 @@ fn parse_action(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<ActionSrc
             key.span(),
             format!("action name `{name}` is reserved"),
             Some(format!(
-                "{} are the routes every resource has; name actions after what they do, such as `publish`",
-                list(&RESERVED_ACTIONS)
+                "{} are built into every resource; name actions after what they do, such as `publish`",
+                super::walk::list_and(&RESERVED_ACTIONS)
             )),
         );
     }
@@ -987,7 +1077,11 @@ fn parse_action(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<ActionSrc
                                 Some(s) => format!("did you mean `{s}`?"),
                                 None => format!("expected {}", list(&ACTION_TYPES)),
                             };
-                            cx.error_help(val.span(), format!("unknown action type `{t}`"), Some(help));
+                            cx.error_help(
+                                val.span(),
+                                format!("unknown action type `{t}`"),
+                                Some(help),
+                            );
                             None
                         }
                     };

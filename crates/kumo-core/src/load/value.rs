@@ -62,12 +62,14 @@ impl Lit {
             Lit::Int(_) => "an integer",
             Lit::Float(_) => "a float",
             Lit::Bool(_) => "a boolean",
-            Lit::Datetime(dt) => match (dt.date.is_some(), dt.time.is_some(), dt.offset.is_some()) {
-                (true, false, _) => "a date",
-                (false, _, _) => "a time",
-                (true, true, false) => "a local datetime (no UTC offset)",
-                (true, true, true) => "a datetime",
-            },
+            Lit::Datetime(dt) => {
+                match (dt.date.is_some(), dt.time.is_some(), dt.offset.is_some()) {
+                    (true, false, _) => "a date",
+                    (false, _, _) => "a time",
+                    (true, true, false) => "a local datetime (no UTC offset)",
+                    (true, true, true) => "a datetime",
+                }
+            }
             Lit::Array(_) => "an array",
             Lit::Table(_) => "a table",
         }
@@ -100,7 +102,13 @@ pub(crate) fn lit_to_value(ty: &AttrType, lit: &Lit) -> Result<Value, String> {
         (AttrType::Json, lit) => return Ok(lit.to_json()),
         (AttrType::Date, Lit::Datetime(dt)) => match (dt.date, dt.time) {
             (Some(d), None) => Value::String(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
-            _ => return Err(format!("expected {}, found {}", expected(ty), lit.describe())),
+            _ => {
+                return Err(format!(
+                    "expected {}, found {}",
+                    expected(ty),
+                    lit.describe()
+                ));
+            }
         },
         (AttrType::Datetime, Lit::Datetime(dt)) => match (dt.date, dt.time, dt.offset) {
             (Some(d), Some(t), Some(offset)) => {
@@ -127,20 +135,28 @@ pub(crate) fn lit_to_value(ty: &AttrType, lit: &Lit) -> Result<Value, String> {
                 Value::String(s)
             }
             (Some(_), Some(_), None) => return Err(no_offset(&dt.to_string())),
-            _ => return Err(format!("expected {}, found {}", expected(ty), lit.describe())),
+            _ => {
+                return Err(format!(
+                    "expected {}, found {}",
+                    expected(ty),
+                    lit.describe()
+                ));
+            }
         },
         (AttrType::Array { of }, Lit::Array(items)) => {
             let elem = scalar_attr(*of);
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                out.push(
-                    lit_to_value(&elem, item).map_err(|e| format!("element {}: {e}", i + 1))?,
-                );
+                out.push(lit_to_value(&elem, item).map_err(|e| format!("element {}: {e}", i + 1))?);
             }
             Value::Array(out)
         }
         (_, Lit::Datetime(_) | Lit::Table(_) | Lit::Array(_)) => {
-            return Err(format!("expected {}, found {}", expected(ty), lit.describe()));
+            return Err(format!(
+                "expected {}, found {}",
+                expected(ty),
+                lit.describe()
+            ));
         }
         (_, lit) => lit.to_json(),
     };
@@ -156,8 +172,14 @@ pub(crate) fn scalar_attr(of: ScalarType) -> AttrType {
             pattern: None,
         },
         ScalarType::Text => AttrType::Text,
-        ScalarType::Integer => AttrType::Integer { min: None, max: None },
-        ScalarType::Float => AttrType::Float { min: None, max: None },
+        ScalarType::Integer => AttrType::Integer {
+            min: None,
+            max: None,
+        },
+        ScalarType::Float => AttrType::Float {
+            min: None,
+            max: None,
+        },
         ScalarType::Boolean => AttrType::Boolean,
         ScalarType::Uuid => AttrType::Uuid,
         ScalarType::Date => AttrType::Date,
@@ -276,8 +298,7 @@ pub fn normalize_value(ty: &AttrType, value: &Value) -> Result<Value, String> {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 out.push(
-                    normalize_value(&elem, item)
-                        .map_err(|e| format!("element {}: {e}", i + 1))?,
+                    normalize_value(&elem, item).map_err(|e| format!("element {}: {e}", i + 1))?,
                 );
             }
             Ok(Value::Array(out))
@@ -364,7 +385,9 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         _ => 28,
     }
 }
@@ -420,10 +443,7 @@ pub(crate) fn parse_datetime(s: &str) -> Result<String, String> {
         }
     };
     let days = days_from_civil(year, i64::from(month), i64::from(day));
-    let secs = days * 86_400
-        + i64::from(hour) * 3600
-        + i64::from(minute) * 60
-        + i64::from(second)
+    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
         - offset_minutes * 60;
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);

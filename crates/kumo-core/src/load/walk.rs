@@ -94,7 +94,7 @@ impl Cx<'_> {
         v: &'v Val<'i>,
     ) -> Option<&'v [Val<'i>]> {
         match v.get_ref() {
-            DeValue::Array(a) => Some(a.as_slice()),
+            DeValue::Array(a) => Some(a.as_ref()),
             other => {
                 self.wrong_type(key, "an array", other, v.span());
                 None
@@ -128,10 +128,7 @@ impl Cx<'_> {
                 DeValue::String(s) => out.push((s.to_string(), item.span())),
                 other => self.error(
                     item.span(),
-                    format!(
-                        "`{key}` must list strings, found {}",
-                        describe(other)
-                    ),
+                    format!("`{key}` must list strings, found {}", describe(other)),
                 ),
             }
         }
@@ -240,15 +237,22 @@ pub(crate) fn describe(v: &DeValue<'_>) -> &'static str {
 /// The closest candidate to a misspelt word, if any is close enough to be a
 /// plausible typo: Jaro-Winkler ≥ 0.8, or at most two edits on a word long
 /// enough that two edits are not a different word altogether.
-pub(crate) fn suggest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+pub(crate) fn suggest<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
     let len = word.chars().count();
     candidates
         .into_iter()
         .filter(|c| *c != word)
         .filter_map(|c| {
-            let lev = strsim::levenshtein(word, c);
+            let lev = strsim::osa_distance(word, c);
             let jw = strsim::jaro_winkler(word, c);
-            let close = (jw >= 0.8 && len >= 3) || (lev <= 2 && lev < len && lev * 2 <= len.max(c.len()));
+            // Two edits on a short word can make another word entirely, so
+            // the edit budget shrinks with length; Jaro-Winkler catches
+            // transpositions (`lenght`) but not mere shared prefixes.
+            let close = (lev <= 2 && lev < len && lev * 2 <= len.max(c.chars().count()))
+                || (jw >= 0.9 && lev <= 3);
             close.then_some((lev, -jw, c))
         })
         .min_by(|a, b| {
@@ -260,11 +264,29 @@ pub(crate) fn suggest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c s
 
 /// "`a`, `b` or `c`".
 pub(crate) fn list<S: AsRef<str>>(items: &[S]) -> String {
+    join(items, "or")
+}
+
+/// "`a`, `b` and `c`".
+pub(crate) fn list_and<S: AsRef<str>>(items: &[S]) -> String {
+    join(items, "and")
+}
+
+fn join<S: AsRef<str>>(items: &[S], last_word: &str) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("`{}`", s.as_ref())).collect();
     match quoted.as_slice() {
         [] => String::new(),
         [one] => one.clone(),
-        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+        [rest @ .., last] => format!("{} {last_word} {last}", rest.join(", ")),
+    }
+}
+
+/// "a" or "an" for a type name: "an integer", "a string".
+pub(crate) fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
     }
 }
 
@@ -312,15 +334,21 @@ pub(crate) fn string_offset(text: &str, value: &Span, decoded: usize) -> usize {
         }
         match chars.next() {
             Some((_, 'x')) => {
-                let hex: String = (0..2).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
+                let hex: String = (0..2)
+                    .filter_map(|_| chars.next().map(|(_, c)| c))
+                    .collect();
                 seen += char_len(&hex);
             }
             Some((_, 'u')) => {
-                let hex: String = (0..4).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
+                let hex: String = (0..4)
+                    .filter_map(|_| chars.next().map(|(_, c)| c))
+                    .collect();
                 seen += char_len(&hex);
             }
             Some((_, 'U')) => {
-                let hex: String = (0..8).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
+                let hex: String = (0..8)
+                    .filter_map(|_| chars.next().map(|(_, c)| c))
+                    .collect();
                 seen += char_len(&hex);
             }
             Some((_, c)) if c.is_whitespace() => {

@@ -1,0 +1,1122 @@
+//! Checks that span files: duplicate resources, system names, merging a
+//! project's `user` extension into the built-in resource, relationship
+//! targets and back-references, identity fields, policy paths and action
+//! fields. Produces the final [`Schema`].
+//!
+//! Names that were declared but had errors of their own (`FileRes::broken`)
+//! are accepted silently here, so one typo is reported once rather than again
+//! at every place that mentions it.
+
+use super::parse::{ActionSrc, FileRes, IMPLICIT_FIELDS, IdentSrc, RawKind, RelSrc};
+use super::value::lit_to_value;
+use super::walk::{article, list, list_and, suggest};
+use crate::diagnostic::{Diagnostic, Sources};
+use crate::policy::Root;
+use crate::resource::{
+    Action, ActionKind, AttrType, Attribute, FileId, Identity, Policies, Policy, Relationship,
+    RelationshipKind, Resource, Schema, Span, Value,
+};
+
+/// Kumo's built-in resources, in the order they are listed in a schema.
+pub(crate) const SYSTEM_NAMES: [&str; 6] = [
+    "user",
+    "session",
+    "auth_token",
+    "api_key",
+    "external_identity",
+    "audit_event",
+];
+const SYSTEM_PLURALS: [&str; 6] = [
+    "users",
+    "sessions",
+    "auth_tokens",
+    "api_keys",
+    "external_identities",
+    "audit_events",
+];
+
+/// What `actor.<field>` may name when the `user` resource is not loaded.
+const ACTOR_FIELDS: [&str; 5] = ["id", "role", "email", "username", "display_name"];
+
+const ENABLE_AUTH: &str = "run `kumo auth add-strategy magic_link`";
+
+pub(crate) fn build(
+    files: Vec<FileRes>,
+    include_system: bool,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> Schema {
+    let path = |file: FileId| sources.get(file).path.display().to_string();
+    let mut resources: Vec<FileRes> = Vec::new();
+    let mut extensions = Vec::new();
+    for f in files {
+        if f.system {
+            resources.push(f);
+            continue;
+        }
+        if SYSTEM_NAMES.contains(&f.name.as_str()) {
+            if f.name == "user" && include_system {
+                extensions.push(f);
+            } else if f.name == "user" {
+                diags.push(
+                    Diagnostic::new(f.file, f.name_span.clone(), user_disabled_message("user"))
+                        .with_help(ENABLE_AUTH),
+                );
+            } else {
+                diags.push(
+                    Diagnostic::new(
+                        f.file,
+                        f.name_span.clone(),
+                        format!("`{}` is reserved for Kumo's built-in resource", f.name),
+                    )
+                    .with_help(format!("choose another name, such as `game_{}`", f.name)),
+                );
+            }
+            continue;
+        }
+        let system_plural = SYSTEM_PLURALS.iter().position(|p| *p == f.plural);
+        if let Some(i) = system_plural {
+            diags.push(
+                Diagnostic::new(
+                    f.file,
+                    f.plural_at(),
+                    format!(
+                        "plural `{}` is the table of Kumo's built-in `{}` resource",
+                        f.plural, SYSTEM_NAMES[i]
+                    ),
+                )
+                .with_help("set another `plural` in `[resource]`"),
+            );
+        }
+        if let Some(first) = resources.iter().find(|r| r.name == f.name) {
+            diags.push(Diagnostic::new(
+                f.file,
+                f.name_span.clone(),
+                format!(
+                    "resource `{}` is already defined in {}",
+                    f.name,
+                    path(first.file)
+                ),
+            ));
+            continue;
+        }
+        if system_plural.is_none()
+            && let Some(first) = resources.iter().find(|r| r.plural == f.plural)
+        {
+            diags.push(
+                Diagnostic::new(
+                    f.file,
+                    f.plural_at(),
+                    format!(
+                        "plural `{}` is already used by resource `{}` in {}",
+                        f.plural,
+                        first.name,
+                        path(first.file)
+                    ),
+                )
+                .with_help("each resource needs its own table; set another `plural`"),
+            );
+        }
+        resources.push(f);
+    }
+
+    if let Some(user) = resources.iter_mut().find(|r| r.system && r.name == "user") {
+        for ext in extensions {
+            merge_user(user, ext, diags);
+        }
+    }
+
+    for r in &resources {
+        if let Some((old, span)) = &r.renamed_from
+            && let Some(other) = resources
+                .iter()
+                .find(|o| o.name != r.name && (o.name == *old || o.plural == *old))
+        {
+            diags.push(
+                Diagnostic::new(
+                    r.file,
+                    span.clone(),
+                    format!(
+                        "`{}` is renamed from `{old}`, but resource `{}` still uses that name",
+                        r.name, other.name
+                    ),
+                )
+                .with_help("remove `renamed_from` once the rename has been migrated"),
+            );
+        }
+        check_fields(r, diags);
+    }
+
+    let mut resolver = Resolver {
+        resources: &resources,
+        include_system,
+        sources,
+        diags,
+    };
+    let out = resources.iter().map(|r| resolver.resource(r)).collect();
+    Schema { resources: out }
+}
+
+fn user_disabled_message(name: &str) -> String {
+    if name == "user" {
+        "`user` is Kumo's built-in account resource, enabled by the first auth strategy".into()
+    } else {
+        format!(
+            "`{name}` is one of Kumo's built-in auth resources, enabled by the first auth strategy"
+        )
+    }
+}
+
+/// Adds a project's `resources/user.toml` to the built-in `user`.
+fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
+    const CHANGE_HELP: &str = "a project can add attributes, relationships, identities, policies and actions to `user`, but not change the built-in ones";
+    if let Some(span) = &ext.plural_span
+        && ext.plural != user.plural
+    {
+        diags.push(Diagnostic::new(
+            ext.file,
+            span.clone(),
+            format!(
+                "the plural of Kumo's built-in `user` resource is `{}` and can't be changed",
+                user.plural
+            ),
+        ));
+    }
+    if let Some((_, span)) = &ext.renamed_from {
+        diags.push(Diagnostic::new(
+            ext.file,
+            span.clone(),
+            "Kumo's built-in `user` resource can't be renamed",
+        ));
+    }
+    if ext.description.is_some() {
+        user.description = ext.description;
+    }
+    let signup_help = "Kumo creates users at sign-up knowing only their email; add a `default` or drop `required`";
+    for a in ext.attributes {
+        let n = &a.attr.name;
+        if user.attributes.iter().any(|b| b.attr.name == *n)
+            || user.relationships.iter().any(|r| r.name == *n)
+        {
+            diags.push(
+                Diagnostic::new(
+                    a.file,
+                    a.attr.span.clone(),
+                    format!("`{n}` is already defined by Kumo's built-in `user` resource"),
+                )
+                .with_help(CHANGE_HELP),
+            );
+            continue;
+        }
+        if a.attr.required && a.attr.default.is_none() {
+            diags.push(
+                Diagnostic::new(
+                    a.file,
+                    a.attr.span.clone(),
+                    format!(
+                        "attribute `{n}` added to `user` can't be required without a `default`"
+                    ),
+                )
+                .with_help(signup_help),
+            );
+        }
+        user.attributes.push(a);
+    }
+    for r in ext.relationships {
+        if user.attributes.iter().any(|b| b.attr.name == r.name)
+            || user.relationships.iter().any(|b| b.name == r.name)
+        {
+            diags.push(
+                Diagnostic::new(
+                    r.file,
+                    r.span.clone(),
+                    format!(
+                        "`{}` is already defined by Kumo's built-in `user` resource",
+                        r.name
+                    ),
+                )
+                .with_help(CHANGE_HELP),
+            );
+            continue;
+        }
+        if let RawKind::BelongsTo { required: true, .. } = r.kind {
+            diags.push(
+                Diagnostic::new(
+                    r.file,
+                    r.span.clone(),
+                    format!("belongs_to `{}` added to `user` can't be required", r.name),
+                )
+                .with_help(
+                    "Kumo creates users at sign-up knowing only their email; drop `required`",
+                ),
+            );
+        }
+        user.relationships.push(r);
+    }
+    for i in ext.identities {
+        if user.identities.iter().any(|b| b.name == i.name) {
+            diags.push(
+                Diagnostic::new(
+                    i.file,
+                    i.span.clone(),
+                    format!(
+                        "identity `{}` is already defined by Kumo's built-in `user` resource",
+                        i.name
+                    ),
+                )
+                .with_help(CHANGE_HELP),
+            );
+            continue;
+        }
+        user.identities.push(i);
+    }
+    for a in ext.actions {
+        if user.actions.iter().any(|b| b.name == a.name) {
+            diags.push(
+                Diagnostic::new(
+                    a.file,
+                    a.span.clone(),
+                    format!(
+                        "action `{}` is already defined by Kumo's built-in `user` resource",
+                        a.name
+                    ),
+                )
+                .with_help(CHANGE_HELP),
+            );
+            continue;
+        }
+        user.actions.push(a);
+    }
+    // A project's policy replaces the built-in one for the same action: that
+    // is how a game opens up, say, reading other players' profiles.
+    for p in ext.policies {
+        user.policies.retain(|q| q.action != p.action);
+        user.policies.push(p);
+    }
+    user.broken.extend(ext.broken);
+}
+
+/// Clashes between the fields of one resource.
+fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
+    for rel in &r.relationships {
+        if r.attributes.iter().any(|a| a.attr.name == rel.name) {
+            diags.push(Diagnostic::new(
+                rel.file,
+                rel.span.clone(),
+                format!(
+                    "`{}` is declared both as an attribute and as a relationship",
+                    rel.name
+                ),
+            ));
+        }
+        if let RawKind::BelongsTo { .. } = rel.kind {
+            let column = format!("{}_id", rel.name);
+            if let Some(a) = r.attributes.iter().find(|a| a.attr.name == column) {
+                diags.push(
+                    Diagnostic::new(
+                        a.file,
+                        a.attr.span.clone(),
+                        format!(
+                            "attribute `{column}` clashes with the column of belongs_to `{}`",
+                            rel.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "belongs_to `{}` stores its key in a column named `{column}`; rename the attribute",
+                        rel.name
+                    )),
+                );
+            }
+        }
+        if let Some((old, span)) = &rel.renamed_from
+            && r.relationships.iter().any(|o| o.name == *old)
+        {
+            diags.push(Diagnostic::new(
+                rel.file,
+                span.clone(),
+                format!(
+                    "`{}` is renamed from `{old}`, but relationship `{old}` still exists",
+                    rel.name
+                ),
+            ));
+        }
+    }
+    for a in &r.attributes {
+        if let Some(old) = &a.attr.renamed_from
+            && r.attributes.iter().any(|o| o.attr.name == *old)
+        {
+            diags.push(Diagnostic::new(
+                a.file,
+                a.attr.span.clone(),
+                format!(
+                    "`{}` is renamed from `{old}`, but attribute `{old}` still exists",
+                    a.attr.name
+                ),
+            ));
+        }
+    }
+}
+
+/// Lookups over one resource's declared fields.
+impl FileRes {
+    fn attr(&self, name: &str) -> Option<&Attribute> {
+        self.attributes
+            .iter()
+            .map(|a| &a.attr)
+            .find(|a| a.name == name)
+    }
+
+    fn rel(&self, name: &str) -> Option<&RelSrc> {
+        self.relationships.iter().find(|r| r.name == name)
+    }
+
+    /// The belongs_to whose column is `column` (`uploader_id` → `uploader`).
+    fn column_owner(&self, column: &str) -> Option<&RelSrc> {
+        let base = column.strip_suffix("_id")?;
+        self.rel(base)
+            .filter(|r| matches!(r.kind, RawKind::BelongsTo { .. }))
+    }
+
+    fn belongs_to_names(&self) -> impl Iterator<Item = &str> {
+        self.relationships
+            .iter()
+            .filter(|r| matches!(r.kind, RawKind::BelongsTo { .. }))
+            .map(|r| r.name.as_str())
+    }
+
+    /// Every name a policy path may use on this resource.
+    fn value_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = IMPLICIT_FIELDS.iter().map(|s| (*s).to_owned()).collect();
+        out.extend(self.attributes.iter().map(|a| a.attr.name.clone()));
+        for b in self.belongs_to_names() {
+            out.push(b.to_owned());
+            out.push(format!("{b}_id"));
+        }
+        // Broken declarations are still what the user meant.
+        out.extend(self.broken.iter().cloned());
+        out
+    }
+
+    /// Attribute and belongs_to names, broken ones included, for did-you-mean.
+    fn field_names(&self) -> Vec<&str> {
+        self.attributes
+            .iter()
+            .map(|a| a.attr.name.as_str())
+            .chain(self.belongs_to_names())
+            .chain(self.broken.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Whether `name` (or the belongs_to whose column it is) was declared
+    /// with errors, so a reference to it is not reported again.
+    fn is_broken(&self, name: &str) -> bool {
+        self.broken.contains(name)
+            || name
+                .strip_suffix("_id")
+                .is_some_and(|base| self.broken.contains(base))
+    }
+}
+
+struct Resolver<'a> {
+    resources: &'a [FileRes],
+    include_system: bool,
+    sources: &'a Sources,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+impl<'a> Resolver<'a> {
+    fn error(&mut self, file: FileId, span: Span, message: String, help: Option<String>) {
+        let mut d = Diagnostic::new(file, span, message);
+        d.help = help;
+        self.diags.push(d);
+    }
+
+    fn find(&self, name: &str) -> Option<&'a FileRes> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// Reports a reference to a resource that does not exist.
+    fn missing_resource(&mut self, file: FileId, span: Span, name: &str) {
+        if SYSTEM_NAMES.contains(&name) && !self.include_system {
+            self.error(
+                file,
+                span,
+                user_disabled_message(name),
+                Some(ENABLE_AUTH.into()),
+            );
+            return;
+        }
+        let names = self.resources.iter().map(|r| r.name.as_str());
+        let help = match suggest(name, names) {
+            Some(s) => Some(format!("did you mean `{s}`?")),
+            None => self
+                .resources
+                .iter()
+                .find(|r| r.plural == name)
+                .map(|r| format!("resources are named in the singular: `{}`", r.name)),
+        };
+        self.error(file, span, format!("unknown resource `{name}`"), help);
+    }
+
+    fn resource(&mut self, r: &'a FileRes) -> Resource {
+        let relationships = r
+            .relationships
+            .iter()
+            .filter_map(|rel| self.relationship(r, rel))
+            .collect();
+        let identities = r
+            .identities
+            .iter()
+            .filter_map(|i| self.identity(r, i))
+            .collect();
+        let mut policies = Policies::default();
+        for p in &r.policies {
+            self.check_policy(r, p.file, &p.policy);
+            let slot = match p.action {
+                "read" => &mut policies.read,
+                "create" => &mut policies.create,
+                "update" => &mut policies.update,
+                _ => &mut policies.destroy,
+            };
+            *slot = Some(p.policy.clone());
+        }
+        let actions = r.actions.iter().filter_map(|a| self.action(r, a)).collect();
+        Resource {
+            name: r.name.clone(),
+            plural: r.plural.clone(),
+            description: r.description.clone(),
+            renamed_from: r.renamed_from.as_ref().map(|(n, _)| n.clone()),
+            system: r.system,
+            attributes: r.attributes.iter().map(|a| a.attr.clone()).collect(),
+            relationships,
+            identities,
+            policies,
+            actions,
+            file: r.file,
+            span: r.name_span.clone(),
+        }
+    }
+
+    fn relationship(&mut self, r: &FileRes, rel: &RelSrc) -> Option<Relationship> {
+        let target_name = rel.kind.target();
+        let Some(target) = self.find(target_name) else {
+            self.missing_resource(rel.file, rel.target_span.clone(), target_name);
+            return None;
+        };
+        let kind = match &rel.kind {
+            RawKind::BelongsTo {
+                target,
+                required,
+                on_delete,
+            } => RelationshipKind::BelongsTo {
+                target: target.clone(),
+                required: *required,
+                on_delete: *on_delete,
+            },
+            RawKind::HasMany { target: t, via } => {
+                let via = self.has_many_via(r, rel, target, via.as_ref())?;
+                RelationshipKind::HasMany {
+                    target: t.clone(),
+                    via,
+                }
+            }
+            RawKind::ManyToMany {
+                target: t,
+                through: (through, through_span),
+            } => {
+                let Some(join) = self.find(through) else {
+                    self.missing_resource(rel.file, through_span.clone(), through);
+                    return None;
+                };
+                let points = |to: &str| {
+                    join.relationships
+                        .iter()
+                        .filter(|j| matches!(&j.kind, RawKind::BelongsTo { target, .. } if target == to))
+                        .count()
+                };
+                let missing = if r.name == *t {
+                    (points(&r.name) < 2).then(|| r.name.clone())
+                } else if points(&r.name) == 0 {
+                    Some(r.name.clone())
+                } else if points(t) == 0 {
+                    Some(t.clone())
+                } else {
+                    None
+                };
+                if let Some(m) = missing {
+                    if join.broken.is_empty() {
+                        let (message, help) = if r.name == *t {
+                            (
+                                format!("`{through}` must have two belongs_to pointing to `{m}`"),
+                                format!(
+                                    "a many_to_many from `{m}` to itself joins two `{m}` rows, so `{through}` needs a belongs_to for each side"
+                                ),
+                            )
+                        } else {
+                            (
+                                format!(
+                                    "`{through}` must belong_to both `{}` and `{t}`, but has no belongs_to pointing to `{m}`",
+                                    r.name
+                                ),
+                                format!(
+                                    "add `{m} = {{ belongs_to = \"{m}\", required = true, on_delete = \"cascade\" }}` to the [relationships] of `{through}`"
+                                ),
+                            )
+                        };
+                        self.error(rel.file, through_span.clone(), message, Some(help));
+                    }
+                    return None;
+                }
+                RelationshipKind::ManyToMany {
+                    target: t.clone(),
+                    through: through.clone(),
+                }
+            }
+        };
+        Some(Relationship {
+            name: rel.name.clone(),
+            kind,
+            description: rel.description.clone(),
+            renamed_from: rel.renamed_from.as_ref().map(|(n, _)| n.clone()),
+            span: rel.span.clone(),
+        })
+    }
+
+    /// Finds the belongs_to on `target` that a has_many on `r` is the inverse of.
+    fn has_many_via(
+        &mut self,
+        r: &FileRes,
+        rel: &RelSrc,
+        target: &FileRes,
+        via: Option<&(String, Span)>,
+    ) -> Option<String> {
+        let backs: Vec<&str> = target
+            .relationships
+            .iter()
+            .filter(|b| matches!(&b.kind, RawKind::BelongsTo { target, .. } if *target == r.name))
+            .map(|b| b.name.as_str())
+            .collect();
+        if let Some((v, span)) = via {
+            match target.rel(v) {
+                Some(b) => match &b.kind {
+                    RawKind::BelongsTo { target: to, .. } if *to == r.name => {
+                        return Some(v.clone());
+                    }
+                    RawKind::BelongsTo { target: to, .. } => self.error(
+                        rel.file,
+                        span.clone(),
+                        format!(
+                            "`{}.{v}` points to `{to}`, not to `{}`",
+                            target.name, r.name
+                        ),
+                        (!backs.is_empty()).then(|| {
+                            format!(
+                                "the belongs_to on `{}` pointing to `{}`: {}",
+                                target.name,
+                                r.name,
+                                list(&backs)
+                            )
+                        }),
+                    ),
+                    other => self.error(
+                        rel.file,
+                        span.clone(),
+                        format!(
+                            "`{}.{v}` is a {} relationship; `via` names a belongs_to",
+                            target.name,
+                            other.label()
+                        ),
+                        None,
+                    ),
+                },
+                None if target.broken.contains(v) => {}
+                None => {
+                    let help =
+                        suggest(v, backs.iter().copied()).map(|s| format!("did you mean `{s}`?"));
+                    self.error(
+                        rel.file,
+                        span.clone(),
+                        format!("`{}` has no belongs_to named `{v}`", target.name),
+                        help,
+                    );
+                }
+            }
+            return None;
+        }
+        match backs.as_slice() {
+            [one] => Some((*one).to_owned()),
+            [] => {
+                if target.broken.is_empty() {
+                    self.error(
+                        rel.file,
+                        rel.target_span.clone(),
+                        format!(
+                            "has_many `{}` needs a belongs_to on `{}` pointing back to `{}`",
+                            rel.name, target.name, r.name
+                        ),
+                        Some(format!(
+                            "add `{n} = {{ belongs_to = \"{n}\" }}` to the [relationships] of `{}`",
+                            target.name,
+                            n = r.name
+                        )),
+                    );
+                }
+                None
+            }
+            several => {
+                self.error(
+                    rel.file,
+                    rel.span.clone(),
+                    format!(
+                        "has_many `{}` is ambiguous: `{}` has several belongs_to pointing to `{}` ({})",
+                        rel.name,
+                        target.name,
+                        r.name,
+                        list_and(several)
+                    ),
+                    Some(format!("say which with `via`, such as `via = \"{}\"`", several[0])),
+                );
+                None
+            }
+        }
+    }
+
+    fn identity(&mut self, r: &FileRes, i: &IdentSrc) -> Option<Identity> {
+        let mut columns = Vec::new();
+        let mut ok = true;
+        for (f, span) in &i.fields {
+            if IMPLICIT_FIELDS.contains(&f.as_str()) {
+                self.error(
+                    i.file,
+                    span.clone(),
+                    format!("`{f}` can't be part of an identity"),
+                    Some("identities combine attributes and belongs_to relationships; `id` is already unique".into()),
+                );
+                ok = false;
+            } else if let Some(a) = r.attr(f) {
+                if matches!(a.ty, AttrType::Json | AttrType::Array { .. }) {
+                    self.error(
+                        i.file,
+                        span.clone(),
+                        format!(
+                            "`{f}` is {} {} attribute and can't be part of an identity",
+                            article(a.ty.name()),
+                            a.ty.name()
+                        ),
+                        None,
+                    );
+                    ok = false;
+                }
+                columns.push(f.clone());
+            } else if let Some(rel) = r.rel(f) {
+                if let RawKind::BelongsTo { .. } = rel.kind {
+                    columns.push(format!("{f}_id"));
+                } else {
+                    self.error(
+                        i.file,
+                        span.clone(),
+                        format!(
+                            "`{f}` is a {} relationship; identities use attributes and belongs_to relationships",
+                            rel.kind.label()
+                        ),
+                        None,
+                    );
+                    ok = false;
+                }
+            } else {
+                ok = false;
+                if !r.is_broken(f) {
+                    let help = suggest(f, r.field_names()).map(|s| format!("did you mean `{s}`?"));
+                    self.error(
+                        i.file,
+                        span.clone(),
+                        format!("unknown field `{f}` in identity `{}`", i.name),
+                        help,
+                    );
+                }
+            }
+        }
+        ok.then(|| Identity {
+            name: i.name.clone(),
+            columns,
+            span: i.span.clone(),
+        })
+    }
+
+    /// Checks that every path in a policy names a real field.
+    fn check_policy(&mut self, r: &FileRes, file: FileId, policy: &Policy) {
+        for path in policy.expr.paths() {
+            let result = match path.root {
+                Root::Actor if path.fields.is_empty() => Ok(()),
+                Root::Actor => match self.find("user") {
+                    Some(user) => self.walk(user, &path.fields, "actor"),
+                    None => {
+                        let f = &path.fields[0];
+                        if !ACTOR_FIELDS.contains(&f.as_str()) {
+                            let help = suggest(f, ACTOR_FIELDS)
+                                .map(|s| format!("did you mean `{s}`?"))
+                                .unwrap_or_else(|| format!("`actor` has {}", list(&ACTOR_FIELDS)));
+                            Err((1, format!("unknown field `{f}` on `actor`"), Some(help)))
+                        } else if path.fields.len() > 1 {
+                            Err((
+                                2,
+                                format!(
+                                    "`actor.{f}` is a value and has no field `{}`",
+                                    path.fields[1]
+                                ),
+                                None,
+                            ))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                },
+                Root::Record if path.fields.is_empty() => Err((
+                    0,
+                    "`record` alone is not a value".to_owned(),
+                    Some("name one of its fields, such as `record.id`".into()),
+                )),
+                Root::Record => self.walk(r, &path.fields, "record"),
+            };
+            if let Err((segment, message, help)) = result {
+                let text = &self.sources.get(file).text;
+                let inner = segment_span(&policy.source, &path.span, segment);
+                let start = super::walk::string_offset(text, &policy.span, inner.start);
+                let end = super::walk::string_offset(text, &policy.span, inner.end).max(start);
+                self.error(file, start..end, message, help);
+            }
+        }
+    }
+
+    /// Follows a path's fields from resource `start`. On error returns the
+    /// index of the offending segment (0 is the root), a message and a hint.
+    fn walk(
+        &self,
+        start: &FileRes,
+        fields: &[String],
+        root: &str,
+    ) -> Result<(), (usize, String, Option<String>)> {
+        let mut shape = start;
+        let mut prefix = root.to_owned();
+        for (i, f) in fields.iter().enumerate() {
+            let segment = i + 1;
+            let next = fields.get(i + 1);
+            let value_type = match f.as_str() {
+                "id" => Some("uuid"),
+                "inserted_at" | "updated_at" => Some("datetime"),
+                _ => shape
+                    .attr(f)
+                    .map(|a| a.ty.name())
+                    .or_else(|| shape.column_owner(f).map(|_| "uuid")),
+            };
+            if let Some(ty) = value_type {
+                return match next {
+                    None => Ok(()),
+                    Some(n) => Err((
+                        segment + 1,
+                        format!(
+                            "`{prefix}.{f}` is {} {ty} value and has no field `{n}`",
+                            article(ty)
+                        ),
+                        None,
+                    )),
+                };
+            }
+            if let Some(rel) = shape.rel(f) {
+                match &rel.kind {
+                    RawKind::BelongsTo { target, .. } => {
+                        if next.is_none() {
+                            return Err((
+                                segment,
+                                format!("`{prefix}.{f}` is a belongs_to relationship, not a value"),
+                                Some(format!(
+                                    "compare `{prefix}.{f}_id`, or follow it to a field such as `{prefix}.{f}.id`"
+                                )),
+                            ));
+                        }
+                        match self.find(target) {
+                            Some(t) => {
+                                shape = t;
+                                prefix = format!("{prefix}.{f}");
+                                continue;
+                            }
+                            // The unknown target is reported on the relationship.
+                            None => return Ok(()),
+                        }
+                    }
+                    other => {
+                        return Err((
+                            segment,
+                            format!(
+                                "`{prefix}.{f}` is a {} relationship; policies can only follow belongs_to relationships",
+                                other.label()
+                            ),
+                            None,
+                        ));
+                    }
+                }
+            }
+            if shape.is_broken(f) {
+                return Ok(());
+            }
+            let names = shape.value_names();
+            let help = suggest(f, names.iter().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"));
+            return Err((
+                segment,
+                format!(
+                    "unknown field `{f}` on `{prefix}` (resource `{}`)",
+                    shape.name
+                ),
+                help,
+            ));
+        }
+        Ok(())
+    }
+
+    fn action(&mut self, r: &FileRes, a: &ActionSrc) -> Option<Action> {
+        let mark = self.diags.len();
+        let file = a.file;
+        if a.kind == ActionKind::Destroy {
+            for (key, span) in [
+                ("accept", &a.accept_span),
+                ("set", &a.set_span),
+                ("increment", &a.increment_span),
+            ] {
+                if let Some(span) = span {
+                    self.error(
+                        file,
+                        span.clone(),
+                        format!("`{key}` does not apply to destroy actions"),
+                        Some("a destroy action deletes the record; it sets no fields".into()),
+                    );
+                }
+            }
+        }
+        if a.kind == ActionKind::Create
+            && let Some(span) = &a.increment_span
+        {
+            self.error(
+                file,
+                span.clone(),
+                "create actions can't `increment`".into(),
+                Some("there is no previous value to add to; use `set`".into()),
+            );
+        }
+
+        for (f, span) in &a.accept {
+            if IMPLICIT_FIELDS.contains(&f.as_str()) {
+                self.error(
+                    file,
+                    span.clone(),
+                    format!("`{f}` is set by Kumo and can't be accepted"),
+                    None,
+                );
+            } else if r.attr(f).is_some() {
+            } else if let Some(rel) = r.rel(f) {
+                if !matches!(rel.kind, RawKind::BelongsTo { .. }) {
+                    self.error(
+                        file,
+                        span.clone(),
+                        format!(
+                            "`{f}` is a {} relationship; `accept` takes attributes and belongs_to relationships",
+                            rel.kind.label()
+                        ),
+                        None,
+                    );
+                }
+            } else if !r.is_broken(f) {
+                let help = suggest(f, r.field_names()).map(|s| format!("did you mean `{s}`?"));
+                self.error(
+                    file,
+                    span.clone(),
+                    format!("unknown field `{f}` in `accept` of action `{}`", a.name),
+                    help,
+                );
+            }
+        }
+
+        let attr_names: Vec<&str> = r
+            .attributes
+            .iter()
+            .map(|x| x.attr.name.as_str())
+            .chain(r.broken.iter().map(String::as_str))
+            .collect();
+        let mut set: Vec<(String, Value)> = Vec::new();
+        for (f, fspan, lit, vspan) in &a.set {
+            let Some(attr) = self.settable(r, a, "set", f, fspan, &attr_names) else {
+                continue;
+            };
+            if a.accept.iter().any(|(x, _)| x == f) {
+                self.error(
+                    file,
+                    fspan.clone(),
+                    format!("`{f}` is both accepted and set"),
+                    Some("a field is either given by the caller (`accept`) or fixed by the action (`set`)".into()),
+                );
+            }
+            match lit_to_value(&attr.ty, lit) {
+                Ok(v) => set.push((f.clone(), v)),
+                Err(e) => self.error(
+                    file,
+                    vspan.clone(),
+                    format!("invalid value for `{f}`: {e}"),
+                    None,
+                ),
+            }
+        }
+
+        let mut increment: Vec<(String, Value)> = Vec::new();
+        for (f, fspan, lit, vspan) in &a.increment {
+            let Some(attr) = self.settable(r, a, "increment", f, fspan, &attr_names) else {
+                continue;
+            };
+            let numeric = matches!(attr.ty, AttrType::Integer { .. } | AttrType::Float { .. });
+            if numeric
+                && (a.set.iter().any(|(x, ..)| x == f) || a.accept.iter().any(|(x, _)| x == f))
+            {
+                self.error(
+                    file,
+                    fspan.clone(),
+                    format!("`{f}` is incremented and also accepted or set"),
+                    None,
+                );
+            }
+            match (&attr.ty, lit) {
+                (AttrType::Integer { .. }, super::value::Lit::Int(n)) => {
+                    increment.push((f.clone(), Value::from(*n)));
+                }
+                (AttrType::Integer { .. }, _) => self.error(
+                    file,
+                    vspan.clone(),
+                    format!("`{f}` is an integer attribute, so its increment must be an integer"),
+                    None,
+                ),
+                (AttrType::Float { .. }, super::value::Lit::Int(n)) => {
+                    increment.push((f.clone(), Value::from(*n as f64)));
+                }
+                (AttrType::Float { .. }, super::value::Lit::Float(x)) => {
+                    increment.push((f.clone(), Value::from(*x)));
+                }
+                (ty, _) => self.error(
+                    file,
+                    fspan.clone(),
+                    format!(
+                        "`increment` applies only to integer and float attributes; `{f}` is {} {}",
+                        article(ty.name()),
+                        ty.name()
+                    ),
+                    None,
+                ),
+            }
+        }
+
+        if a.kind == ActionKind::Create {
+            let given = |n: &str| {
+                a.accept.iter().any(|(x, _)| x == n) || a.set.iter().any(|(x, ..)| x == n)
+            };
+            for attr in r.attributes.iter().map(|x| &x.attr) {
+                if attr.required && attr.default.is_none() && !given(&attr.name) {
+                    self.error(
+                        file,
+                        a.span.clone(),
+                        format!(
+                            "create action `{}` never sets required attribute `{}`",
+                            a.name, attr.name
+                        ),
+                        Some(format!("add `{}` to `accept` or `set`", attr.name)),
+                    );
+                }
+            }
+            for rel in &r.relationships {
+                if let RawKind::BelongsTo { required: true, .. } = rel.kind
+                    && !given(&rel.name)
+                {
+                    self.error(
+                        file,
+                        a.span.clone(),
+                        format!(
+                            "create action `{}` never sets required relationship `{}`",
+                            a.name, rel.name
+                        ),
+                        Some(format!("add `{}` to `accept`", rel.name)),
+                    );
+                }
+            }
+        }
+
+        if let Some(p) = &a.policy {
+            self.check_policy(r, file, p);
+        }
+        if self.diags.len() > mark {
+            return None;
+        }
+        Some(Action {
+            name: a.name.clone(),
+            kind: a.kind,
+            description: a.description.clone(),
+            accept: a.accept.iter().map(|(f, _)| f.clone()).collect(),
+            set,
+            increment,
+            policy: a.policy.clone(),
+            span: a.span.clone(),
+        })
+    }
+
+    /// The attribute a `set` or `increment` key names, or a diagnostic.
+    fn settable<'r>(
+        &mut self,
+        r: &'r FileRes,
+        a: &ActionSrc,
+        key: &str,
+        f: &str,
+        span: &Span,
+        attr_names: &[&str],
+    ) -> Option<&'r Attribute> {
+        if let Some(attr) = r.attr(f) {
+            return Some(attr);
+        }
+        let (message, help) = if IMPLICIT_FIELDS.contains(&f) {
+            (
+                format!("`{f}` is set by Kumo and can't be changed by `{key}`"),
+                None,
+            )
+        } else if let Some(rel) = r.rel(f) {
+            (
+                format!(
+                    "`{f}` is a {} relationship; `{key}` takes attributes",
+                    rel.kind.label()
+                ),
+                None,
+            )
+        } else if r.broken.contains(f) {
+            return None;
+        } else {
+            (
+                format!("unknown attribute `{f}` in `{key}` of action `{}`", a.name),
+                suggest(f, attr_names.iter().copied()).map(|s| format!("did you mean `{s}`?")),
+            )
+        };
+        self.error(a.file, span.clone(), message, help);
+        None
+    }
+}
+
+/// The byte range of segment `n` (0 = the root) of a path inside the policy
+/// text, so an error points at the offending field rather than the whole path.
+fn segment_span(source: &str, path: &Span, n: usize) -> Span {
+    let Some(text) = source.get(path.clone()) else {
+        return path.clone();
+    };
+    let mut offset = path.start;
+    for (i, part) in text.split('.').enumerate() {
+        let lead = part.len() - part.trim_start().len();
+        let start = offset + lead;
+        let end = start + part.trim().len();
+        if i == n {
+            return start..end;
+        }
+        offset += part.len() + 1;
+    }
+    path.clone()
+}

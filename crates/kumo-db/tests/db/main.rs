@@ -1,0 +1,19 @@
+//! Database integration tests for kumo-db: generated migrations applied to
+//! real PostgreSQL and SQLite databases.
+//!
+//! - [`live_schema`]: a schema using every feature migrates to exactly the
+//!   schema introspection expects, enforces its constraints, rolls back.
+//! - [`sql_snapshots`]: the generated SQL for typical changes, reviewed as
+//!   insta snapshots, and applied and rolled back on both databases.
+//! - [`property`]: random sequences of resource edits, applied step by step
+//!   to both databases, keeping the data in untouched columns.
+//!
+//! PostgreSQL comes from `KUMO_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432`); every test creates its own
+//! `kumo_test_<uuid>` database and drops it again. SQLite databases live in a
+//! temporary directory.
+
+mod harness;
+mod live_schema;
+mod property;
+mod sql_snapshots;
