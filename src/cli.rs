@@ -54,7 +54,9 @@ pub enum Command {
     #[command(subcommand)]
     Auth(AuthCommand),
     /// Write a migration for the changes in resources/
-    #[command(after_help = "Examples:\n  kumo codegen initial\n  kumo codegen add_ratings --dry-run\n  kumo codegen --check            # in CI: exit 1 if a migration is missing\n  kumo codegen drop_legacy --allow-destructive")]
+    #[command(
+        after_help = "Examples:\n  kumo codegen initial\n  kumo codegen add_ratings --dry-run\n  kumo codegen --check            # in CI: exit 1 if a migration is missing\n  kumo codegen drop_legacy --allow-destructive"
+    )]
     Codegen {
         /// The migration's name (snake_case), e.g. `initial`
         #[arg(required_unless_present = "check")]

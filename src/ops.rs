@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use kumo_core::project::{self, Project, CONFIG_FILE};
+use anyhow::{Context, Result, bail};
+use kumo_core::project::{self, CONFIG_FILE, Project};
 use kumo_core::resource::Schema;
 use kumo_db::db::{Database, Target};
 use kumo_db::files::{self, Plan};
@@ -54,7 +54,9 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Db(DbCommand::Status { project }) => db_status(&load_project(&project.dir())?).await,
+        Command::Db(DbCommand::Status { project }) => {
+            db_status(&load_project(&project.dir())?).await
+        }
         Command::Db(DbCommand::Reset { project }) => {
             let project = load_project(&project.dir())?;
             let target = target(&project)?;
@@ -135,12 +137,14 @@ fn plan(project: &Project, schema: &Schema) -> Result<Plan> {
 fn add_strategy(dir: &Path, name: &str) -> Result<()> {
     let project = load_project(dir)?;
     let path = project.root.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let first = !project.system_resources_enabled();
     match project::add_strategy(&text, name)? {
         None => println!("`{name}` is already enabled in {CONFIG_FILE}."),
         Some(updated) => {
-            std::fs::write(&path, updated).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, updated)
+                .with_context(|| format!("writing {}", path.display()))?;
             println!("Enabled the `{name}` sign-in strategy in {CONFIG_FILE}.");
             if first {
                 println!(
@@ -168,10 +172,12 @@ fn codegen(
     dry_run: bool,
     allow_destructive: bool,
 ) -> Result<ExitCode> {
-    if let Some(name) = name {
-        if !is_migration_name(name) {
-            bail!("the migration name `{name}` must be snake_case (a-z, 0-9, _), start with a letter and be at most 64 characters, e.g. `add_ratings`");
-        }
+    if let Some(name) = name
+        && !is_migration_name(name)
+    {
+        bail!(
+            "the migration name `{name}` must be snake_case (a-z, 0-9, _), start with a letter and be at most 64 characters, e.g. `add_ratings`"
+        );
     }
     let schema = load_schema(project)?;
     let plan = plan(project, &schema)?;
@@ -318,7 +324,9 @@ async fn db_status(project: &Project) -> Result<ExitCode> {
     println!("Migrations:");
     for m in &migrations {
         let state = match status.applied.iter().find(|a| a.id == m.id) {
-            Some(a) if status.edited.contains(&m.id) => format!("applied {}, EDITED SINCE", a.applied_at),
+            Some(a) if status.edited.contains(&m.id) => {
+                format!("applied {}, EDITED SINCE", a.applied_at)
+            }
             Some(a) => format!("applied {}", a.applied_at),
             None => "pending".to_string(),
         };
@@ -341,7 +349,9 @@ async fn db_status(project: &Project) -> Result<ExitCode> {
             println!("Live schema: matches the recorded schema.");
         } else {
             current = false;
-            println!("Live schema: DIFFERS from the recorded schema (was the database changed by hand?):");
+            println!(
+                "Live schema: DIFFERS from the recorded schema (was the database changed by hand?):"
+            );
             for (name, table) in &expected {
                 match live.get(name) {
                     None => println!("  missing table {name}"),
@@ -355,7 +365,11 @@ async fn db_status(project: &Project) -> Result<ExitCode> {
         }
     }
     db.close().await;
-    Ok(if current { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if current {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Checks that the project and database are current, then serves.

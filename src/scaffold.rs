@@ -3,15 +3,24 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::cli::DatabaseKind;
 
 const NEW_FILES: &[(&str, &str)] = &[
     ("kumo.toml", include_str!("../templates/new/kumo.toml")),
-    ("resources/avatar.toml", include_str!("../templates/new/resources/avatar.toml")),
-    ("resources/comment.toml", include_str!("../templates/new/resources/comment.toml")),
-    ("seeds/seeds.toml", include_str!("../templates/new/seeds.toml")),
+    (
+        "resources/avatar.toml",
+        include_str!("../templates/new/resources/avatar.toml"),
+    ),
+    (
+        "resources/comment.toml",
+        include_str!("../templates/new/resources/comment.toml"),
+    ),
+    (
+        "seeds/seeds.toml",
+        include_str!("../templates/new/seeds.toml"),
+    ),
     ("migrations/.gitkeep", ""),
     (".env.example", include_str!("../templates/new/env.example")),
     (".gitignore", include_str!("../templates/new/gitignore")),
@@ -20,10 +29,22 @@ const NEW_FILES: &[(&str, &str)] = &[
 
 const DEMO_FILES: &[(&str, &str)] = &[
     ("kumo.toml", include_str!("../templates/demo/kumo.toml")),
-    ("resources/avatar.toml", include_str!("../templates/demo/resources/avatar.toml")),
-    ("resources/comment.toml", include_str!("../templates/demo/resources/comment.toml")),
-    ("resources/world.toml", include_str!("../templates/demo/resources/world.toml")),
-    ("seeds/demo.toml", include_str!("../templates/demo/seeds/demo.toml")),
+    (
+        "resources/avatar.toml",
+        include_str!("../templates/demo/resources/avatar.toml"),
+    ),
+    (
+        "resources/comment.toml",
+        include_str!("../templates/demo/resources/comment.toml"),
+    ),
+    (
+        "resources/world.toml",
+        include_str!("../templates/demo/resources/world.toml"),
+    ),
+    (
+        "seeds/demo.toml",
+        include_str!("../templates/demo/seeds/demo.toml"),
+    ),
     ("migrations/.gitkeep", ""),
     (".gitignore", include_str!("../templates/new/gitignore")),
 ];
@@ -40,7 +61,13 @@ fn project_name(dir: &Path) -> String {
         .unwrap_or_else(|| "kumo_app".into());
     let name: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if name.starts_with(|c: char| c.is_ascii_lowercase()) {
         name
@@ -73,7 +100,8 @@ fn write_files(dir: &Path, files: &[(&str, &str)], vars: &[(&str, &str)]) -> Res
         }
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }

@@ -1,7 +1,7 @@
 //! `kumo codegen`: no questions, named destructive steps, `--check` for CI,
 //! and a recorded schema that merges cleanly across branches.
 
-use crate::{files_under, Kumo};
+use crate::{Kumo, files_under};
 
 const RATING: &str = "[resource]\nname = \"rating\"\n\n[attributes]\nstars = { type = \"integer\", required = true, default = 3, min = 1, max = 5 }\n";
 const BADGE: &str = "[resource]\nname = \"badge\"\n\n[attributes]\nlabel = { type = \"string\", max_length = 32 }\n";
@@ -21,7 +21,8 @@ fn migration_dirs(k: &Kumo) -> Vec<String> {
 fn codegen_writes_up_and_down_for_both_databases_and_then_finds_nothing() {
     let k = Kumo::new();
     k.run(&["new", "app"]).ok();
-    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"]).ok();
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
     let run = k.run(&["codegen", "initial", "--project", "app"]).ok();
     assert!(run.stdout.contains("+ table avatars"), "{}", run.stdout);
     assert!(run.stdout.contains("+ table users"), "{}", run.stdout);
@@ -31,7 +32,12 @@ fn codegen_writes_up_and_down_for_both_databases_and_then_finds_nothing() {
     let files = files_under(&k.path(&format!("app/migrations/{}", dirs[0])));
     assert_eq!(
         files,
-        vec!["postgres.down.sql", "postgres.up.sql", "sqlite.down.sql", "sqlite.up.sql"]
+        vec![
+            "postgres.down.sql",
+            "postgres.up.sql",
+            "sqlite.down.sql",
+            "sqlite.up.sql"
+        ]
     );
     assert!(k.path("app/migrations/schema/avatars.toml").exists());
     let before = files_under(&k.path("app/migrations"));
@@ -50,8 +56,14 @@ fn check_and_dry_run_write_nothing() {
     let check = k.run(&["codegen", "--check", "--project", "app"]).fails();
     assert_eq!(check.code, 1);
     assert!(check.stdout.contains("+ table ratings"), "{}", check.stdout);
-    let dry = k.run(&["codegen", "ratings", "--dry-run", "--project", "app"]).ok();
-    assert!(dry.stdout.contains("CREATE TABLE \"ratings\""), "{}", dry.stdout);
+    let dry = k
+        .run(&["codegen", "ratings", "--dry-run", "--project", "app"])
+        .ok();
+    assert!(
+        dry.stdout.contains("CREATE TABLE \"ratings\""),
+        "{}",
+        dry.stdout
+    );
     assert!(dry.stdout.contains("STRICT"), "both dialects printed");
     assert_eq!(files_under(&k.path("app/migrations")), before);
 }
@@ -69,11 +81,25 @@ fn destructive_steps_are_named_and_refused_without_the_flag() {
     k.write("app/resources/avatar.toml", &avatar);
     let before = files_under(&k.path("app/migrations"));
     let run = k.run(&["codegen", "slim", "--project", "app"]).fails();
-    assert!(run.stderr.contains("drops table `comments`"), "{}", run.stderr);
-    assert!(run.stderr.contains("narrows `avatars.name` (max_length 64 → 32)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("drops table `comments`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("narrows `avatars.name` (max_length 64 → 32)"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("--allow-destructive"), "{}", run.stderr);
-    assert_eq!(files_under(&k.path("app/migrations")), before, "nothing written");
-    k.run(&["codegen", "slim", "--allow-destructive", "--project", "app"]).ok();
+    assert_eq!(
+        files_under(&k.path("app/migrations")),
+        before,
+        "nothing written"
+    );
+    k.run(&["codegen", "slim", "--allow-destructive", "--project", "app"])
+        .ok();
     k.run(&["migrate", "--project", "app"]).ok();
     k.run(&["codegen", "--check", "--project", "app"]).ok();
 }
@@ -82,12 +108,17 @@ fn destructive_steps_are_named_and_refused_without_the_flag() {
 fn a_rename_keeps_the_data_only_when_the_file_says_so() {
     let k = Kumo::new();
     k.set_up_project();
-    let comment = k
-        .read("app/resources/comment.toml")
-        .replace("body = { type = \"text\", required = true }", "text = { type = \"text\", required = true, renamed_from = \"body\" }");
+    let comment = k.read("app/resources/comment.toml").replace(
+        "body = { type = \"text\", required = true }",
+        "text = { type = \"text\", required = true, renamed_from = \"body\" }",
+    );
     k.write("app/resources/comment.toml", &comment);
     let run = k.run(&["codegen", "rename_body", "--project", "app"]).ok();
-    assert!(run.stdout.contains("~ column comments.body → text"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("~ column comments.body → text"),
+        "{}",
+        run.stdout
+    );
     k.run(&["migrate", "--project", "app"]).ok();
 }
 
@@ -95,7 +126,9 @@ fn a_rename_keeps_the_data_only_when_the_file_says_so() {
 fn bad_migration_names_are_refused() {
     let k = Kumo::new();
     k.run(&["new", "app"]).ok();
-    let run = k.run(&["codegen", "Add Ratings", "--project", "app"]).fails();
+    let run = k
+        .run(&["codegen", "Add Ratings", "--project", "app"])
+        .fails();
     assert!(run.stderr.contains("must be snake_case"), "{}", run.stderr);
 }
 
@@ -108,9 +141,12 @@ fn two_branches_adding_different_resources_merge_cleanly() {
     let branch_b = Kumo::new();
     copy_dir(&base, &branch_b.path("app"));
     main.write("app/resources/rating.toml", RATING);
-    main.run(&["codegen", "add_ratings", "--project", "app"]).ok();
+    main.run(&["codegen", "add_ratings", "--project", "app"])
+        .ok();
     branch_b.write("app/resources/badge.toml", BADGE);
-    branch_b.run(&["codegen", "add_badges", "--project", "app"]).ok();
+    branch_b
+        .run(&["codegen", "add_badges", "--project", "app"])
+        .ok();
     // Every file branch B added or changed is one main does not have: a merge
     // has no conflicts. Bring them over, as git would.
     let main_files = files_under(&main.path("app"));
@@ -130,7 +166,11 @@ fn two_branches_adding_different_resources_merge_cleanly() {
     }
     main.run(&["codegen", "--check", "--project", "app"]).ok();
     let migrated = main.run(&["migrate", "--project", "app"]).ok();
-    assert!(migrated.stdout.contains("_add_badges"), "{}", migrated.stdout);
+    assert!(
+        migrated.stdout.contains("_add_badges"),
+        "{}",
+        migrated.stdout
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

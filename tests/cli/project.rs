@@ -1,12 +1,16 @@
 //! `kumo new`, `kumo auth add-strategy`, `--help`, and resource-file errors.
 
-use crate::{files_under, Kumo};
+use crate::{Kumo, files_under};
 
 #[test]
 fn new_writes_a_complete_project() {
     let k = Kumo::new();
     let run = k.run(&["new", "mygame"]).ok();
-    assert!(run.stdout.contains("kumo auth add-strategy magic_link"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("kumo auth add-strategy magic_link"),
+        "{}",
+        run.stdout
+    );
     let files = files_under(&k.path("mygame"));
     for expected in [
         ".env.example",
@@ -17,7 +21,10 @@ fn new_writes_a_complete_project() {
         "resources/avatar.toml",
         "seeds/seeds.toml",
     ] {
-        assert!(files.contains(&expected.to_string()), "{expected} missing from {files:?}");
+        assert!(
+            files.contains(&expected.to_string()),
+            "{expected} missing from {files:?}"
+        );
     }
     let config = k.read("mygame/kumo.toml");
     assert!(config.contains("name = \"mygame\""));
@@ -28,9 +35,10 @@ fn new_writes_a_complete_project() {
 fn new_with_postgres_points_the_project_at_postgres() {
     let k = Kumo::new();
     k.run(&["new", "pg_game", "--database", "postgres"]).ok();
-    assert!(k
-        .read("pg_game/kumo.toml")
-        .contains("url = \"postgres://postgres@127.0.0.1:5432/pg_game\""));
+    assert!(
+        k.read("pg_game/kumo.toml")
+            .contains("url = \"postgres://postgres@127.0.0.1:5432/pg_game\"")
+    );
 }
 
 #[test]
@@ -48,9 +56,18 @@ fn the_example_resource_loads_once_auth_is_enabled() {
     k.run(&["new", "app"]).ok();
     // Without auth, `user` does not exist yet: the error says how to fix it.
     let run = k.run(&["codegen", "initial", "--project", "app"]).fails();
-    assert!(run.stderr.contains("resources/avatar.toml:"), "{}", run.stderr);
-    assert!(run.stderr.contains("kumo auth add-strategy magic_link"), "{}", run.stderr);
-    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"]).ok();
+    assert!(
+        run.stderr.contains("resources/avatar.toml:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("kumo auth add-strategy magic_link"),
+        "{}",
+        run.stderr
+    );
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
     k.run(&["codegen", "initial", "--project", "app"]).ok();
 }
 
@@ -62,7 +79,11 @@ fn add_strategy_keeps_comments_and_refuses_unknown_names() {
     let run = k
         .run(&["auth", "add-strategy", "magic_link", "--project", "app"])
         .ok();
-    assert!(run.stdout.contains("built-in account resources"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("built-in account resources"),
+        "{}",
+        run.stdout
+    );
     let after = k.read("app/kumo.toml");
     assert_eq!(
         after,
@@ -76,8 +97,9 @@ fn add_strategy_keeps_comments_and_refuses_unknown_names() {
         .run(&["auth", "add-strategy", "magic", "--project", "app"])
         .fails();
     assert!(
-        bad.stderr
-            .contains("unknown auth strategy `magic`; valid strategies: magic_link, password, api_key"),
+        bad.stderr.contains(
+            "unknown auth strategy `magic`; valid strategies: magic_link, password, api_key"
+        ),
         "{}",
         bad.stderr
     );
@@ -124,14 +146,27 @@ fn every_command_has_help_with_an_example() {
 fn a_bad_resource_file_reports_every_error_with_line_and_column() {
     let k = Kumo::new();
     k.run(&["new", "app"]).ok();
-    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"]).ok();
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
     k.write(
         "app/resources/world.toml",
         "[resource]\nname = \"world\"\n\n[attributes]\ntitle = { type = \"strng\" }\nsize = { type = \"integer\", max_lenght = 3 }\n",
     );
     let run = k.run(&["codegen", "initial", "--project", "app"]).fails();
-    assert!(run.stderr.contains("resources/world.toml:5:"), "{}", run.stderr);
-    assert!(run.stderr.contains("resources/world.toml:6:"), "{}", run.stderr);
-    assert!(run.stderr.contains("did you mean `string`?"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("resources/world.toml:5:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("resources/world.toml:6:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("did you mean `string`?"),
+        "{}",
+        run.stderr
+    );
     assert!(!k.path("app/migrations/schema").exists(), "nothing written");
 }

@@ -65,7 +65,8 @@ fn serve_refuses_with_the_fixing_command() {
 fn serve_without_a_database_says_to_set_up() {
     let k = Kumo::new();
     k.run(&["new", "app"]).ok();
-    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"]).ok();
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
     k.run(&["codegen", "initial", "--project", "app"]).ok();
     let err = serve_refuses(&k);
     assert!(err.contains("kumo db create"), "{err}");
@@ -74,18 +75,36 @@ fn serve_without_a_database_says_to_set_up() {
 fn database_commands(k: &Kumo) {
     k.set_up_project();
     let status = k.run(&["db", "status", "--project", "app"]).ok();
-    assert!(status.stdout.contains("_initial  applied"), "{}", status.stdout);
-    assert!(status.stdout.contains("Live schema: matches"), "{}", status.stdout);
-    let rolled = k.run(&["rollback", "--steps", "5", "--project", "app"]).ok();
+    assert!(
+        status.stdout.contains("_initial  applied"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("Live schema: matches"),
+        "{}",
+        status.stdout
+    );
+    let rolled = k
+        .run(&["rollback", "--steps", "5", "--project", "app"])
+        .ok();
     assert!(rolled.stdout.contains("Rolled back"), "{}", rolled.stdout);
     let status = k.run(&["db", "status", "--project", "app"]).fails();
-    assert!(status.stdout.contains("_initial  pending"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("_initial  pending"),
+        "{}",
+        status.stdout
+    );
     let reset = k.run(&["db", "reset", "--project", "app"]).ok();
     assert!(reset.stdout.contains("Applied"), "{}", reset.stdout);
     k.run(&["db", "status", "--project", "app"]).ok();
     k.run(&["db", "drop", "--project", "app"]).ok();
     let status = k.run(&["db", "status", "--project", "app"]).fails();
-    assert!(status.stdout.contains("does not exist"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("does not exist"),
+        "{}",
+        status.stdout
+    );
     let created = k.run(&["db", "create", "--project", "app"]).ok();
     assert!(created.stdout.contains("Created"), "{}", created.stdout);
     let again = k.run(&["db", "create", "--project", "app"]).ok();
@@ -110,12 +129,26 @@ fn demo_creates_sets_up_and_serves_then_reuses() {
             .expect("demo serves")
     };
     let server = start();
-    assert!(server.banner.contains("Created a demo project"), "{}", server.banner);
-    assert!(server.banner.contains("6 row(s) inserted") || server.banner.contains("row(s) inserted"));
+    assert!(
+        server.banner.contains("Created a demo project"),
+        "{}",
+        server.banner
+    );
+    assert!(
+        server.banner.contains("6 row(s) inserted") || server.banner.contains("row(s) inserted")
+    );
     assert_eq!(server.get("/ready").0, 200);
     drop(server);
     let server = start();
-    assert!(server.banner.contains("Reusing the demo project"), "{}", server.banner);
-    assert!(server.banner.contains("0 row(s) inserted"), "{}", server.banner);
+    assert!(
+        server.banner.contains("Reusing the demo project"),
+        "{}",
+        server.banner
+    );
+    assert!(
+        server.banner.contains("0 row(s) inserted"),
+        "{}",
+        server.banner
+    );
     assert_eq!(server.get("/ready").0, 200);
 }

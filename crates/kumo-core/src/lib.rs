@@ -10,6 +10,6 @@
 pub mod diagnostic;
 pub mod load;
 pub mod policy;
-pub mod resource;
 pub mod project;
+pub mod resource;
 pub mod table;

@@ -160,7 +160,9 @@ fn resolve_sqlite_path(root: &Path, url: &str) -> String {
     else {
         return url.to_string();
     };
-    let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
     if path.starts_with('/') || path.starts_with(":memory:") || path.is_empty() {
         return url.to_string();
     }
@@ -222,7 +224,9 @@ mod tests {
 
     #[test]
     fn add_strategy_creates_the_auth_table_when_missing() {
-        let out = add_strategy("[project]\nname = \"x\"\n", "api_key").unwrap().unwrap();
+        let out = add_strategy("[project]\nname = \"x\"\n", "api_key")
+            .unwrap()
+            .unwrap();
         let config = parse_config(&out).unwrap();
         assert_eq!(config.auth.strategies, vec!["api_key"]);
         assert!(out.starts_with("[project]\nname = \"x\"\n"));

@@ -422,14 +422,18 @@ pub fn from_snapshot(text: &str) -> Result<Table, SnapshotError> {
     let file: TableFile = toml::from_str(text).map_err(|e| SnapshotError(e.to_string()))?;
     let mut columns = Vec::new();
     for name in &file.order {
-        let c = file
-            .columns
-            .get(name)
-            .ok_or_else(|| SnapshotError(format!("`order` names `{name}`, which has no entry in `columns`")))?;
+        let c = file.columns.get(name).ok_or_else(|| {
+            SnapshotError(format!(
+                "`order` names `{name}`, which has no entry in `columns`"
+            ))
+        })?;
         let bad = |what: &str| SnapshotError(format!("column `{name}`: {what}"));
         let int = |v: &Option<toml::Value>| -> Result<Option<i64>, SnapshotError> {
             v.as_ref()
-                .map(|v| v.as_integer().ok_or_else(|| bad("min/max must be integers")))
+                .map(|v| {
+                    v.as_integer()
+                        .ok_or_else(|| bad("min/max must be integers"))
+                })
                 .transpose()
         };
         let float = |v: &Option<toml::Value>| -> Option<f64> {
@@ -455,7 +459,10 @@ pub fn from_snapshot(text: &str) -> Result<Table, SnapshotError> {
             "datetime" => ColumnType::Datetime,
             "json" => ColumnType::Json,
             "enum" => ColumnType::Enum {
-                values: c.values.clone().ok_or_else(|| bad("enum without `values`"))?,
+                values: c
+                    .values
+                    .clone()
+                    .ok_or_else(|| bad("enum without `values`"))?,
             },
             "array" => ColumnType::Array {
                 of: c
@@ -478,8 +485,7 @@ pub fn from_snapshot(text: &str) -> Result<Table, SnapshotError> {
             Some(r) => Some(ForeignKey {
                 table: r.table.clone(),
                 column: r.column.clone(),
-                on_delete: OnDelete::parse(&r.on_delete)
-                    .ok_or_else(|| bad("unknown on_delete"))?,
+                on_delete: OnDelete::parse(&r.on_delete).ok_or_else(|| bad("unknown on_delete"))?,
             }),
         };
         columns.push(Column {

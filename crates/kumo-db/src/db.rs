@@ -11,8 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, SqlitePool};
 
-use crate::sql::{ident, Dialect};
 use crate::Error;
+use crate::sql::{Dialect, ident};
 
 /// Where a database lives, parsed from its URL.
 #[derive(Debug, Clone)]
@@ -70,14 +70,17 @@ impl Target {
     }
 
     fn is_memory(&self) -> bool {
-        self.sqlite_path()
-            .is_some_and(|p| p.as_os_str().is_empty() || p.to_string_lossy().starts_with(":memory:"))
+        self.sqlite_path().is_some_and(|p| {
+            p.as_os_str().is_empty() || p.to_string_lossy().starts_with(":memory:")
+        })
     }
 
     /// Whether the database exists.
     pub async fn exists(&self) -> Result<bool, Error> {
         match self {
-            Target::Sqlite(_) => Ok(self.is_memory() || self.sqlite_path().is_some_and(|p| p.exists())),
+            Target::Sqlite(_) => {
+                Ok(self.is_memory() || self.sqlite_path().is_some_and(|p| p.exists()))
+            }
             Target::Postgres(o) => {
                 let name = o.get_database().unwrap_or("postgres").to_string();
                 let mut conn = o.clone().database("postgres").connect().await?;
@@ -136,7 +139,12 @@ impl Target {
                     match std::fs::remove_file(&file) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Error::Io { path: file, source: e }),
+                        Err(e) => {
+                            return Err(Error::Io {
+                                path: file,
+                                source: e,
+                            });
+                        }
                     }
                 }
             }

@@ -36,7 +36,8 @@ impl RenameHints {
                 }
             }
             for rel in &r.relationships {
-                if let (Some(old), RelationshipKind::BelongsTo { .. }) = (&rel.renamed_from, &rel.kind)
+                if let (Some(old), RelationshipKind::BelongsTo { .. }) =
+                    (&rel.renamed_from, &rel.kind)
                 {
                     hints.columns.insert(
                         (r.plural.clone(), format!("{}_id", rel.name)),
@@ -75,7 +76,9 @@ impl Renames {
                 .find(|t| &t.name == hint || &t.resource == hint)
                 .filter(|t| !new_names.contains(t.name.as_str()));
             if let Some(source) = source {
-                renames.tables.push((source.name.clone(), table.name.clone()));
+                renames
+                    .tables
+                    .push((source.name.clone(), table.name.clone()));
             }
         }
         for table in new {
@@ -87,7 +90,9 @@ impl Renames {
                 if old_table.column(&column.name).is_some() {
                     continue;
                 }
-                let Some(hint) = hints.columns.get(&(table.name.clone(), column.name.clone()))
+                let Some(hint) = hints
+                    .columns
+                    .get(&(table.name.clone(), column.name.clone()))
                 else {
                     continue;
                 };
@@ -104,7 +109,11 @@ impl Renames {
     /// The same renames seen from the other side, for the down migration.
     pub fn inverted(&self) -> Self {
         Renames {
-            tables: self.tables.iter().map(|(o, n)| (n.clone(), o.clone())).collect(),
+            tables: self
+                .tables
+                .iter()
+                .map(|(o, n)| (n.clone(), o.clone()))
+                .collect(),
             columns: self
                 .columns
                 .iter()
@@ -132,8 +141,12 @@ impl Renames {
 pub enum Change {
     CreateTable(Table),
     DropTable(Table),
-    RenameTable { from: String, to: String },
-    AlterTable(TableAlter),
+    RenameTable {
+        from: String,
+        to: String,
+    },
+    /// Boxed: it is much larger than the other variants.
+    AlterTable(Box<TableAlter>),
 }
 
 /// Everything that changes inside one table that exists on both sides.
@@ -197,7 +210,7 @@ pub fn diff(old: &[Table], new: &[Table], renames: &Renames) -> Vec<Change> {
             Some(old_table) => {
                 let alter = alter_table(old_table, table, renames);
                 if !alter.is_empty() {
-                    changes.push(Change::AlterTable(alter));
+                    changes.push(Change::AlterTable(Box::new(alter)));
                 }
             }
         }
@@ -349,7 +362,9 @@ fn narrowing(table: &str, old: &Column, new: &Column) -> Option<String> {
         ));
     }
     if let Some(what) = tightened(&old.ty, &new.ty) {
-        return Some(format!("narrows {at} ({what}), which can reject existing values"));
+        return Some(format!(
+            "narrows {at} ({what}), which can reject existing values"
+        ));
     }
     if old.nullable && !new.nullable && new.default.is_none() {
         return Some(format!(
@@ -457,11 +472,9 @@ pub fn describe(changes: &[Change]) -> Vec<String> {
     let mut lines = Vec::new();
     for change in changes {
         match change {
-            Change::CreateTable(t) => lines.push(format!(
-                "+ table {} ({} columns)",
-                t.name,
-                t.columns.len()
-            )),
+            Change::CreateTable(t) => {
+                lines.push(format!("+ table {} ({} columns)", t.name, t.columns.len()))
+            }
             Change::DropTable(t) => lines.push(format!("- table {}", t.name)),
             Change::RenameTable { from, to } => lines.push(format!("~ table {from} → {to}")),
             Change::AlterTable(a) => {
@@ -496,10 +509,21 @@ pub fn describe(changes: &[Change]) -> Vec<String> {
 fn describe_alter(old: &Column, new: &Column) -> String {
     let mut parts = Vec::new();
     if old.ty != new.ty {
-        parts.push(format!("type {} → {}", describe_type(&old.ty), describe_type(&new.ty)));
+        parts.push(format!(
+            "type {} → {}",
+            describe_type(&old.ty),
+            describe_type(&new.ty)
+        ));
     }
     if old.nullable != new.nullable {
-        parts.push(if new.nullable { "now optional" } else { "now required" }.to_string());
+        parts.push(
+            if new.nullable {
+                "now optional"
+            } else {
+                "now required"
+            }
+            .to_string(),
+        );
     }
     if old.default != new.default {
         parts.push(format!(
@@ -521,8 +545,12 @@ fn describe_type(ty: &ColumnType) -> String {
             max_length,
         } => format!(
             "text{}{}",
-            min_length.map(|v| format!(" min_length {v}")).unwrap_or_default(),
-            max_length.map(|v| format!(" max_length {v}")).unwrap_or_default()
+            min_length
+                .map(|v| format!(" min_length {v}"))
+                .unwrap_or_default(),
+            max_length
+                .map(|v| format!(" max_length {v}"))
+                .unwrap_or_default()
         ),
         ColumnType::Integer { min, max } => format!(
             "integer{}{}",

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use kumo_core::resource::Schema;
 use kumo_core::table::{self, Table};
 
+use crate::Error;
 use crate::diff::{self, Change, RenameHints, Renames};
 use crate::sql::{self, Dialect};
-use crate::Error;
 
 pub const SCHEMA_DIR: &str = "schema";
 
@@ -198,16 +198,23 @@ pub fn next_id(existing: &[Migration], name: &str, now: time::OffsetDateTime) ->
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    if let Some(last) = existing.iter().filter_map(|m| m.id[..14].parse::<u64>().ok()).max() {
-        if stamp <= last {
-            stamp = last + 1;
-        }
+    if let Some(last) = existing
+        .iter()
+        .filter_map(|m| m.id[..14].parse::<u64>().ok())
+        .max()
+        && stamp <= last
+    {
+        stamp = last + 1;
     }
     format!("{stamp:014}_{name}")
 }
 
 /// Writes a migration folder and brings `migrations/schema/` up to date.
-pub fn write(migrations_dir: &Path, migration: &Migration, tables: &[Table]) -> Result<PathBuf, Error> {
+pub fn write(
+    migrations_dir: &Path,
+    migration: &Migration,
+    tables: &[Table],
+) -> Result<PathBuf, Error> {
     let dir = migrations_dir.join(&migration.id);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let header = |dialect: &str, direction: &str| {
@@ -218,7 +225,12 @@ pub fn write(migrations_dir: &Path, migration: &Migration, tables: &[Table]) -> 
     };
     for (file, dialect, direction, body) in [
         ("postgres.up.sql", "postgres", "up", &migration.postgres_up),
-        ("postgres.down.sql", "postgres", "down", &migration.postgres_down),
+        (
+            "postgres.down.sql",
+            "postgres",
+            "down",
+            &migration.postgres_down,
+        ),
         ("sqlite.up.sql", "sqlite", "up", &migration.sqlite_up),
         ("sqlite.down.sql", "sqlite", "down", &migration.sqlite_down),
     ] {

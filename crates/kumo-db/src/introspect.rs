@@ -11,9 +11,9 @@ use kumo_core::resource::OnDelete;
 use kumo_core::table::Table;
 use sqlx::Row;
 
-use crate::db::Database;
-use crate::sql::{check_expr, default_sql, sql_type, string_literal, Dialect};
 use crate::Error;
+use crate::db::Database;
+use crate::sql::{Dialect, check_expr, default_sql, sql_type, string_literal};
 
 /// A table as the database reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,14 +118,18 @@ fn normalise_default(d: &str) -> String {
     let mut s = d.trim().to_string();
     loop {
         let trimmed = s.trim();
-        if let Some(inner) = trimmed.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
-            if !inner.contains('(') || inner.starts_with("strftime") {
-                s = inner.to_string();
-                continue;
-            }
+        if let Some(inner) = trimmed.strip_prefix('(').and_then(|r| r.strip_suffix(')'))
+            && (!inner.contains('(') || inner.starts_with("strftime"))
+        {
+            s = inner.to_string();
+            continue;
         }
         match trimmed.rfind("::") {
-            Some(i) if trimmed[i + 2..].chars().all(|c| c.is_ascii_alphabetic() || c == ' ') => {
+            Some(i)
+                if trimmed[i + 2..]
+                    .chars()
+                    .all(|c| c.is_ascii_alphabetic() || c == ' ') =>
+            {
                 s = trimmed[..i].to_string();
             }
             _ => break,
@@ -157,7 +161,9 @@ fn canonical_json(text: &str) -> Option<String> {
             serde_json::Value::Object(map) => {
                 let mut entries: Vec<_> = map.into_iter().collect();
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
-                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+                serde_json::Value::Object(
+                    entries.into_iter().map(|(k, v)| (k, sorted(v))).collect(),
+                )
             }
             serde_json::Value::Array(items) => {
                 serde_json::Value::Array(items.into_iter().map(sorted).collect())
@@ -179,7 +185,9 @@ fn canonical_datetime(text: &str) -> Option<String> {
     let b = text.as_bytes();
     let num = |range: std::ops::Range<usize>| -> Option<u32> {
         let part = text.get(range)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -373,11 +381,12 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                     foreign_keys: BTreeSet::new(),
                     primary_key: Vec::new(),
                 };
-                let columns =
-                    sqlx::query("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")
-                        .bind(&name)
-                        .fetch_all(pool)
-                        .await?;
+                let columns = sqlx::query(
+                    "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)",
+                )
+                .bind(&name)
+                .fetch_all(pool)
+                .await?;
                 for c in columns {
                     let column: String = c.get(0);
                     if c.get::<i64, _>(4) > 0 {
@@ -531,10 +540,10 @@ fn column_definitions(create_sql: &str) -> Vec<&str> {
                 }
             }
             ')' => {
-                if depth == 1 {
-                    if let Some(s) = start.take() {
-                        items.push(create_sql[s..i].trim());
-                    }
+                if depth == 1
+                    && let Some(s) = start.take()
+                {
+                    items.push(create_sql[s..i].trim());
                 }
                 depth = depth.saturating_sub(1);
             }
@@ -572,7 +581,10 @@ mod tests {
         assert!(!mentions(enum_check, "text"));
         assert!(!mentions(enum_check, "s"));
         assert!(mentions("CHECK ((\"select\" >= 1))", "select"));
-        assert!(!mentions("CHECK ((x >= '1'::double precision))", "precision"));
+        assert!(!mentions(
+            "CHECK ((x >= '1'::double precision))",
+            "precision"
+        ));
         assert!(mentions("CHECK (((x)::text <> ''::text) AND (y > 0))", "y"));
 
         let sql = "CREATE TABLE \"t\" (\n  \"id\" TEXT PRIMARY KEY,\n  \"a\" TEXT DEFAULT 'x, (y)' CONSTRAINT \"t_a_check\" CHECK (length(\"a\") >= 1),\n  \"u\" TEXT NOT NULL\n, \"b\" INTEGER, \"c\" INTEGER CONSTRAINT \"t_c_check\" CHECK (\"c\" >= 1)) STRICT";

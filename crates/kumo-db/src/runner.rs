@@ -8,9 +8,9 @@
 
 use sqlx::{AssertSqlSafe, Connection, Row};
 
+use crate::Error;
 use crate::db::Database;
 use crate::files::Migration;
-use crate::Error;
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS kumo_migrations (
   id TEXT PRIMARY KEY,

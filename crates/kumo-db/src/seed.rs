@@ -7,9 +7,9 @@ use kumo_core::resource::{Schema, Value};
 use kumo_core::table::{self, BaseType, ColumnType, Table};
 use sqlx::AssertSqlSafe;
 
-use crate::db::Database;
-use crate::sql::{ident, sql_type, Dialect};
 use crate::Error;
+use crate::db::Database;
+use crate::sql::{Dialect, ident, sql_type};
 
 /// Inserts the rows that are not there yet; returns how many were inserted.
 pub async fn load(db: &Database, schema: &Schema, rows: &[SeedRow]) -> Result<u64, Error> {
@@ -24,7 +24,11 @@ pub async fn load(db: &Database, schema: &Schema, rows: &[SeedRow]) -> Result<u6
                 for (ty, v) in values {
                     query = query.bind(text_of(&ty, &v));
                 }
-                inserted += query.execute(&mut *tx).await.map_err(|e| seed_error(row, e))?.rows_affected();
+                inserted += query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| seed_error(row, e))?
+                    .rows_affected();
             }
             tx.commit().await?;
         }
@@ -42,7 +46,11 @@ pub async fn load(db: &Database, schema: &Schema, rows: &[SeedRow]) -> Result<u6
                         _ => query.bind(text_of(&ty, &v)),
                     };
                 }
-                inserted += query.execute(&mut *tx).await.map_err(|e| seed_error(row, e))?.rows_affected();
+                inserted += query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| seed_error(row, e))?
+                    .rows_affected();
             }
             tx.commit().await?;
         }
@@ -85,7 +93,10 @@ fn insert_sql(
     let mut values = vec![(ColumnType::Uuid, Value::String(row.id.to_string()))];
     for (name, value) in &row.values {
         let column = table.column(name).ok_or_else(|| {
-            Error::Invalid(format!("seed field `{name}` is not a column of `{}`", table.name))
+            Error::Invalid(format!(
+                "seed field `{name}` is not a column of `{}`",
+                table.name
+            ))
         })?;
         columns.push(ident(name));
         values.push((column.ty.clone(), value.clone()));

@@ -16,7 +16,7 @@
 
 use kumo_core::resource::{OnDelete, Value};
 use kumo_core::table::{
-    constraint_name, BaseType, Column, ColumnDefault, ColumnType, Table, UniqueIndex,
+    BaseType, Column, ColumnDefault, ColumnType, Table, UniqueIndex, constraint_name,
 };
 
 use crate::diff::{Change, TableAlter};
@@ -178,16 +178,14 @@ fn column_definition(table: &str, column: &Column, dialect: Dialect, with_fk: bo
             ident(&constraint_name(table, &column.name, "check"))
         ));
     }
-    if with_fk {
-        if let Some(fk) = &column.references {
-            sql.push_str(&format!(
-                " CONSTRAINT {} REFERENCES {} ({}) ON DELETE {}",
-                ident(&constraint_name(table, &column.name, "fkey")),
-                ident(&fk.table),
-                ident(&fk.column),
-                on_delete_sql(fk.on_delete)
-            ));
-        }
+    if with_fk && let Some(fk) = &column.references {
+        sql.push_str(&format!(
+            " CONSTRAINT {} REFERENCES {} ({}) ON DELETE {}",
+            ident(&constraint_name(table, &column.name, "fkey")),
+            ident(&fk.table),
+            ident(&fk.column),
+            on_delete_sql(fk.on_delete)
+        ));
     }
     sql
 }
@@ -209,7 +207,11 @@ fn create_table_sql(table: &Table, dialect: Dialect, name: &str) -> String {
         .iter()
         .map(|c| format!("  {}", column_definition(&table.name, c, dialect, with_fk)))
         .collect();
-    let strict = if dialect == Dialect::Sqlite { " STRICT" } else { "" };
+    let strict = if dialect == Dialect::Sqlite {
+        " STRICT"
+    } else {
+        ""
+    };
     format!(
         "CREATE TABLE {} (\n{}\n){strict};",
         ident(name),
@@ -286,7 +288,11 @@ fn render_postgres(changes: &[Change]) -> Vec<String> {
     }
     for change in changes {
         if let Change::RenameTable { from, to } = change {
-            out.push(format!("ALTER TABLE {} RENAME TO {};", ident(from), ident(to)));
+            out.push(format!(
+                "ALTER TABLE {} RENAME TO {};",
+                ident(from),
+                ident(to)
+            ));
         }
     }
     for change in changes {
@@ -331,7 +337,9 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
     // CHECK constraints are named after table and column; after a rename
     // they carry the old name, so rename them to keep the schema canonical.
     for new in &a.new.columns {
-        let Some(old) = a.source_of(&new.name) else { continue };
+        let Some(old) = a.source_of(&new.name) else {
+            continue;
+        };
         let old_check = constraint_name(&a.old.name, &old.name, "check");
         let new_check = constraint_name(&a.new.name, &new.name, "check");
         let altered = a.altered.iter().any(|(_, n)| n.name == new.name);
@@ -347,7 +355,11 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
         out.push(format!("DROP INDEX {};", ident(&u.name)));
     }
     for (old, new) in &a.renamed_unique {
-        out.push(format!("ALTER INDEX {} RENAME TO {};", ident(old), ident(new)));
+        out.push(format!(
+            "ALTER INDEX {} RENAME TO {};",
+            ident(old),
+            ident(new)
+        ));
     }
     for c in &a.dropped {
         out.push(format!("ALTER TABLE {t} DROP COLUMN {};", ident(&c.name)));
@@ -358,8 +370,7 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
         let new_check = constraint_name(&a.new.name, &new.name, "check");
         let retyped = sql_type(&old.ty, d) != sql_type(&new.ty, d);
         let check_changed = retyped
-            || check_expr(old, d).map(|e| e.replace(&ident(&old.name), &col))
-                != check_expr(new, d)
+            || check_expr(old, d).map(|e| e.replace(&ident(&old.name), &col)) != check_expr(new, d)
             || old_check != new_check;
         if check_changed && check_expr(old, d).is_some() {
             out.push(format!(
@@ -367,10 +378,8 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
                 ident(&old_check)
             ));
         }
-        if retyped || old.default != new.default {
-            if old.default.is_some() {
-                out.push(format!("ALTER TABLE {t} ALTER COLUMN {col} DROP DEFAULT;"));
-            }
+        if (retyped || old.default != new.default) && old.default.is_some() {
+            out.push(format!("ALTER TABLE {t} ALTER COLUMN {col} DROP DEFAULT;"));
         }
         if retyped {
             out.push(format!(
@@ -379,13 +388,13 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
                 convert_postgres(&col, old.ty.base(), &new.ty)
             ));
         }
-        if retyped || old.default != new.default {
-            if let Some(default) = &new.default {
-                out.push(format!(
-                    "ALTER TABLE {t} ALTER COLUMN {col} SET DEFAULT {};",
-                    default_sql(default, &new.ty, d)
-                ));
-            }
+        if (retyped || old.default != new.default)
+            && let Some(default) = &new.default
+        {
+            out.push(format!(
+                "ALTER TABLE {t} ALTER COLUMN {col} SET DEFAULT {};",
+                default_sql(default, &new.ty, d)
+            ));
         }
         if old.nullable && !new.nullable {
             if let Some(ColumnDefault::Value(v)) = &new.default {
@@ -398,13 +407,11 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
         } else if !old.nullable && new.nullable {
             out.push(format!("ALTER TABLE {t} ALTER COLUMN {col} DROP NOT NULL;"));
         }
-        if check_changed {
-            if let Some(check) = check_expr(new, d) {
-                out.push(format!(
-                    "ALTER TABLE {t} ADD CONSTRAINT {} CHECK ({check});",
-                    ident(&new_check)
-                ));
-            }
+        if check_changed && let Some(check) = check_expr(new, d) {
+            out.push(format!(
+                "ALTER TABLE {t} ADD CONSTRAINT {} CHECK ({check});",
+                ident(&new_check)
+            ));
         }
     }
     for c in &a.added {
@@ -429,7 +436,9 @@ fn convert_postgres(col: &str, from: BaseType, to: &ColumnType) -> String {
         (B::Json, _) => format!("{json_scalar}::{}", sql_type(to, Dialect::Postgres)),
         (_, B::Array) => format!("jsonb_build_array({col})"),
         (_, B::Json) => format!("to_jsonb({col})"),
-        (B::Boolean, B::Integer | B::Float) => format!("{col}::int::{}", sql_type(to, Dialect::Postgres)),
+        (B::Boolean, B::Integer | B::Float) => {
+            format!("{col}::int::{}", sql_type(to, Dialect::Postgres))
+        }
         (B::Integer | B::Float, B::Boolean) => format!("({col} <> 0)"),
         (B::Float, B::Integer) => format!("round({col})::bigint"),
         (_, B::Text | B::Enum) => format!("{col}::text"),
@@ -441,13 +450,16 @@ fn convert_postgres(col: &str, from: BaseType, to: &ColumnType) -> String {
 /// How SQLite converts a value when a rebuild copies it into a new type.
 fn convert_sqlite(col: &str, from: BaseType, to: &ColumnType) -> String {
     use BaseType as B;
-    let json_scalar =
-        format!("CASE WHEN json_type({col}) IN ('object', 'array') THEN {col} ELSE json_extract({col}, '$') END");
+    let json_scalar = format!(
+        "CASE WHEN json_type({col}) IN ('object', 'array') THEN {col} ELSE json_extract({col}, '$') END"
+    );
     match (from, to.base()) {
         (a, b) if a == b => col.to_string(),
         (B::Text | B::Enum | B::Uuid, B::Text | B::Enum | B::Uuid) => col.to_string(),
         (B::Json | B::Array, B::Json | B::Array) if to.base() == B::Array => {
-            format!("CASE WHEN json_type({col}) = 'array' THEN {col} ELSE json_array(json({col})) END")
+            format!(
+                "CASE WHEN json_type({col}) = 'array' THEN {col} ELSE json_array(json({col})) END"
+            )
         }
         (B::Json | B::Array, B::Json | B::Array) => col.to_string(),
         (B::Json, B::Text | B::Enum | B::Uuid | B::Date | B::Datetime) => {
@@ -483,7 +495,11 @@ fn render_sqlite(changes: &[Change]) -> Vec<String> {
     let mut out = Vec::new();
     for change in changes {
         if let Change::RenameTable { from, to } = change {
-            out.push(format!("ALTER TABLE {} RENAME TO {};", ident(from), ident(to)));
+            out.push(format!(
+                "ALTER TABLE {} RENAME TO {};",
+                ident(from),
+                ident(to)
+            ));
         }
     }
     for change in changes {

@@ -73,13 +73,14 @@ async fn ready(State(state): State<AppState>) -> Response {
         return not_ready("database_unavailable", "the database does not answer");
     }
     match kumo_db::runner::status(state.db(), &state.inner.migrations).await {
-        Ok(status) if status.is_current() => {
-            Json(json!({ "status": "ready" })).into_response()
-        }
+        Ok(status) if status.is_current() => Json(json!({ "status": "ready" })).into_response(),
         Ok(status) => {
             let mut reasons = Vec::new();
             if !status.pending.is_empty() {
-                reasons.push(format!("{} migration(s) not applied: run `kumo migrate`", status.pending.len()));
+                reasons.push(format!(
+                    "{} migration(s) not applied: run `kumo migrate`",
+                    status.pending.len()
+                ));
             }
             if !status.missing.is_empty() || !status.edited.is_empty() {
                 reasons.push("the database's migrations differ from migrations/".to_string());

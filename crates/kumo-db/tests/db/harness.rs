@@ -22,22 +22,22 @@ const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
 /// A database that exists for one test. Call [`TestDb::cleanup`] at the end;
 /// if the test panics first, `Drop` still drops the PostgreSQL database (and
 /// the SQLite file goes with its temporary directory).
-pub struct TestDb {
-    pub db: Database,
+pub(crate) struct TestDb {
+    pub(crate) db: Database,
     /// `None` once cleaned up.
     target: Option<Target>,
     _dir: Option<TempDir>,
 }
 
 impl TestDb {
-    pub async fn new(dialect: Dialect) -> Self {
+    pub(crate) async fn new(dialect: Dialect) -> Self {
         match dialect {
             Dialect::Postgres => Self::postgres().await,
             Dialect::Sqlite => Self::sqlite().await,
         }
     }
 
-    pub async fn postgres() -> Self {
+    pub(crate) async fn postgres() -> Self {
         let base = std::env::var("KUMO_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string());
         let name = format!("kumo_test_{}", uuid::Uuid::new_v4().simple());
@@ -50,7 +50,7 @@ impl TestDb {
         Self::open(target, None).await
     }
 
-    pub async fn sqlite() -> Self {
+    pub(crate) async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let target = Target::parse(&url).expect("sqlite URL");
@@ -59,7 +59,10 @@ impl TestDb {
 
     async fn open(target: Target, dir: Option<TempDir>) -> Self {
         assert!(
-            target.create().await.unwrap_or_else(|e| panic!("creating {}: {e}", target.describe())),
+            target
+                .create()
+                .await
+                .unwrap_or_else(|e| panic!("creating {}: {e}", target.describe())),
             "{} already existed",
             target.describe()
         );
@@ -74,16 +77,16 @@ impl TestDb {
         }
     }
 
-    pub fn dialect(&self) -> Dialect {
+    pub(crate) fn dialect(&self) -> Dialect {
         self.db.dialect()
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.dialect().name()
     }
 
     /// Closes the pool and drops the database.
-    pub async fn cleanup(mut self) {
+    pub(crate) async fn cleanup(mut self) {
         self.db.close().await;
         if let Some(target) = self.target.take() {
             target
@@ -94,13 +97,13 @@ impl TestDb {
     }
 
     /// Runs SQL (one or more statements) that must succeed.
-    pub async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         if let Err(e) = self.try_exec(sql).await {
             panic!("{}: {sql}\nfailed: {e}", self.name());
         }
     }
 
-    pub async fn try_exec(&self, sql: &str) -> Result<(), sqlx::Error> {
+    pub(crate) async fn try_exec(&self, sql: &str) -> Result<(), sqlx::Error> {
         let query = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
         match &self.db {
             Database::Postgres(p) => query.execute(p).await.map(|_| ()),
@@ -109,19 +112,21 @@ impl TestDb {
     }
 
     /// The first column of every row, which must be text (or NULL).
-    pub async fn strings(&self, sql: &str) -> Vec<Option<String>> {
+    pub(crate) async fn strings(&self, sql: &str) -> Vec<Option<String>> {
         let query = sqlx::query_scalar(AssertSqlSafe(sql.to_string()));
         let result = match &self.db {
             Database::Postgres(p) => query.fetch_all(p).await,
-            Database::Sqlite(p) => sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
-                .fetch_all(p)
-                .await,
+            Database::Sqlite(p) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
+                    .fetch_all(p)
+                    .await
+            }
         };
         result.unwrap_or_else(|e| panic!("{}: {sql}\nfailed: {e}", self.name()))
     }
 
     /// A single integer, e.g. `SELECT COUNT(*) …`.
-    pub async fn count(&self, sql: &str) -> i64 {
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
         let result = match &self.db {
             Database::Postgres(p) => {
                 sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
@@ -158,24 +163,24 @@ impl Drop for TestDb {
 }
 
 /// A quoted SQL string literal.
-pub fn lit(s: &str) -> String {
+pub(crate) fn lit(s: &str) -> String {
     kumo_db::sql::string_literal(s)
 }
 
 /// A double-quoted identifier.
-pub fn id(s: &str) -> String {
+pub(crate) fn id(s: &str) -> String {
     kumo_db::sql::ident(s)
 }
 
 /// A fixed, readable UUID: `00000000-0000-4000-8000-00000000000n`.
-pub fn uuid(n: u64) -> String {
+pub(crate) fn uuid(n: u64) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
 
 // ---------------------------------------------------------------------------
 // Schema builders. Spans, files and policies do not matter to the data layer.
 
-pub fn resource(name: &str) -> Resource {
+pub(crate) fn resource(name: &str) -> Resource {
     Resource {
         name: name.to_string(),
         plural: format!("{name}s"),
@@ -192,7 +197,7 @@ pub fn resource(name: &str) -> Resource {
     }
 }
 
-pub fn attr(name: &str, ty: AttrType) -> Attribute {
+pub(crate) fn attr(name: &str, ty: AttrType) -> Attribute {
     Attribute {
         name: name.to_string(),
         ty,
@@ -206,7 +211,7 @@ pub fn attr(name: &str, ty: AttrType) -> Attribute {
     }
 }
 
-pub trait AttributeExt {
+pub(crate) trait AttributeExt {
     fn required(self) -> Self;
     fn default(self, value: Value) -> Self;
     fn unique(self) -> Self;
@@ -235,7 +240,12 @@ impl AttributeExt for Attribute {
     }
 }
 
-pub fn belongs_to(name: &str, target: &str, required: bool, on_delete: OnDelete) -> Relationship {
+pub(crate) fn belongs_to(
+    name: &str,
+    target: &str,
+    required: bool,
+    on_delete: OnDelete,
+) -> Relationship {
     Relationship {
         name: name.to_string(),
         kind: RelationshipKind::BelongsTo {
@@ -249,7 +259,7 @@ pub fn belongs_to(name: &str, target: &str, required: bool, on_delete: OnDelete)
     }
 }
 
-pub fn identity(name: &str, columns: &[&str]) -> Identity {
+pub(crate) fn identity(name: &str, columns: &[&str]) -> Identity {
     Identity {
         name: name.to_string(),
         columns: columns.iter().map(|c| c.to_string()).collect(),
@@ -257,7 +267,7 @@ pub fn identity(name: &str, columns: &[&str]) -> Identity {
     }
 }
 
-pub fn string(min_length: Option<u32>, max_length: Option<u32>) -> AttrType {
+pub(crate) fn string(min_length: Option<u32>, max_length: Option<u32>) -> AttrType {
     AttrType::String {
         min_length,
         max_length,
@@ -265,34 +275,36 @@ pub fn string(min_length: Option<u32>, max_length: Option<u32>) -> AttrType {
     }
 }
 
-pub fn integer(min: Option<i64>, max: Option<i64>) -> AttrType {
+pub(crate) fn integer(min: Option<i64>, max: Option<i64>) -> AttrType {
     AttrType::Integer { min, max }
 }
 
-pub fn float(min: Option<f64>, max: Option<f64>) -> AttrType {
+pub(crate) fn float(min: Option<f64>, max: Option<f64>) -> AttrType {
     AttrType::Float { min, max }
 }
 
-pub fn enumeration(values: &[&str]) -> AttrType {
+pub(crate) fn enumeration(values: &[&str]) -> AttrType {
     AttrType::Enum {
         values: values.iter().map(|v| v.to_string()).collect(),
     }
 }
 
-pub fn array(of: ScalarType) -> AttrType {
+pub(crate) fn array(of: ScalarType) -> AttrType {
     AttrType::Array { of }
 }
 
-pub const EXTERNAL_ID: &str = "6f1c5a2e-8f7d-4c1e-9a3b-2d4e6f8a0b1c";
+pub(crate) const EXTERNAL_ID: &str = "6f1c5a2e-8f7d-4c1e-9a3b-2d4e6f8a0b1c";
 
 /// A schema using every attribute type, constraint and default kind, a
 /// unique attribute, an identity over a `belongs_to` and an attribute, every
 /// `on_delete`, a self-reference, and two tables referencing each other
 /// (`users.team_id` → `teams`, `teams.captain_id` → `users`).
-pub fn rich_schema() -> Schema {
+pub(crate) fn rich_schema() -> Schema {
     let mut user = resource("user");
     user.attributes = vec![
-        attr("email", string(Some(3), Some(254))).required().unique(),
+        attr("email", string(Some(3), Some(254)))
+            .required()
+            .unique(),
         attr("name", string(None, Some(40))).default(json!("anon")),
         attr("bio", AttrType::Text),
         attr("level", integer(Some(1), Some(100)))
@@ -320,11 +332,19 @@ pub fn rich_schema() -> Schema {
     ];
 
     let mut team = resource("team");
-    team.attributes = vec![attr("title", string(Some(1), None)).required().default(json!("team"))];
+    team.attributes = vec![
+        attr("title", string(Some(1), None))
+            .required()
+            .default(json!("team")),
+    ];
     team.relationships = vec![belongs_to("captain", "user", false, OnDelete::Restrict)];
 
     let mut membership = resource("membership");
-    membership.attributes = vec![attr("slot", integer(Some(0), None)).required().default(json!(0))];
+    membership.attributes = vec![
+        attr("slot", integer(Some(0), None))
+            .required()
+            .default(json!(0)),
+    ];
     membership.relationships = vec![
         belongs_to("user", "user", true, OnDelete::Cascade),
         belongs_to("team", "team", true, OnDelete::Cascade),
@@ -336,7 +356,7 @@ pub fn rich_schema() -> Schema {
     }
 }
 
-pub fn resource_mut<'a>(schema: &'a mut Schema, name: &str) -> &'a mut Resource {
+pub(crate) fn resource_mut<'a>(schema: &'a mut Schema, name: &str) -> &'a mut Resource {
     schema
         .resources
         .iter_mut()
@@ -349,7 +369,7 @@ pub fn resource_mut<'a>(schema: &'a mut Schema, name: &str) -> &'a mut Resource 
 
 /// Where `live` differs from `expected`, one line per difference; empty when
 /// they are equal.
-pub fn schema_diff(live: &LiveSchema, expected: &LiveSchema) -> String {
+pub(crate) fn schema_diff(live: &LiveSchema, expected: &LiveSchema) -> String {
     let mut out = String::new();
     for (name, want) in expected {
         let Some(got) = live.get(name) else {
@@ -403,7 +423,7 @@ pub fn schema_diff(live: &LiveSchema, expected: &LiveSchema) -> String {
 }
 
 /// Panics with a readable diff unless the live schema is `expected`.
-pub async fn assert_live_schema(db: &TestDb, expected: &LiveSchema, context: &str) {
+pub(crate) async fn assert_live_schema(db: &TestDb, expected: &LiveSchema, context: &str) {
     let live = kumo_db::introspect::read(&db.db)
         .await
         .unwrap_or_else(|e| panic!("{}: reading the live schema: {e}", db.name()));

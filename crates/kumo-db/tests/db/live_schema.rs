@@ -6,7 +6,7 @@ use kumo_db::introspect::{self, LiveSchema};
 use kumo_db::runner;
 use kumo_db::sql::Dialect;
 
-use crate::harness::{assert_live_schema, lit, rich_schema, uuid, TestDb};
+use crate::harness::{TestDb, assert_live_schema, lit, rich_schema, uuid};
 
 #[tokio::test]
 async fn postgres_live_schema_matches_and_behaves() {
@@ -21,7 +21,11 @@ async fn sqlite_live_schema_matches_and_behaves() {
 async fn live_schema_matches_and_behaves(dialect: Dialect) {
     let schema = rich_schema();
     let plan = Plan::new(Vec::new(), &schema);
-    assert!(plan.destructive_steps().is_empty(), "{:?}", plan.destructive_steps());
+    assert!(
+        plan.destructive_steps().is_empty(),
+        "{:?}",
+        plan.destructive_steps()
+    );
     let migrations = vec![plan.migration("20260101000000_initial".into())];
 
     let t = TestDb::new(dialect).await;
@@ -39,15 +43,32 @@ async fn live_schema_matches_and_behaves(dialect: Dialect) {
 
     // Nothing left to do: no new plan, nothing pending, migrating again is a no-op.
     assert!(Plan::new(plan.new_tables.clone(), &schema).is_empty());
-    assert!(runner::status(&t.db, &migrations).await.unwrap().is_current());
-    assert!(runner::migrate(&t.db, &migrations).await.unwrap().is_empty());
+    assert!(
+        runner::status(&t.db, &migrations)
+            .await
+            .unwrap()
+            .is_current()
+    );
+    assert!(
+        runner::migrate(&t.db, &migrations)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     behaves_as_declared(&t).await;
 
     let undone = runner::rollback(&t.db, &migrations, 1).await.unwrap();
     assert_eq!(undone, ["20260101000000_initial"]);
     assert_live_schema(&t, &LiveSchema::new(), "after rolling back").await;
-    assert_eq!(runner::status(&t.db, &migrations).await.unwrap().pending.len(), 1);
+    assert_eq!(
+        runner::status(&t.db, &migrations)
+            .await
+            .unwrap()
+            .pending
+            .len(),
+        1
+    );
 
     t.cleanup().await;
 }
@@ -106,7 +127,9 @@ async fn behaves_as_declared(t: &TestDb) {
     .await;
     rejects(
         t,
-        &format!("INSERT INTO \"users\" (\"id\", \"email\", \"level\") VALUES ({u3}, 'x@example.com', 0)"),
+        &format!(
+            "INSERT INTO \"users\" (\"id\", \"email\", \"level\") VALUES ({u3}, 'x@example.com', 0)"
+        ),
         Some("users_level_check"),
     )
     .await;
@@ -146,8 +169,10 @@ async fn behaves_as_declared(t: &TestDb) {
         "INSERT INTO \"teams\" (\"id\", \"captain_id\") VALUES ({t1}, {u1})"
     ))
     .await;
-    t.exec(&format!("UPDATE \"users\" SET \"team_id\" = {t1} WHERE \"id\" = {u2}"))
-        .await;
+    t.exec(&format!(
+        "UPDATE \"users\" SET \"team_id\" = {t1} WHERE \"id\" = {u2}"
+    ))
+    .await;
     t.exec(&format!(
         "INSERT INTO \"memberships\" (\"id\", \"user_id\", \"team_id\", \"slot\") VALUES ({m1}, {u2}, {t1}, 1)"
     ))
@@ -172,10 +197,18 @@ async fn behaves_as_declared(t: &TestDb) {
     .await;
 
     // Restrict: u1 captains t1.
-    rejects(t, &format!("DELETE FROM \"users\" WHERE \"id\" = {u1}"), None).await;
-    t.exec(&format!("UPDATE \"teams\" SET \"captain_id\" = NULL WHERE \"id\" = {t1}"))
+    rejects(
+        t,
+        &format!("DELETE FROM \"users\" WHERE \"id\" = {u1}"),
+        None,
+    )
+    .await;
+    t.exec(&format!(
+        "UPDATE \"teams\" SET \"captain_id\" = NULL WHERE \"id\" = {t1}"
+    ))
+    .await;
+    t.exec(&format!("DELETE FROM \"users\" WHERE \"id\" = {u1}"))
         .await;
-    t.exec(&format!("DELETE FROM \"users\" WHERE \"id\" = {u1}")).await;
     // Nullify, through the self-reference.
     assert_eq!(
         t.count(&format!(
@@ -188,7 +221,8 @@ async fn behaves_as_declared(t: &TestDb) {
     );
 
     // Deleting t1 nulls users.team_id and cascades to memberships.
-    t.exec(&format!("DELETE FROM \"teams\" WHERE \"id\" = {t1}")).await;
+    t.exec(&format!("DELETE FROM \"teams\" WHERE \"id\" = {t1}"))
+        .await;
     assert_eq!(
         t.count(&format!(
             "SELECT COUNT(*) FROM \"users\" WHERE \"id\" = {u2} AND \"team_id\" IS NULL"
@@ -207,11 +241,13 @@ async fn behaves_as_declared(t: &TestDb) {
 
     // Cascade through users too.
     let t2 = lit(&uuid(12));
-    t.exec(&format!("INSERT INTO \"teams\" (\"id\") VALUES ({t2})")).await;
+    t.exec(&format!("INSERT INTO \"teams\" (\"id\") VALUES ({t2})"))
+        .await;
     t.exec(&format!(
         "INSERT INTO \"memberships\" (\"id\", \"user_id\", \"team_id\") VALUES ({m1}, {u2}, {t2})"
     ))
     .await;
-    t.exec(&format!("DELETE FROM \"users\" WHERE \"id\" = {u2}")).await;
+    t.exec(&format!("DELETE FROM \"users\" WHERE \"id\" = {u2}"))
+        .await;
     assert_eq!(t.count("SELECT COUNT(*) FROM \"memberships\"").await, 0);
 }
