@@ -432,9 +432,16 @@ fn convert_postgres(col: &str, from: BaseType, to: &ColumnType) -> String {
     let json_scalar = format!("({col} #>> '{{}}')");
     match (from, to.base()) {
         (B::Json | B::Array, B::Text | B::Enum) => json_scalar,
+        // JSON that is not an array becomes a one-element array, as SQLite's
+        // conversion does (before, PostgreSQL kept it and the array CHECK
+        // failed where SQLite succeeded). NULL stays NULL.
+        (B::Json, B::Array) => format!(
+            "CASE WHEN {col} IS NULL OR jsonb_typeof({col}) = 'array' THEN {col} ELSE jsonb_build_array({col}) END"
+        ),
         (B::Json | B::Array, B::Json | B::Array) => col.to_string(),
         (B::Json, _) => format!("{json_scalar}::{}", sql_type(to, Dialect::Postgres)),
-        (_, B::Array) => format!("jsonb_build_array({col})"),
+        // jsonb_build_array(NULL) is `[null]`: keep NULL as NULL.
+        (_, B::Array) => format!("CASE WHEN {col} IS NULL THEN NULL ELSE jsonb_build_array({col}) END"),
         (_, B::Json) => format!("to_jsonb({col})"),
         (B::Boolean, B::Integer | B::Float) => {
             format!("{col}::int::{}", sql_type(to, Dialect::Postgres))
@@ -448,26 +455,35 @@ fn convert_postgres(col: &str, from: BaseType, to: &ColumnType) -> String {
 }
 
 /// How SQLite converts a value when a rebuild copies it into a new type.
+///
+/// SQLite's `CAST` never fails (`CAST('anon' AS INTEGER)` is 0), so values
+/// headed for INTEGER, REAL or boolean columns are copied unconverted where
+/// the conversion could fail: the STRICT table then converts them only when
+/// that is lossless and otherwise fails the migration, as PostgreSQL does,
+/// instead of silently storing 0. NULL stays NULL in every conversion.
 fn convert_sqlite(col: &str, from: BaseType, to: &ColumnType) -> String {
     use BaseType as B;
-    let json_scalar = format!(
-        "CASE WHEN json_type({col}) IN ('object', 'array') THEN {col} ELSE json_extract({col}, '$') END"
-    );
+    let json_scalar =
+        format!("CASE WHEN json_type({col}) IN ('object', 'array') THEN {col} ELSE json_extract({col}, '$') END");
+    // Text PostgreSQL accepts as a boolean; anything else is left as text,
+    // which the STRICT INTEGER column (or its CHECK) rejects.
+    let text_to_boolean = |value: &str| {
+        format!(
+            "CASE WHEN {value} IS NULL THEN NULL WHEN lower(trim({value})) IN ('true', 't', 'yes', 'y', 'on', '1') THEN 1 WHEN lower(trim({value})) IN ('false', 'f', 'no', 'n', 'off', '0') THEN 0 ELSE {value} END"
+        )
+    };
     match (from, to.base()) {
         (a, b) if a == b => col.to_string(),
         (B::Text | B::Enum | B::Uuid, B::Text | B::Enum | B::Uuid) => col.to_string(),
         (B::Json | B::Array, B::Json | B::Array) if to.base() == B::Array => {
-            format!(
-                "CASE WHEN json_type({col}) = 'array' THEN {col} ELSE json_array(json({col})) END"
-            )
+            format!("CASE WHEN {col} IS NULL OR json_type({col}) = 'array' THEN {col} ELSE json_array(json({col})) END")
         }
         (B::Json | B::Array, B::Json | B::Array) => col.to_string(),
         (B::Json, B::Text | B::Enum | B::Uuid | B::Date | B::Datetime) => {
             format!("CAST({json_scalar} AS TEXT)")
         }
-        (B::Json, B::Integer) => format!("CAST({json_scalar} AS INTEGER)"),
-        (B::Json, B::Float) => format!("CAST({json_scalar} AS REAL)"),
-        (B::Json, B::Boolean) => format!("(CAST({json_scalar} AS INTEGER) <> 0)"),
+        (B::Json, B::Integer | B::Float) => json_scalar,
+        (B::Json, B::Boolean) => text_to_boolean(&format!("({json_scalar})")),
         (B::Boolean, B::Text | B::Enum) => {
             format!("CASE {col} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END")
         }
@@ -475,15 +491,13 @@ fn convert_sqlite(col: &str, from: BaseType, to: &ColumnType) -> String {
         (B::Boolean, B::Array) => {
             format!("CASE {col} WHEN 1 THEN '[true]' WHEN 0 THEN '[false]' END")
         }
-        (_, B::Array) => format!("json_array({col})"),
-        (_, B::Json) => format!("json_quote({col})"),
-        (_, B::Integer) if from == B::Float => format!("CAST(round({col}) AS INTEGER)"),
-        (B::Text | B::Enum, B::Boolean) => format!(
-            "CASE WHEN {col} IS NULL THEN NULL WHEN lower({col}) IN ('true', 't', '1', 'yes') THEN 1 ELSE 0 END"
-        ),
-        (_, B::Boolean) => format!("({col} <> 0)"),
-        (_, B::Integer) => format!("CAST({col} AS INTEGER)"),
-        (_, B::Float) => format!("CAST({col} AS REAL)"),
+        // json_array(NULL) is '[null]' and json_quote(NULL) is 'null'.
+        (_, B::Array) => format!("CASE WHEN {col} IS NULL THEN NULL ELSE json_array({col}) END"),
+        (_, B::Json) => format!("CASE WHEN {col} IS NULL THEN NULL ELSE json_quote({col}) END"),
+        (B::Float, B::Integer) => format!("CAST(round({col}) AS INTEGER)"),
+        (B::Integer | B::Float, B::Boolean) => format!("({col} <> 0)"),
+        (_, B::Boolean) => text_to_boolean(col),
+        (_, B::Integer | B::Float) => col.to_string(),
         (B::Datetime, B::Date) => format!("substr({col}, 1, 10)"),
         (B::Date, B::Datetime) => format!("({col} || 'T00:00:00Z')"),
         _ => format!("CAST({col} AS TEXT)"),

@@ -422,15 +422,22 @@ pub(crate) fn schema_diff(live: &LiveSchema, expected: &LiveSchema) -> String {
     out
 }
 
-/// Panics with a readable diff unless the live schema is `expected`.
-pub(crate) async fn assert_live_schema(db: &TestDb, expected: &LiveSchema, context: &str) {
+/// `Err` with a readable diff unless the live schema is `expected`.
+pub(crate) async fn check_live_schema(db: &TestDb, expected: &LiveSchema) -> Result<(), String> {
     let live = kumo_db::introspect::read(&db.db)
         .await
-        .unwrap_or_else(|e| panic!("{}: reading the live schema: {e}", db.name()));
+        .map_err(|e| format!("reading the live schema: {e}"))?;
     let diff = schema_diff(&live, expected);
-    assert!(
-        diff.is_empty() && &live == expected,
-        "{} ({context}): live schema differs from the expected one:\n{diff}",
-        db.name()
-    );
+    if diff.is_empty() && &live == expected {
+        Ok(())
+    } else {
+        Err(format!("live schema differs from the expected one:\n{diff}"))
+    }
+}
+
+/// Panics with a readable diff unless the live schema is `expected`.
+pub(crate) async fn assert_live_schema(db: &TestDb, expected: &LiveSchema, context: &str) {
+    if let Err(e) = check_live_schema(db, expected).await {
+        panic!("{} ({context}): {e}", db.name());
+    }
 }

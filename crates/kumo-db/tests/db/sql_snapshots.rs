@@ -337,3 +337,54 @@ async fn scenarios_apply_and_roll_back(dialect: Dialect) {
     }
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn postgres_unconvertible_values_fail_the_migration_cleanly() {
+    unconvertible_values_fail_the_migration_cleanly(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_unconvertible_values_fail_the_migration_cleanly() {
+    unconvertible_values_fail_the_migration_cleanly(Dialect::Sqlite).await;
+}
+
+/// Narrowing `name` to an integer while a row holds `anon` must fail on both
+/// databases (SQLite's CAST would quietly store 0) and change nothing.
+async fn unconvertible_values_fail_the_migration_cleanly(dialect: Dialect) {
+    let t = TestDb::new(dialect).await;
+    let initial = Plan::new(Vec::new(), &rich_schema());
+    let narrowing = change_type_narrowing();
+    let plan = Plan::new(initial.new_tables.clone(), &narrowing.schema);
+    assert!(!plan.destructive_steps().is_empty());
+    let migrations = vec![
+        initial.migration("00000000000001_initial".into()),
+        plan.migration("00000000000002_narrowing".into()),
+    ];
+    runner::migrate(&t.db, &migrations[..1]).await.unwrap();
+    t.exec(&format!(
+        "INSERT INTO \"users\" (\"id\", \"email\") VALUES ('{}', 'one@example.com')",
+        uuid(1)
+    ))
+    .await;
+    let error = runner::migrate(&t.db, &migrations)
+        .await
+        .expect_err("narrowing 'anon' to an integer must fail");
+    assert!(
+        matches!(error, kumo_db::Error::MigrationFailed { ref id, .. } if id == "00000000000002_narrowing"),
+        "{}: {error}",
+        t.name()
+    );
+    assert_live_schema(
+        &t,
+        &introspect::expected(&initial.new_tables, dialect),
+        "after the failed migration",
+    )
+    .await;
+    assert_eq!(
+        t.strings("SELECT \"name\" FROM \"users\"").await,
+        [Some("anon".to_string())]
+    );
+    let status = runner::status(&t.db, &migrations).await.unwrap();
+    assert_eq!(status.pending, ["00000000000002_narrowing"]);
+    t.cleanup().await;
+}
