@@ -195,6 +195,15 @@ async fn run(db: &Database, id: &str, sql: &str, direction: Direction) -> Result
                 .await?;
             let result = async {
                 let mut tx = conn.begin().await?;
+                // This pooled connection may hold a schema cached before an
+                // earlier migration ran on another connection. SQLite
+                // reloads a stale schema when a statement reads the
+                // database, but `ALTER TABLE … RENAME/DROP COLUMN` looks the
+                // column up while being prepared and fails with "no such
+                // column" instead; reading sqlite_schema first reloads it.
+                sqlx::raw_sql("SELECT count(*) FROM sqlite_schema")
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
                     .execute(&mut *tx)
                     .await

@@ -441,7 +441,9 @@ fn convert_postgres(col: &str, from: BaseType, to: &ColumnType) -> String {
         (B::Json | B::Array, B::Json | B::Array) => col.to_string(),
         (B::Json, _) => format!("{json_scalar}::{}", sql_type(to, Dialect::Postgres)),
         // jsonb_build_array(NULL) is `[null]`: keep NULL as NULL.
-        (_, B::Array) => format!("CASE WHEN {col} IS NULL THEN NULL ELSE jsonb_build_array({col}) END"),
+        (_, B::Array) => {
+            format!("CASE WHEN {col} IS NULL THEN NULL ELSE jsonb_build_array({col}) END")
+        }
         (_, B::Json) => format!("to_jsonb({col})"),
         (B::Boolean, B::Integer | B::Float) => {
             format!("{col}::int::{}", sql_type(to, Dialect::Postgres))
@@ -463,8 +465,9 @@ fn convert_postgres(col: &str, from: BaseType, to: &ColumnType) -> String {
 /// instead of silently storing 0. NULL stays NULL in every conversion.
 fn convert_sqlite(col: &str, from: BaseType, to: &ColumnType) -> String {
     use BaseType as B;
-    let json_scalar =
-        format!("CASE WHEN json_type({col}) IN ('object', 'array') THEN {col} ELSE json_extract({col}, '$') END");
+    let json_scalar = format!(
+        "CASE WHEN json_type({col}) IN ('object', 'array') THEN {col} ELSE json_extract({col}, '$') END"
+    );
     // Text PostgreSQL accepts as a boolean; anything else is left as text,
     // which the STRICT INTEGER column (or its CHECK) rejects.
     let text_to_boolean = |value: &str| {
@@ -476,7 +479,9 @@ fn convert_sqlite(col: &str, from: BaseType, to: &ColumnType) -> String {
         (a, b) if a == b => col.to_string(),
         (B::Text | B::Enum | B::Uuid, B::Text | B::Enum | B::Uuid) => col.to_string(),
         (B::Json | B::Array, B::Json | B::Array) if to.base() == B::Array => {
-            format!("CASE WHEN {col} IS NULL OR json_type({col}) = 'array' THEN {col} ELSE json_array(json({col})) END")
+            format!(
+                "CASE WHEN {col} IS NULL OR json_type({col}) = 'array' THEN {col} ELSE json_array(json({col})) END"
+            )
         }
         (B::Json | B::Array, B::Json | B::Array) => col.to_string(),
         (B::Json, B::Text | B::Enum | B::Uuid | B::Date | B::Datetime) => {

@@ -431,7 +431,9 @@ pub(crate) async fn check_live_schema(db: &TestDb, expected: &LiveSchema) -> Res
     if diff.is_empty() && &live == expected {
         Ok(())
     } else {
-        Err(format!("live schema differs from the expected one:\n{diff}"))
+        Err(format!(
+            "live schema differs from the expected one:\n{diff}"
+        ))
     }
 }
 

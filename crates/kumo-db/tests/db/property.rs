@@ -20,13 +20,14 @@ use kumo_core::table::{self, Table};
 use kumo_db::files::{Migration, Plan};
 use kumo_db::introspect::{self, LiveSchema};
 use kumo_db::runner;
+use kumo_db::sql::Dialect;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 use serde_json::json;
 
 use crate::harness::{
-    AttributeExt, EXTERNAL_ID, TestDb, attr, belongs_to, check_live_schema, enumeration, float,
-    id, identity, integer, lit, resource, string, uuid,
+    AttributeExt, EXTERNAL_ID, TestDb, attr, belongs_to, check_live_schema, enumeration, float, id,
+    identity, integer, lit, resource, string, uuid,
 };
 
 /// Rows kept in every table.
@@ -108,7 +109,8 @@ struct Case {
 struct Ty(AttrType);
 
 fn describe_type(ty: &AttrType) -> String {
-    let bound = |name: &str, v: Option<String>| v.map(|v| format!(" {name} {v}")).unwrap_or_default();
+    let bound =
+        |name: &str, v: Option<String>| v.map(|v| format!(" {name} {v}")).unwrap_or_default();
     match ty {
         AttrType::String {
             min_length,
@@ -181,19 +183,13 @@ const SCALARS: [ScalarType; 8] = [
 
 fn attr_type() -> impl Strategy<Value = AttrType> {
     prop_oneof![
-        (any::<bool>(), any::<bool>()).prop_map(|(min, max)| string(
-            min.then_some(1),
-            max.then_some(20)
-        )),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(min, max)| string(min.then_some(1), max.then_some(20))),
         Just(AttrType::Text),
-        (any::<bool>(), any::<bool>()).prop_map(|(min, max)| integer(
-            min.then_some(-10),
-            max.then_some(1000)
-        )),
-        (any::<bool>(), any::<bool>()).prop_map(|(min, max)| float(
-            min.then_some(-1.5),
-            max.then_some(99.5)
-        )),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(min, max)| integer(min.then_some(-10), max.then_some(1000))),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(min, max)| float(min.then_some(-1.5), max.then_some(99.5))),
         Just(AttrType::Boolean),
         Just(AttrType::Uuid),
         Just(AttrType::Date),
@@ -391,7 +387,9 @@ impl ModelResource {
     }
 
     fn markers(&self) -> Vec<String> {
-        (0..ROWS).map(|row| format!("r{}-row{row}", self.key)).collect()
+        (0..ROWS)
+            .map(|row| format!("r{}-row{row}", self.key))
+            .collect()
     }
 }
 
@@ -440,7 +438,9 @@ impl Model {
                 res.relationships = r
                     .relationships
                     .iter()
-                    .map(|rel| belongs_to(&rel.name, self.name_of(rel.target), false, rel.on_delete))
+                    .map(|rel| {
+                        belongs_to(&rel.name, self.name_of(rel.target), false, rel.on_delete)
+                    })
                     .collect();
                 res.identities = r
                     .identities
@@ -527,7 +527,8 @@ impl Model {
                 }
                 let i = usize::from(*attribute) % res.attributes.len();
                 let removed = res.attributes.remove(i);
-                res.identities.retain(|(_, cols)| !cols.contains(&removed.name));
+                res.identities
+                    .retain(|(_, cols)| !cols.contains(&removed.name));
             }
             Edit::RenameAttribute {
                 resource,
@@ -592,7 +593,11 @@ impl Model {
                     .attributes
                     .iter()
                     .map(|a| a.name.clone())
-                    .chain(res.relationships.iter().map(|rel| format!("{}_id", rel.name)))
+                    .chain(
+                        res.relationships
+                            .iter()
+                            .map(|rel| format!("{}_id", rel.name)),
+                    )
                     .collect();
                 let mut columns = vec!["marker".to_string()];
                 if let (Some(c), false) = (column, candidates.is_empty()) {
@@ -741,7 +746,13 @@ async fn run_steps(case: &Case, dbs: &[TestDb]) -> Result<(), String> {
         migrations.push(migration.clone());
         for db in dbs {
             let d = db.dialect();
-            let fail = |e: String| format!("{context} on {}: {e}\n--- up SQL ---\n{}", db.name(), migration.up(d));
+            let fail = |e: String| {
+                format!(
+                    "{context} on {}: {e}\n--- up SQL ---\n{}",
+                    db.name(),
+                    migration.up(d)
+                )
+            };
             for (table, column) in &data.null_first {
                 db.exec(&format!("UPDATE {} SET {} = NULL", id(table), id(column)))
                     .await;
@@ -781,6 +792,19 @@ async fn run_steps(case: &Case, dbs: &[TestDb]) -> Result<(), String> {
                 "{context}: planning again is not empty: {:?}",
                 again.describe()
             ));
+        }
+    }
+    // Rolling back a widening (integer → text) cannot convert values that
+    // only fit the wider type; PostgreSQL then refuses that down migration
+    // as a whole, which is right (SQLite's CAST never fails). The rollback
+    // property is about the schema, so the tables are emptied first.
+    if !recorded.is_empty() {
+        let names: Vec<String> = recorded.iter().map(|t| id(&t.name)).collect();
+        for db in dbs {
+            if db.dialect() == Dialect::Postgres {
+                db.exec(&format!("TRUNCATE {} CASCADE", names.join(", ")))
+                    .await;
+            }
         }
     }
     for db in dbs {
@@ -824,7 +848,11 @@ async fn seed(model: &mut Model, dbs: &[TestDb]) {
     }
     for r in &model.resources {
         for rel in r.relationships.iter().filter(|rel| !rel.filled) {
-            let target = model.resources.iter().find(|t| t.key == rel.target).expect("target");
+            let target = model
+                .resources
+                .iter()
+                .find(|t| t.key == rel.target)
+                .expect("target");
             statements.push(format!(
                 "UPDATE {} SET {} = {}",
                 id(&r.table()),
@@ -852,11 +880,16 @@ async fn check_data(model: &Model, db: &TestDb) -> Result<(), String> {
     for r in &model.resources {
         let table = id(&r.table());
         let markers = db
-            .strings(&format!("SELECT \"marker\" FROM {table} ORDER BY \"marker\""))
+            .strings(&format!(
+                "SELECT \"marker\" FROM {table} ORDER BY \"marker\""
+            ))
             .await;
         let expected: Vec<Option<String>> = r.markers().into_iter().map(Some).collect();
         if markers != expected {
-            return Err(format!("{}: markers {markers:?}, want {expected:?}", r.table()));
+            return Err(format!(
+                "{}: markers {markers:?}, want {expected:?}",
+                r.table()
+            ));
         }
         for a in r.attributes.iter().filter(|a| a.all_null) {
             let n = db
@@ -881,11 +914,19 @@ async fn check_data(model: &Model, db: &TestDb) -> Result<(), String> {
                 ))
                 .await;
             if n != 0 {
-                return Err(format!("{}.{}: {n} required value(s) NULL", r.table(), a.name));
+                return Err(format!(
+                    "{}.{}: {n} required value(s) NULL",
+                    r.table(),
+                    a.name
+                ));
             }
         }
         for rel in &r.relationships {
-            let target = model.resources.iter().find(|t| t.key == rel.target).expect("target");
+            let target = model
+                .resources
+                .iter()
+                .find(|t| t.key == rel.target)
+                .expect("target");
             let n = db
                 .count(&format!(
                     "SELECT COUNT(*) FROM {table} WHERE {} = {}",
@@ -937,7 +978,11 @@ fn the_model_tracks_renames_through_identities_and_relationships() {
     assert_eq!(r.attributes[1].name, "a5");
     assert_eq!(r.attributes[1].renamed_from.as_deref(), Some("a2"));
     assert_eq!(r.identities[0].columns, ["marker", "a5"]);
-    assert_eq!(r.relationships[0].target(), "r6", "a self-reference follows the rename");
+    assert_eq!(
+        r.relationships[0].target(),
+        "r6",
+        "a self-reference follows the rename"
+    );
 }
 
 /// A fixed sequence that exercises every edit kind, so a regression in any of
@@ -1019,6 +1064,37 @@ async fn every_edit_kind_in_one_sequence() {
                 attributes: vec![text(true)],
                 belongs_to: Some((0, OnDelete::Restrict)),
             }),
+        ],
+    };
+    if let Err(e) = run_case(&case).await {
+        panic!("{case:?}\n{e}");
+    }
+}
+
+/// Found by the property: rolling back "remove attribute" re-adds the column
+/// on one pooled SQLite connection, then rolling back "rename attribute"
+/// renames it on another whose cached schema predates the re-add.
+#[tokio::test]
+async fn rename_then_remove_rolls_back() {
+    let case = Case {
+        initial: vec![ResourceSpec {
+            attributes: vec![AttrSpec {
+                ty: string(None, None),
+                required: false,
+                default: None,
+                unique: false,
+            }],
+            belongs_to: None,
+        }],
+        edits: vec![
+            Edit::RenameAttribute {
+                resource: 0,
+                attribute: 0,
+            },
+            Edit::RemoveAttribute {
+                resource: 0,
+                attribute: 0,
+            },
         ],
     };
     if let Err(e) = run_case(&case).await {
