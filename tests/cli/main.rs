@@ -58,6 +58,12 @@ impl Run {
     }
 }
 
+impl Default for Kumo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Kumo {
     pub fn new() -> Self {
         Kumo {
@@ -131,6 +137,7 @@ pub struct Server {
 }
 
 impl Server {
+    #[allow(clippy::zombie_processes)] // every early return waits; the rest is waited on in Drop
     pub fn start(mut cmd: Command) -> Result<Server, String> {
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -151,8 +158,10 @@ impl Server {
                 return Err(format!("{banner}{err}"));
             }
             banner.push_str(&line);
-            if let Some(rest) = line.split("http://").nth(1) {
-                if line.contains("is serving") {
+            if let Some(rest) = line.split("http://").nth(1)
+                && line.contains("is serving")
+            {
+                {
                     let addr = rest.split_whitespace().next().unwrap().to_string();
                     // Keep draining stdout so the server never blocks on a full pipe.
                     std::thread::spawn(move || {

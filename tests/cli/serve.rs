@@ -32,10 +32,9 @@ fn seed_sequence_on_postgres() {
 }
 
 fn serve_refuses(k: &Kumo) -> String {
-    let err = Server::start(k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]))
+    Server::start(k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]))
         .err()
-        .expect("serve must refuse");
-    err
+        .expect("serve must refuse")
 }
 
 #[test]

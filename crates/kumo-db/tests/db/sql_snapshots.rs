@@ -123,10 +123,10 @@ fn rename_resource() -> Scenario {
     team.renamed_from = Some("team".into());
     for r in &mut schema.resources {
         for rel in &mut r.relationships {
-            if let RelationshipKind::BelongsTo { target, .. } = &mut rel.kind {
-                if target == "team" {
-                    *target = "squad".into();
-                }
+            if let RelationshipKind::BelongsTo { target, .. } = &mut rel.kind
+                && target == "team"
+            {
+                *target = "squad".into();
             }
         }
     }
