@@ -368,7 +368,11 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
         let col = ident(&new.name);
         let old_check = constraint_name(&a.old.name, &old.name, "check");
         let new_check = constraint_name(&a.new.name, &new.name, "check");
-        let retyped = sql_type(&old.ty, d) != sql_type(&new.ty, d);
+        // JSON and arrays are both JSONB, but JSON that is not an array must
+        // still be converted (wrapped, as on SQLite) before the array CHECK
+        // is added, so that change goes through `ALTER … TYPE … USING` too.
+        let retyped = sql_type(&old.ty, d) != sql_type(&new.ty, d)
+            || (old.ty.base() == BaseType::Json && new.ty.base() == BaseType::Array);
         let check_changed = retyped
             || check_expr(old, d).map(|e| e.replace(&ident(&old.name), &col)) != check_expr(new, d)
             || old_check != new_check;

@@ -5,7 +5,8 @@
 //! tables say, planning again from the recorded tables finds nothing to do,
 //! and the rows kept in every table still hold their `marker` (a text
 //! attribute no edit touches), through renames and SQLite table rebuilds.
-//! At the end everything rolls back to an empty database.
+//! At the end the last migration rolls back with the rows in place, then,
+//! with the tables emptied, all the others, leaving an empty database.
 //!
 //! Edits pick their resource and attribute with small numbers taken modulo
 //! what exists, so any sequence is valid and shrinks to a readable one; an
@@ -20,7 +21,6 @@ use kumo_core::table::{self, Table};
 use kumo_db::files::{Migration, Plan};
 use kumo_db::introspect::{self, LiveSchema};
 use kumo_db::runner;
-use kumo_db::sql::Dialect;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 use serde_json::json;
@@ -400,7 +400,7 @@ struct StepData {
     null_first: Vec<(String, String)>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Model {
     next: u32,
     resources: Vec<ModelResource>,
@@ -726,6 +726,8 @@ async fn run_steps(case: &Case, dbs: &[TestDb]) -> Result<(), String> {
     let mut model = Model::default();
     let mut recorded: Vec<Table> = Vec::new();
     let mut migrations: Vec<Migration> = Vec::new();
+    // The model and tables after each applied migration.
+    let mut applied: Vec<(Model, Vec<Table>)> = Vec::new();
     for step in 0..=case.edits.len() {
         let (what, data) = if step == 0 {
             for spec in &case.initial {
@@ -738,6 +740,14 @@ async fn run_steps(case: &Case, dbs: &[TestDb]) -> Result<(), String> {
         };
         let context = format!("step {step} ({what})");
         let schema = model.schema();
+        // Before planning: the model already counts on it, even when the
+        // edit turns out to change nothing (a type changed to itself).
+        for db in dbs {
+            for (table, column) in &data.null_first {
+                db.exec(&format!("UPDATE {} SET {} = NULL", id(table), id(column)))
+                    .await;
+            }
+        }
         let plan = Plan::new(recorded.clone(), &schema);
         if plan.is_empty() {
             continue;
@@ -753,15 +763,11 @@ async fn run_steps(case: &Case, dbs: &[TestDb]) -> Result<(), String> {
                     migration.up(d)
                 )
             };
-            for (table, column) in &data.null_first {
-                db.exec(&format!("UPDATE {} SET {} = NULL", id(table), id(column)))
-                    .await;
-            }
-            let applied = runner::migrate(&db.db, &migrations)
+            let ran = runner::migrate(&db.db, &migrations)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
-            if applied != [migration.id.clone()] {
-                return Err(fail(format!("applied {applied:?}")));
+            if ran != [migration.id.clone()] {
+                return Err(fail(format!("applied {ran:?}")));
             }
             check_live_schema(db, &introspect::expected(&plan.new_tables, d))
                 .await
@@ -793,39 +799,104 @@ async fn run_steps(case: &Case, dbs: &[TestDb]) -> Result<(), String> {
                 again.describe()
             ));
         }
+        applied.push((model.clone(), plan.new_tables.clone()));
     }
-    // Rolling back a widening (integer → text) cannot convert values that
-    // only fit the wider type; PostgreSQL then refuses that down migration
-    // as a whole, which is right (SQLite's CAST never fails). The rollback
-    // property is about the schema, so the tables are emptied first.
-    if !recorded.is_empty() {
-        let names: Vec<String> = recorded.iter().map(|t| id(&t.name)).collect();
-        for db in dbs {
-            if db.dialect() == Dialect::Postgres {
-                db.exec(&format!("TRUNCATE {} CASCADE", names.join(", ")))
-                    .await;
+    roll_back(dbs, &migrations, &applied).await
+}
+
+/// Rolls the last migration back with the rows in place, then, with the
+/// tables emptied, everything else.
+///
+/// Only the last one keeps the rows: a down migration cannot restore dropped
+/// data, so undoing "remove attribute" re-adds the column filled with its
+/// latest default, which undoing an earlier type change may then rightly
+/// refuse to convert (the enum `["b"]` cannot take the string default `a`).
+async fn roll_back(
+    dbs: &[TestDb],
+    migrations: &[Migration],
+    applied: &[(Model, Vec<Table>)],
+) -> Result<(), String> {
+    let [.., (last, _)] = applied else {
+        return Ok(());
+    };
+    let (before, before_tables) = match applied.len() {
+        1 => (Model::default(), Vec::new()),
+        n => applied[n - 2].clone(),
+    };
+    for db in dbs {
+        rollback(db, migrations, 1).await?;
+        let context = |e: String| {
+            format!(
+                "after rolling back the last migration on {}: {e}",
+                db.name()
+            )
+        };
+        check_live_schema(db, &introspect::expected(&before_tables, db.dialect()))
+            .await
+            .map_err(context)?;
+        // Tables on both sides of the last migration still hold their rows.
+        for r in &before.resources {
+            if last.resources.iter().any(|l| l.key == r.key) {
+                check_markers(r, db).await.map_err(context)?;
             }
         }
-    }
-    for db in dbs {
-        let undone = runner::rollback(&db.db, &migrations, migrations.len())
-            .await
-            .map_err(|e| {
-                let downs: Vec<String> = migrations
-                    .iter()
-                    .rev()
-                    .map(|m| format!("--- {} down ---\n{}", m.id, m.down(db.dialect())))
-                    .collect();
-                format!("rolling back on {}: {e}\n{}", db.name(), downs.join("\n"))
-            })?;
-        if undone.len() != migrations.len() {
-            return Err(format!("{}: rolled back only {undone:?}", db.name()));
+        for r in &before.resources {
+            for rel in &r.relationships {
+                db.exec(&format!(
+                    "UPDATE {} SET {} = NULL",
+                    id(&r.table()),
+                    id(&format!("{}_id", rel.name))
+                ))
+                .await;
+            }
         }
+        for r in &before.resources {
+            db.exec(&format!("DELETE FROM {}", id(&r.table()))).await;
+        }
+        rollback(db, migrations, migrations.len() - 1).await?;
         check_live_schema(db, &LiveSchema::new())
             .await
             .map_err(|e| format!("after rolling back everything on {}: {e}", db.name()))?;
     }
     Ok(())
+}
+
+/// Rolls back the last `steps` migrations.
+async fn rollback(db: &TestDb, migrations: &[Migration], steps: usize) -> Result<(), String> {
+    let undone = runner::rollback(&db.db, migrations, steps)
+        .await
+        .map_err(|e| {
+            let downs: Vec<String> = migrations
+                .iter()
+                .rev()
+                .take(steps)
+                .map(|m| format!("--- {} down ---\n{}", m.id, m.down(db.dialect())))
+                .collect();
+            format!("rolling back on {}: {e}\n{}", db.name(), downs.join("\n"))
+        })?;
+    if undone.len() == steps {
+        Ok(())
+    } else {
+        Err(format!("{}: rolled back only {undone:?}", db.name()))
+    }
+}
+
+async fn check_markers(r: &ModelResource, db: &TestDb) -> Result<(), String> {
+    let markers = db
+        .strings(&format!(
+            "SELECT \"marker\" FROM {} ORDER BY \"marker\"",
+            id(&r.table())
+        ))
+        .await;
+    let expected: Vec<Option<String>> = r.markers().into_iter().map(Some).collect();
+    if markers == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: markers {markers:?}, want {expected:?}",
+            r.table()
+        ))
+    }
 }
 
 /// Inserts the rows of newly created tables and points new relationships
@@ -879,18 +950,7 @@ async fn seed(model: &mut Model, dbs: &[TestDb]) {
 async fn check_data(model: &Model, db: &TestDb) -> Result<(), String> {
     for r in &model.resources {
         let table = id(&r.table());
-        let markers = db
-            .strings(&format!(
-                "SELECT \"marker\" FROM {table} ORDER BY \"marker\""
-            ))
-            .await;
-        let expected: Vec<Option<String>> = r.markers().into_iter().map(Some).collect();
-        if markers != expected {
-            return Err(format!(
-                "{}: markers {markers:?}, want {expected:?}",
-                r.table()
-            ));
-        }
+        check_markers(r, db).await?;
         for a in r.attributes.iter().filter(|a| a.all_null) {
             let n = db
                 .count(&format!(

@@ -2,7 +2,7 @@
 //! snapshots, and the same migrations applied to and rolled back from real
 //! databases holding a row.
 
-use kumo_core::resource::{AttrType, RelationshipKind, Schema};
+use kumo_core::resource::{AttrType, RelationshipKind, ScalarType, Schema};
 use kumo_db::files::{Migration, Plan};
 use kumo_db::introspect;
 use kumo_db::runner;
@@ -10,7 +10,7 @@ use kumo_db::sql::Dialect;
 use serde_json::json;
 
 use crate::harness::{
-    AttributeExt, TestDb, assert_live_schema, attr, float, identity, integer, resource_mut,
+    AttributeExt, TestDb, array, assert_live_schema, attr, float, identity, integer, resource_mut,
     rich_schema, string, uuid,
 };
 
@@ -19,8 +19,23 @@ use crate::harness::{
 struct Scenario {
     name: &'static str,
     schema: Schema,
-    /// A query on `users` and its expected single value after migrating up.
-    check: Option<(&'static str, &'static str)>,
+    /// Queries on `users` and their expected single values after migrating up.
+    checks: Vec<Check>,
+}
+
+struct Check {
+    postgres: &'static str,
+    sqlite: &'static str,
+    want: &'static str,
+}
+
+/// A check whose query is the same on both databases.
+fn check(query: &'static str, want: &'static str) -> Check {
+    Check {
+        postgres: query,
+        sqlite: query,
+        want,
+    }
 }
 
 fn add_attribute() -> Scenario {
@@ -37,7 +52,7 @@ fn add_attribute() -> Scenario {
     Scenario {
         name: "add_attribute",
         schema,
-        check: Some(("SELECT CAST(\"xp\" AS TEXT) FROM \"users\"", "0")),
+        checks: vec![check("SELECT CAST(\"xp\" AS TEXT) FROM \"users\"", "0")],
     }
 }
 
@@ -62,7 +77,10 @@ fn rename_attribute() -> Scenario {
     Scenario {
         name: "rename_attribute",
         schema,
-        check: Some(("SELECT \"email_address\" FROM \"users\"", "one@example.com")),
+        checks: vec![check(
+            "SELECT \"email_address\" FROM \"users\"",
+            "one@example.com",
+        )],
     }
 }
 
@@ -85,10 +103,10 @@ fn change_type_widening() -> Scenario {
     Scenario {
         name: "change_type_widening",
         schema,
-        check: Some((
+        checks: vec![check(
             "SELECT CAST(CAST(\"level\" * 2 AS INTEGER) AS TEXT) FROM \"users\"",
             "10",
-        )),
+        )],
     }
 }
 
@@ -105,13 +123,25 @@ fn change_type_narrowing() -> Scenario {
                 a.ty = integer(None, None);
                 a.default = Some(json!(-2));
             }
+            // The row's object becomes a one-element array on both databases.
+            "settings" => {
+                a.ty = array(ScalarType::String);
+                a.default = Some(json!(["dark"]));
+            }
             _ => {}
         }
     }
     Scenario {
         name: "change_type_narrowing",
         schema,
-        check: Some(("SELECT CAST(\"name\" + 1 AS TEXT) FROM \"users\"", "43")),
+        checks: vec![
+            check("SELECT CAST(\"name\" + 1 AS TEXT) FROM \"users\"", "43"),
+            Check {
+                postgres: "SELECT jsonb_typeof(\"settings\") || ' of ' || jsonb_typeof(\"settings\" -> 0) FROM \"users\"",
+                sqlite: "SELECT json_type(\"settings\") || ' of ' || json_type(\"settings\", '$[0]') FROM \"users\"",
+                want: "array of object",
+            },
+        ],
     }
 }
 
@@ -133,7 +163,7 @@ fn rename_resource() -> Scenario {
     Scenario {
         name: "rename_resource",
         schema,
-        check: None,
+        checks: vec![],
     }
 }
 
@@ -146,7 +176,7 @@ fn drop_resource() -> Scenario {
     Scenario {
         name: "drop_resource",
         schema,
-        check: None,
+        checks: vec![],
     }
 }
 
@@ -158,7 +188,7 @@ fn add_identity() -> Scenario {
     Scenario {
         name: "add_identity",
         schema,
-        check: None,
+        checks: vec![],
     }
 }
 
@@ -315,10 +345,14 @@ async fn scenarios_apply_and_roll_back(dialect: Dialect) {
             "{} {name}: the row is gone",
             t.name()
         );
-        if let Some((query, want)) = scenario.check {
+        for check in &scenario.checks {
+            let query = match dialect {
+                Dialect::Postgres => check.postgres,
+                Dialect::Sqlite => check.sqlite,
+            };
             assert_eq!(
                 t.strings(query).await,
-                [Some(want.to_string())],
+                [Some(check.want.to_string())],
                 "{} {name}: {query}",
                 t.name()
             );
