@@ -156,12 +156,17 @@ pub fn constraint_name(table: &str, parts: &str, suffix: &str) -> String {
     if full.len() <= MAX_IDENTIFIER_LEN {
         return full;
     }
-    // FNV-1a: stable across Rust versions and platforms, unlike DefaultHasher.
-    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = fnv1a(full.as_bytes());
     let keep = MAX_IDENTIFIER_LEN - 9 - suffix.len() - 1;
     format!("{}_{:08x}_{suffix}", &full[..keep], hash as u32)
+}
+
+/// FNV-1a, 64 bit: a stable fingerprint (unlike `DefaultHasher`, it is the
+/// same across Rust versions and platforms). A change detector, not a MAC.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Lowers every resource to its table. Relationships become `<name>_id`

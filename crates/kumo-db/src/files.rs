@@ -49,17 +49,18 @@ impl Migration {
     /// A fingerprint of the files, recorded when applied, so an edit to an
     /// applied migration is noticed (FNV-1a: a change detector, not a MAC).
     pub fn checksum(&self) -> String {
-        let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+        // Each part ends with a NUL so moving text between files changes it.
+        let mut all = Vec::new();
         for part in [
             &self.postgres_up,
             &self.postgres_down,
             &self.sqlite_up,
             &self.sqlite_down,
         ] {
-            for byte in part.bytes().chain(std::iter::once(0)) {
-                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-            }
+            all.extend_from_slice(part.as_bytes());
+            all.push(0);
         }
+        let hash = kumo_core::table::fnv1a(&all);
         format!("{hash:016x}")
     }
 }

@@ -7,13 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kumo_core::resource::OnDelete;
 use kumo_core::table::Table;
 use sqlx::Row;
 
 use crate::Error;
 use crate::db::Database;
-use crate::sql::{Dialect, check_expr, default_sql, sql_type, string_literal};
+use crate::sql::{Dialect, check_expr, default_sql, on_delete_sql, sql_type, string_literal};
 
 /// A table as the database reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +68,7 @@ pub fn expected(tables: &[Table], dialect: Dialect) -> LiveSchema {
                             c.name.clone(),
                             fk.table.clone(),
                             fk.column.clone(),
-                            on_delete_name(fk.on_delete).to_string(),
+                            on_delete_sql(fk.on_delete).to_string(),
                         )
                     })
                 })
@@ -94,14 +93,6 @@ pub fn expected(tables: &[Table], dialect: Dialect) -> LiveSchema {
             )
         })
         .collect()
-}
-
-fn on_delete_name(on_delete: OnDelete) -> &'static str {
-    match on_delete {
-        OnDelete::Restrict => "RESTRICT",
-        OnDelete::Cascade => "CASCADE",
-        OnDelete::Nullify => "SET NULL",
-    }
 }
 
 fn normalise_type(t: &str) -> String {

@@ -190,7 +190,7 @@ fn column_definition(table: &str, column: &Column, dialect: Dialect, with_fk: bo
     sql
 }
 
-fn on_delete_sql(on_delete: OnDelete) -> &'static str {
+pub fn on_delete_sql(on_delete: OnDelete) -> &'static str {
     match on_delete {
         OnDelete::Restrict => "RESTRICT",
         OnDelete::Cascade => "CASCADE",

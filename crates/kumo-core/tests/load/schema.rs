@@ -382,7 +382,7 @@ policy = "actor.role == 'admin' || actor.level > 10"
         user.policies
             .update
             .as_ref()
-            .is_some_and(|p| p.source.contains("actor.id == record.id"))
+            .is_some_and(|p| p.source == "actor.role == 'admin'")
     );
     assert_eq!(user.actions[0].name, "level_up");
     assert_eq!(user.actions[0].increment, [("level".to_owned(), json!(1))]);
