@@ -4,9 +4,9 @@
 //! model stores.
 //!
 //! Stored forms: string/text/enum → string; uuid → lower-case hyphenated
-//! string; integer → i64; float → f64; date → `YYYY-MM-DD`; datetime → RFC
-//! 3339 in UTC (`2026-01-02T03:04:05Z`, fractional seconds kept without
-//! trailing zeros); json → any JSON; array → JSON array of its elements.
+//! string; integer → i64; float → f64; date → `YYYY-MM-DD`; datetime → UTC
+//! with milliseconds, `2026-01-02T03:04:05.000Z`; json → any JSON; array →
+//! JSON array of its elements.
 
 use serde_json::Number;
 use toml::de::DeValue;
@@ -392,8 +392,13 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     }
 }
 
-/// Parses an RFC 3339 datetime with a UTC offset and returns it in UTC,
-/// formatted `YYYY-MM-DDTHH:MM:SS[.fraction]Z`.
+/// Parses an RFC 3339 datetime with a UTC offset and returns its canonical
+/// form: UTC with exactly three fraction digits, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+///
+/// One fixed width matters because SQLite stores datetimes as text and
+/// compares them as text: `…05Z` sorts after `…05.5Z`, and the column default
+/// `strftime('%Y-%m-%dT%H:%M:%fZ','now')` writes three digits. Milliseconds
+/// are also the precision both databases keep for a value written by Kumo.
 pub(crate) fn parse_datetime(s: &str) -> Result<String, String> {
     let bad = || format!("`{s}` is not a datetime like 2026-01-02T03:04:05Z");
     if s.len() < 19 || !s.is_char_boundary(10) || !s.is_char_boundary(19) {
@@ -415,14 +420,16 @@ pub(crate) fn parse_datetime(s: &str) -> Result<String, String> {
         return Err(bad());
     }
     let mut rest = &s[19..];
-    let mut fraction = String::new();
+    // Milliseconds: finer digits are dropped (truncated, not rounded, so a
+    // value never moves into the next second) and missing ones are zeros.
+    let mut millis = String::from("000");
     if let Some(after_dot) = rest.strip_prefix('.') {
         let n = after_dot.bytes().take_while(u8::is_ascii_digit).count();
         if n == 0 {
             return Err(bad());
         }
-        // Nanosecond precision is the most any database here stores.
-        fraction = after_dot[..n.min(9)].trim_end_matches('0').to_owned();
+        let kept = &after_dot[..n.min(3)];
+        millis.replace_range(..kept.len(), kept);
         rest = &after_dot[n..];
     }
     let offset_minutes: i64 = match rest {
@@ -450,13 +457,8 @@ pub(crate) fn parse_datetime(s: &str) -> Result<String, String> {
     if !(0..=9999).contains(&y) {
         return Err(format!("`{s}` is outside the years 0000–9999 in UTC"));
     }
-    let frac = if fraction.is_empty() {
-        String::new()
-    } else {
-        format!(".{fraction}")
-    };
     Ok(format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{millis}Z",
         sod / 3600,
         sod % 3600 / 60,
         sod % 60

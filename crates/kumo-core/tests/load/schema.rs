@@ -429,9 +429,9 @@ days = { type = "array", of = "date", default = [2026-01-01, "2026-01-02"] }
         .unwrap_or_else(|e| panic!("{e}"));
     let r = &schema.resources[0];
     let d = |n: &str| r.attribute(n).and_then(|a| a.default.clone());
-    assert_eq!(d("starts_at"), Some(json!("2026-01-02T03:04:05Z")));
-    assert_eq!(d("ends_at"), Some(json!("2026-01-02T03:04:05.25Z")));
-    assert_eq!(d("late"), Some(json!("2026-01-01T00:30:00Z")));
+    assert_eq!(d("starts_at"), Some(json!("2026-01-02T03:04:05.000Z")));
+    assert_eq!(d("ends_at"), Some(json!("2026-01-02T03:04:05.250Z")));
+    assert_eq!(d("late"), Some(json!("2026-01-01T00:30:00.000Z")));
     assert_eq!(d("day"), Some(json!("2026-03-04")));
     assert_eq!(d("day_text"), Some(json!("2024-02-29")));
     assert_eq!(d("ratio"), Some(json!(2.0)));
@@ -498,12 +498,22 @@ fn check_value_on_json_input() {
             &AttrType::Datetime,
             &json!("2026-01-01t01:00:00.123456789123+01:30")
         ),
-        Ok(json!("2025-12-31T23:30:00.123456789Z"))
+        Ok(json!("2025-12-31T23:30:00.123Z"))
     );
     assert_eq!(
         normalize_value(&AttrType::Datetime, &json!("2026-01-02 03:04:05.000z")),
-        Ok(json!("2026-01-02T03:04:05Z"))
+        Ok(json!("2026-01-02T03:04:05.000Z"))
     );
+    // Finer precision is truncated, never rounded into the next second.
+    assert_eq!(
+        normalize_value(&AttrType::Datetime, &json!("2026-01-02T23:59:59.9999Z")),
+        Ok(json!("2026-01-02T23:59:59.999Z"))
+    );
+    assert_eq!(
+        normalize_value(&AttrType::Datetime, &json!("2026-01-02T03:04:05.5-01:00")),
+        Ok(json!("2026-01-02T04:04:05.500Z"))
+    );
+    assert!(check_value(&AttrType::Datetime, &json!("2026-01-02T03:04:05.Z")).is_err());
     assert!(check_value(&AttrType::Datetime, &json!("0000-01-01T00:00:00+01:00")).is_err());
     assert!(check_value(&AttrType::Uuid, &json!("nope")).is_err());
     assert!(check_value(&AttrType::Json, &json!({"x": [1, null]})).is_ok());

@@ -141,7 +141,7 @@ email = "bob@example.com"
                 "uploader_id".to_owned(),
                 json!(id("user", "alice").to_string())
             ),
-            ("released_at".to_owned(), json!("2026-01-02T03:04:05Z")),
+            ("released_at".to_owned(), json!("2026-01-02T03:04:05.000Z")),
             ("tags".to_owned(), json!(["metal", "shiny"])),
         ]
     );
