@@ -1,5 +1,6 @@
 //! Kumo's resource model, with no database or HTTP in it.
 //!
+//! - [`actor`]: who is making a request, as policies see them.
 //! - [`resource`]: the validated model of `resources/*.toml`.
 //! - [`load`]: reading and validating a project's resource files, with every
 //!   error reported at once (file, line, column, did-you-mean).
@@ -7,6 +8,7 @@
 //! - [`table`]: the table model resources lower to, and its recorded snapshot.
 //! - [`project`]: `kumo.toml`, the project's configuration.
 
+pub mod actor;
 pub mod diagnostic;
 pub mod load;
 pub mod policy;
