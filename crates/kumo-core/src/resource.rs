@@ -5,7 +5,10 @@
 //! only the constraints that make sense for them, relationship targets exist,
 //! policy expressions parsed and name real fields. Code that consumes a
 //! [`Schema`] (lowering to tables, the API, code generation) never re-checks.
-//! Spans are kept so later stages can still point at the source line.
+//! Spans are kept so later stages can still point at the source line. Every
+//! item that has a span also names its file: the built-in `user` resource
+//! merges items from a project's `resources/user.toml`, so one resource's
+//! items can come from two files.
 
 use std::ops::Range;
 
@@ -75,6 +78,12 @@ pub struct Attribute {
     pub sensitive: bool,
     pub description: Option<String>,
     pub renamed_from: Option<String>,
+    /// `writable = false`: callers can't set it through the generic create
+    /// and update, nor through an action's `accept`; only an action's `set`
+    /// or `increment`, seeds and Kumo itself (the auth layer) write it.
+    pub writable: bool,
+    pub file: FileId,
+    /// The attribute's key in `[attributes]`.
     pub span: Span,
 }
 
@@ -217,6 +226,7 @@ pub struct Relationship {
     /// For `belongs_to`: the old relationship name, so the `<old>_id` column
     /// is renamed rather than dropped.
     pub renamed_from: Option<String>,
+    pub file: FileId,
     pub span: Span,
 }
 
@@ -259,6 +269,7 @@ pub struct Identity {
     pub name: String,
     /// Column names (a `belongs_to` field is already resolved to `<name>_id`).
     pub columns: Vec<String>,
+    pub file: FileId,
     pub span: Span,
 }
 
@@ -274,7 +285,12 @@ pub struct Policies {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub source: String,
+    /// The parsed expression, with string literals normalised to the type
+    /// they are compared with (a datetime in canonical form, a uuid in lower
+    /// case), so it no longer prints exactly as `source`.
     pub expr: Expr,
+    pub file: FileId,
+    /// The TOML string holding the expression, quotes included.
     pub span: Span,
 }
 
@@ -307,5 +323,6 @@ pub struct Action {
     /// Amounts added to integer or float attributes.
     pub increment: Vec<(String, Value)>,
     pub policy: Option<Policy>,
+    pub file: FileId,
     pub span: Span,
 }

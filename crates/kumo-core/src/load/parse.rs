@@ -36,12 +36,13 @@ const TOP_KEYS: [&str; 6] = [
     "actions",
 ];
 const RESOURCE_KEYS: [&str; 4] = ["name", "plural", "description", "renamed_from"];
-const ATTR_KEYS: [&str; 14] = [
+const ATTR_KEYS: [&str; 15] = [
     "type",
     "required",
     "default",
     "unique",
     "sensitive",
+    "writable",
     "description",
     "renamed_from",
     "min_length",
@@ -86,7 +87,7 @@ pub(crate) struct FileRes {
     pub(crate) plural_span: Option<Span>,
     pub(crate) description: Option<String>,
     pub(crate) renamed_from: Option<(String, Span)>,
-    pub(crate) attributes: Vec<AttrSrc>,
+    pub(crate) attributes: Vec<Attribute>,
     pub(crate) relationships: Vec<RelSrc>,
     pub(crate) identities: Vec<IdentSrc>,
     pub(crate) policies: Vec<PolicySrc>,
@@ -106,13 +107,8 @@ impl FileRes {
     }
 }
 
-/// Each item keeps its file: after `user` is merged, items of one resource
-/// come from several files.
-pub(crate) struct AttrSrc {
-    pub(crate) file: FileId,
-    pub(crate) attr: Attribute,
-}
-
+/// Each item keeps its file (as attributes do in their `file`): after `user`
+/// is merged, items of one resource come from several files.
 pub(crate) struct RelSrc {
     pub(crate) file: FileId,
     pub(crate) name: String,
@@ -165,7 +161,6 @@ pub(crate) struct IdentSrc {
 }
 
 pub(crate) struct PolicySrc {
-    pub(crate) file: FileId,
     /// One of [`POLICY_KEYS`].
     pub(crate) action: &'static str,
     pub(crate) policy: Policy,
@@ -233,7 +228,7 @@ pub(crate) fn parse_file(
                 if let Some(t) = cx.want_table("attributes", val) {
                     for (k, v) in t {
                         match parse_attribute(&mut cx, k, v) {
-                            Some(attr) => out.attributes.push(AttrSrc { file, attr }),
+                            Some(attr) => out.attributes.push(attr),
                             None => {
                                 out.broken.insert(k.get_ref().to_string());
                             }
@@ -413,6 +408,7 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
     let mut ty_name: Option<(String, Span)> = None;
     let mut saw_type = false;
     let (mut required, mut unique, mut sensitive) = (false, false, false);
+    let mut writable = true;
     let mut unique_span = None;
     let mut default: Option<&Val<'_>> = None;
     let mut description = None;
@@ -442,6 +438,7 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
                 unique_span = Some(k.span());
             }
             "sensitive" => sensitive = cx.want_bool(opt, val).unwrap_or(false),
+            "writable" => writable = cx.want_bool(opt, val).unwrap_or(true),
             "default" => default = Some(val),
             "description" => description = cx.want_str(opt, val).map(str::to_owned),
             "renamed_from" => {
@@ -701,6 +698,8 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
         sensitive,
         description,
         renamed_from,
+        writable,
+        file: cx.file,
         span: key.span(),
     })
 }
@@ -1012,11 +1011,7 @@ fn parse_policy_entry(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Pol
     };
     let src = cx.want_str(k, v)?;
     let policy = parse_policy(cx, v, src)?;
-    Some(PolicySrc {
-        file: cx.file,
-        action,
-        policy,
-    })
+    Some(PolicySrc { action, policy })
 }
 
 /// Parses a policy string, reporting a syntax error at its position inside
@@ -1026,6 +1021,7 @@ fn parse_policy(cx: &mut Cx<'_>, v: &Val<'_>, src: &str) -> Option<Policy> {
         Ok(expr) => Some(Policy {
             source: src.to_owned(),
             expr,
+            file: cx.file,
             span: v.span(),
         }),
         Err(e) => {

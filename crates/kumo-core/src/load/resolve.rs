@@ -194,25 +194,25 @@ fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
     }
     let signup_help = "Kumo creates users at sign-up knowing only their email; add a `default` or drop `required`";
     for a in ext.attributes {
-        let n = &a.attr.name;
-        if user.attributes.iter().any(|b| b.attr.name == *n)
+        let n = &a.name;
+        if user.attributes.iter().any(|b| b.name == *n)
             || user.relationships.iter().any(|r| r.name == *n)
         {
             diags.push(
                 Diagnostic::new(
                     a.file,
-                    a.attr.span.clone(),
+                    a.span.clone(),
                     format!("`{n}` is already defined by Kumo's built-in `user` resource"),
                 )
                 .with_help(CHANGE_HELP),
             );
             continue;
         }
-        if a.attr.required && a.attr.default.is_none() {
+        if a.required && a.default.is_none() {
             diags.push(
                 Diagnostic::new(
                     a.file,
-                    a.attr.span.clone(),
+                    a.span.clone(),
                     format!(
                         "attribute `{n}` added to `user` can't be required without a `default`"
                     ),
@@ -223,7 +223,7 @@ fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
         user.attributes.push(a);
     }
     for r in ext.relationships {
-        if user.attributes.iter().any(|b| b.attr.name == r.name)
+        if user.attributes.iter().any(|b| b.name == r.name)
             || user.relationships.iter().any(|b| b.name == r.name)
         {
             diags.push(
@@ -299,7 +299,7 @@ fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
 /// Clashes between the fields of one resource.
 fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
     for rel in &r.relationships {
-        if r.attributes.iter().any(|a| a.attr.name == rel.name) {
+        if r.attributes.iter().any(|a| a.name == rel.name) {
             diags.push(Diagnostic::new(
                 rel.file,
                 rel.span.clone(),
@@ -311,11 +311,11 @@ fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
         }
         if let RawKind::BelongsTo { .. } = rel.kind {
             let column = format!("{}_id", rel.name);
-            if let Some(a) = r.attributes.iter().find(|a| a.attr.name == column) {
+            if let Some(a) = r.attributes.iter().find(|a| a.name == column) {
                 diags.push(
                     Diagnostic::new(
                         a.file,
-                        a.attr.span.clone(),
+                        a.span.clone(),
                         format!(
                             "attribute `{column}` clashes with the column of belongs_to `{}`",
                             rel.name
@@ -342,15 +342,15 @@ fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
         }
     }
     for a in &r.attributes {
-        if let Some(old) = &a.attr.renamed_from
-            && r.attributes.iter().any(|o| o.attr.name == *old)
+        if let Some(old) = &a.renamed_from
+            && r.attributes.iter().any(|o| o.name == *old)
         {
             diags.push(Diagnostic::new(
                 a.file,
-                a.attr.span.clone(),
+                a.span.clone(),
                 format!(
                     "`{}` is renamed from `{old}`, but attribute `{old}` still exists",
-                    a.attr.name
+                    a.name
                 ),
             ));
         }
@@ -360,10 +360,7 @@ fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
 /// Lookups over one resource's declared fields.
 impl FileRes {
     fn attr(&self, name: &str) -> Option<&Attribute> {
-        self.attributes
-            .iter()
-            .map(|a| &a.attr)
-            .find(|a| a.name == name)
+        self.attributes.iter().find(|a| a.name == name)
     }
 
     fn rel(&self, name: &str) -> Option<&RelSrc> {
@@ -387,7 +384,7 @@ impl FileRes {
     /// Every name a policy path may use on this resource.
     fn value_names(&self) -> Vec<String> {
         let mut out: Vec<String> = IMPLICIT_FIELDS.iter().map(|s| (*s).to_owned()).collect();
-        out.extend(self.attributes.iter().map(|a| a.attr.name.clone()));
+        out.extend(self.attributes.iter().map(|a| a.name.clone()));
         for b in self.belongs_to_names() {
             out.push(b.to_owned());
             out.push(format!("{b}_id"));
@@ -401,7 +398,7 @@ impl FileRes {
     fn field_names(&self) -> Vec<&str> {
         self.attributes
             .iter()
-            .map(|a| a.attr.name.as_str())
+            .map(|a| a.name.as_str())
             .chain(self.belongs_to_names())
             .chain(self.broken.iter().map(String::as_str))
             .collect()
@@ -471,7 +468,7 @@ impl<'a> Resolver<'a> {
             .collect();
         let mut policies = Policies::default();
         for p in &r.policies {
-            self.check_policy(r, p.file, &p.policy);
+            self.check_policy(r, p.policy.file, &p.policy);
             let slot = match p.action {
                 "read" => &mut policies.read,
                 "create" => &mut policies.create,
@@ -487,7 +484,7 @@ impl<'a> Resolver<'a> {
             description: r.description.clone(),
             renamed_from: r.renamed_from.as_ref().map(|(n, _)| n.clone()),
             system: r.system,
-            attributes: r.attributes.iter().map(|a| a.attr.clone()).collect(),
+            attributes: r.attributes.clone(),
             relationships,
             identities,
             policies,
@@ -578,6 +575,7 @@ impl<'a> Resolver<'a> {
             kind,
             description: rel.description.clone(),
             renamed_from: rel.renamed_from.as_ref().map(|(n, _)| n.clone()),
+            file: rel.file,
             span: rel.span.clone(),
         })
     }
@@ -739,6 +737,7 @@ impl<'a> Resolver<'a> {
         ok.then(|| Identity {
             name: i.name.clone(),
             columns,
+            file: i.file,
             span: i.span.clone(),
         })
     }
@@ -912,7 +911,17 @@ impl<'a> Resolver<'a> {
                     format!("`{f}` is set by Kumo and can't be accepted"),
                     None,
                 );
-            } else if r.attr(f).is_some() {
+            } else if let Some(attr) = r.attr(f) {
+                if !attr.writable {
+                    self.error(
+                        file,
+                        span.clone(),
+                        format!("`{f}` is not writable, so action `{}` can't accept it", a.name),
+                        Some(format!(
+                            "`{f}` has `writable = false`: no caller may set it; fix its value with `set` instead"
+                        )),
+                    );
+                }
             } else if let Some(rel) = r.rel(f) {
                 if !matches!(rel.kind, RawKind::BelongsTo { .. }) {
                     self.error(
@@ -939,7 +948,7 @@ impl<'a> Resolver<'a> {
         let attr_names: Vec<&str> = r
             .attributes
             .iter()
-            .map(|x| x.attr.name.as_str())
+            .map(|x| x.name.as_str())
             .chain(r.broken.iter().map(String::as_str))
             .collect();
         let mut set: Vec<(String, Value)> = Vec::new();
@@ -1015,7 +1024,7 @@ impl<'a> Resolver<'a> {
             let given = |n: &str| {
                 a.accept.iter().any(|(x, _)| x == n) || a.set.iter().any(|(x, ..)| x == n)
             };
-            for attr in r.attributes.iter().map(|x| &x.attr) {
+            for attr in &r.attributes {
                 if attr.required && attr.default.is_none() && !given(&attr.name) {
                     self.error(
                         file,
@@ -1059,6 +1068,7 @@ impl<'a> Resolver<'a> {
             set,
             increment,
             policy: a.policy.clone(),
+            file: a.file,
             span: a.span.clone(),
         })
     }

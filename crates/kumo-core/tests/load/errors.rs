@@ -656,6 +656,41 @@ name = "team"
 }
 
 #[test]
+fn actions_cannot_accept_attributes_that_are_not_writable() {
+    assert_snapshot!(errors_of(
+        &[
+            (
+                "badge",
+                r#"[resource]
+name = "badge"
+
+[attributes]
+label = { type = "string", writable = "no" }
+points = { type = "integer", default = 0, writable = false }
+awarded_at = { type = "datetime", writeable = false }
+
+[actions.claim]
+type = "update"
+accept = ["label", "points"]
+"#
+            ),
+            (
+                "user",
+                r#"[resource]
+name = "user"
+
+[actions.set_password]
+type = "update"
+accept = ["password_hash", "locked_at"]
+policy = "actor.id == record.id"
+"#
+            ),
+        ],
+        true
+    ));
+}
+
+#[test]
 fn syntax_error_is_reported_and_the_rest_still_checked() {
     assert_snapshot!(errors_of(
         &[(

@@ -327,6 +327,170 @@ fn system_resources_are_as_specified() {
 }
 
 #[test]
+fn only_the_auth_layer_writes_secrets_and_bookkeeping() {
+    let schema = example_schema();
+    let read_only = |resource: &str| -> Vec<&str> {
+        let r = schema.resource(resource).expect(resource);
+        r.attributes
+            .iter()
+            .filter(|a| !a.writable)
+            .map(|a| a.name.as_str())
+            .collect()
+    };
+    assert_eq!(
+        read_only("user"),
+        ["password_hash", "email_confirmed_at", "locked_at"]
+    );
+    assert_eq!(read_only("api_key"), ["prefix", "key_hash", "last_used_at"]);
+    assert_eq!(
+        read_only("session"),
+        [
+            "refresh_token_hash",
+            "generation",
+            "ip",
+            "user_agent",
+            "last_used_at",
+            "expires_at"
+        ]
+    );
+    let token = schema.resource("auth_token").expect("auth_token");
+    assert!(token.attributes.iter().all(|a| !a.writable));
+    assert_eq!(
+        read_only("external_identity"),
+        ["issuer", "subject", "email"]
+    );
+    let audit = schema.resource("audit_event").expect("audit_event");
+    assert!(audit.attributes.iter().all(|a| !a.writable));
+    // Project attributes are writable unless they say otherwise.
+    let avatar = schema.resource("avatar").expect("avatar");
+    assert!(avatar.attributes.iter().all(|a| a.writable));
+}
+
+#[test]
+fn users_edit_their_own_profile_through_an_action() {
+    let schema = example_schema();
+    let user = schema.resource("user").expect("user");
+    assert_eq!(
+        user.policies.update.as_ref().map(|p| p.source.as_str()),
+        Some("actor.role == 'admin'")
+    );
+    let action = user
+        .actions
+        .iter()
+        .find(|a| a.name == "update_profile")
+        .expect("update_profile");
+    assert_eq!(action.kind, ActionKind::Update);
+    assert_eq!(action.accept, ["username", "display_name"]);
+    assert!(action.set.is_empty() && action.increment.is_empty());
+    assert_eq!(
+        action.policy.as_ref().map(|p| p.source.as_str()),
+        Some("actor.id == record.id")
+    );
+}
+
+#[test]
+fn writable_false_is_read_and_allows_set_and_seeds() {
+    let text = r#"[resource]
+name = "badge"
+
+[attributes]
+label = { type = "string" }
+awarded = { type = "boolean", default = false, writable = false }
+points = { type = "integer", default = 0, writable = false }
+
+[actions.award]
+type = "update"
+accept = ["label"]
+set = { awarded = true }
+increment = { points = 10 }
+"#;
+    let schema = load_schema(super::support::files(&[("badge", text)]), false)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let badge = &schema.resources[0];
+    assert!(badge.attribute("label").is_some_and(|a| a.writable));
+    assert!(badge.attribute("awarded").is_some_and(|a| !a.writable));
+    let rows = kumo_core::load::load_seeds(
+        &schema,
+        vec![(
+            "seeds/badges.toml".into(),
+            "[[badge]]\nkey = \"gold\"\nawarded = true\npoints = 3\n".into(),
+        )],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rows[0].values,
+        [
+            ("awarded".to_owned(), json!(true)),
+            ("points".to_owned(), json!(3))
+        ]
+    );
+}
+
+/// Regression: items merged from `resources/user.toml` into the built-in
+/// `user` kept no file of their own, so a consumer pairing the resource's
+/// file (the built-in one) with their spans pointed into the wrong file.
+#[test]
+fn items_merged_into_user_name_the_file_they_come_from() {
+    let user_ext = r#"[resource]
+name = "user"
+
+[attributes]
+level = { type = "integer", default = 1 }
+
+[relationships]
+guild = { belongs_to = "guild", on_delete = "nullify" }
+
+[identities]
+unique_display_name = ["display_name"]
+
+[policies]
+read = "true"
+
+[actions.level_up]
+type = "update"
+increment = { level = 1 }
+policy = "actor.role == 'admin'"
+"#;
+    let guild = "[resource]\nname = \"guild\"\n";
+    let files = super::support::files(&[("user", user_ext), ("guild", guild)]);
+    let schema = load_schema(files, true).unwrap_or_else(|e| panic!("{e}"));
+    let user = schema.resource("user").expect("user");
+    // Six built-in files, then guild.toml (6) and user.toml (7), by path.
+    let (system_file, project_file) = (0, 7);
+    assert_eq!(user.file, system_file);
+
+    let level = user.attribute("level").expect("level");
+    assert_eq!(level.file, project_file);
+    assert_eq!(&user_ext[level.span.clone()], "level");
+    let email = user.attribute("email").expect("email");
+    assert_eq!(email.file, system_file);
+
+    let rel = user.relationship("guild").expect("guild");
+    assert_eq!(rel.file, project_file);
+    assert_eq!(&user_ext[rel.span.clone()], "guild");
+
+    assert_eq!(user.identities[0].file, project_file);
+    assert_eq!(
+        &user_ext[user.identities[0].span.clone()],
+        "unique_display_name"
+    );
+
+    let read = user.policies.read.as_ref().expect("read");
+    assert_eq!(read.file, project_file);
+    assert_eq!(&user_ext[read.span.clone()], "\"true\"");
+    let update = user.policies.update.as_ref().expect("update");
+    assert_eq!(update.file, system_file);
+
+    let action = user.actions.iter().find(|a| a.name == "level_up");
+    let action = action.expect("level_up");
+    assert_eq!(action.file, project_file);
+    assert_eq!(&user_ext[action.span.clone()], "level_up");
+    assert_eq!(action.policy.as_ref().map(|p| p.file), Some(project_file));
+    let builtin = user.actions.iter().find(|a| a.name == "update_profile");
+    assert_eq!(builtin.map(|a| a.file), Some(system_file));
+}
+
+#[test]
 fn a_project_extends_the_built_in_user() {
     let user_ext = r#"[resource]
 name = "user"
@@ -384,8 +548,11 @@ policy = "actor.role == 'admin' || actor.level > 10"
             .as_ref()
             .is_some_and(|p| p.source == "actor.role == 'admin'")
     );
-    assert_eq!(user.actions[0].name, "level_up");
-    assert_eq!(user.actions[0].increment, [("level".to_owned(), json!(1))]);
+    let level_up = user.actions.iter().find(|a| a.name == "level_up");
+    assert_eq!(
+        level_up.map(|a| a.increment.clone()),
+        Some(vec![("level".to_owned(), json!(1))])
+    );
 }
 
 #[test]
