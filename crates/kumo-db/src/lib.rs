@@ -14,6 +14,7 @@ pub mod db;
 pub mod diff;
 pub mod files;
 pub mod introspect;
+pub mod query;
 pub mod runner;
 pub mod seed;
 pub mod sql;

@@ -1,9 +1,12 @@
 //! Kumo's HTTP server. The app is a value: [`app`] builds the router from
 //! an [`AppState`], so tests drive it directly or on a real socket.
 //!
-//! Routes so far: `GET /health` (the process is up) and `GET /ready` (the
-//! database answers and its schema is current). Unknown routes answer a JSON
-//! 404 in the one error shape every Kumo route uses.
+//! Routes: `GET /health` (the process is up), `GET /ready` (the database
+//! answers and its schema is current) and the resource API under `/api`
+//! ([`api`]). Unknown routes answer a JSON 404 in the one error shape every
+//! Kumo route uses.
+
+pub mod api;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,8 +16,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use kumo_core::resource::Schema;
 use kumo_db::db::Database;
 use kumo_db::files::Migration;
+use kumo_db::query::{CursorKey, Engine};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -29,17 +34,65 @@ struct Inner {
     db: Database,
     /// The migrations this build of the project expects to be applied.
     migrations: Vec<Migration>,
+    /// The resource API; `None` serves only health and readiness.
+    engine: Option<Engine>,
+    authenticate: api::Authenticate,
 }
 
 impl AppState {
     pub fn new(db: Database, migrations: Vec<Migration>) -> Self {
         AppState {
-            inner: Arc::new(Inner { db, migrations }),
+            inner: Arc::new(Inner {
+                db,
+                migrations,
+                engine: None,
+                authenticate: api::anonymous_only(),
+            }),
+        }
+    }
+
+    /// Serves the resources of `schema` under `/api`. `secret` signs page
+    /// cursors; nodes behind one load balancer must share it.
+    pub fn with_api(
+        db: Database,
+        migrations: Vec<Migration>,
+        schema: Schema,
+        secret: &[u8],
+    ) -> Self {
+        let engine = Engine::new(db.clone(), schema, CursorKey::new(secret));
+        AppState {
+            inner: Arc::new(Inner {
+                db,
+                migrations,
+                engine: Some(engine),
+                authenticate: api::anonymous_only(),
+            }),
+        }
+    }
+
+    /// Replaces how requests are turned into actors.
+    pub fn with_authenticate(self, authenticate: api::Authenticate) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
+            panic!("with_authenticate is called while building the state, before it is shared")
+        });
+        AppState {
+            inner: Arc::new(Inner {
+                authenticate,
+                ..inner
+            }),
         }
     }
 
     pub fn db(&self) -> &Database {
         &self.inner.db
+    }
+
+    pub fn engine(&self) -> Option<&Engine> {
+        self.inner.engine.as_ref()
+    }
+
+    pub(crate) fn authenticate(&self) -> &api::Authenticate {
+        &self.inner.authenticate
     }
 }
 
@@ -47,7 +100,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .merge(api::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -103,6 +158,15 @@ fn not_ready(code: &str, message: &str) -> Response {
         })),
     )
         .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    api::error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+        None,
+    )
 }
 
 async fn not_found() -> Response {

@@ -207,6 +207,8 @@ pub(crate) fn attr(name: &str, ty: AttrType) -> Attribute {
         sensitive: false,
         description: None,
         renamed_from: None,
+        writable: true,
+        file: 0,
         span: 0..0,
     }
 }
@@ -255,6 +257,7 @@ pub(crate) fn belongs_to(
         },
         description: None,
         renamed_from: None,
+        file: 0,
         span: 0..0,
     }
 }
@@ -263,6 +266,7 @@ pub(crate) fn identity(name: &str, columns: &[&str]) -> Identity {
     Identity {
         name: name.to_string(),
         columns: columns.iter().map(|c| c.to_string()).collect(),
+        file: 0,
         span: 0..0,
     }
 }

@@ -1,0 +1,81 @@
+//! The resource API's engine, without HTTP: parse a list request, read with
+//! the actor's read policy inside the SQL, write in one transaction with the
+//! write policies checked inside it, and announce committed changes.
+//!
+//! - [`catalog`]: per-resource facts computed once (fields, kinds).
+//! - [`params`]: query strings (`filter`, `sort`, `page`, `include`, `fields`).
+//! - [`policy`]: policy expressions compiled to SQL (docs/policies.md).
+//! - [`read`] / [`write`]: the operations.
+//! - [`exec`]: binding and decoding for both databases.
+//! - [`cursor`]: signed page cursors.
+
+pub mod catalog;
+pub mod cursor;
+pub mod error;
+mod exec;
+pub mod params;
+mod policy;
+pub mod read;
+pub mod write;
+
+use std::sync::Arc;
+
+use kumo_core::resource::Schema;
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+pub use catalog::{Catalog, Entry, Field, Kind};
+pub use cursor::CursorKey;
+pub use error::{FieldErrors, QueryError};
+pub use params::{ListRequest, View, parse_list, parse_record_query};
+pub use read::ListPage;
+
+use crate::db::Database;
+
+/// A record as clients see it: field name → canonical JSON value.
+pub type Record = Map<String, Value>;
+
+/// A committed change, for the realtime layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The resource name (`avatar`).
+    pub resource: String,
+    /// `create`, `update`, `destroy`, or a named action.
+    pub action: String,
+    pub id: String,
+    /// The record after the change (before it, for a destroy), sensitive
+    /// fields left out.
+    pub record: Record,
+}
+
+/// How many events a slow subscriber may fall behind before it misses some.
+const EVENT_BACKLOG: usize = 1024;
+
+pub struct Engine {
+    pub db: Database,
+    pub catalog: Catalog,
+    pub cursors: CursorKey,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Engine {
+    pub fn new(db: Database, schema: Schema, cursors: CursorKey) -> Engine {
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        Engine {
+            db,
+            catalog: Catalog::new(schema),
+            cursors,
+            events,
+        }
+    }
+
+    /// Every change committed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    fn announce(&self, event: Event) {
+        // No subscribers is not an error: nobody is listening yet.
+        let _ = self.events.send(Arc::new(event));
+    }
+}

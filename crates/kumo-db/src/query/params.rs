@@ -1,0 +1,500 @@
+//! Reading a list request's query string: `filter[…]`, `sort`, `page[…]`,
+//! `include`, `fields`. Everything is checked against the resource here, so
+//! execution only sees known fields with values of the right kind; anything
+//! unknown is a 400 that names it.
+
+use kumo_core::load::normalize_value;
+use kumo_core::resource::{AttrType, RelationshipKind};
+use serde_json::Value;
+
+use super::catalog::{Catalog, Entry, Kind};
+use super::error::QueryError;
+
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 250;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListRequest {
+    pub filters: Vec<Filter>,
+    /// Never empty: the default is `id`, and `id` always ends the list so
+    /// the order is total.
+    pub sort: Vec<SortKey>,
+    pub size: usize,
+    pub position: Position,
+    pub count: bool,
+    pub view: View,
+}
+
+/// What to return for each record: which fields, which relationships.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct View {
+    pub include: Vec<String>,
+    /// `None`: every public field.
+    pub fields: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Position {
+    First,
+    After(String),
+    Before(String),
+    Offset(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    /// `belongs_to` names walked before `field` (`uploader` in
+    /// `uploader.username`).
+    pub through: Vec<String>,
+    pub field: String,
+    pub kind: Kind,
+    pub op: FilterOp,
+    pub value: FilterValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    Eq,
+    Ne,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    In,
+    Contains,
+    StartsWith,
+    IsNil,
+}
+
+impl FilterOp {
+    pub const ALL: [&'static str; 10] = [
+        "eq",
+        "ne",
+        "lt",
+        "lte",
+        "gt",
+        "gte",
+        "in",
+        "contains",
+        "starts_with",
+        "is_nil",
+    ];
+
+    pub fn parse(s: &str) -> Option<FilterOp> {
+        Some(match s {
+            "eq" => FilterOp::Eq,
+            "ne" => FilterOp::Ne,
+            "lt" => FilterOp::Lt,
+            "lte" => FilterOp::Lte,
+            "gt" => FilterOp::Gt,
+            "gte" => FilterOp::Gte,
+            "in" => FilterOp::In,
+            "contains" => FilterOp::Contains,
+            "starts_with" => FilterOp::StartsWith,
+            "is_nil" => FilterOp::IsNil,
+            _ => return None,
+        })
+    }
+
+    /// The operators a field of `kind` supports, for errors and OpenAPI.
+    pub fn for_kind(kind: Kind) -> Vec<&'static str> {
+        let mut ops = Vec::new();
+        if !matches!(kind, Kind::Json | Kind::Array(_)) {
+            ops.extend(["eq", "ne", "in"]);
+        }
+        if kind.is_ordered() {
+            ops.extend(["lt", "lte", "gt", "gte"]);
+        }
+        if matches!(kind, Kind::Text | Kind::Array(_)) {
+            ops.push("contains");
+        }
+        if kind == Kind::Text {
+            ops.push("starts_with");
+        }
+        ops.push("is_nil");
+        ops
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterValue {
+    One(Value),
+    Many(Vec<Value>),
+    Flag(bool),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub field: String,
+    pub descending: bool,
+}
+
+/// The query parameters a list takes, for errors and OpenAPI.
+pub const LIST_PARAMETERS: [&str; 9] = [
+    "filter[…]",
+    "sort",
+    "page[size]",
+    "page[after]",
+    "page[before]",
+    "page[offset]",
+    "page[count]",
+    "include",
+    "fields",
+];
+
+/// Parses a list's query string (without the `?`).
+pub fn parse_list(
+    catalog: &Catalog,
+    entry: &Entry,
+    query: &str,
+) -> Result<ListRequest, QueryError> {
+    let mut req = ListRequest {
+        filters: Vec::new(),
+        sort: Vec::new(),
+        size: DEFAULT_PAGE_SIZE,
+        position: Position::First,
+        count: false,
+        view: View::default(),
+    };
+    let mut sort_given = false;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        if let Some(rest) = key.strip_prefix("filter[") {
+            req.filters
+                .push(parse_filter(catalog, entry, key, rest, value)?);
+            continue;
+        }
+        match key {
+            "sort" => {
+                once(sort_given, key)?;
+                sort_given = true;
+                req.sort = parse_sort(entry, value)?;
+            }
+            "page[size]" => {
+                let size: usize = value.parse().map_err(|_| {
+                    QueryError::bad_field(key, format!("`{value}` is not a whole number"))
+                })?;
+                if !(1..=MAX_PAGE_SIZE).contains(&size) {
+                    return Err(QueryError::bad_field(
+                        key,
+                        format!("must be between 1 and {MAX_PAGE_SIZE}"),
+                    ));
+                }
+                req.size = size;
+            }
+            "page[after]" | "page[before]" | "page[offset]" => {
+                if req.position != Position::First {
+                    return Err(QueryError::bad_request(
+                        "use only one of page[after], page[before] and page[offset]",
+                    ));
+                }
+                req.position = match key {
+                    "page[after]" => Position::After(value.to_owned()),
+                    "page[before]" => Position::Before(value.to_owned()),
+                    _ => Position::Offset(value.parse().map_err(|_| {
+                        QueryError::bad_field(key, format!("`{value}` is not a whole number"))
+                    })?),
+                };
+            }
+            "page[count]" => req.count = parse_flag(key, value)?,
+            "include" | "fields" => parse_view(catalog, entry, &mut req.view, key, value)?,
+            _ => return Err(unknown_parameter(key, &LIST_PARAMETERS)),
+        }
+    }
+    if !req.sort.iter().any(|k| k.field == "id") {
+        req.sort.push(SortKey {
+            field: "id".into(),
+            descending: false,
+        });
+    }
+    Ok(req)
+}
+
+/// Parses the query string of a request for one record: `include`, `fields`.
+pub fn parse_view(
+    catalog: &Catalog,
+    entry: &Entry,
+    view: &mut View,
+    key: &str,
+    value: &str,
+) -> Result<(), QueryError> {
+    match key {
+        "include" => {
+            for name in value.split(',').filter(|s| !s.is_empty()) {
+                let known = entry
+                    .resource
+                    .relationship(name)
+                    .is_some_and(|r| catalog.get(r.target()).is_some());
+                if !known {
+                    let names: Vec<&str> = entry
+                        .resource
+                        .relationships
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect();
+                    return Err(QueryError::bad_field(
+                        "include",
+                        format!(
+                            "`{name}` is not a relationship of `{}`{}",
+                            entry.resource.name,
+                            one_of(&names)
+                        ),
+                    ));
+                }
+                if !view.include.iter().any(|i| i == name) {
+                    view.include.push(name.to_owned());
+                }
+            }
+        }
+        _ => {
+            let mut fields = vec!["id".to_owned()];
+            for name in value.split(',').filter(|s| !s.is_empty()) {
+                if !entry.field(name).is_some_and(|f| f.is_public()) {
+                    return Err(QueryError::bad_field(
+                        "fields",
+                        format!("`{name}` is not a field of `{}`", entry.resource.name),
+                    ));
+                }
+                if !fields.iter().any(|f| f == name) {
+                    fields.push(name.to_owned());
+                }
+            }
+            view.fields = Some(fields);
+        }
+    }
+    Ok(())
+}
+
+/// Parses the query string of a get, update, destroy or action.
+pub fn parse_record_query(
+    catalog: &Catalog,
+    entry: &Entry,
+    query: &str,
+) -> Result<View, QueryError> {
+    let mut view = View::default();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            k @ ("include" | "fields") => parse_view(catalog, entry, &mut view, k, &value)?,
+            other => return Err(unknown_parameter(other, &["include", "fields"])),
+        }
+    }
+    Ok(view)
+}
+
+fn once(seen: bool, key: &str) -> Result<(), QueryError> {
+    if seen {
+        return Err(QueryError::bad_field(key, "given more than once"));
+    }
+    Ok(())
+}
+
+fn unknown_parameter(key: &str, known: &[&str]) -> QueryError {
+    QueryError::bad_field(
+        key,
+        format!(
+            "unknown query parameter `{key}`; known: {}",
+            known.join(", ")
+        ),
+    )
+}
+
+fn one_of(names: &[&str]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (it has {})", names.join(", "))
+    }
+}
+
+fn parse_flag(key: &str, value: &str) -> Result<bool, QueryError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(QueryError::bad_field(key, "must be `true` or `false`")),
+    }
+}
+
+fn parse_sort(entry: &Entry, value: &str) -> Result<Vec<SortKey>, QueryError> {
+    let mut keys: Vec<SortKey> = Vec::new();
+    for part in value.split(',') {
+        let (descending, name) = match part.strip_prefix('-') {
+            Some(n) => (true, n),
+            None => (false, part),
+        };
+        let field = entry.field(name).filter(|f| f.is_public()).ok_or_else(|| {
+            QueryError::bad_field(
+                "sort",
+                format!("`{name}` is not a field of `{}`", entry.resource.name),
+            )
+        })?;
+        if !(field.kind.is_ordered() || field.kind == Kind::Boolean) {
+            return Err(QueryError::bad_field(
+                "sort",
+                format!(
+                    "`{name}` holds {} values, which have no order",
+                    kind_name(field.kind)
+                ),
+            ));
+        }
+        if keys.iter().any(|k| k.field == name) {
+            return Err(QueryError::bad_field(
+                "sort",
+                format!("`{name}` is given twice"),
+            ));
+        }
+        keys.push(SortKey {
+            field: name.to_owned(),
+            descending,
+        });
+    }
+    Ok(keys)
+}
+
+fn parse_filter(
+    catalog: &Catalog,
+    entry: &Entry,
+    key: &str,
+    rest: &str,
+    value: &str,
+) -> Result<Filter, QueryError> {
+    let malformed = || {
+        QueryError::bad_field(
+            key,
+            "write filters as `filter[field]=value` or `filter[field][op]=value`",
+        )
+    };
+    let (path, rest) = rest.split_once(']').ok_or_else(malformed)?;
+    let op = match rest {
+        "" => FilterOp::Eq,
+        _ => {
+            let name = rest
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .ok_or_else(malformed)?;
+            FilterOp::parse(name).ok_or_else(|| {
+                QueryError::bad_field(
+                    key,
+                    format!(
+                        "unknown operator `{name}`; operators: {}",
+                        FilterOp::ALL.join(", ")
+                    ),
+                )
+            })?
+        }
+    };
+    let mut names: Vec<&str> = path.split('.').collect();
+    let field_name = names.pop().unwrap_or_default();
+    let mut at = entry;
+    let mut through = Vec::new();
+    for rel in names {
+        let target = at.resource.relationship(rel).and_then(|r| match &r.kind {
+            RelationshipKind::BelongsTo { target, .. } => catalog.get(target),
+            _ => None,
+        });
+        at = target.ok_or_else(|| {
+            QueryError::bad_field(
+                key,
+                format!(
+                    "`{rel}` is not a belongs_to relationship of `{}`",
+                    at.resource.name
+                ),
+            )
+        })?;
+        through.push(rel.to_owned());
+    }
+    let field = at
+        .field(field_name)
+        .filter(|f| f.is_public())
+        .ok_or_else(|| {
+            QueryError::bad_field(
+                key,
+                format!("`{field_name}` is not a field of `{}`", at.resource.name),
+            )
+        })?;
+    let kind = field.kind;
+    let op_name = FilterOp::ALL[FilterOp::ALL
+        .iter()
+        .position(|n| FilterOp::parse(n) == Some(op))
+        .unwrap_or(0)];
+    if !FilterOp::for_kind(kind).contains(&op_name) {
+        return Err(QueryError::bad_field(
+            key,
+            format!(
+                "`{op_name}` does not apply to {} values; use {}",
+                kind_name(kind),
+                FilterOp::for_kind(kind).join(", ")
+            ),
+        ));
+    }
+    let parse = |text: &str, kind: Kind| {
+        parse_scalar(kind, text).map_err(|m| QueryError::bad_field(key, m))
+    };
+    let value = match op {
+        FilterOp::IsNil => FilterValue::Flag(parse_flag(key, value)?),
+        FilterOp::In => FilterValue::Many(
+            value
+                .split(',')
+                .map(|v| parse(v, kind))
+                .collect::<Result<_, _>>()?,
+        ),
+        FilterOp::Contains | FilterOp::StartsWith if kind == Kind::Text => {
+            FilterValue::One(Value::String(value.to_owned()))
+        }
+        FilterOp::Contains => match kind {
+            Kind::Array(of) => FilterValue::One(parse(value, Kind::of_scalar(of))?),
+            _ => return Err(malformed()),
+        },
+        _ => FilterValue::One(parse(value, kind)?),
+    };
+    Ok(Filter {
+        through,
+        field: field_name.to_owned(),
+        kind,
+        op,
+        value,
+    })
+}
+
+/// A query-string value as the canonical JSON value of `kind`.
+pub fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
+    let normalized = |ty: AttrType| normalize_value(&ty, &Value::String(text.to_owned()));
+    match kind {
+        Kind::Text => Ok(Value::String(text.to_owned())),
+        Kind::Integer => text
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| format!("`{text}` is not an integer")),
+        Kind::Float => text
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| format!("`{text}` is not a number")),
+        Kind::Boolean => match text {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(format!("`{text}` is not `true` or `false`")),
+        },
+        Kind::Uuid => normalized(AttrType::Uuid),
+        Kind::Date => normalized(AttrType::Date),
+        Kind::Datetime => normalized(AttrType::Datetime),
+        Kind::Json | Kind::Array(_) => {
+            Err(format!("{} values cannot be compared", kind_name(kind)))
+        }
+    }
+}
+
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Text => "string",
+        Kind::Integer => "integer",
+        Kind::Float => "float",
+        Kind::Boolean => "boolean",
+        Kind::Uuid => "uuid",
+        Kind::Date => "date",
+        Kind::Datetime => "datetime",
+        Kind::Json => "json",
+        Kind::Array(_) => "array",
+    }
+}

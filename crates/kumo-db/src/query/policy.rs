@@ -1,0 +1,646 @@
+//! The SQL side of policy evaluation (docs/policies.md).
+//!
+//! A policy is compiled in two steps. [`compile`] folds in what is known
+//! before the query runs — the actor's values — so `actor.role == 'admin'`
+//! becomes a constant and an admin's read query has no policy condition at
+//! all. [`render`] writes what is left as SQL over the row being read.
+//!
+//! The SQL must be true exactly when the two-valued semantics of the spec
+//! say true. Rendering pushes negations down to the comparisons (De
+//! Morgan); a positive comparison is written so it is true when the spec
+//! says true and false or NULL otherwise, and a negated one as
+//! `NOT COALESCE(c, FALSE)`. Without a `NOT` above them, AND and OR treat a
+//! NULL like false as far as `WHERE` is concerned (Kleene logic is
+//! monotone), so the whole condition selects exactly the rows the spec
+//! allows. The reference evaluator in `kumo_core::policy` is the oracle in
+//! the tests.
+
+use kumo_core::policy::{BinOp, Expr, Path, Root};
+use kumo_core::resource::{Policy, RelationshipKind};
+use serde_json::Value;
+
+use super::catalog::{Catalog, Entry, Kind};
+use super::exec::Sql;
+use crate::sql::{Dialect, ident};
+
+/// A condition over one row, after the actor's values are folded in.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cond {
+    Const(bool),
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+    Eq(Operand, Operand),
+    /// `<`, `<=`, `>`, `>=`.
+    Order(BinOp, Operand, Operand),
+    /// A boolean used as a condition.
+    IsTrue(Operand),
+    /// `elem in array` for an array-valued operand.
+    Contains {
+        array: Operand,
+        elem: Operand,
+    },
+    /// A string field containing (or starting with) a value: API filters.
+    Text {
+        field: Operand,
+        value: Value,
+        prefix: bool,
+    },
+    /// A related row exists, reached through the `belongs_to` key `column`
+    /// of this row, for which `cond` (rendered over that row) holds.
+    Related {
+        column: String,
+        table: String,
+        cond: Box<Cond>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Operand {
+    Value(Value),
+    Field(FieldRef),
+}
+
+/// A column of the row, or reached from it (or from the actor) through
+/// `belongs_to` keys.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FieldRef {
+    pub(crate) start: Start,
+    /// Each hop reads `column` from `table` at the id the previous step gave.
+    pub(crate) hops: Vec<(String, String)>,
+    pub(crate) kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Start {
+    /// A column of the row being evaluated.
+    Column(String),
+    /// A known id (the actor's key), the first hop's row.
+    Id(String),
+}
+
+impl Cond {
+    pub(crate) fn and(parts: Vec<Cond>) -> Cond {
+        let mut out = Vec::new();
+        for p in parts {
+            match p {
+                Cond::Const(true) => {}
+                Cond::Const(false) => return Cond::Const(false),
+                Cond::And(inner) => out.extend(inner),
+                other => out.push(other),
+            }
+        }
+        match out.len() {
+            0 => Cond::Const(true),
+            1 => out.pop().unwrap_or(Cond::Const(true)),
+            _ => Cond::And(out),
+        }
+    }
+
+    pub(crate) fn or(parts: Vec<Cond>) -> Cond {
+        let mut out = Vec::new();
+        for p in parts {
+            match p {
+                Cond::Const(false) => {}
+                Cond::Const(true) => return Cond::Const(true),
+                Cond::Or(inner) => out.extend(inner),
+                other => out.push(other),
+            }
+        }
+        match out.len() {
+            0 => Cond::Const(false),
+            1 => out.pop().unwrap_or(Cond::Const(false)),
+            _ => Cond::Or(out),
+        }
+    }
+
+    pub(crate) fn not(c: Cond) -> Cond {
+        match c {
+            Cond::Const(b) => Cond::Const(!b),
+            Cond::Not(inner) => *inner,
+            other => Cond::Not(Box::new(other)),
+        }
+    }
+
+    /// `a == b`, folded when both sides are known.
+    pub(crate) fn eq(a: Operand, b: Operand) -> Cond {
+        match (&a, &b) {
+            (Operand::Value(x), Operand::Value(y)) => Cond::Const(values_equal(x, y)),
+            _ => Cond::Eq(a, b),
+        }
+    }
+
+    pub(crate) fn order(op: BinOp, a: Operand, b: Operand) -> Cond {
+        match (&a, &b) {
+            (Operand::Value(x), Operand::Value(y)) => Cond::Const(values_ordered(op, x, y)),
+            (Operand::Value(Value::Null), _) | (_, Operand::Value(Value::Null)) => {
+                Cond::Const(false)
+            }
+            _ => Cond::Order(op, a, b),
+        }
+    }
+}
+
+/// The spec's `==` on known values.
+pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        _ => a == b,
+    }
+}
+
+/// The spec's `<`, `<=`, `>`, `>=` on known values.
+pub(crate) fn values_ordered(op: BinOp, a: &Value, b: &Value) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => Some(i.cmp(&j)),
+            _ => x
+                .as_f64()
+                .zip(y.as_f64())
+                .and_then(|(p, q)| p.partial_cmp(&q)),
+        },
+        (Value::String(x), Value::String(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
+        _ => None,
+    };
+    match (op, ordering) {
+        (BinOp::Lt, Some(o)) => o == Ordering::Less,
+        (BinOp::Le, Some(o)) => o != Ordering::Greater,
+        (BinOp::Gt, Some(o)) => o == Ordering::Greater,
+        (BinOp::Ge, Some(o)) => o != Ordering::Less,
+        _ => false,
+    }
+}
+
+/// The condition for `policy` (or, when there is none, admins only) on
+/// rows of `entry`, with the actor's values folded in. `actor` is the
+/// policy's `actor`: the user record, or null.
+pub(crate) fn compile(
+    catalog: &Catalog,
+    entry: &Entry,
+    policy: Option<&Policy>,
+    actor: &Value,
+) -> Cond {
+    match policy {
+        None => Cond::Const(actor.get("role").and_then(Value::as_str) == Some("admin")),
+        Some(p) => Compiler {
+            catalog,
+            entry,
+            actor,
+        }
+        .cond(&p.expr),
+    }
+}
+
+struct Compiler<'a> {
+    catalog: &'a Catalog,
+    entry: &'a Entry,
+    actor: &'a Value,
+}
+
+impl Compiler<'_> {
+    fn cond(&self, e: &Expr) -> Cond {
+        match e {
+            Expr::Bool(b) => Cond::Const(*b),
+            Expr::Not(inner) => Cond::not(self.cond(inner)),
+            Expr::Binary {
+                op: BinOp::And,
+                lhs,
+                rhs,
+            } => Cond::and(vec![self.cond(lhs), self.cond(rhs)]),
+            Expr::Binary {
+                op: BinOp::Or,
+                lhs,
+                rhs,
+            } => Cond::or(vec![self.cond(lhs), self.cond(rhs)]),
+            Expr::Binary { op, lhs, rhs } => self.comparison(*op, lhs, rhs),
+            Expr::Path(_) => match self.operand(e) {
+                Operand::Value(v) => Cond::Const(v == Value::Bool(true)),
+                field => Cond::IsTrue(field),
+            },
+            // The loader only lets conditions through; a value in a
+            // condition's place is never true.
+            Expr::Null | Expr::Int(_) | Expr::Float(_) | Expr::Str(_) | Expr::List(_) => {
+                Cond::Const(false)
+            }
+        }
+    }
+
+    fn comparison(&self, op: BinOp, lhs: &Expr, rhs: &Expr) -> Cond {
+        match op {
+            BinOp::Eq => Cond::eq(self.operand(lhs), self.operand(rhs)),
+            BinOp::Ne => Cond::not(Cond::eq(self.operand(lhs), self.operand(rhs))),
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                Cond::order(op, self.operand(lhs), self.operand(rhs))
+            }
+            BinOp::In => {
+                let elem = self.operand(lhs);
+                match rhs {
+                    Expr::List(items) => Cond::or(
+                        items
+                            .iter()
+                            .map(|i| Cond::eq(elem.clone(), self.operand(i)))
+                            .collect(),
+                    ),
+                    _ => contains(self.operand(rhs), elem),
+                }
+            }
+            BinOp::And | BinOp::Or => unreachable!("handled by cond"),
+        }
+    }
+
+    fn operand(&self, e: &Expr) -> Operand {
+        match e {
+            Expr::Null => Operand::Value(Value::Null),
+            Expr::Bool(b) => Operand::Value(Value::Bool(*b)),
+            Expr::Int(i) => Operand::Value(Value::from(*i)),
+            Expr::Float(f) => {
+                Operand::Value(serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number))
+            }
+            Expr::Str(s) => Operand::Value(Value::String(s.clone())),
+            Expr::List(items) => Operand::Value(Value::Array(
+                items
+                    .iter()
+                    .map(|i| match self.operand(i) {
+                        Operand::Value(v) => v,
+                        Operand::Field(_) => Value::Null,
+                    })
+                    .collect(),
+            )),
+            Expr::Path(p) => self.path(p),
+            // Conditions are not operands; the loader rejects them there.
+            Expr::Not(_) | Expr::Binary { .. } => Operand::Value(Value::Null),
+        }
+    }
+
+    fn path(&self, p: &Path) -> Operand {
+        match p.root {
+            Root::Actor => {
+                let user = self.catalog.get("user");
+                walk_known(self.catalog, user, self.actor, &p.fields)
+            }
+            Root::Record => walk_row(self.catalog, self.entry, &p.fields),
+        }
+    }
+}
+
+/// `elem in array`, folded when the array is known.
+fn contains(array: Operand, elem: Operand) -> Cond {
+    match (array, elem) {
+        (Operand::Value(Value::Array(items)), elem) => Cond::or(
+            items
+                .into_iter()
+                .map(|i| Cond::eq(elem.clone(), Operand::Value(i)))
+                .collect(),
+        ),
+        (Operand::Value(_), _) | (_, Operand::Value(Value::Null)) => Cond::Const(false),
+        (array, elem) => Cond::Contains { array, elem },
+    }
+}
+
+/// Follows `fields` from a known record (the actor). Plain fields fold to
+/// values; a path through a `belongs_to` becomes a lookup from its key.
+fn walk_known(
+    catalog: &Catalog,
+    shape: Option<&Entry>,
+    record: &Value,
+    fields: &[String],
+) -> Operand {
+    let Some((first, rest)) = fields.split_first() else {
+        return Operand::Value(record.clone());
+    };
+    if record.is_null() {
+        return Operand::Value(Value::Null);
+    }
+    let relationship = shape.and_then(|s| belongs_to_target(s, first));
+    match (relationship, shape) {
+        (Some(target), Some(_)) => {
+            let key = record
+                .get(format!("{first}_id"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let Value::String(id) = key else {
+                return Operand::Value(Value::Null);
+            };
+            let target = catalog.entry(&target);
+            follow(catalog, target, Start::Id(id), rest)
+        }
+        _ => Operand::Value(record.get(first).cloned().unwrap_or(Value::Null)),
+    }
+}
+
+/// Follows `fields` from the row being evaluated.
+fn walk_row(catalog: &Catalog, entry: &Entry, fields: &[String]) -> Operand {
+    let Some((first, rest)) = fields.split_first() else {
+        return Operand::Value(Value::Null);
+    };
+    match belongs_to_target(entry, first) {
+        Some(target) => follow(
+            catalog,
+            catalog.entry(&target),
+            Start::Column(format!("{first}_id")),
+            rest,
+        ),
+        None => Operand::Field(FieldRef {
+            start: Start::Column(first.clone()),
+            hops: Vec::new(),
+            kind: field_kind(entry, first),
+        }),
+    }
+}
+
+/// Continues a path at `entry`, whose row the `start` key identifies.
+fn follow<'a>(
+    catalog: &'a Catalog,
+    mut entry: &'a Entry,
+    start: Start,
+    fields: &[String],
+) -> Operand {
+    let mut hops = Vec::new();
+    for (i, f) in fields.iter().enumerate() {
+        match belongs_to_target(entry, f) {
+            Some(target) if i + 1 < fields.len() => {
+                hops.push((entry.table.clone(), format!("{f}_id")));
+                entry = catalog.entry(&target);
+            }
+            _ => {
+                hops.push((entry.table.clone(), f.clone()));
+                return Operand::Field(FieldRef {
+                    start,
+                    hops,
+                    kind: field_kind(entry, f),
+                });
+            }
+        }
+    }
+    Operand::Value(Value::Null)
+}
+
+fn belongs_to_target(entry: &Entry, name: &str) -> Option<String> {
+    entry
+        .resource
+        .relationship(name)
+        .and_then(|r| match &r.kind {
+            RelationshipKind::BelongsTo { target, .. } => Some(target.clone()),
+            _ => None,
+        })
+}
+
+fn field_kind(entry: &Entry, name: &str) -> Kind {
+    entry.field(name).map_or(Kind::Text, |f| f.kind)
+}
+
+/// Writes a condition as SQL over the row aliased `alias`.
+pub(crate) struct Renderer {
+    alias: String,
+    /// Numbers the aliases of lookup subqueries.
+    next_alias: usize,
+}
+
+impl Renderer {
+    pub(crate) fn new(alias: &str) -> Renderer {
+        Renderer {
+            alias: alias.to_owned(),
+            next_alias: 0,
+        }
+    }
+
+    fn fresh_alias(&mut self) -> String {
+        self.next_alias += 1;
+        format!("k{}", self.next_alias)
+    }
+
+    pub(crate) fn render(&mut self, c: &Cond, sql: &mut Sql) {
+        self.cond(c, false, sql);
+    }
+
+    fn cond(&mut self, c: &Cond, negated: bool, sql: &mut Sql) {
+        match c {
+            Cond::Const(b) => {
+                sql.push(if *b != negated { "TRUE" } else { "FALSE" });
+            }
+            Cond::Not(inner) => self.cond(inner, !negated, sql),
+            Cond::And(parts) | Cond::Or(parts) => {
+                let is_and = matches!(c, Cond::And(_)) != negated;
+                sql.push("(");
+                for (i, p) in parts.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(if is_and { " AND " } else { " OR " });
+                    }
+                    self.cond(p, negated, sql);
+                }
+                sql.push(")");
+            }
+            Cond::Eq(Operand::Field(f), Operand::Value(Value::Null))
+            | Cond::Eq(Operand::Value(Value::Null), Operand::Field(f)) => {
+                sql.push("(");
+                self.field(f, sql);
+                sql.push(if negated {
+                    " IS NOT NULL)"
+                } else {
+                    " IS NULL)"
+                });
+            }
+            leaf if negated => {
+                sql.push("NOT COALESCE(");
+                self.leaf(leaf, sql);
+                sql.push(", FALSE)");
+            }
+            leaf => self.leaf(leaf, sql),
+        }
+    }
+
+    fn leaf(&mut self, c: &Cond, sql: &mut Sql) {
+        match c {
+            Cond::Eq(a, b) => {
+                sql.push("(");
+                match (a, b) {
+                    (Operand::Field(f), Operand::Field(g)) => {
+                        self.field(f, sql);
+                        sql.push(match sql.dialect {
+                            Dialect::Postgres => " IS NOT DISTINCT FROM ",
+                            Dialect::Sqlite => " IS ",
+                        });
+                        self.field(g, sql);
+                    }
+                    (Operand::Field(f), Operand::Value(v))
+                    | (Operand::Value(v), Operand::Field(f)) => {
+                        self.field(f, sql);
+                        sql.push(" = ");
+                        sql.bind_value(f.kind, v);
+                    }
+                    (Operand::Value(x), Operand::Value(y)) => {
+                        sql.push(if values_equal(x, y) { "TRUE" } else { "FALSE" });
+                    }
+                }
+                sql.push(")");
+            }
+            Cond::Order(op, a, b) => {
+                let kind = match (a, b) {
+                    (Operand::Field(f), _) | (_, Operand::Field(f)) => f.kind,
+                    _ => Kind::Text,
+                };
+                sql.push("(");
+                self.operand(a, kind, sql);
+                sql.push(" ").push(op.as_str()).push(" ");
+                self.operand(b, kind, sql);
+                if kind == Kind::Text && sql.dialect == Dialect::Postgres {
+                    sql.push(" COLLATE \"C\"");
+                }
+                sql.push(")");
+            }
+            Cond::IsTrue(a) => {
+                sql.push("(");
+                self.operand(a, Kind::Boolean, sql);
+                sql.push(match sql.dialect {
+                    Dialect::Postgres => " = TRUE)",
+                    Dialect::Sqlite => " = 1)",
+                });
+            }
+            Cond::Contains { array, elem } => {
+                let elem_kind = match array {
+                    Operand::Field(FieldRef {
+                        kind: Kind::Array(of),
+                        ..
+                    }) => Kind::of_scalar(*of),
+                    _ => Kind::Text,
+                };
+                match sql.dialect {
+                    Dialect::Postgres => {
+                        sql.push("(");
+                        self.operand(array, Kind::Json, sql);
+                        sql.push(" @> jsonb_build_array(");
+                        self.json_element(elem, elem_kind, sql);
+                        sql.push("))");
+                    }
+                    Dialect::Sqlite => {
+                        sql.push("EXISTS (SELECT 1 FROM json_each(");
+                        self.operand(array, Kind::Json, sql);
+                        sql.push(") WHERE json_each.value = ");
+                        self.operand(elem, elem_kind, sql);
+                        sql.push(")");
+                    }
+                }
+            }
+            Cond::Text {
+                field,
+                value,
+                prefix,
+            } => {
+                sql.push("(");
+                match (sql.dialect, prefix) {
+                    (Dialect::Postgres, false) => {
+                        sql.push("strpos(");
+                        self.operand(field, Kind::Text, sql);
+                        sql.push(", ");
+                        sql.bind_value(Kind::Text, value);
+                        sql.push(") > 0");
+                    }
+                    (Dialect::Postgres, true) => {
+                        sql.push("starts_with(");
+                        self.operand(field, Kind::Text, sql);
+                        sql.push(", ");
+                        sql.bind_value(Kind::Text, value);
+                        sql.push(")");
+                    }
+                    (Dialect::Sqlite, false) => {
+                        sql.push("instr(");
+                        self.operand(field, Kind::Text, sql);
+                        sql.push(", ");
+                        sql.bind_value(Kind::Text, value);
+                        sql.push(") > 0");
+                    }
+                    (Dialect::Sqlite, true) => {
+                        sql.push("substr(");
+                        self.operand(field, Kind::Text, sql);
+                        sql.push(", 1, length(");
+                        sql.bind_value(Kind::Text, value);
+                        sql.push(")) = ");
+                        sql.bind_value(Kind::Text, value);
+                    }
+                }
+                sql.push(")");
+            }
+            Cond::Related {
+                column,
+                table,
+                cond,
+            } => {
+                let alias = self.fresh_alias();
+                sql.push(&format!(
+                    "EXISTS (SELECT 1 FROM {} {alias} WHERE {alias}.\"id\" = {}.{} AND ",
+                    ident(table),
+                    self.alias,
+                    ident(column)
+                ));
+                let outer = std::mem::replace(&mut self.alias, alias);
+                self.cond(cond, false, sql);
+                self.alias = outer;
+                sql.push(")");
+            }
+            Cond::Const(_) | Cond::And(_) | Cond::Or(_) | Cond::Not(_) => self.cond(c, false, sql),
+        }
+    }
+
+    /// An element as PostgreSQL's JSON would hold it: strings for uuids,
+    /// dates and datetimes, in their canonical text.
+    fn json_element(&mut self, elem: &Operand, kind: Kind, sql: &mut Sql) {
+        match (elem, kind) {
+            (Operand::Value(v), Kind::Uuid | Kind::Date | Kind::Datetime | Kind::Text) => {
+                sql.bind_value(Kind::Text, v);
+            }
+            (Operand::Field(f), Kind::Datetime) => {
+                sql.push("to_char(");
+                self.field(f, sql);
+                sql.push(" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')");
+            }
+            (Operand::Field(f), Kind::Date) => {
+                sql.push("to_char(");
+                self.field(f, sql);
+                sql.push(", 'YYYY-MM-DD')");
+            }
+            (Operand::Field(f), Kind::Uuid) => {
+                self.field(f, sql);
+                sql.push("::text");
+            }
+            (other, kind) => self.operand(other, kind, sql),
+        }
+    }
+
+    fn operand(&mut self, o: &Operand, kind: Kind, sql: &mut Sql) {
+        match o {
+            Operand::Value(v) => {
+                sql.bind_value(kind, v);
+            }
+            Operand::Field(f) => self.field(f, sql),
+        }
+    }
+
+    /// A field as an SQL expression: a column, or nested lookups by id.
+    pub(crate) fn field(&mut self, f: &FieldRef, sql: &mut Sql) {
+        let mut expr = Sql::new(sql.dialect);
+        std::mem::swap(&mut expr.params, &mut sql.params);
+        match &f.start {
+            Start::Column(c) => {
+                expr.push(&format!("{}.{}", self.alias, ident(c)));
+            }
+            Start::Id(id) => {
+                expr.bind_value(Kind::Uuid, &Value::String(id.clone()));
+            }
+        }
+        for (table, column) in &f.hops {
+            let alias = self.fresh_alias();
+            let inner = std::mem::take(&mut expr.text);
+            expr.push(&format!(
+                "(SELECT {alias}.{} FROM {} {alias} WHERE {alias}.\"id\" = {inner})",
+                ident(column),
+                ident(table)
+            ));
+        }
+        sql.push(&expr.text);
+        std::mem::swap(&mut expr.params, &mut sql.params);
+    }
+}

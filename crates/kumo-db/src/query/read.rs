@@ -1,0 +1,569 @@
+//! Reading records: list (filters, sort, keyset and offset pages, count),
+//! get, and includes. The actor's read policy is part of every `WHERE`,
+//! including those of included records and relationship filters, so a row
+//! the actor may not read is never returned, counted or matched.
+
+use kumo_core::policy::BinOp;
+use kumo_core::resource::RelationshipKind;
+use serde_json::{Map, Value};
+
+use super::catalog::{Entry, Field, Kind};
+use super::error::QueryError;
+use super::exec::{Exec, Sql, select_expr};
+use super::params::{Filter, FilterOp, FilterValue, ListRequest, Position, SortKey, View};
+use super::policy::{Cond, FieldRef, Operand, Renderer, Start, compile};
+use super::{Engine, Record};
+use crate::sql::{Dialect, ident};
+
+/// Most records an include of a `has_many` or `many_to_many` returns per
+/// parent, so one request cannot pull a whole table.
+pub const INCLUDE_LIMIT: usize = 25;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    pub data: Vec<Record>,
+    pub next: Option<String>,
+    pub prev: Option<String>,
+    pub total: Option<i64>,
+}
+
+/// The row alias in every generated query.
+const ROW: &str = "r";
+
+pub(crate) fn column(name: &str) -> Operand {
+    Operand::Field(FieldRef {
+        start: Start::Column(name.to_owned()),
+        hops: Vec::new(),
+        kind: Kind::Text,
+    })
+}
+
+fn column_of(entry: &Entry, name: &str) -> Operand {
+    Operand::Field(FieldRef {
+        start: Start::Column(name.to_owned()),
+        hops: Vec::new(),
+        kind: entry.field(name).map_or(Kind::Text, |f| f.kind),
+    })
+}
+
+/// `SELECT <public fields> FROM <table> r` (one column per public field,
+/// in order, each in its canonical form).
+pub(crate) fn select_list(sql: &mut Sql, entry: &Entry, alias: &str) {
+    let dialect = sql.dialect;
+    let list: Vec<String> = entry
+        .public_fields()
+        .map(|f| format!("{} AS {}", select_expr(dialect, alias, f), ident(&f.name)))
+        .collect();
+    sql.push(&list.join(", "));
+}
+
+pub(crate) fn public(entry: &Entry) -> Vec<&Field> {
+    entry.public_fields().collect()
+}
+
+impl Engine {
+    /// The read condition of `entry` for this actor.
+    pub(crate) fn read_cond(&self, entry: &Entry, actor: &Value) -> Cond {
+        compile(
+            &self.catalog,
+            entry,
+            entry.resource.policies.read.as_ref(),
+            actor,
+        )
+    }
+
+    pub async fn list(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        req: &ListRequest,
+    ) -> Result<ListPage, QueryError> {
+        let dialect = self.db.dialect();
+        let mut conds = vec![self.read_cond(entry, actor)];
+        for f in &req.filters {
+            conds.push(self.filter_cond(actor, entry, f));
+        }
+        let scope = scope(entry, &req.sort);
+        let (keys, backwards) = match &req.position {
+            Position::After(c) | Position::Before(c) => {
+                let values = self
+                    .cursors
+                    .decode(&scope, c)
+                    .filter(|v| v.len() == req.sort.len())
+                    .ok_or_else(|| {
+                        QueryError::bad_field(
+                            if matches!(req.position, Position::After(_)) {
+                                "page[after]"
+                            } else {
+                                "page[before]"
+                            },
+                            "not a cursor from this list (cursors are bound to the resource and sort)",
+                        )
+                    })?;
+                (Some(values), matches!(req.position, Position::Before(_)))
+            }
+            _ => (None, false),
+        };
+        let filter = Cond::and(conds);
+        let mut where_ = filter.clone();
+        if let Some(values) = &keys {
+            where_ = Cond::and(vec![where_, keyset(entry, &req.sort, values, backwards)]);
+        }
+
+        let fields = public(entry);
+        let mut sql = Sql::new(dialect);
+        sql.push("SELECT ");
+        select_list(&mut sql, entry, ROW);
+        sql.push(&format!(" FROM {} {ROW} WHERE ", ident(&entry.table)));
+        Renderer::new(ROW).render(&where_, &mut sql);
+        sql.push(" ORDER BY ");
+        order_by(&mut sql, entry, &req.sort, backwards);
+        sql.push(&format!(" LIMIT {}", req.size + 1));
+        if let Position::Offset(n) = req.position {
+            sql.push(&format!(" OFFSET {n}"));
+        }
+        let mut rows = Exec::Pool(&self.db).fetch_records(&sql, &fields).await?;
+        let more = rows.len() > req.size;
+        rows.truncate(req.size);
+        if backwards {
+            rows.reverse();
+        }
+        let cursor = |row: &Record| {
+            let values: Vec<Value> = req
+                .sort
+                .iter()
+                .map(|k| row.get(&k.field).cloned().unwrap_or(Value::Null))
+                .collect();
+            self.cursors.encode(&scope, &values)
+        };
+        let (has_next, has_prev) = match &req.position {
+            Position::First => (more, false),
+            Position::After(_) => (more, true),
+            Position::Before(_) => (true, more),
+            Position::Offset(n) => (more, *n > 0),
+        };
+        let next = rows.last().filter(|_| has_next).map(cursor);
+        let prev = rows.first().filter(|_| has_prev).map(cursor);
+
+        let total = if req.count {
+            let mut sql = Sql::new(dialect);
+            sql.push(&format!(
+                "SELECT COUNT(*) FROM {} {ROW} WHERE ",
+                ident(&entry.table)
+            ));
+            Renderer::new(ROW).render(&filter, &mut sql);
+            Exec::Pool(&self.db)
+                .fetch_integers(&sql)
+                .await?
+                .first()
+                .copied()
+        } else {
+            None
+        };
+        self.include(
+            &mut Exec::Pool(&self.db),
+            actor,
+            entry,
+            &mut rows,
+            &req.view,
+        )
+        .await?;
+        let data = rows.into_iter().map(|r| shape(r, &req.view)).collect();
+        Ok(ListPage {
+            data,
+            next,
+            prev,
+            total,
+        })
+    }
+
+    /// One record the actor may read, or `NotFound`.
+    pub async fn get(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        id: &str,
+        view: &View,
+    ) -> Result<Record, QueryError> {
+        let mut record = self
+            .fetch_readable(&mut Exec::Pool(&self.db), actor, entry, id)
+            .await?
+            .ok_or(QueryError::NotFound)?;
+        let mut rows = vec![std::mem::take(&mut record)];
+        self.include(&mut Exec::Pool(&self.db), actor, entry, &mut rows, view)
+            .await?;
+        Ok(shape(rows.pop().unwrap_or_default(), view))
+    }
+
+    /// The record with this id if it exists and the actor may read it.
+    pub(crate) async fn fetch_readable(
+        &self,
+        exec: &mut Exec<'_>,
+        actor: &Value,
+        entry: &Entry,
+        id: &str,
+    ) -> Result<Option<Record>, QueryError> {
+        let Some(id) = canonical_id(id) else {
+            return Ok(None);
+        };
+        let cond = Cond::and(vec![
+            Cond::eq(column_of(entry, "id"), Operand::Value(Value::String(id))),
+            self.read_cond(entry, actor),
+        ]);
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT ");
+        select_list(&mut sql, entry, ROW);
+        sql.push(&format!(" FROM {} {ROW} WHERE ", ident(&entry.table)));
+        Renderer::new(ROW).render(&cond, &mut sql);
+        if matches!(exec, Exec::Pg(_)) {
+            // Inside a write: hold the row until the transaction ends.
+            sql.push(" FOR UPDATE");
+        }
+        Ok(exec.fetch_records(&sql, &public(entry)).await?.pop())
+    }
+
+    /// A filter as a condition on the row. Through a relationship it is an
+    /// `EXISTS` over related rows the actor may read, so hidden records
+    /// never match.
+    fn filter_cond(&self, actor: &Value, entry: &Entry, f: &Filter) -> Cond {
+        let mut chain = vec![entry];
+        for rel in &f.through {
+            let at = chain[chain.len() - 1];
+            let target = match at.resource.relationship(rel).map(|r| &r.kind) {
+                Some(RelationshipKind::BelongsTo { target, .. }) => self.catalog.entry(target),
+                _ => unreachable!("filters are checked when parsed"),
+            };
+            chain.push(target);
+        }
+        let last = chain[chain.len() - 1];
+        let mut cond = field_cond(last, f);
+        for i in (1..chain.len()).rev() {
+            let related = chain[i];
+            cond = Cond::Related {
+                column: format!("{}_id", f.through[i - 1]),
+                table: related.table.clone(),
+                cond: Box::new(Cond::and(vec![self.read_cond(related, actor), cond])),
+            };
+        }
+        cond
+    }
+
+    /// Attaches included relationships to each row.
+    pub(crate) async fn include(
+        &self,
+        exec: &mut Exec<'_>,
+        actor: &Value,
+        entry: &Entry,
+        rows: &mut [Record],
+        view: &View,
+    ) -> Result<(), QueryError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for name in &view.include {
+            let Some(rel) = entry.resource.relationship(name) else {
+                continue;
+            };
+            match &rel.kind {
+                RelationshipKind::BelongsTo { target, .. } => {
+                    let target = self.catalog.entry(target);
+                    let key = format!("{name}_id");
+                    let ids = distinct(rows.iter().filter_map(|r| r.get(&key)));
+                    let found = self
+                        .fetch_related(exec, actor, target, "id", &ids, false)
+                        .await?;
+                    for row in rows.iter_mut() {
+                        let hit = row
+                            .get(&key)
+                            .and_then(|id| found.iter().find(|f| f.get("id") == Some(id)))
+                            .map_or(Value::Null, |r| Value::Object(r.clone()));
+                        row.insert(name.clone(), hit);
+                    }
+                }
+                RelationshipKind::HasMany { target, via } => {
+                    let target = self.catalog.entry(target);
+                    let key = format!("{via}_id");
+                    let ids = distinct(rows.iter().filter_map(|r| r.get("id")));
+                    let found = self
+                        .fetch_related(exec, actor, target, &key, &ids, true)
+                        .await?;
+                    for row in rows.iter_mut() {
+                        let mine: Vec<Value> = found
+                            .iter()
+                            .filter(|f| f.get(&key) == row.get("id"))
+                            .map(|r| Value::Object(r.clone()))
+                            .collect();
+                        row.insert(name.clone(), Value::Array(mine));
+                    }
+                }
+                RelationshipKind::ManyToMany { target, through } => {
+                    let target = self.catalog.entry(target);
+                    let through = self.catalog.entry(through);
+                    let ids = distinct(rows.iter().filter_map(|r| r.get("id")));
+                    let found = self
+                        .fetch_through(exec, actor, entry, target, through, &ids)
+                        .await?;
+                    for row in rows.iter_mut() {
+                        let mine: Vec<Value> = found
+                            .iter()
+                            .filter(|(parent, _)| Some(parent) == row.get("id"))
+                            .map(|(_, r)| Value::Object(r.clone()))
+                            .collect();
+                        row.insert(name.clone(), Value::Array(mine));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Readable rows of `target` whose `key` is one of `ids`; with `capped`,
+    /// at most [`INCLUDE_LIMIT`] per key, oldest first.
+    async fn fetch_related(
+        &self,
+        exec: &mut Exec<'_>,
+        actor: &Value,
+        target: &Entry,
+        key: &str,
+        ids: &[Value],
+        capped: bool,
+    ) -> Result<Vec<Record>, QueryError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cond = Cond::and(vec![
+            self.read_cond(target, actor),
+            Cond::or(
+                ids.iter()
+                    .map(|id| Cond::eq(column_of(target, key), Operand::Value(id.clone())))
+                    .collect(),
+            ),
+        ]);
+        let mut sql = Sql::new(self.db.dialect());
+        if capped {
+            sql.push("SELECT * FROM (SELECT ");
+            select_list(&mut sql, target, ROW);
+            sql.push(&format!(
+                ", ROW_NUMBER() OVER (PARTITION BY {ROW}.{} ORDER BY {ROW}.\"id\") AS kumo_n",
+                ident(key)
+            ));
+        } else {
+            sql.push("SELECT ");
+            select_list(&mut sql, target, ROW);
+        }
+        sql.push(&format!(" FROM {} {ROW} WHERE ", ident(&target.table)));
+        Renderer::new(ROW).render(&cond, &mut sql);
+        if capped {
+            sql.push(&format!(
+                ") AS kumo_page WHERE kumo_n <= {INCLUDE_LIMIT} ORDER BY \"id\""
+            ));
+        }
+        Ok(exec.fetch_records(&sql, &public(target)).await?)
+    }
+
+    /// Readable rows of `target` linked to `ids` through readable rows of
+    /// the join resource, with the parent id of each.
+    async fn fetch_through(
+        &self,
+        exec: &mut Exec<'_>,
+        actor: &Value,
+        entry: &Entry,
+        target: &Entry,
+        through: &Entry,
+        ids: &[Value],
+    ) -> Result<Vec<(Value, Record)>, QueryError> {
+        let key_to = |resource: &str| {
+            through
+                .resource
+                .relationships
+                .iter()
+                .find_map(|r| match &r.kind {
+                    RelationshipKind::BelongsTo { target, .. } if target == resource => {
+                        Some(format!("{}_id", r.name))
+                    }
+                    _ => None,
+                })
+        };
+        let (Some(left), Some(right)) =
+            (key_to(&entry.resource.name), key_to(&target.resource.name))
+        else {
+            return Ok(Vec::new());
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        const JOIN: &str = "j";
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT * FROM (SELECT ");
+        select_list(&mut sql, target, ROW);
+        sql.push(&format!(
+            ", {JOIN}.{left} AS kumo_parent, ROW_NUMBER() OVER (PARTITION BY {JOIN}.{left} ORDER BY {ROW}.\"id\") AS kumo_n FROM {} {ROW} JOIN {} {JOIN} ON {JOIN}.{right} = {ROW}.\"id\" WHERE ",
+            ident(&target.table),
+            ident(&through.table),
+            left = ident(&left),
+            right = ident(&right),
+        ));
+        Renderer::new(ROW).render(&self.read_cond(target, actor), &mut sql);
+        sql.push(" AND ");
+        let join_cond = Cond::and(vec![
+            self.read_cond(through, actor),
+            Cond::or(
+                ids.iter()
+                    .map(|id| Cond::eq(column_of(through, &left), Operand::Value(id.clone())))
+                    .collect(),
+            ),
+        ]);
+        Renderer::new(JOIN).render(&join_cond, &mut sql);
+        sql.push(&format!(
+            ") AS kumo_page WHERE kumo_n <= {INCLUDE_LIMIT} ORDER BY \"id\""
+        ));
+        let mut fields = public(target);
+        let parent = Field {
+            name: "kumo_parent".into(),
+            kind: Kind::Uuid,
+            origin: super::catalog::Origin::Managed,
+            required: true,
+            has_default: false,
+            sensitive: false,
+            writable: false,
+        };
+        fields.push(&parent);
+        let rows = exec.fetch_records(&sql, &fields).await?;
+        Ok(rows
+            .into_iter()
+            .map(|mut r| (r.remove("kumo_parent").unwrap_or(Value::Null), r))
+            .collect())
+    }
+}
+
+/// A filter on a field of the row it is rendered over.
+fn field_cond(entry: &Entry, f: &Filter) -> Cond {
+    let field = column_of(entry, &f.field);
+    let one = |v: &FilterValue| match v {
+        FilterValue::One(v) => v.clone(),
+        _ => Value::Null,
+    };
+    match f.op {
+        FilterOp::Eq => Cond::eq(field, Operand::Value(one(&f.value))),
+        FilterOp::Ne => Cond::not(Cond::eq(field, Operand::Value(one(&f.value)))),
+        FilterOp::Lt => Cond::order(BinOp::Lt, field, Operand::Value(one(&f.value))),
+        FilterOp::Lte => Cond::order(BinOp::Le, field, Operand::Value(one(&f.value))),
+        FilterOp::Gt => Cond::order(BinOp::Gt, field, Operand::Value(one(&f.value))),
+        FilterOp::Gte => Cond::order(BinOp::Ge, field, Operand::Value(one(&f.value))),
+        FilterOp::In => match &f.value {
+            FilterValue::Many(values) => Cond::or(
+                values
+                    .iter()
+                    .map(|v| Cond::eq(field.clone(), Operand::Value(v.clone())))
+                    .collect(),
+            ),
+            _ => Cond::Const(false),
+        },
+        FilterOp::IsNil => {
+            let is_nil = Cond::eq(field, Operand::Value(Value::Null));
+            match f.value {
+                FilterValue::Flag(false) => Cond::not(is_nil),
+                _ => is_nil,
+            }
+        }
+        FilterOp::Contains if f.kind == Kind::Text => Cond::Text {
+            field,
+            value: one(&f.value),
+            prefix: false,
+        },
+        FilterOp::Contains => Cond::Contains {
+            array: field,
+            elem: Operand::Value(one(&f.value)),
+        },
+        FilterOp::StartsWith => Cond::Text {
+            field,
+            value: one(&f.value),
+            prefix: true,
+        },
+    }
+}
+
+/// Rows strictly after (or, going backwards, before) the cursor's row in
+/// the sort order, where `null` sorts before every value.
+fn keyset(entry: &Entry, sort: &[SortKey], values: &[Value], backwards: bool) -> Cond {
+    let mut alternatives = Vec::new();
+    for (i, key) in sort.iter().enumerate() {
+        let mut parts: Vec<Cond> = sort[..i]
+            .iter()
+            .zip(values)
+            .map(|(k, v)| Cond::eq(column_of(entry, &k.field), Operand::Value(v.clone())))
+            .collect();
+        let field = column_of(entry, &key.field);
+        let value = &values[i];
+        let ascending = key.descending == backwards;
+        let beyond = match (ascending, value.is_null()) {
+            (true, true) => Cond::not(Cond::eq(field, Operand::Value(Value::Null))),
+            (true, false) => Cond::order(BinOp::Gt, field, Operand::Value(value.clone())),
+            (false, true) => Cond::Const(false),
+            (false, false) => Cond::or(vec![
+                Cond::order(BinOp::Lt, field.clone(), Operand::Value(value.clone())),
+                Cond::eq(field, Operand::Value(Value::Null)),
+            ]),
+        };
+        parts.push(beyond);
+        alternatives.push(Cond::and(parts));
+    }
+    Cond::or(alternatives)
+}
+
+fn order_by(sql: &mut Sql, entry: &Entry, sort: &[SortKey], backwards: bool) {
+    let dialect = sql.dialect;
+    let keys: Vec<String> = sort
+        .iter()
+        .map(|k| {
+            let text = entry.field(&k.field).is_some_and(|f| f.kind == Kind::Text);
+            let collate = if text && dialect == Dialect::Postgres {
+                " COLLATE \"C\""
+            } else {
+                ""
+            };
+            let direction = if k.descending == backwards {
+                "ASC NULLS FIRST"
+            } else {
+                "DESC NULLS LAST"
+            };
+            format!("{ROW}.{}{collate} {direction}", ident(&k.field))
+        })
+        .collect();
+    sql.push(&keys.join(", "));
+}
+
+/// Binds a cursor to its resource and sort.
+fn scope(entry: &Entry, sort: &[SortKey]) -> String {
+    let keys: Vec<String> = sort
+        .iter()
+        .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.field))
+        .collect();
+    format!("{}:{}", entry.table, keys.join(","))
+}
+
+fn distinct<'a>(values: impl Iterator<Item = &'a Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for v in values {
+        if !v.is_null() && !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+/// Keeps only the requested fields (and includes).
+pub(crate) fn shape(mut record: Record, view: &View) -> Record {
+    if let Some(fields) = &view.fields {
+        record.retain(|k, _| fields.contains(k) || view.include.contains(k));
+    }
+    record
+}
+
+/// The id in canonical form, or `None` when it is not a UUID (such a record
+/// cannot exist).
+pub(crate) fn canonical_id(id: &str) -> Option<String> {
+    uuid::Uuid::parse_str(id).ok().map(|u| u.to_string())
+}
+
+pub(crate) fn _unused(_: Map<String, Value>) {}

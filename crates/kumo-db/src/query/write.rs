@@ -1,0 +1,740 @@
+//! Writing records: create (one or a batch), update, destroy and named
+//! actions. Each runs in one transaction:
+//!
+//! 1. the body is checked field by field before the database is touched
+//!    (422 naming every bad field);
+//! 2. the stored record is read with the read policy (404 when invisible)
+//!    and, for update and destroy, checked against the write policy (403);
+//! 3. related records named by `belongs_to` keys must exist and be readable
+//!    (422), then the statement runs; constraint errors from the database
+//!    become 409 or 422;
+//! 4. the written record is checked against the write policy (create, and
+//!    update's result), and the transaction commits only if it holds.
+//!
+//! Events are announced only after the commit.
+
+use kumo_core::load::normalize_value;
+use kumo_core::resource::{Action, ActionKind, Policy};
+use kumo_core::table::constraint_name;
+use serde_json::Value;
+use sqlx::error::ErrorKind;
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use super::catalog::{Entry, Field, Kind, Origin};
+use super::error::{FieldErrors, QueryError, one};
+use super::exec::{Exec, Sql};
+use super::params::View;
+use super::policy::{Cond, Operand, Renderer, compile};
+use super::read::{canonical_id, column, public, select_list, shape};
+use super::{Engine, Event, Record};
+use crate::sql::ident;
+
+const ROW: &str = "r";
+
+/// The write a request asks for.
+#[derive(Debug, Clone, Copy)]
+enum Write<'a> {
+    Create,
+    Update,
+    Destroy,
+    Action(&'a Action),
+}
+
+impl<'a> Write<'a> {
+    fn kind(self) -> ActionKind {
+        match self {
+            Write::Create => ActionKind::Create,
+            Write::Update => ActionKind::Update,
+            Write::Destroy => ActionKind::Destroy,
+            Write::Action(a) => a.kind,
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Write::Action(a) => a.name.clone(),
+            other => other.kind().as_str().to_owned(),
+        }
+    }
+
+    fn policy<'e>(self, entry: &'e Entry) -> Option<&'e Policy>
+    where
+        'a: 'e,
+    {
+        let policies = &entry.resource.policies;
+        let default = match self.kind() {
+            ActionKind::Create => policies.create.as_ref(),
+            ActionKind::Update => policies.update.as_ref(),
+            ActionKind::Destroy => policies.destroy.as_ref(),
+        };
+        match self {
+            Write::Action(a) => a.policy.as_ref().or(default),
+            _ => default,
+        }
+    }
+}
+
+enum Tx {
+    Pg(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    fn exec(&mut self) -> Exec<'_> {
+        match self {
+            Tx::Pg(tx) => Exec::Pg(tx),
+            Tx::Sqlite(tx) => Exec::Sqlite(tx),
+        }
+    }
+
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Pg(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// Now, as Kumo stores datetimes: UTC, milliseconds.
+fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+fn forbidden(actor: &Value, what: &str) -> QueryError {
+    if actor.is_null() {
+        QueryError::Unauthenticated
+    } else {
+        QueryError::Forbidden(format!("you may not {what}"))
+    }
+}
+
+impl Engine {
+    async fn begin(&self) -> Result<Tx, QueryError> {
+        Ok(match &self.db {
+            crate::db::Database::Postgres(pool) => Tx::Pg(pool.begin().await?),
+            // IMMEDIATE takes the write lock up front, so a transaction that
+            // reads before it writes never fails to upgrade its lock.
+            crate::db::Database::Sqlite(pool) => {
+                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+        })
+    }
+
+    /// `POST /api/<plural>`: an object creates one record, an array creates
+    /// each in one transaction (all or nothing).
+    pub async fn create(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        body: &Value,
+        view: &View,
+    ) -> Result<Value, QueryError> {
+        self.create_with(actor, entry, body, view, Write::Create)
+            .await
+    }
+
+    async fn create_with(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        body: &Value,
+        view: &View,
+        write: Write<'_>,
+    ) -> Result<Value, QueryError> {
+        let cond = compile(&self.catalog, entry, write.policy(entry), actor);
+        if cond == Cond::Const(false) {
+            return Err(forbidden(actor, &format!("create {}", entry.table)));
+        }
+        let (items, batch) = match body {
+            Value::Array(items) => (items.iter().collect::<Vec<_>>(), true),
+            other => (vec![other], false),
+        };
+        let mut inputs = Vec::new();
+        let mut errors = FieldErrors::new();
+        for (i, item) in items.iter().enumerate() {
+            match self.check_body(entry, item, write) {
+                Ok(values) => inputs.push(values),
+                Err(fields) => errors.extend(prefix(fields, batch.then_some(i))),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(QueryError::invalid(errors));
+        }
+        let mut tx = self.begin().await?;
+        let mut created = Vec::new();
+        for (i, values) in inputs.into_iter().enumerate() {
+            let at = batch.then_some(i);
+            let record = self
+                .insert(&mut tx, actor, entry, values, &cond)
+                .await
+                .map_err(|e| match at {
+                    Some(i) => e.in_item(i),
+                    None => e,
+                })?;
+            created.push(record);
+        }
+        let mut exec = tx.exec();
+        self.include(&mut exec, actor, entry, &mut created, view)
+            .await?;
+        tx.commit().await?;
+        for record in &created {
+            self.announce_change(entry, write, record);
+        }
+        let mut shaped: Vec<Value> = created
+            .into_iter()
+            .map(|r| Value::Object(shape(r, view)))
+            .collect();
+        Ok(if batch {
+            Value::Array(shaped)
+        } else {
+            shaped.pop().unwrap_or(Value::Null)
+        })
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut Tx,
+        actor: &Value,
+        entry: &Entry,
+        values: Vec<(&Field, Value)>,
+        cond: &Cond,
+    ) -> Result<Record, QueryError> {
+        self.check_references(tx, actor, &values).await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let stamp = Value::String(now());
+        let mut sql = Sql::new(self.db.dialect());
+        let mut columns = vec![ident("id"), ident("inserted_at"), ident("updated_at")];
+        columns.extend(values.iter().map(|(f, _)| ident(&f.name)));
+        sql.push(&format!(
+            "INSERT INTO {} ({}) VALUES (",
+            ident(&entry.table),
+            columns.join(", ")
+        ));
+        sql.bind_value(Kind::Uuid, &Value::String(id.clone()));
+        sql.push(", ");
+        sql.bind_value(Kind::Datetime, &stamp);
+        sql.push(", ");
+        sql.bind_value(Kind::Datetime, &stamp);
+        for (field, value) in &values {
+            sql.push(", ");
+            sql.bind_value(field.kind, value);
+        }
+        sql.push(")");
+        tx.exec()
+            .execute(&sql)
+            .await
+            .map_err(|e| constraint_error(entry, e, false))?;
+        let (record, allowed) = self
+            .fetch_checked(&mut tx.exec(), entry, &id, cond, None)
+            .await?
+            .ok_or(QueryError::NotFound)?;
+        if !allowed {
+            return Err(forbidden(
+                actor,
+                &format!("create this {}", entry.resource.name),
+            ));
+        }
+        Ok(record)
+    }
+
+    /// `PATCH /api/<plural>/<id>`.
+    pub async fn update(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        id: &str,
+        body: &Value,
+        view: &View,
+    ) -> Result<Record, QueryError> {
+        self.update_with(actor, entry, id, body, view, Write::Update)
+            .await
+    }
+
+    async fn update_with(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        id: &str,
+        body: &Value,
+        view: &View,
+        write: Write<'_>,
+    ) -> Result<Record, QueryError> {
+        let values = self
+            .check_body(entry, body, write)
+            .map_err(QueryError::invalid)?;
+        let id = canonical_id(id).ok_or(QueryError::NotFound)?;
+        let cond = compile(&self.catalog, entry, write.policy(entry), actor);
+        let what = format!("{} this {}", write.name(), entry.resource.name);
+        let mut tx = self.begin().await?;
+        let read = self.read_cond(entry, actor);
+        let (_, allowed) = self
+            .fetch_checked(&mut tx.exec(), entry, &id, &cond, Some(&read))
+            .await?
+            .ok_or(QueryError::NotFound)?;
+        if !allowed {
+            return Err(forbidden(actor, &what));
+        }
+        self.check_references(&mut tx, actor, &values).await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push(&format!(
+            "UPDATE {} SET {} = ",
+            ident(&entry.table),
+            ident("updated_at")
+        ));
+        sql.bind_value(Kind::Datetime, &Value::String(now()));
+        for (field, value) in &values {
+            sql.push(&format!(", {} = ", ident(&field.name)));
+            sql.bind_value(field.kind, value);
+        }
+        if let Write::Action(action) = write {
+            for (name, amount) in &action.increment {
+                let kind = entry.field(name).map_or(Kind::Integer, |f| f.kind);
+                let c = ident(name);
+                sql.push(&format!(", {c} = COALESCE({c}, 0) + "));
+                sql.bind_value(kind, amount);
+            }
+        }
+        sql.push(&format!(" WHERE {} = ", ident("id")));
+        sql.bind_value(Kind::Uuid, &Value::String(id.clone()));
+        tx.exec()
+            .execute(&sql)
+            .await
+            .map_err(|e| constraint_error(entry, e, false))?;
+        let (mut record, allowed) = self
+            .fetch_checked(&mut tx.exec(), entry, &id, &cond, None)
+            .await?
+            .ok_or(QueryError::NotFound)?;
+        if !allowed {
+            return Err(QueryError::Forbidden(format!(
+                "the {} would no longer be one you may {}",
+                entry.resource.name,
+                write.name()
+            )));
+        }
+        let mut rows = vec![std::mem::take(&mut record)];
+        self.include(&mut tx.exec(), actor, entry, &mut rows, view)
+            .await?;
+        tx.commit().await?;
+        let record = rows.pop().unwrap_or_default();
+        self.announce_change(entry, write, &record);
+        Ok(shape(record, view))
+    }
+
+    /// `DELETE /api/<plural>/<id>`: answers the record as it was.
+    pub async fn destroy(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        id: &str,
+        view: &View,
+    ) -> Result<Record, QueryError> {
+        self.destroy_with(actor, entry, id, view, Write::Destroy)
+            .await
+    }
+
+    async fn destroy_with(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        id: &str,
+        view: &View,
+        write: Write<'_>,
+    ) -> Result<Record, QueryError> {
+        let id = canonical_id(id).ok_or(QueryError::NotFound)?;
+        let cond = compile(&self.catalog, entry, write.policy(entry), actor);
+        let mut tx = self.begin().await?;
+        let read = self.read_cond(entry, actor);
+        let (record, allowed) = self
+            .fetch_checked(&mut tx.exec(), entry, &id, &cond, Some(&read))
+            .await?
+            .ok_or(QueryError::NotFound)?;
+        if !allowed {
+            return Err(forbidden(
+                actor,
+                &format!("{} this {}", write.name(), entry.resource.name),
+            ));
+        }
+        let mut rows = vec![record];
+        self.include(&mut tx.exec(), actor, entry, &mut rows, view)
+            .await?;
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push(&format!(
+            "DELETE FROM {} WHERE {} = ",
+            ident(&entry.table),
+            ident("id")
+        ));
+        sql.bind_value(Kind::Uuid, &Value::String(id));
+        tx.exec()
+            .execute(&sql)
+            .await
+            .map_err(|e| constraint_error(entry, e, true))?;
+        tx.commit().await?;
+        let record = rows.pop().unwrap_or_default();
+        self.announce_change(entry, write, &record);
+        Ok(shape(record, view))
+    }
+
+    /// `POST /api/<plural>/<name>` (create actions) or
+    /// `POST /api/<plural>/<id>/<name>` (update and destroy actions).
+    pub async fn action(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        action: &Action,
+        id: Option<&str>,
+        body: &Value,
+        view: &View,
+    ) -> Result<Value, QueryError> {
+        let write = Write::Action(action);
+        match (action.kind, id) {
+            (ActionKind::Create, None) => {
+                if body.is_array() {
+                    return Err(QueryError::invalid(one(
+                        "body",
+                        "a named action takes one object",
+                    )));
+                }
+                self.create_with(actor, entry, body, view, write).await
+            }
+            (ActionKind::Update, Some(id)) => self
+                .update_with(actor, entry, id, body, view, write)
+                .await
+                .map(Value::Object),
+            (ActionKind::Destroy, Some(id)) => {
+                if !is_empty_body(body) {
+                    return Err(QueryError::invalid(one(
+                        "body",
+                        "this action accepts no fields",
+                    )));
+                }
+                self.destroy_with(actor, entry, id, view, write)
+                    .await
+                    .map(Value::Object)
+            }
+            _ => Err(QueryError::NotFound),
+        }
+    }
+
+    fn announce_change(&self, entry: &Entry, write: Write<'_>, record: &Record) {
+        let mut record = record.clone();
+        // Included relationships are the caller's view, not the change.
+        record.retain(|k, _| entry.field(k).is_some());
+        self.announce(Event {
+            resource: entry.resource.name.clone(),
+            action: write.name(),
+            id: record
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            record,
+        });
+    }
+
+    /// The record (all public fields) and whether `cond` holds for it;
+    /// with `read`, only if the actor may read it.
+    async fn fetch_checked(
+        &self,
+        exec: &mut Exec<'_>,
+        entry: &Entry,
+        id: &str,
+        cond: &Cond,
+        read: Option<&Cond>,
+    ) -> Result<Option<(Record, bool)>, QueryError> {
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push("SELECT ");
+        select_list(&mut sql, entry, ROW);
+        sql.push(", CASE WHEN ");
+        let mut renderer = Renderer::new(ROW);
+        renderer.render(cond, &mut sql);
+        sql.push(&format!(
+            " THEN 1 ELSE 0 END AS kumo_allowed FROM {} {ROW} WHERE ",
+            ident(&entry.table)
+        ));
+        let mut filter = vec![Cond::eq(
+            column("id"),
+            Operand::Value(Value::String(id.to_owned())),
+        )];
+        if let Some(read) = read {
+            filter.push(read.clone());
+        }
+        renderer.render(&Cond::and(filter), &mut sql);
+        if matches!(exec, Exec::Pg(_)) && read.is_some() {
+            sql.push(" FOR UPDATE");
+        }
+        let allowed = Field {
+            name: "kumo_allowed".into(),
+            kind: Kind::Integer,
+            origin: Origin::Managed,
+            required: true,
+            has_default: false,
+            sensitive: false,
+            writable: false,
+        };
+        let mut fields = public(entry);
+        fields.push(&allowed);
+        let mut rows = exec.fetch_records(&sql, &fields).await?;
+        Ok(rows.pop().map(|mut r| {
+            let ok = r.remove("kumo_allowed") == Some(Value::from(1));
+            (r, ok)
+        }))
+    }
+
+    /// Every `belongs_to` key given must name a record the actor may read.
+    async fn check_references(
+        &self,
+        tx: &mut Tx,
+        actor: &Value,
+        values: &[(&Field, Value)],
+    ) -> Result<(), QueryError> {
+        let mut errors = FieldErrors::new();
+        for (field, value) in values {
+            let (Origin::ForeignKey { target, .. }, Value::String(id)) = (&field.origin, value)
+            else {
+                continue;
+            };
+            let target = self.catalog.entry(target);
+            let mut sql = Sql::new(self.db.dialect());
+            sql.push(&format!(
+                "SELECT COUNT(*) FROM {} {ROW} WHERE ",
+                ident(&target.table)
+            ));
+            let cond = Cond::and(vec![
+                Cond::eq(column("id"), Operand::Value(Value::String(id.clone()))),
+                self.read_cond(target, actor),
+            ]);
+            Renderer::new(ROW).render(&cond, &mut sql);
+            let found = tx.exec().fetch_integers(&sql).await?;
+            if found.first().copied().unwrap_or(0) == 0 {
+                errors.insert(
+                    field.name.clone(),
+                    vec![format!("no {} with id {id}", target.resource.name)],
+                );
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(QueryError::invalid(errors))
+        }
+    }
+
+    /// Checks a request body for a write and returns the values to store,
+    /// canonical, with an action's `set` values added. Every problem is
+    /// reported, keyed by field.
+    fn check_body<'e>(
+        &self,
+        entry: &'e Entry,
+        body: &Value,
+        write: Write<'_>,
+    ) -> Result<Vec<(&'e Field, Value)>, FieldErrors> {
+        let empty = serde_json::Map::new();
+        let object = match body {
+            Value::Object(o) => o,
+            Value::Null if matches!(write, Write::Action(_)) => &empty,
+            _ => return Err(one("body", "must be a JSON object")),
+        };
+        let accept = match write {
+            Write::Action(a) => Some(&a.accept),
+            _ => None,
+        };
+        let mut errors = FieldErrors::new();
+        let mut values = Vec::new();
+        for (key, value) in object {
+            let Some(field) = entry.field(key) else {
+                let hint = match entry.resource.relationship(key) {
+                    Some(r) if r.column_name().is_some() => {
+                        format!("unknown field; to set the relationship, send `{key}_id`")
+                    }
+                    _ => "unknown field".to_owned(),
+                };
+                errors.entry(key.clone()).or_default().push(hint);
+                continue;
+            };
+            let problem = match &field.origin {
+                Origin::Managed => Some("is set by Kumo".to_owned()),
+                _ if !field.writable => Some("is not writable".to_owned()),
+                Origin::ForeignKey { relationship, .. } => accept
+                    .filter(|a| !a.contains(relationship) && !a.contains(key))
+                    .map(|_| "is not accepted by this action".to_owned()),
+                Origin::Attribute(_) => accept
+                    .filter(|a| !a.contains(key))
+                    .map(|_| "is not accepted by this action".to_owned()),
+            };
+            if let Some(p) = problem {
+                errors.entry(key.clone()).or_default().push(p);
+                continue;
+            }
+            match check_field(field, value) {
+                Ok(v) => values.push((field, v)),
+                Err(m) => errors.entry(key.clone()).or_default().push(m),
+            }
+        }
+        if let Write::Action(a) = write {
+            for (name, value) in &a.set {
+                if let Some(field) = entry.field(name) {
+                    values.retain(|(f, _)| f.name != *name);
+                    values.push((field, value.clone()));
+                }
+            }
+        }
+        if write.kind() == ActionKind::Create {
+            for field in &entry.fields {
+                let given = values.iter().any(|(f, _)| f.name == field.name);
+                let managed = field.origin == Origin::Managed;
+                if field.required && !field.has_default && !given && !managed {
+                    errors
+                        .entry(field.name.clone())
+                        .or_default()
+                        .push("is required".to_owned());
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(values)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn is_empty_body(body: &Value) -> bool {
+    match body {
+        Value::Null => true,
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+fn prefix(fields: FieldErrors, index: Option<usize>) -> FieldErrors {
+    match index {
+        None => fields,
+        Some(i) => fields
+            .into_iter()
+            .map(|(k, v)| (format!("[{i}].{k}"), v))
+            .collect(),
+    }
+}
+
+/// A value for `field` in canonical form, or what is wrong with it.
+fn check_field(field: &Field, value: &Value) -> Result<Value, String> {
+    if value.is_null() {
+        return if field.required {
+            Err("is required".to_owned())
+        } else {
+            Ok(Value::Null)
+        };
+    }
+    match &field.origin {
+        Origin::Attribute(ty) => normalize_value(ty, value),
+        _ => match value {
+            Value::String(s) => canonical_id(s)
+                .map(Value::String)
+                .ok_or_else(|| format!("`{s}` is not a UUID")),
+            _ => Err("must be a UUID string".to_owned()),
+        },
+    }
+}
+
+/// Turns a constraint the database enforced into the field it concerns.
+fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError {
+    let Some(db) = e.as_database_error() else {
+        return QueryError::Database(e);
+    };
+    let message = db.message().to_owned();
+    let constraint = db.constraint().map(str::to_owned);
+    let kind = db.kind();
+    // SQLite names the columns in its message ("UNIQUE constraint failed:
+    // avatars.uploader_id, avatars.name"); PostgreSQL names the constraint.
+    let columns_in_message = || -> Vec<String> {
+        message
+            .split_once(": ")
+            .map(|(_, cols)| {
+                cols.split(", ")
+                    .filter_map(|c| c.rsplit_once('.').map(|(_, col)| col.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let field_of = |suffix: &str| -> Option<String> {
+        let name = constraint
+            .clone()
+            .or_else(|| message.split_once(": ").map(|(_, n)| n.to_owned()))?;
+        entry
+            .fields
+            .iter()
+            .find(|f| constraint_name(&entry.table, &f.name, suffix) == name)
+            .map(|f| f.name.clone())
+    };
+    match kind {
+        ErrorKind::UniqueViolation => {
+            let mut columns = match &constraint {
+                Some(name) => unique_columns(entry, name),
+                None => columns_in_message(),
+            };
+            if columns.is_empty() {
+                columns.push("id".into());
+            }
+            let together = columns.join(", ");
+            let fields = columns
+                .iter()
+                .map(|c| {
+                    let m = if columns.len() == 1 {
+                        "is already taken".to_owned()
+                    } else {
+                        format!("is already taken (together with {together})")
+                    };
+                    (c.clone(), vec![m])
+                })
+                .collect();
+            QueryError::conflict(fields)
+        }
+        ErrorKind::ForeignKeyViolation if deleting => QueryError::Conflict {
+            message: format!(
+                "other records still refer to this {}; delete or change them first",
+                entry.resource.name
+            ),
+            fields: FieldErrors::new(),
+        },
+        ErrorKind::ForeignKeyViolation => {
+            let field = field_of("fkey").unwrap_or_else(|| "body".to_owned());
+            QueryError::invalid(one(&field, "refers to a record that does not exist"))
+        }
+        ErrorKind::CheckViolation => {
+            let field = field_of("check").unwrap_or_else(|| "body".to_owned());
+            QueryError::invalid(one(&field, "breaks the resource's constraints"))
+        }
+        ErrorKind::NotNullViolation => {
+            let field = columns_in_message()
+                .pop()
+                .unwrap_or_else(|| "body".to_owned());
+            QueryError::invalid(one(&field, "is required"))
+        }
+        _ => QueryError::Database(e),
+    }
+}
+
+/// The columns of a unique index or identity, by constraint name.
+fn unique_columns(entry: &Entry, constraint: &str) -> Vec<String> {
+    for field in &entry.fields {
+        if constraint_name(&entry.table, &field.name, "key") == constraint {
+            return vec![field.name.clone()];
+        }
+    }
+    for identity in &entry.resource.identities {
+        if constraint_name(&entry.table, &identity.name, "key") == constraint {
+            return identity.columns.clone();
+        }
+    }
+    Vec::new()
+}

@@ -1,0 +1,348 @@
+//! The resource API over HTTP: routes `/api/<plural>…` to the query engine
+//! and turns its results and errors into JSON responses in Kumo's one error
+//! shape, `{"error":{"code","message","fields"}}`.
+
+// Handlers return an early `Response` as their error, the axum idiom; it is
+// built only on the failing path, so its size costs nothing.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kumo_core::actor::Actor;
+use kumo_core::resource::ActionKind;
+use kumo_db::query::{Engine, Entry, QueryError, View, parse_list, parse_record_query};
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Why a request carries no usable identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure(pub String);
+
+/// Turns a request's headers into the actor it speaks for. The accounts
+/// layer provides the real one; until then only anonymous requests pass.
+pub type Authenticate = Arc<dyn Fn(&HeaderMap) -> Result<Actor, AuthFailure> + Send + Sync>;
+
+/// Anonymous when there is no `Authorization` header; any credential is
+/// refused, since no sign-in method checks it yet.
+pub fn anonymous_only() -> Authenticate {
+    Arc::new(|headers: &HeaderMap| {
+        if headers.contains_key(header::AUTHORIZATION) {
+            Err(AuthFailure(
+                "no sign-in method accepts these credentials".into(),
+            ))
+        } else {
+            Ok(Actor::anonymous())
+        }
+    })
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/{plural}", get(list).post(create))
+        .route(
+            "/api/{plural}/{id}",
+            get(show).patch(update).delete(destroy).post(create_action),
+        )
+        .route(
+            "/api/{plural}/{id}/{action}",
+            axum::routing::post(record_action),
+        )
+}
+
+/// An error response in the one shape every route uses.
+pub(crate) fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    fields: Option<&Value>,
+) -> Response {
+    let mut error = json!({ "code": code, "message": message });
+    if let Some(f) = fields {
+        error["fields"] = f.clone();
+    }
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+struct ApiError(QueryError);
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match &e {
+            QueryError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            QueryError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
+            QueryError::NotFound => StatusCode::NOT_FOUND,
+            QueryError::Conflict { .. } => StatusCode::CONFLICT,
+            QueryError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryError::Database(err) => {
+                tracing::error!(error = %err, "database error in an API request");
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the database failed; the change, if any, was not made",
+                    None,
+                );
+            }
+        };
+        let fields = e
+            .fields()
+            .filter(|f| !f.is_empty())
+            .map(|f| serde_json::to_value(f).unwrap_or(Value::Null));
+        let mut response = error_response(status, e.code(), &e.to_string(), fields.as_ref());
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+type Reply = Result<Response, Response>;
+
+fn engine(state: &AppState) -> Result<&Engine, Response> {
+    state
+        .engine()
+        .ok_or_else(|| error_response(StatusCode::NOT_FOUND, "not_found", "no such route", None))
+}
+
+fn resource<'e>(engine: &'e Engine, plural: &str) -> Result<&'e Entry, Response> {
+    engine.catalog.by_plural(plural).ok_or_else(|| {
+        error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no resource is served at /api/{plural}"),
+            None,
+        )
+    })
+}
+
+fn actor(state: &AppState, headers: &HeaderMap) -> Result<Value, Response> {
+    match (state.authenticate())(headers) {
+        Ok(actor) => Ok(actor.value()),
+        Err(AuthFailure(message)) => {
+            let mut r = error_response(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            Err(r)
+        }
+    }
+}
+
+fn data(status: StatusCode, value: Value) -> Response {
+    (status, Json(json!({ "data": value }))).into_response()
+}
+
+fn fail(e: QueryError) -> Response {
+    ApiError(e).into_response()
+}
+
+/// Reads a JSON body: 415 unless it is declared JSON, 413 when too large,
+/// 400 with the position when it does not parse. An empty body is `null`
+/// where `empty_ok`.
+async fn json_body(headers: &HeaderMap, body: Body, empty_ok: bool) -> Result<Value, Response> {
+    let bytes: Bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the body is larger than {BODY_LIMIT} bytes"),
+            None,
+        )
+    })?;
+    if bytes.is_empty() && empty_ok {
+        return Ok(Value::Null);
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+            None,
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            &format!("the body is not valid JSON: {e}"),
+            None,
+        )
+    })
+}
+
+fn view(engine: &Engine, entry: &Entry, query: Option<&str>) -> Result<View, Response> {
+    parse_record_query(&engine.catalog, entry, query.unwrap_or("")).map_err(fail)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    let engine = engine(&state)?;
+    let entry = resource(engine, &plural)?;
+    let actor = actor(&state, &headers)?;
+    let req = parse_list(&engine.catalog, entry, query.as_deref().unwrap_or("")).map_err(fail)?;
+    let page = engine.list(&actor, entry, &req).await.map_err(fail)?;
+    let mut meta = json!({ "next": page.next, "prev": page.prev });
+    if let Some(total) = page.total {
+        meta["total"] = json!(total);
+    }
+    Ok(Json(json!({ "data": page.data, "page": meta })).into_response())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path((plural, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    let engine = engine(&state)?;
+    let entry = resource(engine, &plural)?;
+    let actor = actor(&state, &headers)?;
+    let view = view(engine, entry, query.as_deref())?;
+    let record = engine.get(&actor, entry, &id, &view).await.map_err(fail)?;
+    Ok(data(StatusCode::OK, Value::Object(record)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let engine = engine(&state)?;
+    let entry = resource(engine, &plural)?;
+    let actor = actor(&state, &headers)?;
+    let view = view(engine, entry, query.as_deref())?;
+    let body = json_body(&headers, body, false).await?;
+    let created = engine
+        .create(&actor, entry, &body, &view)
+        .await
+        .map_err(fail)?;
+    Ok(data(StatusCode::CREATED, created))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path((plural, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let engine = engine(&state)?;
+    let entry = resource(engine, &plural)?;
+    let actor = actor(&state, &headers)?;
+    let view = view(engine, entry, query.as_deref())?;
+    let body = json_body(&headers, body, false).await?;
+    let record = engine
+        .update(&actor, entry, &id, &body, &view)
+        .await
+        .map_err(fail)?;
+    Ok(data(StatusCode::OK, Value::Object(record)))
+}
+
+async fn destroy(
+    State(state): State<AppState>,
+    Path((plural, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Reply {
+    let engine = engine(&state)?;
+    let entry = resource(engine, &plural)?;
+    let actor = actor(&state, &headers)?;
+    let view = view(engine, entry, query.as_deref())?;
+    let record = engine
+        .destroy(&actor, entry, &id, &view)
+        .await
+        .map_err(fail)?;
+    Ok(data(StatusCode::OK, Value::Object(record)))
+}
+
+/// `POST /api/<plural>/<name>`: a named action of type create.
+async fn create_action(
+    State(state): State<AppState>,
+    Path((plural, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let engine = engine(&state)?;
+    let entry = resource(engine, &plural)?;
+    let action = entry
+        .resource
+        .actions
+        .iter()
+        .find(|a| a.name == name && a.kind == ActionKind::Create)
+        .ok_or_else(|| no_action(entry, &name))?;
+    let actor = actor(&state, &headers)?;
+    let view = view(engine, entry, query.as_deref())?;
+    let body = json_body(&headers, body, true).await?;
+    let created = engine
+        .action(&actor, entry, action, None, &body, &view)
+        .await
+        .map_err(fail)?;
+    Ok(data(StatusCode::CREATED, created))
+}
+
+/// `POST /api/<plural>/<id>/<name>`: a named update or destroy action.
+async fn record_action(
+    State(state): State<AppState>,
+    Path((plural, id, name)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let engine = engine(&state)?;
+    let entry = resource(engine, &plural)?;
+    let action = entry
+        .resource
+        .actions
+        .iter()
+        .find(|a| a.name == name && a.kind != ActionKind::Create)
+        .ok_or_else(|| no_action(entry, &name))?;
+    let actor = actor(&state, &headers)?;
+    let view = view(engine, entry, query.as_deref())?;
+    let body = json_body(&headers, body, true).await?;
+    let record = engine
+        .action(&actor, entry, action, Some(&id), &body, &view)
+        .await
+        .map_err(fail)?;
+    Ok(data(StatusCode::OK, record))
+}
+
+fn no_action(entry: &Entry, name: &str) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("`{}` has no action `{name}` here", entry.resource.name),
+        None,
+    )
+}
