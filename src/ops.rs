@@ -182,7 +182,15 @@ fn codegen(
     let schema = load_schema(project)?;
     let plan = plan(project, &schema)?;
     if plan.is_empty() {
-        println!("No changes: the resources match the recorded schema. Nothing written.");
+        let migrations_dir = project.migrations_dir();
+        if check || dry_run || !files::recorded_in_old_layout(&migrations_dir)? {
+            println!("No changes: the resources match the recorded schema. Nothing written.");
+            return Ok(ExitCode::SUCCESS);
+        }
+        files::write_recorded(&migrations_dir, &plan.new_tables)?;
+        println!(
+            "No changes: the resources match the recorded schema. No migration written.\nRewrote migrations/schema/ in the layout of this version (a folder per table, a file per column and index), so branches changing one resource merge cleanly. Commit it."
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let lines = plan.describe();

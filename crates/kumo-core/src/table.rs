@@ -1,11 +1,12 @@
 //! The table model: what a [`Schema`] means for the database, independent of
-//! SQL dialect, and its recorded form (`migrations/schema/<table>.toml`).
+//! SQL dialect, and its recorded form (`migrations/schema/<table>/`).
 //!
 //! Codegen compares two sets of [`Table`]s — the recorded one and the one
 //! lowered from the resource files — so this model holds exactly what a
 //! migration can change and nothing else (no policies, no descriptions).
-//! It is recorded one file per table so that two branches adding different
-//! resources add different files and merge without conflict.
+//! It is recorded one folder per table and one file per column and per
+//! unique index, so that two branches adding different resources, columns
+//! or identities add different files and merge without conflict.
 
 use std::collections::BTreeMap;
 
@@ -287,20 +288,31 @@ fn lower_resource(schema: &Schema, resource: &Resource) -> Table {
 }
 
 // ---------------------------------------------------------------------------
-// The recorded form. Plain serde structs so the file reads well and diffs
-// line by line; `default` is JSON text because TOML has no null.
+// The recorded form: one folder per table holding `table.toml` (facts about
+// the table as a whole), `columns/<name>.toml` and `indexes/<name>.toml`.
+// Two branches that add different columns or identities to one resource
+// therefore add different files, and git merges them without a conflict.
+// For the same reason nothing lists the columns: their order is derived
+// (see [`sort_columns_as_recorded`]). Plain serde structs so every file
+// reads well; `default` is JSON text because TOML has no null.
+
+/// The files that record one table, each as text, keyed by where it lives in
+/// the table's folder (`migrations/schema/<table>/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedTable {
+    /// `table.toml`.
+    pub table: String,
+    /// `columns/<name>.toml`, by column name.
+    pub columns: BTreeMap<String, String>,
+    /// `indexes/<name>.toml`, by index name.
+    pub indexes: BTreeMap<String, String>,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TableFile {
+struct TableFacts {
     table: String,
     resource: String,
-    #[serde(default)]
-    columns: BTreeMap<String, ColumnFile>,
-    /// Column order, since TOML tables are unordered for readers.
-    order: Vec<String>,
-    #[serde(default)]
-    unique: BTreeMap<String, UniqueFile>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -348,83 +360,233 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-const SNAPSHOT_HEADER: &str = "# Recorded by `kumo codegen`: the schema the migrations in this folder produce.\n# Kumo compares resources/ with these files; do not edit them by hand.\n\n";
+const TABLE_HEADER: &str = "# Recorded by `kumo codegen`: the schema the migrations in this folder produce.\n# Kumo compares resources/ with these files; do not edit them by hand.\n\n";
+const PART_HEADER: &str = "# Recorded by `kumo codegen`; do not edit by hand.\n\n";
+
+/// Puts columns in the order a recorded table lists them: the primary key,
+/// then the declared columns by name, then `inserted_at` and `updated_at`.
+///
+/// The order is derived rather than stored so that no file lists every
+/// column (a list two branches would both edit). It only shapes the SQL of
+/// migrations that recreate a recorded table (down migrations, SQLite
+/// rebuilds going back); tables are created from the resource files in
+/// declaration order, and diffs match columns by name.
+pub fn sort_columns_as_recorded(columns: &mut [Column]) {
+    columns.sort_by(|a, b| {
+        let rank = |c: &Column| match c.name.as_str() {
+            _ if c.primary_key => 0,
+            "inserted_at" => 2,
+            "updated_at" => 3,
+            _ => 1,
+        };
+        (rank(a), &a.name).cmp(&(rank(b), &b.name))
+    });
+}
+
+fn toml_text(header: &str, value: &impl Serialize) -> String {
+    let body = toml::to_string_pretty(value).expect("recorded-schema structs always serialise");
+    format!("{header}{body}")
+}
 
 /// The recorded form of one table.
-pub fn to_snapshot(table: &Table) -> String {
-    let mut columns = BTreeMap::new();
-    for c in &table.columns {
-        let mut file = ColumnFile {
-            ty: c.ty.base().as_str().to_string(),
-            nullable: c.nullable,
-            primary_key: c.primary_key,
-            default: c.default.as_ref().map(|d| match d {
-                ColumnDefault::Now => "now()".to_string(),
-                ColumnDefault::Value(v) => v.to_string(),
-            }),
-            min: None,
-            max: None,
-            min_length: None,
-            max_length: None,
-            values: None,
-            of: None,
-            references: c.references.as_ref().map(|r| ReferenceFile {
-                table: r.table.clone(),
-                column: r.column.clone(),
-                on_delete: r.on_delete.as_str().to_string(),
-            }),
-        };
-        match &c.ty {
-            ColumnType::Text {
-                min_length,
-                max_length,
-            } => {
-                file.min_length = *min_length;
-                file.max_length = *max_length;
-            }
-            ColumnType::Integer { min, max } => {
-                file.min = min.map(toml::Value::Integer);
-                file.max = max.map(toml::Value::Integer);
-            }
-            ColumnType::Float { min, max } => {
-                file.min = min.map(toml::Value::Float);
-                file.max = max.map(toml::Value::Float);
-            }
-            ColumnType::Enum { values } => file.values = Some(values.clone()),
-            ColumnType::Array { of } => file.of = Some(of.as_str().to_string()),
-            _ => {}
-        }
-        columns.insert(c.name.clone(), file);
-    }
-    let file = TableFile {
-        table: table.name.clone(),
-        resource: table.resource.clone(),
-        order: table.columns.iter().map(|c| c.name.clone()).collect(),
-        columns,
-        unique: table
+pub fn to_snapshot(table: &Table) -> RecordedTable {
+    RecordedTable {
+        table: toml_text(
+            TABLE_HEADER,
+            &TableFacts {
+                table: table.name.clone(),
+                resource: table.resource.clone(),
+            },
+        ),
+        columns: table
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), toml_text(PART_HEADER, &column_file(c))))
+            .collect(),
+        indexes: table
             .unique_indexes
             .iter()
             .map(|u| {
-                (
-                    u.name.clone(),
-                    UniqueFile {
-                        columns: u.columns.clone(),
-                    },
-                )
+                let file = UniqueFile {
+                    columns: u.columns.clone(),
+                };
+                (u.name.clone(), toml_text(PART_HEADER, &file))
             })
             .collect(),
+    }
+}
+
+fn column_file(c: &Column) -> ColumnFile {
+    let mut file = ColumnFile {
+        ty: c.ty.base().as_str().to_string(),
+        nullable: c.nullable,
+        primary_key: c.primary_key,
+        default: c.default.as_ref().map(|d| match d {
+            ColumnDefault::Now => "now()".to_string(),
+            ColumnDefault::Value(v) => v.to_string(),
+        }),
+        min: None,
+        max: None,
+        min_length: None,
+        max_length: None,
+        values: None,
+        of: None,
+        references: c.references.as_ref().map(|r| ReferenceFile {
+            table: r.table.clone(),
+            column: r.column.clone(),
+            on_delete: r.on_delete.as_str().to_string(),
+        }),
     };
-    let body = toml::to_string_pretty(&file).expect("snapshot structs always serialise");
-    format!("{SNAPSHOT_HEADER}{body}")
+    match &c.ty {
+        ColumnType::Text {
+            min_length,
+            max_length,
+        } => {
+            file.min_length = *min_length;
+            file.max_length = *max_length;
+        }
+        ColumnType::Integer { min, max } => {
+            file.min = min.map(toml::Value::Integer);
+            file.max = max.map(toml::Value::Integer);
+        }
+        ColumnType::Float { min, max } => {
+            file.min = min.map(toml::Value::Float);
+            file.max = max.map(toml::Value::Float);
+        }
+        ColumnType::Enum { values } => file.values = Some(values.clone()),
+        ColumnType::Array { of } => file.of = Some(of.as_str().to_string()),
+        _ => {}
+    }
+    file
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SnapshotError(String);
 
-/// Reads a recorded table back.
-pub fn from_snapshot(text: &str) -> Result<Table, SnapshotError> {
-    let file: TableFile = toml::from_str(text).map_err(|e| SnapshotError(e.to_string()))?;
+/// Reads a recorded table back from its files.
+pub fn from_snapshot(recorded: &RecordedTable) -> Result<Table, SnapshotError> {
+    let facts: TableFacts =
+        toml::from_str(&recorded.table).map_err(|e| SnapshotError(format!("table.toml: {e}")))?;
+    let mut columns = Vec::new();
+    for (name, text) in &recorded.columns {
+        let file: ColumnFile =
+            toml::from_str(text).map_err(|e| SnapshotError(format!("columns/{name}.toml: {e}")))?;
+        columns.push(column_from_file(name, &file)?);
+    }
+    if !columns.iter().any(|c| c.primary_key) {
+        return Err(SnapshotError(
+            "no column is the primary key (is columns/id.toml missing?)".into(),
+        ));
+    }
+    sort_columns_as_recorded(&mut columns);
+    let mut unique_indexes = Vec::new();
+    for (name, text) in &recorded.indexes {
+        let file: UniqueFile =
+            toml::from_str(text).map_err(|e| SnapshotError(format!("indexes/{name}.toml: {e}")))?;
+        unique_indexes.push(UniqueIndex {
+            name: name.clone(),
+            columns: file.columns,
+        });
+    }
+    Ok(Table {
+        name: facts.table,
+        resource: facts.resource,
+        columns,
+        unique_indexes,
+    })
+}
+
+fn column_from_file(name: &str, c: &ColumnFile) -> Result<Column, SnapshotError> {
+    let bad = |what: &str| SnapshotError(format!("column `{name}`: {what}"));
+    let int = |v: &Option<toml::Value>| -> Result<Option<i64>, SnapshotError> {
+        v.as_ref()
+            .map(|v| {
+                v.as_integer()
+                    .ok_or_else(|| bad("min/max must be integers"))
+            })
+            .transpose()
+    };
+    let float = |v: &Option<toml::Value>| -> Option<f64> {
+        v.as_ref()
+            .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+    };
+    let ty = match c.ty.as_str() {
+        "uuid" => ColumnType::Uuid,
+        "text" => ColumnType::Text {
+            min_length: c.min_length,
+            max_length: c.max_length,
+        },
+        "integer" => ColumnType::Integer {
+            min: int(&c.min)?,
+            max: int(&c.max)?,
+        },
+        "float" => ColumnType::Float {
+            min: float(&c.min),
+            max: float(&c.max),
+        },
+        "boolean" => ColumnType::Boolean,
+        "date" => ColumnType::Date,
+        "datetime" => ColumnType::Datetime,
+        "json" => ColumnType::Json,
+        "enum" => ColumnType::Enum {
+            values: c
+                .values
+                .clone()
+                .ok_or_else(|| bad("enum without `values`"))?,
+        },
+        "array" => ColumnType::Array {
+            of: c
+                .of
+                .as_deref()
+                .and_then(ScalarType::parse)
+                .ok_or_else(|| bad("array without a valid `of`"))?,
+        },
+        other => return Err(bad(&format!("unknown type `{other}`"))),
+    };
+    let default = match c.default.as_deref() {
+        None => None,
+        Some("now()") => Some(ColumnDefault::Now),
+        Some(json) => Some(ColumnDefault::Value(
+            serde_json::from_str(json).map_err(|e| bad(&format!("bad default: {e}")))?,
+        )),
+    };
+    let references = match &c.references {
+        None => None,
+        Some(r) => Some(ForeignKey {
+            table: r.table.clone(),
+            column: r.column.clone(),
+            on_delete: OnDelete::parse(&r.on_delete).ok_or_else(|| bad("unknown on_delete"))?,
+        }),
+    };
+    Ok(Column {
+        name: name.to_string(),
+        ty,
+        nullable: c.nullable,
+        default,
+        primary_key: c.primary_key,
+        references,
+    })
+}
+
+/// The layout before one folder per table (`migrations/schema/<table>.toml`
+/// with every column and an `order` list), still read so that existing
+/// projects keep working; the next `kumo codegen` rewrites it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyTableFile {
+    table: String,
+    resource: String,
+    #[serde(default)]
+    columns: BTreeMap<String, ColumnFile>,
+    order: Vec<String>,
+    #[serde(default)]
+    unique: BTreeMap<String, UniqueFile>,
+}
+
+/// Reads a table recorded in the single-file layout.
+pub fn from_legacy_snapshot(text: &str) -> Result<Table, SnapshotError> {
+    let file: LegacyTableFile = toml::from_str(text).map_err(|e| SnapshotError(e.to_string()))?;
     let mut columns = Vec::new();
     for name in &file.order {
         let c = file.columns.get(name).ok_or_else(|| {
@@ -432,81 +594,14 @@ pub fn from_snapshot(text: &str) -> Result<Table, SnapshotError> {
                 "`order` names `{name}`, which has no entry in `columns`"
             ))
         })?;
-        let bad = |what: &str| SnapshotError(format!("column `{name}`: {what}"));
-        let int = |v: &Option<toml::Value>| -> Result<Option<i64>, SnapshotError> {
-            v.as_ref()
-                .map(|v| {
-                    v.as_integer()
-                        .ok_or_else(|| bad("min/max must be integers"))
-                })
-                .transpose()
-        };
-        let float = |v: &Option<toml::Value>| -> Option<f64> {
-            v.as_ref()
-                .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
-        };
-        let ty = match c.ty.as_str() {
-            "uuid" => ColumnType::Uuid,
-            "text" => ColumnType::Text {
-                min_length: c.min_length,
-                max_length: c.max_length,
-            },
-            "integer" => ColumnType::Integer {
-                min: int(&c.min)?,
-                max: int(&c.max)?,
-            },
-            "float" => ColumnType::Float {
-                min: float(&c.min),
-                max: float(&c.max),
-            },
-            "boolean" => ColumnType::Boolean,
-            "date" => ColumnType::Date,
-            "datetime" => ColumnType::Datetime,
-            "json" => ColumnType::Json,
-            "enum" => ColumnType::Enum {
-                values: c
-                    .values
-                    .clone()
-                    .ok_or_else(|| bad("enum without `values`"))?,
-            },
-            "array" => ColumnType::Array {
-                of: c
-                    .of
-                    .as_deref()
-                    .and_then(ScalarType::parse)
-                    .ok_or_else(|| bad("array without a valid `of`"))?,
-            },
-            other => return Err(bad(&format!("unknown type `{other}`"))),
-        };
-        let default = match c.default.as_deref() {
-            None => None,
-            Some("now()") => Some(ColumnDefault::Now),
-            Some(json) => Some(ColumnDefault::Value(
-                serde_json::from_str(json).map_err(|e| bad(&format!("bad default: {e}")))?,
-            )),
-        };
-        let references = match &c.references {
-            None => None,
-            Some(r) => Some(ForeignKey {
-                table: r.table.clone(),
-                column: r.column.clone(),
-                on_delete: OnDelete::parse(&r.on_delete).ok_or_else(|| bad("unknown on_delete"))?,
-            }),
-        };
-        columns.push(Column {
-            name: name.clone(),
-            ty,
-            nullable: c.nullable,
-            default,
-            primary_key: c.primary_key,
-            references,
-        });
+        columns.push(column_from_file(name, c)?);
     }
     if columns.len() != file.columns.len() {
         return Err(SnapshotError(
             "every entry in `columns` must also be listed in `order`".into(),
         ));
     }
+    sort_columns_as_recorded(&mut columns);
     Ok(Table {
         name: file.table,
         resource: file.resource,

@@ -4,16 +4,21 @@
 //! migrations/
 //!   20261121120000_initial/
 //!     postgres.up.sql  postgres.down.sql  sqlite.up.sql  sqlite.down.sql
-//!   schema/
-//!     avatars.toml     (one file per table: what the migrations produce)
+//!   schema/            (what the migrations produce)
+//!     avatars/
+//!       table.toml     (the table and its resource)
+//!       columns/       (one file per column: id.toml, name.toml, …)
+//!       indexes/       (one file per unique index, when there are any)
 //! ```
-//! One folder per migration and one file per table, so two branches that add
-//! different resources touch different paths and merge without conflict.
+//! One folder per migration and one file per table, column and index, so two
+//! branches that add different resources, attributes, relationships or
+//! identities touch different paths and merge without conflict.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kumo_core::resource::Schema;
-use kumo_core::table::{self, Table};
+use kumo_core::table::{self, RecordedTable, Table};
 
 use crate::Error;
 use crate::diff::{self, Change, RenameHints, Renames};
@@ -107,27 +112,103 @@ pub fn read_migrations(dir: &Path) -> Result<Vec<Migration>, Error> {
     Ok(migrations)
 }
 
-/// The recorded schema: every `migrations/schema/*.toml`, sorted by name.
+/// The recorded schema: every table under `migrations/schema/`, sorted by
+/// name. Tables still in the single-file layout of earlier versions
+/// (`schema/<table>.toml`) are read too.
 pub fn read_recorded(migrations_dir: &Path) -> Result<Vec<Table>, Error> {
+    Ok(read_recorded_layout(migrations_dir)?.0)
+}
+
+/// The recorded tables, and whether any is in the single-file layout.
+fn read_recorded_layout(migrations_dir: &Path) -> Result<(Vec<Table>, bool), Error> {
     let dir = migrations_dir.join(SCHEMA_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    let paths = match sorted_entries(&dir) {
+        Ok(paths) => paths,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
         Err(e) => return Err(io(&dir)(e)),
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
     let mut tables = Vec::new();
+    let mut legacy = false;
     for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let table = table::from_snapshot(&text)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let invalid =
+            |e: &dyn std::fmt::Display| Error::Invalid(format!("{}: {e}", path.display()));
+        let table = if path.join(TABLE_FILE).is_file() {
+            let table = table::from_snapshot(&read_table_dir(&path)?).map_err(|e| invalid(&e))?;
+            let folder = path.file_name().unwrap_or_default().to_string_lossy();
+            if table.name != folder {
+                return Err(invalid(&format!(
+                    "{TABLE_FILE} records table `{}`, but the folder is named `{folder}`",
+                    table.name
+                )));
+            }
+            table
+        } else if is_toml(&path) {
+            legacy = true;
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            table::from_legacy_snapshot(&text).map_err(|e| invalid(&e))?
+        } else {
+            continue;
+        };
+        if tables.iter().any(|t: &Table| t.name == table.name) {
+            return Err(invalid(&format!(
+                "table `{}` is recorded twice, as {SCHEMA_DIR}/{0}.toml (the old layout) and as {SCHEMA_DIR}/{0}/; keep the folder (it is the newer) and delete the file",
+                table.name
+            )));
+        }
         tables.push(table);
     }
-    Ok(tables)
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((tables, legacy))
+}
+
+const TABLE_FILE: &str = "table.toml";
+const COLUMNS_DIR: &str = "columns";
+const INDEXES_DIR: &str = "indexes";
+
+fn is_toml(path: &Path) -> bool {
+    path.is_file() && path.extension().is_some_and(|x| x == "toml")
+}
+
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        paths.push(entry?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// `<name>.toml` files in `dir` by name; a missing folder holds none.
+fn read_parts(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
+    let paths = match sorted_entries(dir) {
+        Ok(paths) => paths,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut parts = BTreeMap::new();
+    for path in paths.into_iter().filter(|p| is_toml(p)) {
+        let Some(name) = path.file_stem().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        parts.insert(name, text);
+    }
+    Ok(parts)
+}
+
+fn read_table_dir(dir: &Path) -> Result<RecordedTable, Error> {
+    let path = dir.join(TABLE_FILE);
+    Ok(RecordedTable {
+        table: std::fs::read_to_string(&path).map_err(io(&path))?,
+        columns: read_parts(&dir.join(COLUMNS_DIR))?,
+        indexes: read_parts(&dir.join(INDEXES_DIR))?,
+    })
+}
+
+/// Whether `migrations/schema/` still has tables in the single-file layout,
+/// which [`write_recorded`] would convert.
+pub fn recorded_in_old_layout(migrations_dir: &Path) -> Result<bool, Error> {
+    Ok(read_recorded_layout(migrations_dir)?.1)
 }
 
 /// What `kumo codegen` would write.
@@ -244,26 +325,68 @@ pub fn write(
 }
 
 /// Makes `migrations/schema/` hold exactly `tables`, touching only files
-/// whose content changes.
+/// whose content changes, and removing what no longer exists (including
+/// tables recorded in the single-file layout, now rewritten as folders).
 pub fn write_recorded(migrations_dir: &Path, tables: &[Table]) -> Result<(), Error> {
     let dir = migrations_dir.join(SCHEMA_DIR);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let mut keep = Vec::new();
     for t in tables {
-        let path = dir.join(format!("{}.toml", t.name));
-        let text = table::to_snapshot(t);
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            std::fs::write(&path, &text).map_err(io(&path))?;
-        }
-        keep.push(path);
+        write_table_dir(&dir.join(&t.name), &table::to_snapshot(t))?;
     }
-    for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-        let path = entry.map_err(io(&dir))?.path();
-        if path.extension().is_some_and(|x| x == "toml") && !keep.contains(&path) {
+    for path in sorted_entries(&dir).map_err(io(&dir))? {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if path.is_dir() && tables.iter().any(|t| t.name == name) {
+            continue;
+        }
+        // Only what Kumo wrote is removed: a table folder or an old-layout file.
+        if path.join(TABLE_FILE).is_file() {
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        } else if is_toml(&path) {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
     }
     Ok(())
+}
+
+fn write_table_dir(dir: &Path, recorded: &RecordedTable) -> Result<(), Error> {
+    write_if_changed(&dir.join(TABLE_FILE), &recorded.table)?;
+    write_parts(&dir.join(COLUMNS_DIR), &recorded.columns)?;
+    write_parts(&dir.join(INDEXES_DIR), &recorded.indexes)
+}
+
+/// Makes `dir` hold exactly `parts` as `<name>.toml`; an empty `dir` is
+/// removed, since git does not keep empty folders anyway.
+fn write_parts(dir: &Path, parts: &BTreeMap<String, String>) -> Result<(), Error> {
+    for (name, text) in parts {
+        write_if_changed(&dir.join(format!("{name}.toml")), text)?;
+    }
+    let existing = match sorted_entries(dir) {
+        Ok(paths) => paths,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut left = existing.len();
+    for path in existing {
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        if is_toml(&path) && !parts.contains_key(stem.as_ref()) {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            left -= 1;
+        }
+    }
+    if left == 0 {
+        std::fs::remove_dir(dir).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<(), Error> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    std::fs::write(path, text).map_err(io(path))
 }
 
 /// The body of a migration file without Kumo's header comment.

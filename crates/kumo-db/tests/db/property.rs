@@ -786,10 +786,14 @@ async fn run_steps(case: &Case, dbs: &[TestDb]) -> Result<(), String> {
             .map(|t| table::from_snapshot(&table::to_snapshot(t)))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{context}: recorded table does not read back: {e}"))?;
-        if recorded != plan.new_tables {
+        let mut declared = plan.new_tables.clone();
+        for t in &mut declared {
+            table::sort_columns_as_recorded(&mut t.columns);
+        }
+        if recorded != declared {
             return Err(format!(
                 "{context}: recorded tables change when read back:\n{:#?}\nvs\n{:#?}",
-                recorded, plan.new_tables
+                recorded, declared
             ));
         }
         let again = Plan::new(recorded.clone(), &schema);
