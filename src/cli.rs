@@ -51,7 +51,10 @@ pub enum Command {
         database: DatabaseKind,
     },
     /// Manage sign-in strategies
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  kumo auth add-strategy magic_link   # sign-in by emailed link; adds the user resource"
+    )]
     Auth(AuthCommand),
     /// Write a migration for the changes in resources/
     #[command(
@@ -74,7 +77,10 @@ pub enum Command {
         project: ProjectArg,
     },
     /// Create, drop, inspect or reset the database
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kumo db create\n  kumo db status      # applied and pending migrations; exit 1 unless current\n  DATABASE_URL=postgres://postgres@127.0.0.1:5432/mygame kumo db reset"
+    )]
     Db(DbCommand),
     /// Apply pending migrations
     #[command(after_help = "Example:\n  DATABASE_URL=postgres://localhost/mygame kumo migrate")]

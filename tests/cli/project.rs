@@ -120,8 +120,10 @@ fn every_command_has_help_with_an_example() {
     for args in [
         vec!["--help"],
         vec!["new", "--help"],
+        vec!["auth", "--help"],
         vec!["auth", "add-strategy", "--help"],
         vec!["codegen", "--help"],
+        vec!["db", "--help"],
         vec!["db", "create", "--help"],
         vec!["db", "drop", "--help"],
         vec!["db", "status", "--help"],
