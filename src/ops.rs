@@ -17,6 +17,9 @@ use kumo_db::{introspect, runner, seed};
 use crate::cli::{AuthCommand, Command, DbCommand};
 use crate::scaffold;
 
+/// The demo's database, relative to its project directory.
+const DEMO_DATABASE: &str = "data/kumo.db";
+
 pub async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::New { dir, database } => {
@@ -62,7 +65,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             let target = target(&project)?;
             target.drop_database().await?;
             println!("Dropped the {}.", target.describe());
-            setup(&project).await?;
+            setup(&project, &target).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { project } => {
@@ -86,13 +89,14 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Setup { project } => {
-            setup(&load_project(&project.dir())?).await?;
+            let project = load_project(&project.dir())?;
+            setup(&project, &target(&project)?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { addr, project } => {
             let project = load_project(&project.dir())?;
             let addr = addr.unwrap_or_else(|| project.addr());
-            serve(&project, &addr, Instant::now()).await?;
+            serve(&project, &target(&project)?, &addr, Instant::now()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir, addr } => {
@@ -287,12 +291,11 @@ fn require_no_pending_changes(project: &Project, schema: &Schema) -> Result<()> 
     )
 }
 
-async fn setup(project: &Project) -> Result<()> {
+async fn setup(project: &Project, target: &Target) -> Result<()> {
     let schema = load_schema(project)?;
     require_no_pending_changes(project, &schema)?;
     let seeds = kumo_core::load::load_seeds_dir(&schema, &project.seeds_dir(), Path::new("seeds"))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
-    let target = target(project)?;
     if target.create().await? {
         println!("Created the {}.", target.describe());
     }
@@ -381,12 +384,11 @@ async fn db_status(project: &Project) -> Result<ExitCode> {
 }
 
 /// Checks that the project and database are current, then serves.
-async fn serve(project: &Project, addr: &str, started: Instant) -> Result<()> {
+async fn serve(project: &Project, target: &Target, addr: &str, started: Instant) -> Result<()> {
     init_tracing();
     let schema = load_schema(project)?;
     require_no_pending_changes(project, &schema)?;
     let migrations = read_migrations(project)?;
-    let target = target(project)?;
     let db = target.connect().await?;
     let status = runner::status(&db, &migrations).await?;
     if !status.pending.is_empty() {
@@ -447,8 +449,14 @@ async fn demo(dir: &Path, addr: &str) -> Result<()> {
             false,
         )?;
     }
-    setup(&project).await?;
-    serve(&project, addr, started).await
+    // Always the demo's own SQLite file: a DATABASE_URL meant for the user's
+    // project must never receive (or lose data to) the demo's tables.
+    let target = Target::parse(&format!(
+        "sqlite://{}",
+        project.root.join(DEMO_DATABASE).display()
+    ))?;
+    setup(&project, &target).await?;
+    serve(&project, &target, addr, started).await
 }
 
 fn init_tracing() {

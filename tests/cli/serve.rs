@@ -151,3 +151,22 @@ fn demo_creates_sets_up_and_serves_then_reuses() {
     );
     assert_eq!(server.get("/ready").0, 200);
 }
+
+/// `DATABASE_URL` usually points at the user's own project; the demo must
+/// not create its tables there (or anywhere but its own SQLite file).
+#[test]
+fn demo_uses_its_own_sqlite_database_even_with_database_url_set() {
+    let k = Kumo::new();
+    let elsewhere = k.path("elsewhere.db");
+    let mut command = k.command(&["demo", "--dir", "demo", "--addr", "127.0.0.1:0"]);
+    command.env("DATABASE_URL", format!("sqlite://{}", elsewhere.display()));
+    let server = Server::start(command).expect("demo serves");
+    assert_eq!(server.get("/ready").0, 200);
+    assert!(
+        server.banner.contains("demo/data/kumo.db"),
+        "{}",
+        server.banner
+    );
+    assert!(k.path("demo/data/kumo.db").exists());
+    assert!(!elsewhere.exists(), "the demo used DATABASE_URL");
+}

@@ -8,14 +8,19 @@
 //! Literals: `null`, `true`, `false`, integers, floats, `'single'` or
 //! `"double"` quoted strings. Paths start at `actor` or `record`.
 //!
-//! This module parses ([`parse`]) and prints (`Display` on [`Expr`], which
-//! reads back to the same tree); checking that paths name real fields is the
-//! loader's job, since it needs the schema, and evaluation belongs to the API
-//! layer.
+//! This module parses ([`parse`]), prints (`Display` on [`Expr`], which
+//! reads back to the same tree) and evaluates ([`eval`], the reference
+//! interpreter of `docs/policies.md`). Checking that paths name real fields
+//! and that the expression is well typed is the loader's job, since it needs
+//! the schema.
+
+mod eval;
 
 use std::fmt::{self, Write as _};
 
 use crate::resource::Span;
+
+pub use eval::{EvalContext, eval};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -217,12 +222,38 @@ const MAX_DEPTH: usize = 64;
 
 /// Parses a policy expression.
 pub fn parse(source: &str) -> Result<Expr, ParseError> {
+    parse_with_spans(source).map(|(expr, _)| expr)
+}
+
+/// Where each node of an expression is in its source, shaped like the
+/// expression: `children` are a list's items, the operand of `!`, or a
+/// binary expression's `lhs` and `rhs`. The loader uses it to point at a
+/// literal or a whole comparison; [`Expr`] itself keeps spans only on paths.
+///
+/// A parenthesised expression's span leaves out its own parentheses.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SpanTree {
+    pub(crate) span: Span,
+    pub(crate) children: Vec<SpanTree>,
+}
+
+impl SpanTree {
+    /// The `i`th child, or the node itself if there is none (which a tree
+    /// built by [`parse_with_spans`] never lacks), so a caller can't panic.
+    pub(crate) fn child(&self, i: usize) -> &SpanTree {
+        self.children.get(i).unwrap_or(self)
+    }
+}
+
+/// Parses a policy expression and returns the span of each of its nodes.
+pub(crate) fn parse_with_spans(source: &str) -> Result<(Expr, SpanTree), ParseError> {
     let tokens = lex(source)?;
     let mut parser = Parser {
         tokens,
         pos: 0,
         depth: 0,
         len: source.len(),
+        spans: Vec::new(),
     };
     if parser.peek() == &Tok::Eof {
         return Err(ParseError {
@@ -235,7 +266,11 @@ pub fn parse(source: &str) -> Result<Expr, ParseError> {
     }
     let expr = parser.or()?;
     match parser.peek() {
-        Tok::Eof => Ok(expr),
+        Tok::Eof => {
+            let mut post_order = parser.spans.into_iter();
+            let spans = span_tree(&expr, &mut post_order);
+            Ok((expr, spans))
+        }
         tok => {
             let tok = tok.clone();
             Err(parser.unexpected(&tok, "after the expression"))
@@ -467,11 +502,34 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), ParseError> {
     }
 }
 
+/// Rebuilds the tree shape from the spans the parser recorded in post-order
+/// (each node right after its children, which is the order it builds them).
+fn span_tree(expr: &Expr, post_order: &mut impl Iterator<Item = Span>) -> SpanTree {
+    let children = match expr {
+        Expr::List(items) => items.iter().map(|i| span_tree(i, post_order)).collect(),
+        Expr::Not(inner) => vec![span_tree(inner, post_order)],
+        Expr::Binary { lhs, rhs, .. } => {
+            let lhs = span_tree(lhs, post_order);
+            vec![lhs, span_tree(rhs, post_order)]
+        }
+        Expr::Null
+        | Expr::Bool(_)
+        | Expr::Int(_)
+        | Expr::Float(_)
+        | Expr::Str(_)
+        | Expr::Path(_) => Vec::new(),
+    };
+    let span = post_order.next().unwrap_or(0..0);
+    SpanTree { span, children }
+}
+
 struct Parser {
     tokens: Vec<(Tok, Span)>,
     pos: usize,
     depth: usize,
     len: usize,
+    /// The span of every node built so far, in the order they were built.
+    spans: Vec<Span>,
 }
 
 impl Parser {
@@ -511,6 +569,17 @@ impl Parser {
         }
     }
 
+    /// Records the span of the node just built: from `start` to the end of
+    /// the last token consumed.
+    fn node(&mut self, start: usize) {
+        let end = self
+            .pos
+            .checked_sub(1)
+            .and_then(|i| self.tokens.get(i))
+            .map_or(start, |(_, s)| s.end);
+        self.spans.push(start..end.max(start));
+    }
+
     fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -520,6 +589,7 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, ParseError> {
+        let start = self.span().start;
         let mut lhs = self.and()?;
         while self.peek() == &Tok::OrOr {
             self.bump();
@@ -529,11 +599,13 @@ impl Parser {
                 lhs: Box::new(lhs),
                 rhs: Box::new(rhs),
             };
+            self.node(start);
         }
         Ok(lhs)
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
+        let start = self.span().start;
         let mut lhs = self.not()?;
         while self.peek() == &Tok::AndAnd {
             self.bump();
@@ -543,22 +615,26 @@ impl Parser {
                 lhs: Box::new(lhs),
                 rhs: Box::new(rhs),
             };
+            self.node(start);
         }
         Ok(lhs)
     }
 
     fn not(&mut self) -> Result<Expr, ParseError> {
         if self.peek() == &Tok::Bang {
+            let start = self.span().start;
             self.bump();
             self.enter()?;
             let inner = self.not()?;
             self.depth -= 1;
+            self.node(start);
             return Ok(Expr::Not(Box::new(inner)));
         }
         self.cmp()
     }
 
     fn cmp(&mut self) -> Result<Expr, ParseError> {
+        let start = self.span().start;
         let lhs = self.atom()?;
         let Tok::Op(op) = *self.peek() else {
             return Ok(lhs);
@@ -574,6 +650,7 @@ impl Parser {
                 help: Some("add parentheses, or join two comparisons with `&&`".into()),
             });
         }
+        self.node(start);
         Ok(Expr::Binary {
             op,
             lhs: Box::new(lhs),
@@ -582,6 +659,17 @@ impl Parser {
     }
 
     fn atom(&mut self) -> Result<Expr, ParseError> {
+        let start = self.span().start;
+        let parenthesised = self.peek() == &Tok::LParen;
+        let expr = self.value()?;
+        // Parentheses make no node: the expression inside recorded its span.
+        if !parenthesised {
+            self.node(start);
+        }
+        Ok(expr)
+    }
+
+    fn value(&mut self) -> Result<Expr, ParseError> {
         let (tok, span) = self.bump();
         match tok {
             Tok::Int(i) => Ok(Expr::Int(i)),
@@ -674,5 +762,95 @@ impl Parser {
             fields,
             span: span.start..end,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each node's text, in the tree's shape, so a test reads like the source.
+    fn texts<'s>(source: &'s str, tree: &SpanTree) -> (&'s str, Vec<(&'s str, usize)>) {
+        let children = tree
+            .children
+            .iter()
+            .map(|c| (&source[c.span.clone()], c.children.len()))
+            .collect();
+        (&source[tree.span.clone()], children)
+    }
+
+    fn spans(source: &str) -> SpanTree {
+        parse_with_spans(source)
+            .unwrap_or_else(|e| panic!("{source:?}: {e:?}"))
+            .1
+    }
+
+    #[test]
+    fn every_node_has_its_span() {
+        let src = "actor.role in ['admin', \"x\"] && !(record.a == 1.5) || null";
+        let tree = spans(src);
+        assert_eq!(
+            texts(src, &tree),
+            (
+                src,
+                vec![
+                    ("actor.role in ['admin', \"x\"] && !(record.a == 1.5)", 2),
+                    ("null", 0)
+                ]
+            )
+        );
+        let and = &tree.children[0];
+        let membership = &and.children[0];
+        assert_eq!(
+            texts(src, membership),
+            (
+                "actor.role in ['admin', \"x\"]",
+                vec![("actor.role", 0), ("['admin', \"x\"]", 2)]
+            )
+        );
+        assert_eq!(
+            texts(src, &membership.children[1]),
+            ("['admin', \"x\"]", vec![("'admin'", 0), ("\"x\"", 0)])
+        );
+        let not = &and.children[1];
+        // Parentheses are not nodes; the comparison inside leaves them out.
+        assert_eq!(
+            texts(src, not),
+            ("!(record.a == 1.5)", vec![("record.a == 1.5", 2)])
+        );
+    }
+
+    #[test]
+    fn parentheses_and_whitespace_stay_outside_spans() {
+        let src = "  ( (record.x) )  ";
+        assert_eq!(texts(src, &spans(src)), ("record.x", vec![]));
+        let src = "(1 == 2) == (true)";
+        let tree = spans(src);
+        assert_eq!(texts(src, &tree), (src, vec![("1 == 2", 2), ("true", 0)]));
+    }
+
+    #[test]
+    fn the_tree_matches_the_expression_shape() {
+        fn same_shape(e: &Expr, t: &SpanTree) -> bool {
+            let kids: Vec<&Expr> = match e {
+                Expr::List(items) => items.iter().collect(),
+                Expr::Not(inner) => vec![inner],
+                Expr::Binary { lhs, rhs, .. } => vec![lhs, rhs],
+                _ => Vec::new(),
+            };
+            kids.len() == t.children.len()
+                && kids.iter().zip(&t.children).all(|(k, c)| same_shape(k, c))
+        }
+        for src in [
+            "true",
+            "!!!record.a",
+            "1 == 1 || 2 == 2 || 3 == 3 && 4 in [4, [5, 6], (7)]",
+            "((a.b))",
+        ] {
+            let Ok((expr, tree)) = parse_with_spans(&src.replace("a.b", "actor.b")) else {
+                panic!("{src}");
+            };
+            assert!(same_shape(&expr, &tree), "{src}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! (`seeds`).
 
 mod parse;
+mod policy_types;
 mod resolve;
 mod seeds;
 mod system;

@@ -1,17 +1,19 @@
 //! Checks that span files: duplicate resources, system names, merging a
 //! project's `user` extension into the built-in resource, relationship
-//! targets and back-references, identity fields, policy paths and action
-//! fields. Produces the final [`Schema`].
+//! targets and back-references, identity fields, policy paths and types
+//! (the typing itself is in `policy_types`) and action fields. Produces the
+//! final [`Schema`].
 //!
 //! Names that were declared but had errors of their own (`FileRes::broken`)
 //! are accepted silently here, so one typo is reported once rather than again
 //! at every place that mentions it.
 
 use super::parse::{ActionSrc, FileRes, IMPLICIT_FIELDS, IdentSrc, RawKind, RelSrc};
+use super::policy_types::{self, PathTy, TypeError};
 use super::value::lit_to_value;
 use super::walk::{article, list, list_and, suggest};
 use crate::diagnostic::{Diagnostic, Sources};
-use crate::policy::Root;
+use crate::policy::{self, Path, Root};
 use crate::resource::{
     Action, ActionKind, AttrType, Attribute, FileId, Identity, Policies, Policy, Relationship,
     RelationshipKind, Resource, Schema, Span, Value,
@@ -37,6 +39,21 @@ const SYSTEM_PLURALS: [&str; 6] = [
 
 /// What `actor.<field>` may name when the `user` resource is not loaded.
 const ACTOR_FIELDS: [&str; 5] = ["id", "role", "email", "username", "display_name"];
+
+/// The type of one of [`ACTOR_FIELDS`], as the built-in `user` declares it.
+fn standard_actor_field(name: &str) -> AttrType {
+    match name {
+        "id" => AttrType::Uuid,
+        "role" => AttrType::Enum {
+            values: ["user", "coordinator", "admin"].map(String::from).to_vec(),
+        },
+        _ => AttrType::String {
+            min_length: None,
+            max_length: None,
+            pattern: None,
+        },
+    }
+}
 
 const ENABLE_AUTH: &str = "run `kumo auth add-strategy magic_link`";
 
@@ -468,14 +485,14 @@ impl<'a> Resolver<'a> {
             .collect();
         let mut policies = Policies::default();
         for p in &r.policies {
-            self.check_policy(r, p.policy.file, &p.policy);
+            let policy = self.check_policy(r, &p.policy);
             let slot = match p.action {
                 "read" => &mut policies.read,
                 "create" => &mut policies.create,
                 "update" => &mut policies.update,
                 _ => &mut policies.destroy,
             };
-            *slot = Some(p.policy.clone());
+            *slot = Some(policy);
         }
         let actions = r.actions.iter().filter_map(|a| self.action(r, a)).collect();
         Resource {
@@ -742,80 +759,124 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    /// Checks that every path in a policy names a real field.
-    fn check_policy(&mut self, r: &FileRes, file: FileId, policy: &Policy) {
+    /// Checks a policy: every path must name a real field, and the
+    /// expression must be well typed (`docs/policies.md`, "Types"). Returns
+    /// the policy with its string literals normalised to the types they are
+    /// compared with.
+    fn check_policy(&mut self, r: &FileRes, policy: &Policy) -> Policy {
+        let mut errors = Vec::new();
         for path in policy.expr.paths() {
-            let result = match path.root {
-                Root::Actor if path.fields.is_empty() => Ok(()),
-                Root::Actor => match self.find("user") {
-                    Some(user) => self.walk(user, &path.fields, "actor"),
-                    None => {
-                        let f = &path.fields[0];
-                        if !ACTOR_FIELDS.contains(&f.as_str()) {
-                            let help = suggest(f, ACTOR_FIELDS)
-                                .map(|s| format!("did you mean `{s}`?"))
-                                .unwrap_or_else(|| format!("`actor` has {}", list(&ACTOR_FIELDS)));
-                            Err((1, format!("unknown field `{f}` on `actor`"), Some(help)))
-                        } else if path.fields.len() > 1 {
-                            Err((
-                                2,
-                                format!(
-                                    "`actor.{f}` is a value and has no field `{}`",
-                                    path.fields[1]
-                                ),
-                                None,
-                            ))
-                        } else {
-                            Ok(())
-                        }
-                    }
-                },
-                Root::Record if path.fields.is_empty() => Err((
-                    0,
-                    "`record` alone is not a value".to_owned(),
-                    Some("name one of its fields, such as `record.id`".into()),
-                )),
-                Root::Record => self.walk(r, &path.fields, "record"),
-            };
-            if let Err((segment, message, help)) = result {
-                let text = &self.sources.get(file).text;
-                let inner = segment_span(&policy.source, &path.span, segment);
-                let start = super::walk::string_offset(text, &policy.span, inner.start);
-                let end = super::walk::string_offset(text, &policy.span, inner.end).max(start);
-                self.error(file, start..end, message, help);
+            if let Err((segment, message, help)) = self.path_type(r, path) {
+                let span = segment_span(&policy.source, &path.span, segment);
+                errors.push(TypeError {
+                    span,
+                    message,
+                    help,
+                });
             }
+        }
+        let mut checked = policy.clone();
+        // Parsing again gives the spans of literals and comparisons, which
+        // the stored expression does not keep; the source parsed once already.
+        if let Ok((mut expr, spans)) = policy::parse_with_spans(&policy.source) {
+            // A path that failed above has type `Unknown`, which checks
+            // against anything, so each mistake is reported once.
+            let path_type = |p: &Path| self.path_type(r, p).unwrap_or(PathTy::Unknown);
+            errors.extend(policy_types::check(
+                &mut expr,
+                &spans,
+                &policy.source,
+                &path_type,
+            ));
+            checked.expr = expr;
+        }
+        let text = &self.sources.get(policy.file).text;
+        let at = |offset| super::walk::string_offset(text, &policy.span, offset);
+        let located: Vec<_> = errors
+            .into_iter()
+            .map(|e| {
+                let start = at(e.span.start);
+                (start..at(e.span.end).max(start), e.message, e.help)
+            })
+            .collect();
+        for (span, message, help) in located {
+            self.error(policy.file, span, message, help);
+        }
+        checked
+    }
+
+    /// The type of a path's value, or why the path names no value: the
+    /// index of the offending segment (0 is the root), a message and a hint.
+    fn path_type(
+        &self,
+        r: &FileRes,
+        path: &Path,
+    ) -> Result<PathTy, (usize, String, Option<String>)> {
+        match path.root {
+            Root::Actor if path.fields.is_empty() => Ok(PathTy::Actor),
+            Root::Actor => match self.find("user") {
+                Some(user) => self.walk(user, &path.fields, "actor"),
+                None => {
+                    let f = &path.fields[0];
+                    if !ACTOR_FIELDS.contains(&f.as_str()) {
+                        let help = suggest(f, ACTOR_FIELDS)
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .unwrap_or_else(|| format!("`actor` has {}", list(&ACTOR_FIELDS)));
+                        Err((1, format!("unknown field `{f}` on `actor`"), Some(help)))
+                    } else if path.fields.len() > 1 {
+                        Err((
+                            2,
+                            format!(
+                                "`actor.{f}` is a value and has no field `{}`",
+                                path.fields[1]
+                            ),
+                            None,
+                        ))
+                    } else {
+                        Ok(PathTy::Field(standard_actor_field(f)))
+                    }
+                }
+            },
+            Root::Record if path.fields.is_empty() => Err((
+                0,
+                "`record` alone is not a value".to_owned(),
+                Some("name one of its fields, such as `record.id`".into()),
+            )),
+            Root::Record => self.walk(r, &path.fields, "record"),
         }
     }
 
-    /// Follows a path's fields from resource `start`. On error returns the
-    /// index of the offending segment (0 is the root), a message and a hint.
+    /// Follows a path's fields from resource `start` to the type of the
+    /// value it names. On error returns the index of the offending segment
+    /// (0 is the root), a message and a hint.
     fn walk(
         &self,
         start: &FileRes,
         fields: &[String],
         root: &str,
-    ) -> Result<(), (usize, String, Option<String>)> {
+    ) -> Result<PathTy, (usize, String, Option<String>)> {
         let mut shape = start;
         let mut prefix = root.to_owned();
         for (i, f) in fields.iter().enumerate() {
             let segment = i + 1;
             let next = fields.get(i + 1);
             let value_type = match f.as_str() {
-                "id" => Some("uuid"),
-                "inserted_at" | "updated_at" => Some("datetime"),
+                "id" => Some(AttrType::Uuid),
+                "inserted_at" | "updated_at" => Some(AttrType::Datetime),
                 _ => shape
                     .attr(f)
-                    .map(|a| a.ty.name())
-                    .or_else(|| shape.column_owner(f).map(|_| "uuid")),
+                    .map(|a| a.ty.clone())
+                    .or_else(|| shape.column_owner(f).map(|_| AttrType::Uuid)),
             };
             if let Some(ty) = value_type {
                 return match next {
-                    None => Ok(()),
+                    None => Ok(PathTy::Field(ty)),
                     Some(n) => Err((
                         segment + 1,
                         format!(
-                            "`{prefix}.{f}` is {} {ty} value and has no field `{n}`",
-                            article(ty)
+                            "`{prefix}.{f}` is {} {} value and has no field `{n}`",
+                            article(ty.name()),
+                            ty.name()
                         ),
                         None,
                     )),
@@ -840,7 +901,7 @@ impl<'a> Resolver<'a> {
                                 continue;
                             }
                             // The unknown target is reported on the relationship.
-                            None => return Ok(()),
+                            None => return Ok(PathTy::Unknown),
                         }
                     }
                     other => {
@@ -856,7 +917,7 @@ impl<'a> Resolver<'a> {
                 }
             }
             if shape.is_broken(f) {
-                return Ok(());
+                return Ok(PathTy::Unknown);
             }
             let names = shape.value_names();
             let help = suggest(f, names.iter().map(String::as_str))
@@ -870,7 +931,7 @@ impl<'a> Resolver<'a> {
                 help,
             ));
         }
-        Ok(())
+        Ok(PathTy::Unknown)
     }
 
     fn action(&mut self, r: &FileRes, a: &ActionSrc) -> Option<Action> {
@@ -1054,9 +1115,7 @@ impl<'a> Resolver<'a> {
             }
         }
 
-        if let Some(p) = &a.policy {
-            self.check_policy(r, file, p);
-        }
+        let policy = a.policy.as_ref().map(|p| self.check_policy(r, p));
         if self.diags.len() > mark {
             return None;
         }
@@ -1067,7 +1126,7 @@ impl<'a> Resolver<'a> {
             accept: a.accept.iter().map(|(f, _)| f.clone()).collect(),
             set,
             increment,
-            policy: a.policy.clone(),
+            policy,
             file: a.file,
             span: a.span.clone(),
         })

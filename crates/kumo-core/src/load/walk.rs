@@ -281,9 +281,10 @@ fn join<S: AsRef<str>>(items: &[S], last_word: &str) -> String {
     }
 }
 
-/// "a" or "an" for a type name: "an integer", "a string".
+/// "a" or "an" for a type name: "an integer", "a string", "a uuid".
 pub(crate) fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+    // "uuid" is said "you-you-id", so it takes "a" despite its vowel.
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) && !word.starts_with("uu") {
         "an"
     } else {
         "a"

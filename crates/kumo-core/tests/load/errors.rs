@@ -559,6 +559,101 @@ level = { type = "integer", default = 1 }
     ));
 }
 
+/// A resource with a field of every type, for the policy typing tests.
+const GALLERY: &str = r#"[resource]
+name = "gallery"
+
+[attributes]
+name = { type = "string" }
+about = { type = "text" }
+polycount = { type = "integer" }
+rating = { type = "float" }
+is_public = { type = "boolean" }
+kind = { type = "enum", values = ["humanoid", "creature"] }
+tags = { type = "array", of = "string" }
+scores = { type = "array", of = "integer" }
+metadata = { type = "json" }
+released_at = { type = "datetime" }
+opened_on = { type = "date" }
+
+[relationships]
+owner = { belongs_to = "user" }
+"#;
+
+#[test]
+fn policy_comparisons_need_matching_types_and_valid_literals() {
+    let policies = r#"
+[policies]
+read = "record.polycount == 'abc' || record.is_public == 1 || record.name != 2.5 || record.rating == true"
+create = "record.kind == 'robot' || record.kind == 'humanod' || actor.role == 'owner' || record.kind == record.name"
+update = "record.owner_id == 'not-a-uuid' || record.id == actor.email || record.owner_id == record.released_at"
+destroy = "record.released_at == '2026-01-02T03:04:05' || record.released_at > '2026-01-02' || record.opened_on < '2026-02-30' || record.inserted_at == 'soon'"
+
+[actions.compare_whole_values]
+type = "update"
+policy = "record.metadata == record.metadata || actor == record.owner_id || record.tags == ['x'] || record.scores != record.scores || actor.team.name == 3"
+"#;
+    let user = r#"[resource]
+name = "user"
+
+[relationships]
+team = { belongs_to = "team" }
+
+[actions.promote]
+type = "update"
+policy = "actor.role == 'admn' || record.team.name == 1"
+"#;
+    let team = "[resource]\nname = \"team\"\n\n[attributes]\nname = { type = \"string\" }\n";
+    assert_snapshot!(errors_of(
+        &[
+            ("gallery", &format!("{GALLERY}{policies}")),
+            ("team", team),
+            ("user", user),
+        ],
+        true
+    ));
+}
+
+#[test]
+fn policy_conditions_orderings_and_membership() {
+    let policies = r#"
+[policies]
+read = "actor"
+create = "record.name || null || 42 || 'record.is_public' || ['admin'] || !record.polycount"
+update = "record.is_public < true || null >= record.polycount || record.tags > 'a' || actor <= actor || record.metadata > 1"
+destroy = "(record.polycount == 1) == true || [1, 2] == record.tags || record.kind in [['humanoid']]"
+
+[actions.membership]
+type = "update"
+policy = "actor.role in ['admin', 'superuser', 1, null] && record.polycount in record.tags && 'x' in record.name && null in record.tags && record.name in record.scores && actor in [record.owner_id]"
+"#;
+    assert_snapshot!(errors_of(
+        &[("gallery", &format!("{GALLERY}{policies}"))],
+        true
+    ));
+}
+
+#[test]
+fn policy_types_of_the_standard_actor_fields_without_the_user_resource() {
+    assert_snapshot!(errors_of(
+        &[(
+            "note",
+            r#"[resource]
+name = "note"
+
+[attributes]
+owner_id = { type = "uuid" }
+level = { type = "integer" }
+
+[policies]
+read = "actor.role == 'owner' || actor.id == 3 || actor.email == record.level || actor.username < 5"
+create = "actor.display_name"
+"#
+        )],
+        false
+    ));
+}
+
 #[test]
 fn actions() {
     assert_snapshot!(errors_of(

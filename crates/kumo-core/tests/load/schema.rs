@@ -577,6 +577,82 @@ update = "actor.email == 'a@b.c' || actor.username != null || actor.display_name
 }
 
 #[test]
+fn well_typed_policies_load_with_their_literals_normalised() {
+    let text = r#"[resource]
+name = "gallery"
+
+[attributes]
+name = { type = "string" }
+about = { type = "text" }
+polycount = { type = "integer" }
+rating = { type = "float" }
+is_public = { type = "boolean" }
+kind = { type = "enum", values = ["humanoid", "creature"] }
+tags = { type = "array", of = "string" }
+friend_ids = { type = "array", of = "uuid" }
+days = { type = "array", of = "date" }
+metadata = { type = "json" }
+released_at = { type = "datetime" }
+opened_on = { type = "date" }
+
+[relationships]
+owner = { belongs_to = "user" }
+
+[policies]
+read = "record.owner_id == '0190F3A2-1C8B-7D4E-9A6B-3C2D1E0F9A8B' && record.released_at > '2026-01-02T05:04:05.123456+02:00' && record.opened_on <= '2026-01-02'"
+create = "record.kind in ['humanoid', null] && 'x' in record.tags && record.polycount == 1.5 && record.rating > 2 && record.is_public == true"
+update = "record.metadata == null && actor != null && record.name < record.about && !record.is_public && record.kind == actor.role && null == null"
+destroy = "'0190F3A2-1C8B-7D4E-9A6B-3C2D1E0F9A8B' in record.friend_ids || actor.id in ['0190F3A2-1C8B-7D4E-9A6B-3C2D1E0F9A8B'] || '2026-01-02' in record.days || record.owner.role == 'admin' || true"
+
+[actions.touch]
+type = "update"
+policy = "record.inserted_at < '2026-01-02T03:04:05Z' && record.updated_at >= record.inserted_at && record.tags != null && actor == null || 1 < 2"
+"#;
+    let schema = load_schema(super::support::files(&[("gallery", text)]), true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gallery = schema.resource("gallery").expect("gallery");
+    let printed = |p: &Option<kumo_core::resource::Policy>| {
+        p.as_ref().map(|p| p.expr.to_string()).unwrap_or_default()
+    };
+    let read = gallery.policies.read.as_ref().expect("read");
+    // The source stays as written; the expression holds canonical values.
+    assert!(
+        read.source
+            .contains("'0190F3A2-1C8B-7D4E-9A6B-3C2D1E0F9A8B'")
+    );
+    assert_eq!(
+        printed(&gallery.policies.read),
+        "record.owner_id == '0190f3a2-1c8b-7d4e-9a6b-3c2d1e0f9a8b' && record.released_at > '2026-01-02T03:04:05.123Z' && record.opened_on <= '2026-01-02'"
+    );
+    assert_eq!(
+        printed(&gallery.policies.destroy),
+        "'0190f3a2-1c8b-7d4e-9a6b-3c2d1e0f9a8b' in record.friend_ids || actor.id in ['0190f3a2-1c8b-7d4e-9a6b-3c2d1e0f9a8b'] || '2026-01-02' in record.days || record.owner.role == 'admin' || true"
+    );
+    assert_eq!(
+        printed(&gallery.actions[0].policy),
+        "record.inserted_at < '2026-01-02T03:04:05.000Z' && record.updated_at >= record.inserted_at && record.tags != null && actor == null || 1 < 2"
+    );
+    assert!(gallery.policies.create.is_some() && gallery.policies.update.is_some());
+}
+
+#[test]
+fn the_templates_and_the_built_in_resources_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    for template in ["new", "demo"] {
+        let dir = root.join(template).join("resources");
+        let schema = load_schema_dir(&dir, Path::new("resources"), true)
+            .unwrap_or_else(|e| panic!("templates/{template}:\n{e}"));
+        assert!(
+            schema.resources.len() > 6,
+            "templates/{template} has no resources"
+        );
+    }
+    // The built-in resources alone, with all their policies and actions.
+    let schema = load_schema(Vec::new(), true).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(schema.resources.len(), 6);
+}
+
+#[test]
 fn literals_are_normalized() {
     let text = r#"[resource]
 name = "event"
