@@ -113,6 +113,9 @@ pub enum Command {
         project: ProjectArg,
     },
     /// Create (or reuse) a demo project on SQLite, set it up and serve it
+    ///
+    /// The demo always uses its own SQLite file, DIR/data/kumo.db: DATABASE_URL
+    /// is ignored, so the demo never touches your project's database.
     #[command(after_help = "Example:\n  cargo run --release -- demo")]
     Demo {
         /// Where the demo project lives
