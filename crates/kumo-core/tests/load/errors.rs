@@ -785,6 +785,59 @@ policy = "actor.id == record.id"
     ));
 }
 
+/// Regression: items merged from `resources/user.toml` into the built-in
+/// `user` must keep their own file, so every error about them names
+/// `resources/user.toml` and the line they are on, never the built-in file.
+#[test]
+fn errors_on_items_merged_into_user_name_the_project_file() {
+    let user = r#"[resource]
+name = "user"
+
+[attributes]
+guild_id = { type = "uuid" }
+level = { type = "integer", default = 1, renamed_from = "xp" }
+xp = { type = "integer", default = 0 }
+
+[relationships]
+guild = { belongs_to = "gild" }
+friends = { has_many = "user", via = "buddy" }
+
+[identities]
+by_level = ["levl"]
+
+[policies]
+read = "actor.level == 'high'"
+
+[actions.reset]
+type = "update"
+accept = ["password_hash"]
+policy = "record.role == 'owner'"
+"#;
+    let Err(e) = kumo_core::load::load_schema(files(&[("user", user)]), true) else {
+        panic!("expected errors");
+    };
+    let located: Vec<(String, usize, &str)> = e
+        .items
+        .iter()
+        .map(|d| {
+            let (line, _) = d.line_column(&e.sources).expect("a location");
+            let path = e.sources.get(d.file).path.display().to_string();
+            (path, line, d.message.as_str())
+        })
+        .collect();
+    let lines: Vec<usize> = located.iter().map(|(_, line, _)| *line).collect();
+    assert!(
+        located
+            .iter()
+            .all(|(path, ..)| path == "resources/user.toml"),
+        "{located:#?}"
+    );
+    // The attribute clashing with `guild`'s column, the rename, the unknown
+    // target, the has_many `via`, the identity field, the read policy, the
+    // accepted field and the action's policy.
+    assert_eq!(lines, [5, 6, 10, 11, 14, 17, 21, 22], "{located:#?}");
+}
+
 #[test]
 fn syntax_error_is_reported_and_the_rest_still_checked() {
     assert_snapshot!(errors_of(
