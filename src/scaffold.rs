@@ -18,6 +18,14 @@ const NEW_FILES: &[(&str, &str)] = &[
         include_str!("../templates/new/resources/comment.toml"),
     ),
     (
+        "resources/tag.toml",
+        include_str!("../templates/new/resources/tag.toml"),
+    ),
+    (
+        "resources/avatar_tag.toml",
+        include_str!("../templates/new/resources/avatar_tag.toml"),
+    ),
+    (
         "seeds/seeds.toml",
         include_str!("../templates/new/seeds.toml"),
     ),

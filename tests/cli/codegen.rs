@@ -268,8 +268,7 @@ default = "now()"
 fn the_single_file_layout_is_read_and_rewritten_by_the_next_codegen() {
     let k = Kumo::new();
     k.run(&["new", "app"]).ok();
-    std::fs::remove_file(k.path("app/resources/avatar.toml")).unwrap();
-    std::fs::remove_file(k.path("app/resources/comment.toml")).unwrap();
+    std::fs::remove_dir_all(k.path("app/resources")).unwrap();
     k.write("app/resources/badge.toml", BADGE);
     k.write("app/migrations/schema/badges.toml", LEGACY_BADGES);
     k.run(&["codegen", "--check", "--project", "app"]).ok();

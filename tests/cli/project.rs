@@ -19,6 +19,9 @@ fn new_writes_a_complete_project() {
         "kumo.toml",
         "migrations/.gitkeep",
         "resources/avatar.toml",
+        "resources/avatar_tag.toml",
+        "resources/comment.toml",
+        "resources/tag.toml",
         "seeds/seeds.toml",
     ] {
         assert!(
@@ -171,4 +174,88 @@ fn a_bad_resource_file_reports_every_error_with_line_and_column() {
         run.stderr
     );
     assert!(!k.path("app/migrations/schema").exists(), "nothing written");
+}
+
+/// `.env.example` says `.env` is read: `DATABASE_URL` there picks the
+/// database, and the real environment still wins over the file.
+#[test]
+fn database_url_in_dot_env_is_honoured_and_the_environment_wins() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    k.write(
+        "app/.env",
+        "# local settings\nDATABASE_URL=sqlite://data/from_dot_env.db\n",
+    );
+    let created = k.run(&["db", "create", "--project", "app"]).ok();
+    assert!(
+        created.stdout.contains("from_dot_env.db"),
+        "{}",
+        created.stdout
+    );
+    assert!(k.path("app/data/from_dot_env.db").exists());
+    assert!(!k.path("app/data/kumo.db").exists());
+
+    let from_shell = k.path("from_shell.db");
+    let mut command = k.command(&["db", "create", "--project", "app"]);
+    command.env("DATABASE_URL", format!("sqlite://{}", from_shell.display()));
+    let output = command.output().expect("run kumo");
+    assert!(output.status.success(), "{output:?}");
+    assert!(from_shell.exists(), "the environment must win over .env");
+}
+
+/// The new project's resources are its users' first reference: every type,
+/// option, relationship kind and action key appears in them (the CLI tests
+/// above then codegen, migrate and serve them on both databases).
+#[test]
+fn the_example_resources_show_every_feature_of_the_format() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    let all: String = ["avatar", "comment", "tag", "avatar_tag"]
+        .iter()
+        .map(|name| k.read(&format!("app/resources/{name}.toml")))
+        .collect();
+    for ty in [
+        "string", "text", "integer", "float", "boolean", "uuid", "date", "datetime", "json",
+        "enum", "array",
+    ] {
+        assert!(
+            all.contains(&format!("type = \"{ty}\"")),
+            "no {ty} attribute"
+        );
+    }
+    for feature in [
+        "plural = ",
+        "description = ",
+        "\n# renamed_from = ",
+        "required = true",
+        "default = ",
+        "unique = true",
+        "sensitive = true",
+        "writable = false",
+        "min_length = ",
+        "max_length = ",
+        "pattern = ",
+        "min = ",
+        "max = ",
+        "values = [",
+        "of = ",
+        "renamed_from = \"caption\"",
+        "belongs_to = ",
+        "on_delete = \"restrict\"",
+        "on_delete = \"cascade\"",
+        "on_delete = \"nullify\"",
+        "has_many = ",
+        "via = ",
+        "many_to_many = ",
+        "through = ",
+        "[identities]",
+        "[policies]",
+        "[actions.",
+        "accept = ",
+        "set = ",
+        "increment = ",
+        "policy = ",
+    ] {
+        assert!(all.contains(feature), "the example lacks `{feature}`");
+    }
 }
