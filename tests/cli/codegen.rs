@@ -294,3 +294,45 @@ fn the_single_file_layout_is_read_and_rewritten_by_the_next_codegen() {
     let again = k.run(&["codegen", "upgrade", "--project", "app"]).ok();
     assert!(!again.stdout.contains("Rewrote"), "{}", again.stdout);
 }
+
+/// A renamed `belongs_to` drops its `<name>_id` column; the hint must point
+/// at the relationship's `renamed_from` (with the relationship's old name),
+/// not at an attribute called `author_id`.
+#[test]
+fn a_dropped_relationship_key_suggests_renamed_from_on_the_relationship() {
+    let k = Kumo::new();
+    k.set_up_project();
+    let comment = k.read("app/resources/comment.toml");
+    let renamed = comment.replace(
+        "author = { belongs_to = \"user\", on_delete = \"nullify\" }",
+        "writer = { belongs_to = \"user\", on_delete = \"nullify\" }",
+    );
+    assert_ne!(renamed, comment);
+    k.write("app/resources/comment.toml", &renamed);
+    let run = k
+        .run(&["codegen", "rename_author", "--project", "app"])
+        .fails();
+    assert!(
+        run.stderr.contains(
+            "drops column `comments.author_id` and its data (if the relationship `author` was renamed, add `renamed_from = \"author\"` to the new relationship)"
+        ),
+        "{}",
+        run.stderr
+    );
+    k.write(
+        "app/resources/comment.toml",
+        &renamed.replace(
+            "on_delete = \"nullify\" }",
+            "on_delete = \"nullify\", renamed_from = \"author\" }",
+        ),
+    );
+    let run = k
+        .run(&["codegen", "rename_author", "--project", "app"])
+        .ok();
+    assert!(
+        run.stdout
+            .contains("~ column comments.author_id → writer_id"),
+        "{}",
+        run.stdout
+    );
+}

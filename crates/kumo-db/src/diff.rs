@@ -307,8 +307,10 @@ pub fn destructive_steps(changes: &[Change]) -> Vec<String> {
             Change::AlterTable(alter) => {
                 for c in &alter.dropped {
                     steps.push(format!(
-                        "drops column `{}.{}` and its data (if it was renamed, add `renamed_from = \"{}\"` to the new attribute)",
-                        alter.new.name, c.name, c.name
+                        "drops column `{}.{}` and its data ({})",
+                        alter.new.name,
+                        c.name,
+                        rename_hint(c)
                     ));
                 }
                 for (old, new) in &alter.altered {
@@ -321,6 +323,21 @@ pub fn destructive_steps(changes: &[Change]) -> Vec<String> {
         }
     }
     steps
+}
+
+/// How to keep a dropped column's data if it was really renamed: a
+/// `belongs_to` key (`<relationship>_id`) is renamed on the relationship,
+/// anything else on the attribute.
+fn rename_hint(dropped: &Column) -> String {
+    match dropped.name.strip_suffix("_id") {
+        Some(relationship) if dropped.references.is_some() => format!(
+            "if the relationship `{relationship}` was renamed, add `renamed_from = \"{relationship}\"` to the new relationship"
+        ),
+        _ => format!(
+            "if it was renamed, add `renamed_from = \"{}\"` to the new attribute",
+            dropped.name
+        ),
+    }
 }
 
 /// Steps that cannot lose data but fail on some existing data.
