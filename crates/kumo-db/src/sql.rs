@@ -110,12 +110,17 @@ pub fn check_expr(column: &Column, dialect: Dialect) -> Option<String> {
             parts.push(format!("{c} IN ({})", list.join(", ")));
         }
         ColumnType::Boolean if dialect == Dialect::Sqlite => parts.push(format!("{c} IN (0, 1)")),
+        // `IS NULL OR`: older SQLite (3.40, for one) says json_valid(NULL)
+        // is 0 rather than NULL, and a CHECK that is 0 rejects the row, so
+        // without it a nullable JSON column could not hold NULL there.
         ColumnType::Json if dialect == Dialect::Sqlite => {
-            parts.push(format!("json_valid({c})"));
+            parts.push(format!("{c} IS NULL OR json_valid({c})"));
         }
         ColumnType::Array { .. } => match dialect {
             Dialect::Postgres => parts.push(format!("jsonb_typeof({c}) = 'array'")),
-            Dialect::Sqlite => parts.push(format!("json_valid({c}) AND json_type({c}) = 'array'")),
+            Dialect::Sqlite => parts.push(format!(
+                "{c} IS NULL OR (json_valid({c}) AND json_type({c}) = 'array')"
+            )),
         },
         _ => {}
     }

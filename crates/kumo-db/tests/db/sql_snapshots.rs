@@ -422,3 +422,75 @@ async fn unconvertible_values_fail_the_migration_cleanly(dialect: Dialect) {
     assert_eq!(status.pending, ["00000000000002_narrowing"]);
     t.cleanup().await;
 }
+
+/// The rich schema's SQLite migration, then a user whose nullable JSON and
+/// array columns are NULL, through the `sqlite3` program: `Err` with its
+/// output if SQLite refused.
+fn insert_null_json_with_sqlite3(create_sql: &str, dir: &std::path::Path) -> Result<(), String> {
+    let mut child = std::process::Command::new("sqlite3")
+        .arg(dir.join("null_json.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run sqlite3: {e}"))?;
+    let script = format!(
+        ".bail on\n{create_sql}\nINSERT INTO \"users\" (\"id\", \"email\", \"settings\", \"tags\", \"lucky_numbers\") VALUES ('{}', 'null@example.com', NULL, NULL, NULL);\n",
+        uuid(1)
+    );
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// SQLite 3.40 (Debian 12's) says json_valid(NULL) is 0, so a CHECK of
+/// plain `json_valid(c)` refused NULL in a nullable JSON or array column;
+/// the SQLite sqlx bundles is newer and hid it. Runs on the `sqlite3`
+/// program installed on the machine, whatever its version.
+#[test]
+fn nullable_json_and_arrays_take_null_on_the_installed_sqlite3() {
+    if std::process::Command::new("sqlite3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("sqlite3 is not installed: skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let sql = Plan::new(Vec::new(), &rich_schema()).up_sql(Dialect::Sqlite);
+    if let Err(e) = insert_null_json_with_sqlite3(&sql, dir.path()) {
+        panic!("sqlite3 refused NULL JSON:\n{e}");
+    }
+}
+
+/// Databases migrated before the CHECKs gained `IS NULL OR` still match:
+/// introspection compares which columns are checked, not the CHECK text,
+/// so `kumo db status` reports no drift and no migration is needed.
+#[tokio::test]
+async fn the_older_json_checks_are_not_drift() {
+    let t = TestDb::sqlite().await;
+    let plan = Plan::new(Vec::new(), &rich_schema());
+    let mut older = plan.up_sql(Dialect::Sqlite);
+    for column in ["settings", "tags", "lucky_numbers"] {
+        let c = format!("\"{column}\"");
+        older = older
+            .replace(&format!("{c} IS NULL OR ("), "(")
+            .replace(&format!("{c} IS NULL OR "), "");
+    }
+    assert!(!older.contains("IS NULL OR"), "{older}");
+    t.exec(&older).await;
+    let expected = introspect::expected(&plan.new_tables, Dialect::Sqlite);
+    assert_live_schema(&t, &expected, "CHECKs without IS NULL").await;
+    t.cleanup().await;
+}
