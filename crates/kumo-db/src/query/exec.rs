@@ -16,7 +16,10 @@ use crate::sql::{Dialect, ident};
 /// around the placeholder casts it where PostgreSQL needs a type.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Param {
-    Null,
+    /// A NULL of the parameter type the kind binds as. PostgreSQL prepares a
+    /// statement with the parameter types of its first use, so a NULL must
+    /// have the same type as the values bound in its place later.
+    Null(Kind),
     Bool(bool),
     Int(i64),
     Float(f64),
@@ -66,7 +69,9 @@ impl Sql {
             (Dialect::Postgres, Kind::Datetime) => Some("timestamptz"),
             (Dialect::Postgres, Kind::Json | Kind::Array(_)) => Some("jsonb"),
             (Dialect::Postgres, Kind::Text) => Some("text"),
-            (Dialect::Postgres, Kind::Integer) if matches!(param, Param::Int(_) | Param::Null) => {
+            (Dialect::Postgres, Kind::Integer)
+                if matches!(param, Param::Int(_) | Param::Null(_)) =>
+            {
                 Some("bigint")
             }
             (Dialect::Postgres, Kind::Float) => Some("double precision"),
@@ -87,7 +92,7 @@ impl Sql {
 /// The parameter that carries `v` into a column of `kind`.
 pub(crate) fn param_for(kind: Kind, v: &Value) -> Param {
     match (kind, v) {
-        (_, Value::Null) => Param::Null,
+        (_, Value::Null) => Param::Null(kind),
         (Kind::Json | Kind::Array(_), v) => Param::Text(v.to_string()),
         (Kind::Boolean, Value::Bool(b)) => Param::Bool(*b),
         (_, Value::Number(n)) => match n.as_i64() {
@@ -115,7 +120,10 @@ pub(crate) fn pg_query(sql: &Sql) -> Query<'static, Postgres, PgArguments> {
     let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
     for p in &sql.params {
         q = match p {
-            Param::Null => q.bind(None::<String>),
+            Param::Null(Kind::Integer) => q.bind(None::<i64>),
+            Param::Null(Kind::Float) => q.bind(None::<f64>),
+            Param::Null(Kind::Boolean) => q.bind(None::<bool>),
+            Param::Null(_) => q.bind(None::<String>),
             Param::Bool(b) => q.bind(*b),
             Param::Int(i) => q.bind(*i),
             Param::Float(f) => q.bind(*f),
@@ -129,7 +137,7 @@ pub(crate) fn sqlite_query(sql: &Sql) -> Query<'static, Sqlite, SqliteArguments>
     let mut q = sqlx::query(AssertSqlSafe(sql.text.clone()));
     for p in &sql.params {
         q = match p {
-            Param::Null => q.bind(None::<String>),
+            Param::Null(_) => q.bind(None::<String>),
             Param::Bool(b) => q.bind(i64::from(*b)),
             Param::Int(i) => q.bind(*i),
             Param::Float(f) => q.bind(*f),

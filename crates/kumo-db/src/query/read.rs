@@ -30,11 +30,12 @@ pub struct ListPage {
 /// The row alias in every generated query.
 const ROW: &str = "r";
 
-pub(crate) fn column(name: &str) -> Operand {
+/// The row's `id`.
+pub(crate) fn id_column() -> Operand {
     Operand::Field(FieldRef {
-        start: Start::Column(name.to_owned()),
+        start: Start::Column("id".to_owned()),
         hops: Vec::new(),
-        kind: Kind::Text,
+        kind: Kind::Uuid,
     })
 }
 

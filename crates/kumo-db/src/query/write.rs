@@ -25,7 +25,7 @@ use super::error::{FieldErrors, QueryError, one};
 use super::exec::{Exec, Sql};
 use super::params::View;
 use super::policy::{Cond, Operand, Renderer, compile};
-use super::read::{canonical_id, column, public, select_list, shape};
+use super::read::{canonical_id, id_column, public, select_list, shape};
 use super::{Engine, Event, Record};
 use crate::sql::ident;
 
@@ -454,15 +454,16 @@ impl Engine {
         let mut sql = Sql::new(self.db.dialect());
         sql.push("SELECT ");
         select_list(&mut sql, entry, ROW);
-        sql.push(", CASE WHEN ");
+        // BIGINT on both databases, so it decodes as an i64.
+        sql.push(", CAST(CASE WHEN ");
         let mut renderer = Renderer::new(ROW);
         renderer.render(cond, &mut sql);
         sql.push(&format!(
-            " THEN 1 ELSE 0 END AS kumo_allowed FROM {} {ROW} WHERE ",
+            " THEN 1 ELSE 0 END AS BIGINT) AS kumo_allowed FROM {} {ROW} WHERE ",
             ident(&entry.table)
         ));
         let mut filter = vec![Cond::eq(
-            column("id"),
+            id_column(),
             Operand::Value(Value::String(id.to_owned())),
         )];
         if let Some(read) = read {
@@ -510,7 +511,7 @@ impl Engine {
                 ident(&target.table)
             ));
             let cond = Cond::and(vec![
-                Cond::eq(column("id"), Operand::Value(Value::String(id.clone()))),
+                Cond::eq(id_column(), Operand::Value(Value::String(id.clone()))),
                 self.read_cond(target, actor),
             ]);
             Renderer::new(ROW).render(&cond, &mut sql);
