@@ -4,6 +4,7 @@
 mod codegen;
 mod project;
 mod serve;
+mod services;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
