@@ -1,0 +1,512 @@
+//! Create, read, update, destroy, named actions, policies and errors.
+
+use axum::http::StatusCode;
+use kumo_db::sql::Dialect;
+use serde_json::json;
+
+use crate::both;
+use crate::harness::{ADMIN, TestApi};
+
+both!(create_read_update_destroy, |dialect: Dialect| async move {
+    let api = TestApi::avatars(dialect).await;
+    let alice = api.user("alice", "user").await;
+    let alice_id = api.user_id(&alice);
+    let created = api
+        .send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(json!({
+                "name": "Robot", "uploader_id": alice_id, "tags": ["metal"],
+                "released_at": "2026-03-01T12:00:00.123456+02:00",
+                "metadata": {"rig": "humanoid"}, "secret_note": "hidden", "polycount": 10
+            })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let record = created.data();
+    assert_eq!(record["name"], "Robot");
+    assert_eq!(record["is_public"], false, "default applied");
+    assert_eq!(record["kind"], "humanoid");
+    assert_eq!(
+        record["released_at"], "2026-03-01T10:00:00.123Z",
+        "UTC, milliseconds"
+    );
+    assert!(record.get("secret_note").is_none(), "sensitive never sent");
+    let id = created.id();
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
+
+    let got = api
+        .send("GET", &format!("/api/avatars/{id}"), Some(&alice), None)
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.data(), record);
+
+    let patched = api
+        .send(
+            "PATCH",
+            &format!("/api/avatars/{id}"),
+            Some(&alice),
+            Some(json!({"name": "Robo"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.data()["name"], "Robo");
+    assert_eq!(patched.data()["polycount"], 10, "untouched fields stay");
+
+    let published = api
+        .send(
+            "POST",
+            &format!("/api/avatars/{id}/publish"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.body);
+    assert_eq!(published.data()["is_public"], true, "`set` applied");
+
+    let bob = api.user("bob", "user").await;
+    let bumped = api
+        .send("POST", &format!("/api/avatars/{id}/bump"), Some(&bob), None)
+        .await;
+    assert_eq!(bumped.status, StatusCode::OK, "{}", bumped.body);
+    assert_eq!(bumped.data()["polycount"], 11, "`increment` applied");
+
+    let not_accepted = api
+        .send(
+            "POST",
+            &format!("/api/avatars/{id}/rate"),
+            Some(&bob),
+            Some(json!({"name": "x", "rating": 2.5})),
+        )
+        .await;
+    assert_eq!(not_accepted.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        not_accepted.body["error"]["fields"]["name"][0],
+        "is not accepted by this action"
+    );
+    let rated = api
+        .send(
+            "POST",
+            &format!("/api/avatars/{id}/rate"),
+            Some(&bob),
+            Some(json!({"rating": 2.5})),
+        )
+        .await;
+    assert_eq!(rated.status, StatusCode::OK, "{}", rated.body);
+    assert_eq!(rated.data()["rating"], 2.5);
+
+    let deleted = api
+        .send("DELETE", &format!("/api/avatars/{id}"), Some(&alice), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    assert_eq!(deleted.data()["name"], "Robo");
+    let gone = api
+        .send("GET", &format!("/api/avatars/{id}"), Some(&alice), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.body["error"]["code"], "not_found");
+    api.cleanup().await;
+});
+
+both!(
+    read_policies_hide_rows_everywhere,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let bob = api.user("bob", "user").await;
+        let alice_id = api.user_id(&alice);
+        let private = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(json!({"name": "Secret", "uploader_id": alice_id, "polycount": 7})),
+            )
+            .await
+            .id();
+        let public = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(json!({"name": "Shown", "uploader_id": alice_id, "is_public": true})),
+            )
+            .await
+            .id();
+
+        let names = |r: &crate::harness::Reply| -> Vec<String> {
+            r.data()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let anon = api.send("GET", "/api/avatars", None, None).await;
+        assert_eq!(names(&anon), ["Shown"]);
+        let own = api
+            .send("GET", "/api/avatars?sort=name", Some(&alice), None)
+            .await;
+        assert_eq!(names(&own), ["Secret", "Shown"]);
+        let admin = api
+            .send("GET", "/api/avatars?page[count]=true", Some(ADMIN), None)
+            .await;
+        // The read policy names no role: an admin reads what it allows, too.
+        assert_eq!(admin.body["page"]["total"], 1);
+
+        // Invisible means 404, for every operation.
+        for (method, path) in [
+            ("GET", format!("/api/avatars/{private}")),
+            ("PATCH", format!("/api/avatars/{private}")),
+            ("DELETE", format!("/api/avatars/{private}")),
+            ("POST", format!("/api/avatars/{private}/bump")),
+        ] {
+            let body = (method == "PATCH").then(|| json!({"name": "x"}));
+            let r = api.send(method, &path, Some(&bob), body).await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{method} {path}: {}",
+                r.body
+            );
+        }
+        // Visible but not Bob's: 403; anonymous: 401.
+        let r = api
+            .send(
+                "PATCH",
+                &format!("/api/avatars/{public}"),
+                Some(&bob),
+                Some(json!({"name": "x"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let r = api
+            .send(
+                "PATCH",
+                &format!("/api/avatars/{public}"),
+                None,
+                Some(json!({"name": "x"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        // No sniffing the hidden avatar's values through filters: Bob filtering
+        // on its exact values gets nothing, same as a wrong guess.
+        for query in [
+            "filter[polycount]=7",
+            "filter[name]=Secret",
+            "filter[name][starts_with]=Se",
+        ] {
+            let r = api
+                .send("GET", &format!("/api/avatars?{query}"), Some(&bob), None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK);
+            assert!(names(&r).is_empty(), "{query}");
+        }
+        // Users are readable only by themselves and staff: filtering avatars by
+        // their uploader's email does not reveal whose email it is.
+        let r = api
+            .send(
+                "GET",
+                "/api/avatars?filter[uploader.email]=alice@example.com",
+                Some(&bob),
+                None,
+            )
+            .await;
+        assert!(names(&r).is_empty(), "{}", r.body);
+        let r = api
+            .send(
+                "GET",
+                "/api/avatars?filter[uploader.email]=alice@example.com",
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(names(&r), ["Secret", "Shown"]);
+        // Includes show a related record only when it is readable.
+        let r = api
+            .send(
+                "GET",
+                &format!("/api/avatars/{public}?include=uploader"),
+                Some(&bob),
+                None,
+            )
+            .await;
+        assert_eq!(r.data()["uploader"], serde_json::Value::Null);
+        let r = api
+            .send(
+                "GET",
+                &format!("/api/avatars/{public}?include=uploader"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(r.data()["uploader"]["username"], "alice");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    errors_have_one_shape_and_change_nothing,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let a = Some(alice.as_str());
+        let code = |r: &crate::harness::Reply| {
+            r.body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+
+        for (query, field) in [
+            ("bogus=1", "bogus"),
+            ("filter[nope]=1", "filter[nope]"),
+            ("filter[name][like]=x", "filter[name][like]"),
+            ("filter[polycount]=many", "filter[polycount]"),
+            ("filter[metadata]=1", "filter[metadata]"),
+            ("sort=secret_note", "sort"),
+            ("page[size]=251", "page[size]"),
+            ("page[after]=forged.cursor", "page[after]"),
+            ("include=friends", "include"),
+            ("fields=secret_note", "fields"),
+        ] {
+            let r = api
+                .send("GET", &format!("/api/avatars?{query}"), a, None)
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.body);
+            assert!(
+                r.body["error"]["fields"][field].is_array(),
+                "{query}: {}",
+                r.body
+            );
+        }
+
+        let r = api.send("GET", "/api/avatars", Some("forged"), None).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::UNAUTHORIZED, "unauthenticated".into())
+        );
+        let r = api.send("GET", "/api/nothing", a, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let r = api.send("GET", "/api/avatars/not-a-uuid", a, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+        let request = |body: &str, content_type: &str| {
+            axum::http::Request::builder()
+                .method("POST")
+                .uri("/api/avatars")
+                .header("authorization", "Bearer alice")
+                .header("content-type", content_type)
+                .body(axum::body::Body::from(body.to_owned()))
+                .unwrap()
+        };
+        let r = api.raw(request("{\"name\": ", "application/json")).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::BAD_REQUEST, "malformed_json".into())
+        );
+        let r = api.raw(request("{}", "text/plain")).await;
+        assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+        let r = api.raw(request(&big, "application/json")).await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                a,
+                Some(json!({
+                    "name": "", "uploader_id": alice_id, "polycount": -1, "kind": "robot",
+                    "colour": "red", "id": "x", "uploader": alice_id
+                })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        let fields = &r.body["error"]["fields"];
+        for f in ["name", "polycount", "kind", "colour", "id", "uploader"] {
+            assert!(fields[f].is_array(), "{f} in {}", r.body);
+        }
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                a,
+                Some(json!({"uploader_id": alice_id})),
+            )
+            .await;
+        assert_eq!(r.body["error"]["fields"]["name"][0], "is required");
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                a,
+                Some(json!({"name": "A", "uploader_id": "0190f0f0-0000-7000-8000-000000000000"})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "dangling key: {}",
+            r.body
+        );
+        assert!(r.body["error"]["fields"]["uploader_id"].is_array());
+
+        let ok = api
+            .send(
+                "POST",
+                "/api/avatars",
+                a,
+                Some(json!({"name": "A", "uploader_id": alice_id})),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::CREATED);
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                a,
+                Some(json!({"name": "A", "uploader_id": alice_id})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        assert!(r.body["error"]["fields"]["name"].is_array());
+        assert!(r.body["error"]["fields"]["uploader_id"].is_array());
+
+        // A batch is all or nothing, with errors per item.
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                a,
+                Some(json!([
+                    {"name": "B", "uploader_id": alice_id},
+                    {"name": "", "uploader_id": alice_id},
+                ])),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            r.body["error"]["fields"]["[1].name"].is_array(),
+            "{}",
+            r.body
+        );
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                a,
+                Some(json!([
+                    {"name": "C", "uploader_id": alice_id},
+                    {"name": "A", "uploader_id": alice_id},
+                ])),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        assert!(
+            r.body["error"]["fields"]["[1].name"].is_array(),
+            "{}",
+            r.body
+        );
+        let r = api
+            .send("GET", "/api/avatars?page[count]=true", a, None)
+            .await;
+        assert_eq!(
+            r.body["page"]["total"], 1,
+            "nothing of the failed batches stayed"
+        );
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                a,
+                Some(json!([
+                    {"name": "C", "uploader_id": alice_id},
+                    {"name": "D", "uploader_id": alice_id},
+                ])),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        assert_eq!(r.data().as_array().map(Vec::len), Some(2));
+
+        // Creating for someone else breaks the create policy: 403, nothing kept.
+        let bob = api.user("bob", "user").await;
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&bob),
+                Some(json!({"name": "E", "uploader_id": alice_id})),
+            )
+            .await;
+        assert!(
+            matches!(
+                r.status,
+                StatusCode::FORBIDDEN | StatusCode::UNPROCESSABLE_ENTITY
+            ),
+            "{}",
+            r.body
+        );
+        let r = api
+            .send("GET", "/api/avatars?page[count]=true", a, None)
+            .await;
+        assert_eq!(r.body["page"]["total"], 3);
+        api.cleanup().await;
+    }
+);
+
+both!(events_follow_commits_only, |dialect: Dialect| async move {
+    let api = TestApi::avatars(dialect).await;
+    let alice = api.user("alice", "user").await;
+    let alice_id = api.user_id(&alice);
+    let mut events = api.state.engine().unwrap().subscribe();
+    let created = api
+        .send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(json!({"name": "A", "uploader_id": alice_id})),
+        )
+        .await;
+    let event = events.try_recv().expect("an event after the create");
+    assert_eq!(
+        (event.resource.as_str(), event.action.as_str()),
+        ("avatar", "create")
+    );
+    assert_eq!(event.id, created.id());
+    assert_eq!(event.record["name"], "A");
+    // A rolled-back batch announces nothing.
+    let r = api
+        .send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(json!([
+                {"name": "B", "uploader_id": alice_id}, {"name": "A", "uploader_id": alice_id}
+            ])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(
+        events.try_recv().is_err(),
+        "no event for a rolled-back write"
+    );
+    let id = created.id();
+    api.send(
+        "POST",
+        &format!("/api/avatars/{id}/publish"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    let event = events.try_recv().expect("publish event");
+    assert_eq!(event.action, "publish");
+    assert_eq!(event.record["is_public"], true);
+    api.send("DELETE", &format!("/api/avatars/{id}"), Some(&alice), None)
+        .await;
+    assert_eq!(events.try_recv().expect("destroy event").action, "destroy");
+    api.cleanup().await;
+});

@@ -1,0 +1,7 @@
+//! The resource API end to end: real PostgreSQL and SQLite databases,
+//! migrated from resource files, driven through the axum router in-process.
+//! Every test runs on both databases.
+
+mod crud;
+mod harness;
+mod pages;

@@ -1,0 +1,248 @@
+//! Sorting and paging: keyset pages in every direction with nulls and ties,
+//! offsets, counts, and pages that neither skip nor repeat rows while rows
+//! are being inserted.
+
+use axum::http::StatusCode;
+use kumo_db::sql::Dialect;
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::harness::{Reply, TestApi};
+
+fn names(r: &Reply) -> Vec<String> {
+    r.data()
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.body))
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cursor(r: &Reply, which: &str) -> Option<String> {
+    r.body["page"][which].as_str().map(str::to_owned)
+}
+
+/// Walks every page forwards, then backwards from the end.
+async fn walk(api: &TestApi, token: &str, query: &str, size: usize) -> (Vec<String>, Vec<String>) {
+    let mut forward = Vec::new();
+    let mut url = format!("/api/avatars?{query}&page[size]={size}");
+    let last = loop {
+        let r = api.send("GET", &url, Some(token), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.body);
+        forward.extend(names(&r));
+        match cursor(&r, "next") {
+            Some(c) => url = format!("/api/avatars?{query}&page[size]={size}&page[after]={c}"),
+            None => break r.body,
+        }
+        assert!(forward.len() < 1000, "paging does not end");
+    };
+    let mut backward = Vec::new();
+    let first_row: Vec<String> = last["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    backward.extend(first_row.into_iter().rev());
+    let mut prev = last["page"]["prev"].as_str().map(str::to_owned);
+    while let Some(c) = prev {
+        let url = format!("/api/avatars?{query}&page[size]={size}&page[before]={c}");
+        let r = api.send("GET", &url, Some(token), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.body);
+        backward.extend(names(&r).into_iter().rev());
+        prev = cursor(&r, "prev");
+        assert!(backward.len() < 1000, "paging back does not end");
+    }
+    backward.reverse();
+    (forward, backward)
+}
+
+both!(keyset_pages_in_every_sort, |dialect: Dialect| async move {
+    let api = TestApi::avatars(dialect).await;
+    let alice = api.user("alice", "user").await;
+    let alice_id = api.user_id(&alice);
+    let mut items = Vec::new();
+    for i in 0..23 {
+        let polycount = if i % 4 == 0 {
+            Value::Null
+        } else {
+            json!(i % 5)
+        };
+        let rating = if i % 3 == 0 {
+            Value::Null
+        } else {
+            json!(f64::from(i % 7) / 2.0)
+        };
+        // Mixed case and a non-ASCII name: byte order on both databases.
+        let name = match i {
+            0 => "Zed".to_owned(),
+            1 => "apple".to_owned(),
+            2 => "Émile".to_owned(),
+            _ => format!("n{i:02}"),
+        };
+        items.push(json!({"name": name, "uploader_id": alice_id, "polycount": polycount, "rating": rating}));
+    }
+    let r = api
+        .send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(Value::Array(items)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let all: Vec<Value> = r.data().as_array().unwrap().clone();
+
+    for sort in [
+        "name",
+        "-name",
+        "polycount,-rating",
+        "-polycount,name",
+        "rating",
+        "-inserted_at",
+        "-id",
+    ] {
+        // The order the spec defines: null first ascending, last descending,
+        // strings by bytes, then id.
+        let mut expected = all.clone();
+        expected.sort_by(|a, b| {
+            for key in sort.split(',').chain(["id"]) {
+                let (field, desc) = match key.strip_prefix('-') {
+                    Some(f) => (f, true),
+                    None => (key, false),
+                };
+                let ord = compare(&a[field], &b[field]);
+                let ord = if desc { ord.reverse() } else { ord };
+                if ord.is_ne() {
+                    return ord;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect();
+        let one = api
+            .send(
+                "GET",
+                &format!("/api/avatars?sort={sort}&page[size]=250"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(names(&one), expected, "sort={sort}");
+        for size in [1, 4, 7] {
+            let (forward, backward) = walk(&api, &alice, &format!("sort={sort}"), size).await;
+            assert_eq!(forward, expected, "sort={sort} size={size} forward");
+            assert_eq!(backward, expected, "sort={sort} size={size} backward");
+        }
+    }
+
+    let r = api
+        .send(
+            "GET",
+            "/api/avatars?sort=name&page[offset]=20&page[size]=5&page[count]=true",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(names(&r).len(), 3);
+    assert_eq!(r.body["page"]["total"], 23);
+    assert!(r.body["page"]["next"].is_null());
+    assert!(r.body["page"]["prev"].is_string());
+
+    // A cursor is bound to its sort.
+    let r = api
+        .send(
+            "GET",
+            "/api/avatars?sort=name&page[size]=2",
+            Some(&alice),
+            None,
+        )
+        .await;
+    let c = cursor(&r, "next").unwrap();
+    let r = api
+        .send(
+            "GET",
+            &format!("/api/avatars?sort=-name&page[after]={c}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    api.cleanup().await;
+});
+
+both!(
+    pages_neither_skip_nor_repeat_during_inserts,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let initial: Vec<Value> = (0..30)
+        .map(|i| json!({"name": format!("a{i:02}"), "uploader_id": alice_id, "polycount": i % 6}))
+        .collect();
+        api.send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(Value::Array(initial)),
+        )
+        .await;
+        let mut seen = Vec::new();
+        let mut url = "/api/avatars?sort=-polycount&page[size]=4".to_owned();
+        let mut round = 0;
+        loop {
+            let r = api.send("GET", &url, Some(&alice), None).await;
+            seen.extend(names(&r));
+            // Insert rows that land before, inside and after the current page.
+            let extra: Vec<Value> = (0..3)
+            .map(|k| json!({"name": format!("b{round:02}{k}"), "uploader_id": alice_id, "polycount": (round + k) % 6}))
+            .collect();
+            let w = api
+                .send(
+                    "POST",
+                    "/api/avatars",
+                    Some(&alice),
+                    Some(Value::Array(extra)),
+                )
+                .await;
+            assert_eq!(w.status, StatusCode::CREATED);
+            round += 1;
+            match cursor(&r, "next") {
+                Some(c) => {
+                    url = format!("/api/avatars?sort=-polycount&page[size]=4&page[after]={c}")
+                }
+                None => break,
+            }
+        }
+        let originals: Vec<&String> = seen.iter().filter(|n| n.starts_with('a')).collect();
+        let mut unique = originals.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            originals.len(),
+            "a row was repeated: {seen:?}"
+        );
+        assert_eq!(unique.len(), 30, "a row was skipped: {seen:?}");
+        let mut all = seen.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), seen.len(), "no row, old or new, appears twice");
+        api.cleanup().await;
+    }
+);
+
+fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Less,
+        (_, Value::Null) => Ordering::Greater,
+        (Value::Number(x), Value::Number(y)) => x.as_f64().unwrap().total_cmp(&y.as_f64().unwrap()),
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        _ => Ordering::Equal,
+    }
+}
