@@ -416,9 +416,9 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let state = kumo_server::AppState::new(db.clone(), migrations);
+    let state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret());
     println!(
-        "Kumo is serving {} on http://{local} (ready in {} ms)\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
+        "Kumo is serving {} on http://{local} (ready in {} ms)\n  api:    http://{local}/api/<plural>\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
         target.describe(),
         started.elapsed().as_millis()
     );
@@ -426,6 +426,21 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
     db.close().await;
     println!("Stopped.");
     Ok(())
+}
+
+/// The key that signs page cursors: `KUMO_SECRET`, or a random one that
+/// lives as long as the process (cursors then break on restart, and nodes
+/// behind one load balancer reject each other's).
+fn secret() -> Vec<u8> {
+    match std::env::var("KUMO_SECRET") {
+        Ok(s) if !s.is_empty() => s.into_bytes(),
+        _ => {
+            tracing::info!("KUMO_SECRET is not set: page cursors are signed with a random per-process key");
+            let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+            key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+            key
+        }
+    }
 }
 
 async fn demo(dir: &Path, addr: &str) -> Result<()> {
