@@ -3,8 +3,13 @@
 //!
 //! After every step, on both databases: the live schema is what the declared
 //! tables say, planning again from the recorded tables finds nothing to do,
-//! and the rows kept in every table still hold their `marker` (a text
-//! attribute no edit touches), through renames and SQLite table rebuilds.
+//! and every row kept in every table still holds its own value in every
+//! column (`id`, the `marker` no edit touches, the timestamps, each
+//! attribute, each `belongs_to` key), through renames and SQLite table
+//! rebuilds. A column a step adds holds its default (or NULL), one whose type
+//! changed holds the converted values where both databases convert them
+//! alike (or NULL, where they were emptied first); such columns then get
+//! fresh values, distinct per row and per column, for the steps after.
 //! At the end the last migration rolls back with the rows in place, then,
 //! with the tables emptied, all the others, leaving an empty database.
 //!
@@ -17,10 +22,11 @@
 use std::fmt;
 
 use kumo_core::resource::{AttrType, Attribute, OnDelete, ScalarType, Schema, Value};
-use kumo_core::table::{self, Table};
+use kumo_core::table::{self, ColumnType, Table};
 use kumo_db::files::{Migration, Plan};
 use kumo_db::introspect::{self, LiveSchema};
 use kumo_db::runner;
+use kumo_db::sql::{Dialect, value_sql};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 use serde_json::json;
@@ -350,8 +356,12 @@ struct ModelAttr {
     name: String,
     spec: AttrSpec,
     renamed_from: Option<String>,
-    /// Set to NULL before a type change; no row gets a value afterwards.
-    all_null: bool,
+    /// What each row holds (`None`: NULL), when the model knows it: not
+    /// after a conversion whose text differs between the databases.
+    values: Option<Vec<Option<Value>>>,
+    /// Whether the rows get fresh values after this step's check: the column
+    /// is new, or its values were emptied or converted.
+    reseed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -360,7 +370,7 @@ struct ModelRel {
     /// The target's `key`.
     target: u32,
     on_delete: OnDelete,
-    /// Every row points at the target's first row.
+    /// Every row points at the target's row of the same number.
     filled: bool,
 }
 
@@ -391,6 +401,16 @@ impl ModelResource {
             .map(|row| format!("r{}-row{row}", self.key))
             .collect()
     }
+
+    /// `inserted_at` and `updated_at` of a row, set explicitly so that they
+    /// too differ from row to row.
+    fn timestamps(&self, row: u32) -> [Value; 2] {
+        let day = 1 + (self.key * ROWS + row) % 28;
+        [
+            json!(format!("2020-01-{day:02}T01:02:03Z")),
+            json!(format!("2021-06-{day:02}T04:05:06.500Z")),
+        ]
+    }
 }
 
 /// A data change or check that goes with a step, on both databases.
@@ -403,6 +423,8 @@ struct StepData {
 #[derive(Clone, Default)]
 struct Model {
     next: u32,
+    /// Makes every column's values differ from every other column's.
+    salt: u32,
     resources: Vec<ModelResource>,
 }
 
@@ -467,7 +489,8 @@ impl Model {
                 name: self.fresh("a"),
                 spec: a.clone(),
                 renamed_from: None,
-                all_null: false,
+                values: None,
+                reseed: false,
             })
             .collect();
         let relationships = match spec.belongs_to {
@@ -507,11 +530,14 @@ impl Model {
                     return data;
                 };
                 let name = self.fresh("a");
+                // Existing rows take the default (or NULL).
+                let seeded = self.resources[r].seeded;
                 self.resources[r].attributes.push(ModelAttr {
                     name,
                     spec: attribute.clone(),
                     renamed_from: None,
-                    all_null: false,
+                    values: seeded.then(|| vec![attribute.default.clone(); ROWS as usize]),
+                    reseed: seeded,
                 });
             }
             Edit::RemoveAttribute {
@@ -574,13 +600,19 @@ impl Model {
                         _ => AttrType::Text,
                     };
                     a.spec.default = Some(default_for(&ty, *pick));
-                    a.spec.ty = ty;
+                    let from = std::mem::replace(&mut a.spec.ty, ty);
+                    a.values = a
+                        .values
+                        .take()
+                        .and_then(|rows| converted(&from, &a.spec.ty, rows));
+                    a.reseed = a.values.is_none();
                 } else {
                     a.spec.ty = to.0.clone();
                     if a.spec.default.is_some() {
                         a.spec.default = Some(default_for(&to.0, *pick));
                     }
-                    a.all_null = true;
+                    a.values = Some(vec![None; ROWS as usize]);
+                    a.reseed = true;
                     data.null_first.push((table, a.name.clone()));
                 }
             }
@@ -773,12 +805,12 @@ async fn run_steps(case: &Case, dbs: &[TestDb]) -> Result<(), String> {
                 .await
                 .map_err(fail)?;
         }
-        seed(&mut model, dbs).await;
         for db in dbs {
-            check_data(&model, db)
+            check_data(&model, &plan.new_tables, db)
                 .await
                 .map_err(|e| format!("{context} on {}: {e}", db.name()))?;
         }
+        seed(&mut model, &plan.new_tables, dbs).await;
         // What codegen records and reads back for the next migration.
         recorded = plan
             .new_tables
@@ -903,24 +935,145 @@ async fn check_markers(r: &ModelResource, db: &TestDb) -> Result<(), String> {
     }
 }
 
-/// Inserts the rows of newly created tables and points new relationships
-/// at their target's first row, on every database.
-async fn seed(model: &mut Model, dbs: &[TestDb]) {
-    let mut statements = Vec::new();
-    for r in model.resources.iter().filter(|r| !r.seeded) {
-        let values: Vec<String> = (0..ROWS)
-            .zip(r.markers())
-            .map(|(row, marker)| format!("({}, {})", lit(&r.row_id(row)), lit(&marker)))
-            .collect();
-        statements.push(format!(
-            "INSERT INTO {} (\"id\", \"marker\") VALUES {}",
-            id(&r.table()),
-            values.join(", ")
-        ));
+/// The values after converting `from` to `to`, where PostgreSQL and SQLite
+/// convert them to the same thing; `None` where they differ (a float's text
+/// is `3` on one and `3.0` on the other) or the model does not know.
+fn converted(
+    from: &AttrType,
+    to: &AttrType,
+    rows: Vec<Option<Value>>,
+) -> Option<Vec<Option<Value>>> {
+    use AttrType as A;
+    let text_like = |t: &AttrType| matches!(t, A::String { .. } | A::Text | A::Enum { .. });
+    let convert = |v: Value| -> Option<Value> {
+        match (from, to, v) {
+            (f, t, v @ Value::String(_)) if text_like(f) && text_like(t) => Some(v),
+            (A::Uuid, t, v @ Value::String(_)) if text_like(t) => Some(v),
+            (A::Integer { .. }, A::Float { .. }, Value::Number(n)) => Some(json!(n.as_f64()?)),
+            (A::Integer { .. }, t, Value::Number(n)) if text_like(t) => Some(json!(n.to_string())),
+            (A::Boolean, t, Value::Bool(b)) if text_like(t) => Some(json!(b.to_string())),
+            _ => None,
+        }
+    };
+    rows.into_iter()
+        .map(|v| v.map(convert).map_or(Some(None), |c| c.map(Some)))
+        .collect()
+}
+
+/// A value of type `ty` for `row`, within every generated constraint, that
+/// differs from the other rows' and (through `salt`) other columns'.
+fn row_value(ty: &AttrType, salt: u32, row: u32) -> Value {
+    let n = salt * ROWS + row;
+    let scalar = |of: ScalarType| -> Value {
+        match of {
+            ScalarType::String => json!(format!("s{salt}r{row}")),
+            ScalarType::Text => json!(format!("it's t{salt}r{row}")),
+            ScalarType::Integer => json!(n % 1000),
+            ScalarType::Float => json!(f64::from(n % 99) + 0.25),
+            ScalarType::Boolean => json!(row % 2 == 0),
+            ScalarType::Uuid => json!(uuid(900_000 + u64::from(n))),
+            ScalarType::Date => json!(format!("2024-02-{:02}", 1 + n % 28)),
+            ScalarType::Datetime => json!(format!("2024-03-{:02}T04:05:06.250Z", 1 + n % 28)),
+        }
+    };
+    match ty {
+        AttrType::String { .. } => scalar(ScalarType::String),
+        AttrType::Text => scalar(ScalarType::Text),
+        AttrType::Integer { .. } => scalar(ScalarType::Integer),
+        AttrType::Float { .. } => scalar(ScalarType::Float),
+        AttrType::Boolean => scalar(ScalarType::Boolean),
+        AttrType::Uuid => scalar(ScalarType::Uuid),
+        AttrType::Date => scalar(ScalarType::Date),
+        AttrType::Datetime => scalar(ScalarType::Datetime),
+        AttrType::Json => json!({"row": row, "salt": salt}),
+        AttrType::Enum { values } => json!(values[(salt + row) as usize % values.len()]),
+        AttrType::Array { of } => json!([scalar(*of)]),
     }
+}
+
+fn column_type<'a>(tables: &'a [Table], table: &str, column: &str) -> &'a ColumnType {
+    &tables
+        .iter()
+        .find(|t| t.name == table)
+        .and_then(|t| t.column(column))
+        .unwrap_or_else(|| panic!("no column {table}.{column}"))
+        .ty
+}
+
+/// `column = value` (or `IS NULL`) as `dialect` writes it.
+fn equals(column: &str, value: Option<&Value>, ty: &ColumnType, dialect: Dialect) -> String {
+    match value {
+        None => format!("{} IS NULL", id(column)),
+        Some(v) => format!("{} = {}", id(column), value_sql(v, ty, dialect)),
+    }
+}
+
+/// Inserts the rows of newly created tables with a value in every column,
+/// gives fresh values to columns that are new or were emptied or converted,
+/// and points new relationships at their target's row of the same number,
+/// on every database.
+async fn seed(model: &mut Model, tables: &[Table], dbs: &[TestDb]) {
+    // (table, row id, column, value, type) to set, and rows to insert.
+    let mut updates: Vec<(String, String, String, Option<Value>, ColumnType)> = Vec::new();
+    let mut inserts: Vec<(String, Vec<(String, Vec<Value>, ColumnType)>)> = Vec::new();
+    let mut salt = model.salt;
     for r in &mut model.resources {
-        r.seeded = true;
+        let table = r.table();
+        let text = ColumnType::Text {
+            min_length: None,
+            max_length: None,
+        };
+        if !r.seeded {
+            let mut columns = vec![
+                (
+                    "id".to_string(),
+                    (0..ROWS).map(|row| json!(r.row_id(row))).collect(),
+                    ColumnType::Uuid,
+                ),
+                (
+                    "marker".to_string(),
+                    r.markers().into_iter().map(Value::String).collect(),
+                    text,
+                ),
+            ];
+            for (i, name) in ["inserted_at", "updated_at"].into_iter().enumerate() {
+                let values = (0..ROWS).map(|row| r.timestamps(row)[i].clone()).collect();
+                columns.push((name.to_string(), values, ColumnType::Datetime));
+            }
+            for a in &mut r.attributes {
+                salt += 1;
+                let values: Vec<Value> = (0..ROWS)
+                    .map(|row| row_value(&a.spec.ty, salt, row))
+                    .collect();
+                a.values = Some(values.iter().cloned().map(Some).collect());
+                a.reseed = false;
+                let ty = column_type(tables, &table, &a.name).clone();
+                columns.push((a.name.clone(), values, ty));
+            }
+            inserts.push((table.clone(), columns));
+            r.seeded = true;
+        }
+        let row_ids: Vec<String> = (0..ROWS).map(|row| r.row_id(row)).collect();
+        for a in r.attributes.iter_mut().filter(|a| a.reseed) {
+            salt += 1;
+            let values: Vec<Option<Value>> = (0..ROWS)
+                .map(|row| Some(row_value(&a.spec.ty, salt, row)))
+                .collect();
+            let ty = column_type(tables, &table, &a.name);
+            for (row_id, v) in row_ids.iter().zip(&values) {
+                updates.push((
+                    table.clone(),
+                    row_id.clone(),
+                    a.name.clone(),
+                    v.clone(),
+                    ty.clone(),
+                ));
+            }
+            a.values = Some(values);
+            a.reseed = false;
+        }
     }
+    model.salt = salt;
     for r in &model.resources {
         for rel in r.relationships.iter().filter(|rel| !rel.filled) {
             let target = model
@@ -928,12 +1081,15 @@ async fn seed(model: &mut Model, dbs: &[TestDb]) {
                 .iter()
                 .find(|t| t.key == rel.target)
                 .expect("target");
-            statements.push(format!(
-                "UPDATE {} SET {} = {}",
-                id(&r.table()),
-                id(&format!("{}_id", rel.name)),
-                lit(&target.row_id(0))
-            ));
+            for row in 0..ROWS {
+                updates.push((
+                    r.table(),
+                    r.row_id(row),
+                    format!("{}_id", rel.name),
+                    Some(json!(target.row_id(row))),
+                    ColumnType::Uuid,
+                ));
+            }
         }
     }
     for r in &mut model.resources {
@@ -942,70 +1098,118 @@ async fn seed(model: &mut Model, dbs: &[TestDb]) {
         }
     }
     for db in dbs {
-        for sql in &statements {
-            db.exec(sql).await;
+        let d = db.dialect();
+        for (table, columns) in &inserts {
+            let names: Vec<String> = columns.iter().map(|(c, _, _)| id(c)).collect();
+            let rows: Vec<String> = (0..ROWS as usize)
+                .map(|row| {
+                    let values: Vec<String> = columns
+                        .iter()
+                        .map(|(_, values, ty)| value_sql(&values[row], ty, d))
+                        .collect();
+                    format!("({})", values.join(", "))
+                })
+                .collect();
+            db.exec(&format!(
+                "INSERT INTO {} ({}) VALUES {}",
+                id(table),
+                names.join(", "),
+                rows.join(", ")
+            ))
+            .await;
+        }
+        for (table, row_id, column, value, ty) in &updates {
+            let v = value
+                .as_ref()
+                .map_or_else(|| "NULL".to_string(), |v| value_sql(v, ty, d));
+            db.exec(&format!(
+                "UPDATE {} SET {} = {v} WHERE \"id\" = {}",
+                id(table),
+                id(column),
+                lit(row_id)
+            ))
+            .await;
         }
     }
 }
 
-/// Every table still holds its rows with their markers; columns emptied
-/// before a type change are still empty; relationships still point at
-/// their target's first row.
-async fn check_data(model: &Model, db: &TestDb) -> Result<(), String> {
-    for r in &model.resources {
-        let table = id(&r.table());
-        check_markers(r, db).await?;
-        for a in r.attributes.iter().filter(|a| a.all_null) {
-            let n = db
-                .count(&format!(
-                    "SELECT COUNT(*) FROM {table} WHERE {} IS NOT NULL",
-                    id(&a.name)
-                ))
-                .await;
-            if n != 0 {
-                return Err(format!(
-                    "{}.{}: {n} row(s) not NULL after converting NULLs",
-                    r.table(),
-                    a.name
+/// Every row of every seeded table still holds what the model says, in
+/// every column the model knows; the error names each column that does not.
+async fn check_data(model: &Model, tables: &[Table], db: &TestDb) -> Result<(), String> {
+    let d = db.dialect();
+    let text = ColumnType::Text {
+        min_length: None,
+        max_length: None,
+    };
+    for r in model.resources.iter().filter(|r| r.seeded) {
+        let table = r.table();
+        for (row, marker) in (0..ROWS).zip(r.markers()) {
+            let [inserted_at, updated_at] = r.timestamps(row);
+            let mut conditions = vec![
+                (
+                    "marker".to_string(),
+                    equals("marker", Some(&json!(marker)), &text, d),
+                ),
+                (
+                    "inserted_at".to_string(),
+                    equals("inserted_at", Some(&inserted_at), &ColumnType::Datetime, d),
+                ),
+                (
+                    "updated_at".to_string(),
+                    equals("updated_at", Some(&updated_at), &ColumnType::Datetime, d),
+                ),
+            ];
+            for a in &r.attributes {
+                if let Some(values) = &a.values {
+                    let ty = column_type(tables, &table, &a.name);
+                    let want = values[row as usize].as_ref();
+                    conditions.push((a.name.clone(), equals(&a.name, want, ty, d)));
+                }
+            }
+            for rel in r.relationships.iter().filter(|rel| rel.filled) {
+                let target = model
+                    .resources
+                    .iter()
+                    .find(|t| t.key == rel.target)
+                    .expect("target");
+                let column = format!("{}_id", rel.name);
+                let want = json!(target.row_id(row));
+                conditions.push((
+                    column.clone(),
+                    equals(&column, Some(&want), &ColumnType::Uuid, d),
                 ));
             }
-        }
-        for a in r.attributes.iter().filter(|a| a.spec.required) {
-            let n = db
+            let this_row = format!("{} WHERE \"id\" = {}", id(&table), lit(&r.row_id(row)));
+            let all: Vec<&str> = conditions.iter().map(|(_, c)| c.as_str()).collect();
+            let matching = db
                 .count(&format!(
-                    "SELECT COUNT(*) FROM {table} WHERE {} IS NULL",
-                    id(&a.name)
+                    "SELECT COUNT(*) FROM {this_row} AND {}",
+                    all.join(" AND ")
                 ))
                 .await;
-            if n != 0 {
-                return Err(format!(
-                    "{}.{}: {n} required value(s) NULL",
-                    r.table(),
-                    a.name
-                ));
+            if matching == 1 {
+                continue;
             }
-        }
-        for rel in &r.relationships {
-            let target = model
-                .resources
-                .iter()
-                .find(|t| t.key == rel.target)
-                .expect("target");
-            let n = db
-                .count(&format!(
-                    "SELECT COUNT(*) FROM {table} WHERE {} = {}",
-                    id(&format!("{}_id", rel.name)),
-                    lit(&target.row_id(0))
-                ))
-                .await;
-            if n != i64::from(ROWS) {
-                return Err(format!(
-                    "{}.{}_id: {n} of {ROWS} rows still point at {}",
-                    r.table(),
-                    rel.name,
-                    target.table()
-                ));
+            // Say which columns differ, and what they hold.
+            let mut wrong = Vec::new();
+            for (column, condition) in &conditions {
+                let ok = db
+                    .count(&format!("SELECT COUNT(*) FROM {this_row} AND {condition}"))
+                    .await;
+                if ok != 1 {
+                    let got = db
+                        .strings(&format!(
+                            "SELECT CAST({} AS TEXT) FROM {this_row}",
+                            id(column)
+                        ))
+                        .await;
+                    wrong.push(format!("{column}: got {got:?}, want {condition}"));
+                }
             }
+            return Err(format!(
+                "{table} row {row} does not hold its values:\n  {}",
+                wrong.join("\n  ")
+            ));
         }
     }
     Ok(())
