@@ -167,8 +167,49 @@ pub enum DbCommand {
     },
 }
 
+impl Command {
+    /// The project the command works on, if it works on one.
+    fn project_dir(&self) -> Option<PathBuf> {
+        let project = match self {
+            Command::New { .. } | Command::Demo { .. } => return None,
+            Command::Auth(AuthCommand::AddStrategy { project, .. })
+            | Command::Codegen { project, .. }
+            | Command::Db(
+                DbCommand::Create { project }
+                | DbCommand::Drop { project }
+                | DbCommand::Status { project }
+                | DbCommand::Reset { project },
+            )
+            | Command::Migrate { project }
+            | Command::Rollback { project, .. }
+            | Command::Setup { project }
+            | Command::Serve { project, .. } => project,
+        };
+        Some(project.dir())
+    }
+}
+
+/// Reads the project's `.env` into the environment, as `.env.example`
+/// promises; a variable already set in the environment wins over the file.
+/// This runs before the async runtime starts, while the process has a single
+/// thread, which is what makes changing the environment sound.
+fn load_env_file(dir: &std::path::Path) -> Result<(), String> {
+    let path = dir.join(".env");
+    match dotenvy::from_path(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = cli.command.project_dir()
+        && let Err(e) = load_env_file(&dir)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
