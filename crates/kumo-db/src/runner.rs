@@ -130,13 +130,20 @@ pub async fn migrate(db: &Database, migrations: &[Migration]) -> Result<Vec<Stri
     Ok(done)
 }
 
-/// Rolls back the last `steps` applied migrations; returns the ids undone.
+/// Rolls back the last `steps` migrations applied, most recent first;
+/// returns the ids undone.
 pub async fn rollback(
     db: &Database,
     migrations: &[Migration],
     steps: usize,
 ) -> Result<Vec<String>, Error> {
-    let applied = applied(db).await?;
+    let mut applied = applied(db).await?;
+    // Newest first, in the order they were applied: after a merge a
+    // migration with an earlier id can be applied after later ones. Within
+    // one clock tick, the id decides.
+    applied.sort_by(|a, b| {
+        (applied_order(&a.applied_at), &a.id).cmp(&(applied_order(&b.applied_at), &b.id))
+    });
     let mut done = Vec::new();
     for a in applied.iter().rev().take(steps) {
         let m = migrations.iter().find(|m| m.id == a.id).ok_or_else(|| {
@@ -149,6 +156,20 @@ pub async fn rollback(
         done.push(m.id.clone());
     }
     Ok(done)
+}
+
+/// A sort key for `applied_at` as [`now_text`] writes it (RFC 3339 in UTC,
+/// with a fraction only when it is not zero): the text up to the seconds,
+/// then the fraction padded to nanoseconds, so that `…:05Z` sorts before
+/// `…:05.1Z` (as text, `.` sorts before `Z`).
+fn applied_order(applied_at: &str) -> (&str, String) {
+    let seconds = applied_at.get(..19).unwrap_or(applied_at);
+    let fraction: String = applied_at
+        .get(19..)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .map(|f| f.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    (seconds, format!("{fraction:0<9}"))
 }
 
 enum Direction {
@@ -247,4 +268,28 @@ async fn run(db: &Database, id: &str, sql: &str, direction: Direction) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::applied_order;
+
+    #[test]
+    fn applied_times_order_by_instant_not_by_text() {
+        let times = [
+            "2026-11-21T13:40:05Z",
+            "2026-11-21T13:40:05.000001Z",
+            "2026-11-21T13:40:05.1Z",
+            "2026-11-21T13:40:05.25Z",
+            "2026-11-21T13:40:06Z",
+        ];
+        for pair in times.windows(2) {
+            assert!(
+                applied_order(pair[0]) < applied_order(pair[1]),
+                "{} should sort before {}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //!   insta snapshots, and applied and rolled back on both databases.
 //! - [`property`]: random sequences of resource edits, applied step by step
 //!   to both databases, keeping the data in untouched columns.
+//! - [`runner`]: the order in which migrations are rolled back.
 //!
 //! PostgreSQL comes from `KUMO_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`); every test creates its own
@@ -16,4 +17,5 @@
 mod harness;
 mod live_schema;
 mod property;
+mod runner;
 mod sql_snapshots;
