@@ -223,7 +223,10 @@ pub fn main() -> ExitCode {
     match runtime.block_on(ops::run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<ops::Report>() {
+                Some(report) => eprintln!("{report}"),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

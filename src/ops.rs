@@ -36,13 +36,23 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             dry_run,
             allow_destructive,
             project,
-        } => codegen(
-            &load_project(&project.dir())?,
-            name.as_deref(),
-            check,
-            dry_run,
-            allow_destructive,
-        ),
+        } => {
+            let outcome = codegen(
+                &load_project(&project.dir())?,
+                name.as_deref(),
+                check,
+                dry_run,
+                allow_destructive,
+            )?;
+            Ok(match outcome {
+                Generated::Migration => {
+                    say!("Next: kumo migrate");
+                    ExitCode::SUCCESS
+                }
+                Generated::Nothing => ExitCode::SUCCESS,
+                Generated::Pending => ExitCode::FAILURE,
+            })
+        }
         Command::Db(DbCommand::Create { project }) => {
             db_create(&load_project(&project.dir())?).await?;
             Ok(ExitCode::SUCCESS)
@@ -51,9 +61,9 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             let project = load_project(&project.dir())?;
             let target = target(&project)?;
             if target.drop_database().await? {
-                println!("Dropped the {}.", target.describe());
+                say!("Dropped the {}.", target.describe());
             } else {
-                println!("The {} does not exist; nothing to drop.", target.describe());
+                say!("The {} does not exist; nothing to drop.", target.describe());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -64,7 +74,7 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             let project = load_project(&project.dir())?;
             let target = target(&project)?;
             target.drop_database().await?;
-            println!("Dropped the {}.", target.describe());
+            say!("Dropped the {}.", target.describe());
             setup(&project, &target).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -80,10 +90,10 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             let db = connect(&project).await?;
             let undone = runner::rollback(&db, &read_migrations(&project)?, steps).await?;
             if undone.is_empty() {
-                println!("No applied migrations to roll back.");
+                say!("No applied migrations to roll back.");
             }
             for id in undone {
-                println!("Rolled back {id}");
+                say!("Rolled back {id}");
             }
             db.close().await;
             Ok(ExitCode::SUCCESS)
@@ -118,8 +128,21 @@ pub fn load_schema(project: &Project) -> Result<Schema> {
         Path::new("resources"),
         project.system_resources_enabled(),
     )
-    .map_err(|diagnostics| anyhow::anyhow!("{diagnostics}"))
+    .map_err(|diagnostics| Report(diagnostics.to_string()).into())
 }
+
+/// Diagnostics already formatted as a report, each one starting with
+/// `error:`, so `cli::main` prints them without adding a prefix of its own.
+#[derive(Debug)]
+pub struct Report(pub String);
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.trim_end())
+    }
+}
+
+impl std::error::Error for Report {}
 
 fn target(project: &Project) -> Result<Target> {
     Ok(Target::parse(&project.database_url())?)
@@ -145,14 +168,19 @@ fn add_strategy(dir: &Path, name: &str) -> Result<()> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let first = !project.system_resources_enabled();
     match project::add_strategy(&text, name)? {
-        None => println!("`{name}` is already enabled in {CONFIG_FILE}."),
+        None => say!("`{name}` is already enabled in {CONFIG_FILE}."),
         Some(updated) => {
             std::fs::write(&path, updated)
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!("Enabled the `{name}` sign-in strategy in {CONFIG_FILE}.");
+            say!("Enabled the `{name}` sign-in strategy in {CONFIG_FILE}.");
             if first {
-                println!(
-                    "Kumo's built-in account resources (users, sessions, tokens, API keys, audit events) are now part of the project.\nNext: kumo codegen <name>   (e.g. kumo codegen initial)"
+                say!(
+                    "Kumo's built-in account resources (users, sessions, tokens, API keys, audit events) are now part of the project.\nNext: kumo codegen {}",
+                    if read_migrations(&project)?.is_empty() {
+                        "initial"
+                    } else {
+                        "add_accounts"
+                    }
                 );
             }
         }
@@ -169,13 +197,64 @@ fn is_migration_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// What `codegen` did, so that each caller says what comes next.
+enum Generated {
+    /// A migration was written.
+    Migration,
+    /// Nothing to write, or a dry run.
+    Nothing,
+    /// `--check` found changes with no migration.
+    Pending,
+}
+
+/// A name for the migration of `plan`, for messages that say to run
+/// `kumo codegen`: `initial` for the first, else one that says what changes
+/// (`add_badges`, `add_rank_to_avatars`, `update_avatars`).
+fn suggested_name(plan: &Plan, first: bool) -> String {
+    use kumo_db::diff::Change;
+    if first {
+        return "initial".into();
+    }
+    let only_adds_columns = |a: &kumo_db::diff::TableAlter| {
+        a.old.name == a.new.name
+            && a.renamed_columns.is_empty()
+            && a.dropped.is_empty()
+            && a.altered.is_empty()
+            && a.dropped_unique.is_empty()
+            && a.renamed_unique.is_empty()
+    };
+    let name = match plan.changes.as_slice() {
+        [Change::CreateTable(t)] => format!("add_{}", t.name),
+        [Change::DropTable(t)] => format!("drop_{}", t.name),
+        [Change::RenameTable { from, to }] => format!("rename_{from}_to_{to}"),
+        [Change::AlterTable(a)] if only_adds_columns(a) => match a.added.as_slice() {
+            [column] => format!("add_{}_to_{}", column.name, a.new.name),
+            [] => format!("add_unique_to_{}", a.new.name),
+            _ => format!("add_columns_to_{}", a.new.name),
+        },
+        [Change::AlterTable(a)] => format!("update_{}", a.new.name),
+        [Change::CreateTable(a), Change::CreateTable(b)] => {
+            format!("add_{}_and_{}", a.name, b.name)
+        }
+        changes if changes.iter().all(|c| matches!(c, Change::CreateTable(_))) => {
+            "add_tables".into()
+        }
+        _ => "update_schema".into(),
+    };
+    if is_migration_name(&name) {
+        name
+    } else {
+        "update_schema".into()
+    }
+}
+
 fn codegen(
     project: &Project,
     name: Option<&str>,
     check: bool,
     dry_run: bool,
     allow_destructive: bool,
-) -> Result<ExitCode> {
+) -> Result<Generated> {
     if let Some(name) = name
         && !is_migration_name(name)
     {
@@ -188,30 +267,31 @@ fn codegen(
     if plan.is_empty() {
         let migrations_dir = project.migrations_dir();
         if check || dry_run || !files::recorded_in_old_layout(&migrations_dir)? {
-            println!("No changes: the resources match the recorded schema. Nothing written.");
-            return Ok(ExitCode::SUCCESS);
+            say!("No changes: the resources match the recorded schema. Nothing written.");
+            return Ok(Generated::Nothing);
         }
         files::write_recorded(&migrations_dir, &plan.new_tables)?;
-        println!(
+        say!(
             "No changes: the resources match the recorded schema. No migration written.\nRewrote migrations/schema/ in the layout of this version (a folder per table, a file per column and index), so branches changing one resource merge cleanly. Commit it."
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Generated::Nothing);
     }
     let lines = plan.describe();
     if check {
-        println!("Pending changes with no migration:");
+        say!("Pending changes with no migration:");
         for line in &lines {
-            println!("  {line}");
+            say!("  {line}");
         }
-        println!("Run: kumo codegen <name>");
-        return Ok(ExitCode::FAILURE);
+        let first = read_migrations(project)?.is_empty();
+        say!("Run: kumo codegen {}", suggested_name(&plan, first));
+        return Ok(Generated::Pending);
     }
-    println!("Changes:");
+    say!("Changes:");
     for line in &lines {
-        println!("  {line}");
+        say!("  {line}");
     }
     for warning in plan.warnings() {
-        println!("warning: {warning}");
+        say!("warning: {warning}");
     }
     let destructive = plan.destructive_steps();
     if !destructive.is_empty() && !allow_destructive && !dry_run {
@@ -227,26 +307,26 @@ fn codegen(
     let migration = plan.migration(id);
     if dry_run {
         for dialect in Dialect::ALL {
-            println!("\n-- {} {} up", migration.id, dialect.name());
-            print!("{}", migration.up(dialect));
-            println!("-- {} {} down", migration.id, dialect.name());
-            print!("{}", migration.down(dialect));
+            say!("\n-- {} {} up", migration.id, dialect.name());
+            crate::write_stdout(format_args!("{}", migration.up(dialect)));
+            say!("-- {} {} down", migration.id, dialect.name());
+            crate::write_stdout(format_args!("{}", migration.down(dialect)));
         }
         if !destructive.is_empty() {
-            println!("\nnote: writing this migration needs --allow-destructive:");
+            say!("\nnote: writing this migration needs --allow-destructive:");
             for d in &destructive {
-                println!("  - {d}");
+                say!("  - {d}");
             }
         }
-        println!("\nDry run: nothing written.");
-        return Ok(ExitCode::SUCCESS);
+        say!("\nDry run: nothing written.");
+        return Ok(Generated::Nothing);
     }
     let dir = files::write(&project.migrations_dir(), &migration, &plan.new_tables)?;
-    println!(
-        "Wrote {} (PostgreSQL and SQLite, up and down).\nNext: kumo migrate",
+    say!(
+        "Wrote {} (PostgreSQL and SQLite, up and down).",
         display_relative(&project.root, &dir)
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Generated::Migration)
 }
 
 fn display_relative(root: &Path, path: &Path) -> String {
@@ -259,19 +339,19 @@ fn display_relative(root: &Path, path: &Path) -> String {
 async fn db_create(project: &Project) -> Result<()> {
     let target = target(project)?;
     if target.create().await? {
-        println!("Created the {}.", target.describe());
+        say!("Created the {}.", target.describe());
     } else {
-        println!("The {} already exists.", target.describe());
+        say!("The {} already exists.", target.describe());
     }
     Ok(())
 }
 
 fn report_migrated(ids: &[String]) {
     if ids.is_empty() {
-        println!("The database is up to date.");
+        say!("The database is up to date.");
     }
     for id in ids {
-        println!("Applied {id}");
+        say!("Applied {id}");
     }
 }
 
@@ -287,7 +367,7 @@ fn require_no_pending_changes(project: &Project, schema: &Schema) -> Result<()> 
     bail!(
         "the resources have changes with no migration:\n{}\nRun: kumo codegen {}",
         lines.join("\n"),
-        if first { "initial" } else { "<name>" }
+        suggested_name(&plan, first)
     )
 }
 
@@ -295,14 +375,14 @@ async fn setup(project: &Project, target: &Target) -> Result<()> {
     let schema = load_schema(project)?;
     require_no_pending_changes(project, &schema)?;
     let seeds = kumo_core::load::load_seeds_dir(&schema, &project.seeds_dir(), Path::new("seeds"))
-        .map_err(|d| anyhow::anyhow!("{d}"))?;
+        .map_err(|d| Report(d.to_string()))?;
     if target.create().await? {
-        println!("Created the {}.", target.describe());
+        say!("Created the {}.", target.describe());
     }
     let db = target.connect().await?;
     report_migrated(&runner::migrate(&db, &read_migrations(project)?).await?);
     let inserted = seed::load(&db, &schema, &seeds).await?;
-    println!(
+    say!(
         "Seeds: {inserted} row(s) inserted, {} already present.",
         seeds.len() as u64 - inserted
     );
@@ -312,27 +392,31 @@ async fn setup(project: &Project, target: &Target) -> Result<()> {
 
 async fn db_status(project: &Project) -> Result<ExitCode> {
     let target = target(project)?;
-    println!("Database: {}", target.describe());
+    say!("Database: {}", target.describe());
     let schema = load_schema(project)?;
     let plan = plan(project, &schema)?;
     let mut current = true;
     if plan.is_empty() {
-        println!("Resources: match the recorded schema.");
+        say!("Resources: match the recorded schema.");
     } else {
         current = false;
-        println!("Resources: changes with no migration (run `kumo codegen <name>`):");
+        let first = read_migrations(project)?.is_empty();
+        say!(
+            "Resources: changes with no migration (run `kumo codegen {}`):",
+            suggested_name(&plan, first)
+        );
         for line in plan.describe() {
-            println!("  {line}");
+            say!("  {line}");
         }
     }
     if !target.exists().await? {
-        println!("The database does not exist: run `kumo setup`.");
+        say!("The database does not exist: run `kumo setup`.");
         return Ok(ExitCode::FAILURE);
     }
     let db = target.connect().await?;
     let migrations = read_migrations(project)?;
     let status = runner::status(&db, &migrations).await?;
-    println!("Migrations:");
+    say!("Migrations:");
     for m in &migrations {
         let state = match status.applied.iter().find(|a| a.id == m.id) {
             Some(a) if status.edited.contains(&m.id) => {
@@ -341,37 +425,37 @@ async fn db_status(project: &Project) -> Result<ExitCode> {
             Some(a) => format!("applied {}", a.applied_at),
             None => "pending".to_string(),
         };
-        println!("  {}  {state}", m.id);
+        say!("  {}  {state}", m.id);
     }
     for id in &status.missing {
-        println!("  {id}  applied, but missing from migrations/");
+        say!("  {id}  applied, but missing from migrations/");
     }
     if migrations.is_empty() && status.missing.is_empty() {
-        println!("  (none)");
+        say!("  (none)");
     }
     if !status.pending.is_empty() {
-        println!("Run: kumo migrate");
+        say!("Run: kumo migrate");
     }
     current &= status.is_current();
     if status.is_current() {
         let expected = introspect::expected(&plan.old_tables, db.dialect());
         let live = introspect::read(&db).await?;
         if live == expected {
-            println!("Live schema: matches the recorded schema.");
+            say!("Live schema: matches the recorded schema.");
         } else {
             current = false;
-            println!(
+            say!(
                 "Live schema: DIFFERS from the recorded schema (was the database changed by hand?):"
             );
             for (name, table) in &expected {
                 match live.get(name) {
-                    None => println!("  missing table {name}"),
-                    Some(l) if l != table => println!("  table {name} differs"),
+                    None => say!("  missing table {name}"),
+                    Some(l) if l != table => say!("  table {name} differs"),
                     Some(_) => {}
                 }
             }
             for name in live.keys().filter(|n| !expected.contains_key(*n)) {
-                println!("  extra table {name}");
+                say!("  extra table {name}");
             }
         }
     }
@@ -417,14 +501,14 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret());
-    println!(
+    say!(
         "Kumo is serving {} on http://{local} (ready in {} ms)\n  api:    http://{local}/api/<plural>\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
         target.describe(),
         started.elapsed().as_millis()
     );
     kumo_server::serve(listener, state, shutdown_signal()).await?;
     db.close().await;
-    println!("Stopped.");
+    say!("Stopped.");
     Ok(())
 }
 
@@ -435,7 +519,9 @@ fn secret() -> Vec<u8> {
     match std::env::var("KUMO_SECRET") {
         Ok(s) if !s.is_empty() => s.into_bytes(),
         _ => {
-            tracing::info!("KUMO_SECRET is not set: page cursors are signed with a random per-process key");
+            tracing::info!(
+                "KUMO_SECRET is not set: page cursors are signed with a random per-process key"
+            );
             let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
             key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
             key
@@ -446,10 +532,10 @@ fn secret() -> Vec<u8> {
 async fn demo(dir: &Path, addr: &str) -> Result<()> {
     let started = Instant::now();
     if dir.join(CONFIG_FILE).exists() {
-        println!("Reusing the demo project in {}", dir.display());
+        say!("Reusing the demo project in {}", dir.display());
     } else {
         scaffold::demo_project(dir)?;
-        println!("Created a demo project in {}", dir.display());
+        say!("Created a demo project in {}", dir.display());
     }
     let project = load_project(dir)?;
     let schema = load_schema(&project)?;

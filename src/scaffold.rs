@@ -125,7 +125,7 @@ pub fn new_project(dir: &Path, database: DatabaseKind) -> Result<()> {
         DatabaseKind::Postgres => format!("postgres://postgres@127.0.0.1:5432/{name}"),
     };
     write_files(dir, NEW_FILES, &[("name", &name), ("database_url", &url)])?;
-    println!(
+    say!(
         "Created the Kumo project `{name}` in {}.\n\nNext:\n  cd {}\n  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo serve",
         dir.display(),
         dir.display()

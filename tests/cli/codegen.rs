@@ -67,6 +67,11 @@ fn check_and_dry_run_write_nothing() {
     let check = k.run(&["codegen", "--check", "--project", "app"]).fails();
     assert_eq!(check.code, 1);
     assert!(check.stdout.contains("+ table ratings"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("Run: kumo codegen add_ratings"),
+        "{}",
+        check.stdout
+    );
     let dry = k
         .run(&["codegen", "ratings", "--dry-run", "--project", "app"])
         .ok();

@@ -173,6 +173,9 @@ fn a_bad_resource_file_reports_every_error_with_line_and_column() {
         "{}",
         run.stderr
     );
+    // The diagnostics carry their own `error:`; nothing adds a second one.
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    assert!(!run.stderr.contains("error: error:"), "{}", run.stderr);
     assert!(!k.path("app/migrations/schema").exists(), "nothing written");
 }
 

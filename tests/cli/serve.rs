@@ -48,7 +48,7 @@ fn serve_refuses_with_the_fixing_command() {
     );
     let err = serve_refuses(&k);
     assert!(err.contains("+ table badges"), "{err}");
-    assert!(err.contains("Run: kumo codegen <name>"), "{err}");
+    assert!(err.contains("Run: kumo codegen add_badges"), "{err}");
     // A migration that is not applied.
     k.run(&["codegen", "badges", "--project", "app"]).ok();
     let err = serve_refuses(&k);
@@ -133,6 +133,8 @@ fn demo_creates_sets_up_and_serves_then_reuses() {
         "{}",
         server.banner
     );
+    // The demo migrates by itself; it must not tell the user to.
+    assert!(!server.banner.contains("Next:"), "{}", server.banner);
     assert!(
         server.banner.contains("6 row(s) inserted") || server.banner.contains("row(s) inserted")
     );
@@ -169,4 +171,23 @@ fn demo_uses_its_own_sqlite_database_even_with_database_url_set() {
     );
     assert!(k.path("demo/data/kumo.db").exists());
     assert!(!elsewhere.exists(), "the demo used DATABASE_URL");
+}
+
+/// `kumo db status | head -1`: when the reader goes away, kumo stops
+/// quietly instead of panicking on the broken pipe.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let k = Kumo::new();
+    k.set_up_project();
+    let mut command = k.command(&["db", "status", "--project", "app"]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run kumo");
+    // Close the reading end before kumo writes its first line.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait for kumo");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
