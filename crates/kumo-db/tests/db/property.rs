@@ -970,7 +970,7 @@ fn row_value(ty: &AttrType, salt: u32, row: u32) -> Value {
             ScalarType::Text => json!(format!("it's t{salt}r{row}")),
             ScalarType::Integer => json!(n % 1000),
             ScalarType::Float => json!(f64::from(n % 99) + 0.25),
-            ScalarType::Boolean => json!(row % 2 == 0),
+            ScalarType::Boolean => json!(row.is_multiple_of(2)),
             ScalarType::Uuid => json!(uuid(900_000 + u64::from(n))),
             ScalarType::Date => json!(format!("2024-02-{:02}", 1 + n % 28)),
             ScalarType::Datetime => json!(format!("2024-03-{:02}T04:05:06.250Z", 1 + n % 28)),
@@ -1008,14 +1008,20 @@ fn equals(column: &str, value: Option<&Value>, ty: &ColumnType, dialect: Dialect
     }
 }
 
+/// A value to set: table, row id, column, value (`None`: NULL), type.
+type Update = (String, String, String, Option<Value>, ColumnType);
+
+/// A column of rows to insert: its name, one value per row, its type.
+type ColumnValues = (String, Vec<Value>, ColumnType);
+
 /// Inserts the rows of newly created tables with a value in every column,
 /// gives fresh values to columns that are new or were emptied or converted,
 /// and points new relationships at their target's row of the same number,
 /// on every database.
 async fn seed(model: &mut Model, tables: &[Table], dbs: &[TestDb]) {
-    // (table, row id, column, value, type) to set, and rows to insert.
-    let mut updates: Vec<(String, String, String, Option<Value>, ColumnType)> = Vec::new();
-    let mut inserts: Vec<(String, Vec<(String, Vec<Value>, ColumnType)>)> = Vec::new();
+    let mut updates: Vec<Update> = Vec::new();
+    // Per new table, its columns.
+    let mut inserts: Vec<(String, Vec<ColumnValues>)> = Vec::new();
     let mut salt = model.salt;
     for r in &mut model.resources {
         let table = r.table();

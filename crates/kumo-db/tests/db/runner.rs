@@ -29,13 +29,13 @@ async fn rollback_undoes_the_most_recently_applied(dialect: Dialect) {
     let applied = runner::migrate(&t.db, std::slice::from_ref(&on_main))
         .await
         .unwrap();
-    assert_eq!(applied, [on_main.id.clone()]);
+    assert_eq!(applied, [on_main.id.as_str()]);
     let applied = runner::migrate(&t.db, &all).await.unwrap();
-    assert_eq!(applied, [from_branch.id.clone()]);
+    assert_eq!(applied, [from_branch.id.as_str()]);
     let undone = runner::rollback(&t.db, &all, 1).await.unwrap();
-    assert_eq!(undone, [from_branch.id.clone()], "{}", t.name());
+    assert_eq!(undone, [from_branch.id.as_str()], "{}", t.name());
     let undone = runner::rollback(&t.db, &all, 1).await.unwrap();
-    assert_eq!(undone, [on_main.id.clone()], "{}", t.name());
+    assert_eq!(undone, [on_main.id.as_str()], "{}", t.name());
     t.cleanup().await;
 }
 
