@@ -20,7 +20,7 @@ use std::fmt::{self, Write as _};
 
 use crate::resource::Span;
 
-pub use eval::{EvalContext, eval};
+pub use eval::{EvalContext, compare, eval};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {

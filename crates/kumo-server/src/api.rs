@@ -195,8 +195,31 @@ async fn json_body(headers: &HeaderMap, body: Body, empty_ok: bool) -> Result<Va
     })
 }
 
-fn view(engine: &Engine, entry: &Entry, query: Option<&str>) -> Result<View, Response> {
-    parse_record_query(&engine.catalog, entry, query.unwrap_or("")).map_err(fail)
+/// What every record route needs before it acts: the engine, the resource,
+/// the caller, and the requested view (`include`, `fields`).
+struct Call<'s> {
+    engine: &'s Engine,
+    entry: &'s Entry,
+    actor: Value,
+    view: View,
+}
+
+fn call<'s>(
+    state: &'s AppState,
+    plural: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Call<'s>, Response> {
+    let engine = engine(state)?;
+    let entry = resource(engine, plural)?;
+    let actor = actor(state, headers)?;
+    let view = parse_record_query(&engine.catalog, entry, query.unwrap_or("")).map_err(fail)?;
+    Ok(Call {
+        engine,
+        entry,
+        actor,
+        view,
+    })
 }
 
 async fn list(
@@ -223,10 +246,12 @@ async fn show(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let engine = engine(&state)?;
-    let entry = resource(engine, &plural)?;
-    let actor = actor(&state, &headers)?;
-    let view = view(engine, entry, query.as_deref())?;
+    let Call {
+        engine,
+        entry,
+        actor,
+        view,
+    } = call(&state, &plural, &headers, query.as_deref())?;
     let record = engine.get(&actor, entry, &id, &view).await.map_err(fail)?;
     Ok(data(StatusCode::OK, Value::Object(record)))
 }
@@ -238,10 +263,12 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let engine = engine(&state)?;
-    let entry = resource(engine, &plural)?;
-    let actor = actor(&state, &headers)?;
-    let view = view(engine, entry, query.as_deref())?;
+    let Call {
+        engine,
+        entry,
+        actor,
+        view,
+    } = call(&state, &plural, &headers, query.as_deref())?;
     let body = json_body(&headers, body, false).await?;
     let created = engine
         .create(&actor, entry, &body, &view)
@@ -257,10 +284,12 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let engine = engine(&state)?;
-    let entry = resource(engine, &plural)?;
-    let actor = actor(&state, &headers)?;
-    let view = view(engine, entry, query.as_deref())?;
+    let Call {
+        engine,
+        entry,
+        actor,
+        view,
+    } = call(&state, &plural, &headers, query.as_deref())?;
     let body = json_body(&headers, body, false).await?;
     let record = engine
         .update(&actor, entry, &id, &body, &view)
@@ -275,10 +304,12 @@ async fn destroy(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
-    let engine = engine(&state)?;
-    let entry = resource(engine, &plural)?;
-    let actor = actor(&state, &headers)?;
-    let view = view(engine, entry, query.as_deref())?;
+    let Call {
+        engine,
+        entry,
+        actor,
+        view,
+    } = call(&state, &plural, &headers, query.as_deref())?;
     let record = engine
         .destroy(&actor, entry, &id, &view)
         .await
@@ -294,16 +325,18 @@ async fn create_action(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let engine = engine(&state)?;
-    let entry = resource(engine, &plural)?;
+    let Call {
+        engine,
+        entry,
+        actor,
+        view,
+    } = call(&state, &plural, &headers, query.as_deref())?;
     let action = entry
         .resource
         .actions
         .iter()
         .find(|a| a.name == name && a.kind == ActionKind::Create)
         .ok_or_else(|| no_action(entry, &name))?;
-    let actor = actor(&state, &headers)?;
-    let view = view(engine, entry, query.as_deref())?;
     let body = json_body(&headers, body, true).await?;
     let created = engine
         .action(&actor, entry, action, None, &body, &view)
@@ -320,16 +353,18 @@ async fn record_action(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let engine = engine(&state)?;
-    let entry = resource(engine, &plural)?;
+    let Call {
+        engine,
+        entry,
+        actor,
+        view,
+    } = call(&state, &plural, &headers, query.as_deref())?;
     let action = entry
         .resource
         .actions
         .iter()
         .find(|a| a.name == name && a.kind != ActionKind::Create)
         .ok_or_else(|| no_action(entry, &name))?;
-    let actor = actor(&state, &headers)?;
-    let view = view(engine, entry, query.as_deref())?;
     let body = json_body(&headers, body, true).await?;
     let record = engine
         .action(&actor, entry, action, Some(&id), &body, &view)

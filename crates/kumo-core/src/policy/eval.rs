@@ -50,19 +50,8 @@ fn condition(e: &Expr, ctx: &EvalContext<'_>) -> bool {
         Expr::Binary { op, lhs, rhs } => match op {
             BinOp::And => condition(lhs, ctx) && condition(rhs, ctx),
             BinOp::Or => condition(lhs, ctx) || condition(rhs, ctx),
-            BinOp::Eq => equal(&value(lhs, ctx), &value(rhs, ctx)),
-            BinOp::Ne => !equal(&value(lhs, ctx), &value(rhs, ctx)),
-            BinOp::Lt => order(&value(lhs, ctx), &value(rhs, ctx)) == Some(Ordering::Less),
-            BinOp::Le => matches!(
-                order(&value(lhs, ctx), &value(rhs, ctx)),
-                Some(Ordering::Less | Ordering::Equal)
-            ),
-            BinOp::Gt => order(&value(lhs, ctx), &value(rhs, ctx)) == Some(Ordering::Greater),
-            BinOp::Ge => matches!(
-                order(&value(lhs, ctx), &value(rhs, ctx)),
-                Some(Ordering::Greater | Ordering::Equal)
-            ),
             BinOp::In => member(lhs, rhs, ctx),
+            _ => compare(*op, &value(lhs, ctx), &value(rhs, ctx)),
         },
         // Not conditions; the loader rejects them.
         Expr::Null | Expr::Int(_) | Expr::Float(_) | Expr::Str(_) | Expr::List(_) => false,
@@ -134,6 +123,21 @@ fn field<'a>(object: Cow<'a, Value>, name: &str) -> Cow<'a, Value> {
     match object {
         Cow::Borrowed(v) => v.get(name).map_or(Cow::Owned(Value::Null), Cow::Borrowed),
         Cow::Owned(v) => Cow::Owned(v.get(name).cloned().unwrap_or(Value::Null)),
+    }
+}
+
+/// A comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`) of two known values, as
+/// the spec defines it. The SQL compiler folds known operands with this, so
+/// there is one definition of what a comparison means.
+pub fn compare(op: BinOp, a: &Value, b: &Value) -> bool {
+    match op {
+        BinOp::Eq => equal(a, b),
+        BinOp::Ne => !equal(a, b),
+        BinOp::Lt => order(a, b) == Some(Ordering::Less),
+        BinOp::Le => matches!(order(a, b), Some(Ordering::Less | Ordering::Equal)),
+        BinOp::Gt => order(a, b) == Some(Ordering::Greater),
+        BinOp::Ge => matches!(order(a, b), Some(Ordering::Greater | Ordering::Equal)),
+        BinOp::In | BinOp::And | BinOp::Or => false,
     }
 }
 

@@ -90,6 +90,20 @@ pub struct Field {
 }
 
 impl Field {
+    /// A column a query computes for itself (a parent key, a policy check),
+    /// decoded with the record's fields and then taken out of it.
+    pub(crate) fn computed(name: &str, kind: Kind) -> Field {
+        Field {
+            name: name.to_owned(),
+            kind,
+            origin: Origin::Managed,
+            required: true,
+            has_default: false,
+            sensitive: false,
+            writable: false,
+        }
+    }
+
     /// Clients may see, filter and sort on it.
     pub fn is_public(&self) -> bool {
         !self.sensitive
@@ -128,7 +142,7 @@ impl Catalog {
         let mut by_plural = HashMap::new();
         for resource in &schema.resources {
             by_plural.insert(resource.plural.clone(), resource.name.clone());
-            entries.insert(resource.name.clone(), entry(&schema, resource));
+            entries.insert(resource.name.clone(), entry(resource));
         }
         Catalog {
             schema,
@@ -168,7 +182,7 @@ fn managed(name: &str, kind: Kind) -> Field {
     }
 }
 
-fn entry(schema: &Schema, resource: &Resource) -> Entry {
+fn entry(resource: &Resource) -> Entry {
     let mut fields = vec![managed("id", Kind::Uuid)];
     for a in &resource.attributes {
         fields.push(Field {
@@ -202,7 +216,6 @@ fn entry(schema: &Schema, resource: &Resource) -> Entry {
     }
     fields.push(managed("inserted_at", Kind::Datetime));
     fields.push(managed("updated_at", Kind::Datetime));
-    let _ = schema;
     Entry {
         resource: resource.clone(),
         table: resource.plural.clone(),

@@ -218,66 +218,41 @@ pub(crate) enum Exec<'a> {
     Sqlite(&'a mut SqliteConnection),
 }
 
+/// Rows as the database returned them, before decoding.
+enum Rows {
+    Pg(Vec<PgRow>),
+    Sqlite(Vec<SqliteRow>),
+}
+
 impl Exec<'_> {
+    async fn fetch_rows(&mut self, sql: &Sql) -> Result<Rows, sqlx::Error> {
+        Ok(match self {
+            Exec::Pool(Database::Postgres(pool)) => Rows::Pg(pg_query(sql).fetch_all(pool).await?),
+            Exec::Pg(conn) => Rows::Pg(pg_query(sql).fetch_all(&mut **conn).await?),
+            Exec::Pool(Database::Sqlite(pool)) => {
+                Rows::Sqlite(sqlite_query(sql).fetch_all(pool).await?)
+            }
+            Exec::Sqlite(conn) => Rows::Sqlite(sqlite_query(sql).fetch_all(&mut **conn).await?),
+        })
+    }
+
     pub(crate) async fn fetch_records(
         &mut self,
         sql: &Sql,
         fields: &[&Field],
     ) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
-        let mut out = Vec::new();
-        match self {
-            Exec::Pool(Database::Postgres(pool)) => {
-                for row in pg_query(sql).fetch_all(pool).await? {
-                    out.push(decode_pg(&row, fields)?);
-                }
-            }
-            Exec::Pg(conn) => {
-                for row in pg_query(sql).fetch_all(&mut **conn).await? {
-                    out.push(decode_pg(&row, fields)?);
-                }
-            }
-            Exec::Pool(Database::Sqlite(pool)) => {
-                for row in sqlite_query(sql).fetch_all(pool).await? {
-                    out.push(decode_sqlite(&row, fields)?);
-                }
-            }
-            Exec::Sqlite(conn) => {
-                for row in sqlite_query(sql).fetch_all(&mut **conn).await? {
-                    out.push(decode_sqlite(&row, fields)?);
-                }
-            }
+        match self.fetch_rows(sql).await? {
+            Rows::Pg(rows) => rows.iter().map(|r| decode_pg(r, fields)).collect(),
+            Rows::Sqlite(rows) => rows.iter().map(|r| decode_sqlite(r, fields)).collect(),
         }
-        Ok(out)
     }
 
     /// Runs a query that returns one integer (a count, a flag) per row.
     pub(crate) async fn fetch_integers(&mut self, sql: &Sql) -> Result<Vec<i64>, sqlx::Error> {
-        Ok(match self {
-            Exec::Pool(Database::Postgres(pool)) => pg_query(sql)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?,
-            Exec::Pg(conn) => pg_query(sql)
-                .fetch_all(&mut **conn)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?,
-            Exec::Pool(Database::Sqlite(pool)) => sqlite_query(sql)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?,
-            Exec::Sqlite(conn) => sqlite_query(sql)
-                .fetch_all(&mut **conn)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?,
-        })
+        match self.fetch_rows(sql).await? {
+            Rows::Pg(rows) => rows.iter().map(|r| r.try_get::<i64, _>(0)).collect(),
+            Rows::Sqlite(rows) => rows.iter().map(|r| r.try_get::<i64, _>(0)).collect(),
+        }
     }
 
     pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<u64, sqlx::Error> {

@@ -80,6 +80,21 @@ impl FilterOp {
         "is_nil",
     ];
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterOp::Eq => "eq",
+            FilterOp::Ne => "ne",
+            FilterOp::Lt => "lt",
+            FilterOp::Lte => "lte",
+            FilterOp::Gt => "gt",
+            FilterOp::Gte => "gte",
+            FilterOp::In => "in",
+            FilterOp::Contains => "contains",
+            FilterOp::StartsWith => "starts_with",
+            FilterOp::IsNil => "is_nil",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<FilterOp> {
         Some(match s {
             "eq" => FilterOp::Eq,
@@ -412,10 +427,7 @@ fn parse_filter(
             )
         })?;
     let kind = field.kind;
-    let op_name = FilterOp::ALL[FilterOp::ALL
-        .iter()
-        .position(|n| FilterOp::parse(n) == Some(op))
-        .unwrap_or(0)];
+    let op_name = op.as_str();
     if !FilterOp::for_kind(kind).contains(&op_name) {
         return Err(QueryError::bad_field(
             key,

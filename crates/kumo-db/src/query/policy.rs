@@ -15,7 +15,7 @@
 //! allows. The reference evaluator in `kumo_core::policy` is the oracle in
 //! the tests.
 
-use kumo_core::policy::{BinOp, Expr, Path, Root};
+use kumo_core::policy::{BinOp, Expr, Path, Root, compare};
 use kumo_core::resource::{Policy, RelationshipKind};
 use serde_json::Value;
 
@@ -125,53 +125,19 @@ impl Cond {
     /// `a == b`, folded when both sides are known.
     pub(crate) fn eq(a: Operand, b: Operand) -> Cond {
         match (&a, &b) {
-            (Operand::Value(x), Operand::Value(y)) => Cond::Const(values_equal(x, y)),
+            (Operand::Value(x), Operand::Value(y)) => Cond::Const(compare(BinOp::Eq, x, y)),
             _ => Cond::Eq(a, b),
         }
     }
 
     pub(crate) fn order(op: BinOp, a: Operand, b: Operand) -> Cond {
         match (&a, &b) {
-            (Operand::Value(x), Operand::Value(y)) => Cond::Const(values_ordered(op, x, y)),
+            (Operand::Value(x), Operand::Value(y)) => Cond::Const(compare(op, x, y)),
             (Operand::Value(Value::Null), _) | (_, Operand::Value(Value::Null)) => {
                 Cond::Const(false)
             }
             _ => Cond::Order(op, a, b),
         }
-    }
-}
-
-/// The spec's `==` on known values.
-pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => i == j,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        _ => a == b,
-    }
-}
-
-/// The spec's `<`, `<=`, `>`, `>=` on known values.
-pub(crate) fn values_ordered(op: BinOp, a: &Value, b: &Value) -> bool {
-    use std::cmp::Ordering;
-    let ordering = match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => Some(i.cmp(&j)),
-            _ => x
-                .as_f64()
-                .zip(y.as_f64())
-                .and_then(|(p, q)| p.partial_cmp(&q)),
-        },
-        (Value::String(x), Value::String(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
-        _ => None,
-    };
-    match (op, ordering) {
-        (BinOp::Lt, Some(o)) => o == Ordering::Less,
-        (BinOp::Le, Some(o)) => o != Ordering::Greater,
-        (BinOp::Gt, Some(o)) => o == Ordering::Greater,
-        (BinOp::Ge, Some(o)) => o != Ordering::Less,
-        _ => false,
     }
 }
 
@@ -473,7 +439,11 @@ impl Renderer {
                         sql.bind_value(f.kind, v);
                     }
                     (Operand::Value(x), Operand::Value(y)) => {
-                        sql.push(if values_equal(x, y) { "TRUE" } else { "FALSE" });
+                        sql.push(if compare(BinOp::Eq, x, y) {
+                            "TRUE"
+                        } else {
+                            "FALSE"
+                        });
                     }
                 }
                 sql.push(")");

@@ -5,7 +5,7 @@
 
 use kumo_core::policy::BinOp;
 use kumo_core::resource::RelationshipKind;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::catalog::{Entry, Field, Kind};
 use super::error::QueryError;
@@ -216,10 +216,6 @@ impl Engine {
         select_list(&mut sql, entry, ROW);
         sql.push(&format!(" FROM {} {ROW} WHERE ", ident(&entry.table)));
         Renderer::new(ROW).render(&cond, &mut sql);
-        if matches!(exec, Exec::Pg(_)) {
-            // Inside a write: hold the row until the transaction ends.
-            sql.push(" FOR UPDATE");
-        }
         Ok(exec.fetch_records(&sql, &public(entry)).await?.pop())
     }
 
@@ -419,15 +415,7 @@ impl Engine {
             ") AS kumo_page WHERE kumo_n <= {INCLUDE_LIMIT} ORDER BY \"id\""
         ));
         let mut fields = public(target);
-        let parent = Field {
-            name: "kumo_parent".into(),
-            kind: Kind::Uuid,
-            origin: super::catalog::Origin::Managed,
-            required: true,
-            has_default: false,
-            sensitive: false,
-            writable: false,
-        };
+        let parent = Field::computed("kumo_parent", Kind::Uuid);
         fields.push(&parent);
         let rows = exec.fetch_records(&sql, &fields).await?;
         Ok(rows
@@ -566,5 +554,3 @@ pub(crate) fn shape(mut record: Record, view: &View) -> Record {
 pub(crate) fn canonical_id(id: &str) -> Option<String> {
     uuid::Uuid::parse_str(id).ok().map(|u| u.to_string())
 }
-
-pub(crate) fn _unused(_: Map<String, Value>) {}

@@ -14,7 +14,7 @@
 //! Events are announced only after the commit.
 
 use kumo_core::load::normalize_value;
-use kumo_core::resource::{Action, ActionKind, Policy};
+use kumo_core::resource::{Action, ActionKind, AttrType, Policy};
 use kumo_core::table::constraint_name;
 use serde_json::Value;
 use sqlx::error::ErrorKind;
@@ -473,15 +473,7 @@ impl Engine {
         if matches!(exec, Exec::Pg(_)) && read.is_some() {
             sql.push(" FOR UPDATE");
         }
-        let allowed = Field {
-            name: "kumo_allowed".into(),
-            kind: Kind::Integer,
-            origin: Origin::Managed,
-            required: true,
-            has_default: false,
-            sensitive: false,
-            writable: false,
-        };
+        let allowed = Field::computed("kumo_allowed", Kind::Integer);
         let mut fields = public(entry);
         fields.push(&allowed);
         let mut rows = exec.fetch_records(&sql, &fields).await?;
@@ -638,12 +630,7 @@ fn check_field(field: &Field, value: &Value) -> Result<Value, String> {
     }
     match &field.origin {
         Origin::Attribute(ty) => normalize_value(ty, value),
-        _ => match value {
-            Value::String(s) => canonical_id(s)
-                .map(Value::String)
-                .ok_or_else(|| format!("`{s}` is not a UUID")),
-            _ => Err("must be a UUID string".to_owned()),
-        },
+        _ => normalize_value(&AttrType::Uuid, value),
     }
 }
 
