@@ -360,7 +360,8 @@ struct ModelAttr {
     /// after a conversion whose text differs between the databases.
     values: Option<Vec<Option<Value>>>,
     /// Whether the rows get fresh values after this step's check: the column
-    /// is new, or its values were emptied or converted.
+    /// is new or its values were emptied (not after a type change, whose
+    /// values must convert back on rollback).
     reseed: bool,
 }
 
@@ -605,14 +606,18 @@ impl Model {
                         .values
                         .take()
                         .and_then(|rows| converted(&from, &a.spec.ty, rows));
-                    a.reseed = a.values.is_none();
+                    // No fresh values: values of the new type need not
+                    // convert back when everything is rolled back.
+                    a.reseed = false;
                 } else {
                     a.spec.ty = to.0.clone();
                     if a.spec.default.is_some() {
                         a.spec.default = Some(default_for(&to.0, *pick));
                     }
+                    // It stays NULL: values of the new type need not convert
+                    // back to the old one when everything is rolled back.
                     a.values = Some(vec![None; ROWS as usize]);
-                    a.reseed = true;
+                    a.reseed = false;
                     data.null_first.push((table, a.name.clone()));
                 }
             }
@@ -960,6 +965,14 @@ fn converted(
         .collect()
 }
 
+/// The value `row` gets in a column: its own, except that a unique column
+/// whose type has fewer values than there are rows (an enum of one value)
+/// is NULL after the first row, since two rows may not share a value.
+fn seed_value(spec: &AttrSpec, salt: u32, row: u32) -> Option<Value> {
+    let too_few = matches!(&spec.ty, AttrType::Enum { values } if values.len() < ROWS as usize);
+    (!(spec.unique && too_few && row > 0)).then(|| row_value(&spec.ty, salt, row))
+}
+
 /// A value of type `ty` for `row`, within every generated constraint, that
 /// differs from the other rows' and (through `salt`) other columns'.
 fn row_value(ty: &AttrType, salt: u32, row: u32) -> Value {
@@ -1049,9 +1062,14 @@ async fn seed(model: &mut Model, tables: &[Table], dbs: &[TestDb]) {
             for a in &mut r.attributes {
                 salt += 1;
                 let values: Vec<Value> = (0..ROWS)
-                    .map(|row| row_value(&a.spec.ty, salt, row))
+                    .map(|row| seed_value(&a.spec, salt, row).unwrap_or(Value::Null))
                     .collect();
-                a.values = Some(values.iter().cloned().map(Some).collect());
+                a.values = Some(
+                    values
+                        .iter()
+                        .map(|v| (!v.is_null()).then(|| v.clone()))
+                        .collect(),
+                );
                 a.reseed = false;
                 let ty = column_type(tables, &table, &a.name).clone();
                 columns.push((a.name.clone(), values, ty));
@@ -1063,7 +1081,7 @@ async fn seed(model: &mut Model, tables: &[Table], dbs: &[TestDb]) {
         for a in r.attributes.iter_mut().filter(|a| a.reseed) {
             salt += 1;
             let values: Vec<Option<Value>> = (0..ROWS)
-                .map(|row| Some(row_value(&a.spec.ty, salt, row)))
+                .map(|row| seed_value(&a.spec, salt, row))
                 .collect();
             let ty = column_type(tables, &table, &a.name);
             for (row_id, v) in row_ids.iter().zip(&values) {
