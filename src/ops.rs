@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use kumo_core::project::{self, CONFIG_FILE, Project};
 use kumo_core::resource::Schema;
 use kumo_db::db::{Database, Target};
@@ -473,6 +473,9 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
     let schema = load_schema(project)?;
     require_no_pending_changes(project, &schema)?;
     let migrations = read_migrations(project)?;
+    let rate_limit =
+        kumo_server::ratelimit::RateLimit::from_config(&project.config.server.rate_limit)
+            .map_err(|e| anyhow!("{}: {e}", project.root.join(CONFIG_FILE).display()))?;
     let db = target.connect().await?;
     let status = runner::status(&db, &migrations).await?;
     if !status.pending.is_empty() {
@@ -500,7 +503,8 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret());
+    let state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret())
+        .with_rate_limit(rate_limit.as_ref());
     say!(
         "Kumo is serving {} on http://{local} (ready in {} ms)\n  api:    http://{local}/api/<plural>\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
         target.describe(),

@@ -3,6 +3,7 @@
 
 mod codegen;
 mod project;
+mod rate_limit;
 mod serve;
 mod services;
 
@@ -193,27 +194,57 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 GET, so the tests need no HTTP client crate.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let response = http_request(addr, path, &[]);
+    (response.status, response.body)
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header lines, names lowercased: `retry-after: 1`.
+    pub headers: Vec<String>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find_map(|h| h.strip_prefix(name)?.strip_prefix(": "))
+    }
+}
+
+/// A GET with extra request headers.
+pub fn http_request(addr: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let headers = lines
+        .map(|l| match l.split_once(':') {
+            Some((name, value)) => format!("{}: {}", name.to_lowercase(), value.trim()),
+            None => l.to_owned(),
+        })
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }
 
 pub fn files_under(dir: &Path) -> Vec<String> {

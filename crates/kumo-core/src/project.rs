@@ -45,6 +45,36 @@ pub struct DatabaseSection {
 pub struct ServerSection {
     pub addr: Option<String>,
     pub public_url: Option<String>,
+    #[serde(default)]
+    pub rate_limit: RateLimitSection,
+}
+
+/// `[server.rate_limit]`: how many requests one client may make. A client
+/// is an IPv4 address or an IPv6 /64 network (one household or device).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// `false` turns the limit off (benchmarks, a trusted network).
+    pub enabled: bool,
+    /// Sustained requests per second per client.
+    pub per_second: u32,
+    /// Requests a client may make at once before the sustained rate applies.
+    pub burst: u32,
+    /// Behind a reverse proxy, the header it puts the client's address in
+    /// (`x-forwarded-for`: its last entry is used, the one the proxy added).
+    /// Unset: the address of the TCP peer.
+    pub client_ip_header: Option<String>,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        RateLimitSection {
+            enabled: true,
+            per_second: 100,
+            burst: 200,
+            client_ip_header: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,6 +132,15 @@ impl Project {
                     ),
                 });
             }
+        }
+        let limit = &config.server.rate_limit;
+        if limit.enabled && (limit.per_second == 0 || limit.burst == 0) {
+            return Err(ProjectError::Invalid {
+                path,
+                message: "[server.rate_limit] per_second and burst must be at least 1; \
+                          to turn the limit off, set enabled = false"
+                    .into(),
+            });
         }
         Ok(Project {
             root: root.to_path_buf(),

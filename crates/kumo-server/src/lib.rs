@@ -7,8 +7,10 @@
 //! Kumo route uses.
 
 pub mod api;
+pub mod ratelimit;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -37,6 +39,8 @@ struct Inner {
     /// The resource API; `None` serves only health and readiness.
     engine: Option<Engine>,
     authenticate: api::Authenticate,
+    /// `None`: no limit (`[server.rate_limit] enabled = false`).
+    rate_limit: Option<Arc<ratelimit::Limiter>>,
 }
 
 impl AppState {
@@ -47,6 +51,7 @@ impl AppState {
                 migrations,
                 engine: None,
                 authenticate: api::anonymous_only(),
+                rate_limit: None,
             }),
         }
     }
@@ -66,20 +71,31 @@ impl AppState {
                 migrations,
                 engine: Some(engine),
                 authenticate: api::anonymous_only(),
+                rate_limit: None,
             }),
         }
     }
 
     /// Replaces how requests are turned into actors.
     pub fn with_authenticate(self, authenticate: api::Authenticate) -> Self {
+        self.rebuild(|inner| Inner {
+            authenticate,
+            ..inner
+        })
+    }
+
+    /// Limits how many requests each client may make (429 beyond it).
+    pub fn with_rate_limit(self, limit: Option<&ratelimit::RateLimit>) -> Self {
+        let rate_limit = limit.map(|l| Arc::new(ratelimit::Limiter::new(l)));
+        self.rebuild(|inner| Inner { rate_limit, ..inner })
+    }
+
+    fn rebuild(self, change: impl FnOnce(Inner) -> Inner) -> Self {
         let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
-            panic!("with_authenticate is called while building the state, before it is shared")
+            panic!("the state is configured while it is built, before it is shared")
         });
         AppState {
-            inner: Arc::new(Inner {
-                authenticate,
-                ..inner
-            }),
+            inner: Arc::new(change(inner)),
         }
     }
 
@@ -97,14 +113,19 @@ impl AppState {
 }
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(api::routes())
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed);
+    if let Some(limiter) = &state.inner.rate_limit {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            limiter.clone(),
+            ratelimit::enforce,
+        ));
+    }
+    router.layer(TraceLayer::new_for_http()).with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -113,7 +134,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    // The peer's address is what the rate limit counts requests against.
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -1,0 +1,223 @@
+//! Per-client rate limits: every route answers 429 with `Retry-After` once a
+//! client goes over `[server.rate_limit]`.
+//!
+//! A client is an IPv4 address or an IPv6 /64 network: one host usually owns
+//! a whole /64, so keying by full IPv6 address would give it 2^64 buckets.
+//! Behind a reverse proxy the address comes from a configured header; the
+//! proxy appends the peer it saw, so the last entry is the one to trust.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use kumo_core::project::RateLimitSection;
+
+use crate::api::error_response;
+
+/// How often idle clients' buckets are dropped, so that memory follows the
+/// number of recent clients rather than every client ever seen.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(10);
+
+/// The limit and where a request's client address comes from.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+    /// `None`: the TCP peer's address.
+    pub client_ip_header: Option<HeaderName>,
+}
+
+impl RateLimit {
+    /// The limit `kumo.toml` asks for; `None` when it is turned off.
+    pub fn from_config(section: &RateLimitSection) -> Result<Option<RateLimit>, String> {
+        if !section.enabled {
+            return Ok(None);
+        }
+        let nonzero = |n: u32, name: &str| {
+            NonZeroU32::new(n)
+                .ok_or_else(|| format!("[server.rate_limit] {name} must be at least 1"))
+        };
+        let client_ip_header = section
+            .client_ip_header
+            .as_deref()
+            .map(|h| {
+                HeaderName::try_from(h).map_err(|_| {
+                    format!("[server.rate_limit] client_ip_header `{h}` is not a header name")
+                })
+            })
+            .transpose()?;
+        Ok(Some(RateLimit {
+            per_second: nonzero(section.per_second, "per_second")?,
+            burst: nonzero(section.burst, "burst")?,
+            client_ip_header,
+        }))
+    }
+}
+
+pub(crate) struct Limiter {
+    buckets: DefaultKeyedRateLimiter<IpAddr>,
+    client_ip_header: Option<HeaderName>,
+    started: Instant,
+    /// Milliseconds after `started` when idle buckets were last dropped.
+    last_forget_ms: AtomicU64,
+}
+
+impl Limiter {
+    pub(crate) fn new(limit: &RateLimit) -> Limiter {
+        let quota = Quota::per_second(limit.per_second).allow_burst(limit.burst);
+        Limiter {
+            buckets: RateLimiter::keyed(quota),
+            client_ip_header: limit.client_ip_header.clone(),
+            started: Instant::now(),
+            last_forget_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// `Err(wait)` when the client must wait that long before its next
+    /// request is accepted.
+    fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        self.forget_idle_clients();
+        self.buckets
+            .check_key(&client)
+            .map_err(|not_until| not_until.wait_time_from(self.buckets.clock().now()))
+    }
+
+    fn forget_idle_clients(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_forget_ms.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= FORGET_IDLE_EVERY.as_millis() as u64;
+        // One request does the sweep; the others go on.
+        if due
+            && self
+                .last_forget_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.buckets.retain_recent();
+            self.buckets.shrink_to_fit();
+        }
+    }
+
+    fn client(&self, request: &Request) -> IpAddr {
+        let from_header = self.client_ip_header.as_ref().and_then(|name| {
+            let value = request.headers().get(name)?.to_str().ok()?;
+            value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+        });
+        let peer = || {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip())
+        };
+        // Without a socket (a router driven in-process) every request is
+        // one client.
+        let ip = from_header
+            .or_else(peer)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        bucket_key(ip)
+    }
+}
+
+/// IPv4 as is (also when written as an IPv4-mapped IPv6 address); IPv6
+/// reduced to its /64 network.
+fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(network))
+            }
+        },
+    }
+}
+
+/// The middleware: counts the request against its client, or answers 429.
+pub(crate) async fn enforce(
+    State(limiter): State<Arc<Limiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match limiter.check(limiter.client(&request)) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => too_many_requests(wait),
+    }
+}
+
+fn too_many_requests(wait: Duration) -> Response {
+    // Whole seconds, rounded up: a client retrying after `Retry-After` must
+    // not be refused again.
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        &format!("too many requests from this client; retry in {seconds} s"),
+        None,
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&seconds.to_string()).expect("digits are a valid header value"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64_network() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket_key(a), bucket_key(b));
+        assert_eq!(bucket_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_ne!(bucket_key(a), bucket_key(other));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_ipv4() {
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(bucket_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let r = too_many_requests(Duration::from_millis(1200));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let r = too_many_requests(Duration::from_millis(3));
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn config_errors_name_the_setting() {
+        let mut section = RateLimitSection {
+            per_second: 0,
+            ..RateLimitSection::default()
+        };
+        assert_eq!(
+            RateLimit::from_config(&section).unwrap_err(),
+            "[server.rate_limit] per_second must be at least 1"
+        );
+        section.per_second = 5;
+        section.client_ip_header = Some("bad header".into());
+        assert!(
+            RateLimit::from_config(&section)
+                .unwrap_err()
+                .contains("`bad header` is not a header name")
+        );
+        section.enabled = false;
+        assert!(RateLimit::from_config(&section).unwrap().is_none());
+    }
+}
