@@ -99,7 +99,7 @@ pub fn load_schema(
     let mut diags = Vec::new();
     let parsed = ids
         .into_iter()
-        .filter_map(|(id, system)| parse::parse_file(id, &sources.get(id).text, system, &mut diags))
+        .map(|(id, system)| parse::parse_file(id, &sources.get(id).text, system, &mut diags))
         .collect();
     let schema = resolve::build(parsed, include_system, &sources, &mut diags);
     finish(sources, diags, schema)

@@ -5,8 +5,14 @@
 //! References to other things (relationship targets, identity fields, policy
 //! paths, action fields) are kept unresolved with their spans; `resolve`
 //! checks them once every file is read and `user` extensions are merged.
-
-use std::collections::BTreeSet;
+//!
+//! An error inside a declaration must not hide an independent error
+//! elsewhere, so a declaration is dropped only when what is left could not be
+//! checked at all (an attribute without a known type, a relationship without
+//! a kind). Otherwise it is kept and marked `damaged`: `resolve` still checks
+//! the references it makes that no local error can explain (a relationship's
+//! target, an action's fields and policy), but skips the checks a local
+//! error could have caused, so one mistake is still reported once.
 
 use toml::de::{DeTable, DeValue};
 
@@ -80,6 +86,9 @@ const ON_DELETE: [&str; 3] = ["restrict", "cascade", "nullify"];
 pub(crate) struct FileRes {
     pub(crate) file: FileId,
     pub(crate) system: bool,
+    /// False when `[resource]` gave no usable name (the error says so): the
+    /// file joins no schema, and `resolve` checks it under its file name.
+    pub(crate) named: bool,
     pub(crate) name: String,
     pub(crate) name_span: Span,
     pub(crate) plural: String,
@@ -92,9 +101,29 @@ pub(crate) struct FileRes {
     pub(crate) identities: Vec<IdentSrc>,
     pub(crate) policies: Vec<PolicySrc>,
     pub(crate) actions: Vec<ActionSrc>,
-    /// Attribute and relationship names that were declared but had errors.
-    /// References to them are not reported again as unknown.
-    pub(crate) broken: BTreeSet<String>,
+    /// Every attribute and relationship key, including those whose
+    /// declaration had errors and was dropped. Name clashes and renames are
+    /// checked on these, so an error inside a declaration never hides a
+    /// clash; a dropped one's name is "broken" (see `FileRes::broken`), and
+    /// references to it are not reported again as unknown.
+    pub(crate) declared: Vec<Declared>,
+}
+
+/// An attribute or relationship key as written.
+pub(crate) struct Declared {
+    pub(crate) file: FileId,
+    pub(crate) name: String,
+    /// The key.
+    pub(crate) span: Span,
+    pub(crate) field: Field,
+    /// A valid `renamed_from`, with the span of its value.
+    pub(crate) renamed_from: Option<(String, Span)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    Attribute,
+    Relationship,
 }
 
 impl FileRes {
@@ -104,6 +133,18 @@ impl FileRes {
         self.plural_span
             .clone()
             .unwrap_or_else(|| self.name_span.clone())
+    }
+
+    /// The names declared with errors that left nothing to check (an
+    /// attribute without a known type, a relationship without a kind).
+    pub(crate) fn broken(&self) -> impl Iterator<Item = &str> {
+        self.declared
+            .iter()
+            .filter(|d| match d.field {
+                Field::Attribute => !self.attributes.iter().any(|a| a.name == d.name),
+                Field::Relationship => !self.relationships.iter().any(|r| r.name == d.name),
+            })
+            .map(|d| d.name.as_str())
     }
 }
 
@@ -117,6 +158,9 @@ pub(crate) struct RelSrc {
     pub(crate) target_span: Span,
     pub(crate) description: Option<String>,
     pub(crate) renamed_from: Option<(String, Span)>,
+    /// The declaration had errors of its own; only its target (and `through`)
+    /// are looked up.
+    pub(crate) damaged: bool,
 }
 
 pub(crate) enum RawKind {
@@ -131,7 +175,8 @@ pub(crate) enum RawKind {
     },
     ManyToMany {
         target: String,
-        through: (String, Span),
+        /// Missing only on a damaged relationship (the error says so).
+        through: Option<(String, Span)>,
     },
 }
 
@@ -158,6 +203,8 @@ pub(crate) struct IdentSrc {
     pub(crate) name: String,
     pub(crate) span: Span,
     pub(crate) fields: Vec<(String, Span)>,
+    /// The declaration had errors of its own; its fields are still looked up.
+    pub(crate) damaged: bool,
 }
 
 pub(crate) struct PolicySrc {
@@ -170,7 +217,12 @@ pub(crate) struct ActionSrc {
     pub(crate) file: FileId,
     pub(crate) name: String,
     pub(crate) span: Span,
-    pub(crate) kind: ActionKind,
+    /// `None` when `type` is missing or unknown (the error says so).
+    pub(crate) kind: Option<ActionKind>,
+    /// The declaration had errors of its own; its fields and policy are still
+    /// checked, but not whether a create action sets every required field
+    /// (a malformed `accept` would make that a follow-on error).
+    pub(crate) damaged: bool,
     pub(crate) description: Option<String>,
     pub(crate) accept: Vec<(String, Span)>,
     pub(crate) accept_span: Option<Span>,
@@ -182,14 +234,14 @@ pub(crate) struct ActionSrc {
     pub(crate) policy: Option<Policy>,
 }
 
-/// Parses one resource file. Returns `None` when the file names no resource
-/// (its other errors are still reported).
+/// Parses one resource file. A file that names no resource is still
+/// returned with `named` false, so what it declares is checked too.
 pub(crate) fn parse_file(
     file: FileId,
     text: &str,
     system: bool,
     diags: &mut Vec<Diagnostic>,
-) -> Option<FileRes> {
+) -> FileRes {
     let (root, errors) = DeTable::parse_recoverable(text);
     let mut cx = Cx { file, text, diags };
     for e in errors {
@@ -200,6 +252,7 @@ pub(crate) fn parse_file(
     let mut out = FileRes {
         file,
         system,
+        named: false,
         name: String::new(),
         name_span: 0..0,
         plural: String::new(),
@@ -211,9 +264,8 @@ pub(crate) fn parse_file(
         identities: Vec::new(),
         policies: Vec::new(),
         actions: Vec::new(),
-        broken: BTreeSet::new(),
+        declared: Vec::new(),
     };
-    let mut has_name = false;
     let mut saw_resource = false;
     for (key, val) in root.get_ref() {
         let k = key.get_ref().as_ref();
@@ -221,30 +273,42 @@ pub(crate) fn parse_file(
             "resource" => {
                 saw_resource = true;
                 if let Some(t) = cx.want_table("resource", val) {
-                    has_name = parse_resource_table(&mut cx, t, val.span(), &mut out);
+                    out.named = parse_resource_table(&mut cx, t, val.span(), &mut out);
                 }
             }
             "attributes" => {
                 if let Some(t) = cx.want_table("attributes", val) {
                     for (k, v) in t {
-                        match parse_attribute(&mut cx, k, v) {
-                            Some(attr) => out.attributes.push(attr),
-                            None => {
-                                out.broken.insert(k.get_ref().to_string());
-                            }
-                        }
+                        let mut renamed_from = None;
+                        out.attributes
+                            .extend(parse_attribute(&mut cx, k, v, &mut renamed_from));
+                        out.declared.push(Declared {
+                            file,
+                            name: k.get_ref().to_string(),
+                            span: k.span(),
+                            field: Field::Attribute,
+                            renamed_from,
+                        });
                     }
                 }
             }
             "relationships" => {
                 if let Some(t) = cx.want_table("relationships", val) {
                     for (k, v) in t {
-                        match parse_relationship(&mut cx, k, v) {
-                            Some(rel) => out.relationships.push(rel),
-                            None => {
-                                out.broken.insert(k.get_ref().to_string());
-                            }
-                        }
+                        let mut renamed_from = None;
+                        out.relationships.extend(parse_relationship(
+                            &mut cx,
+                            k,
+                            v,
+                            &mut renamed_from,
+                        ));
+                        out.declared.push(Declared {
+                            file,
+                            name: k.get_ref().to_string(),
+                            span: k.span(),
+                            field: Field::Relationship,
+                            renamed_from,
+                        });
                     }
                 }
             }
@@ -279,7 +343,14 @@ pub(crate) fn parse_file(
             Some("start the file with `[resource]` and a line such as `name = \"avatar\"`".into()),
         );
     }
-    has_name.then_some(out)
+    if !out.named {
+        // Whether a has_many or many_to_many is answered by a belongs_to
+        // elsewhere depends on this resource's name, which is unknown.
+        for rel in &mut out.relationships {
+            rel.damaged = true;
+        }
+    }
+    out
 }
 
 /// Reads `[resource]`; returns whether a usable name was found.
@@ -376,7 +447,14 @@ fn check_field_name(cx: &mut Cx<'_>, what: &str, key: &Key<'_>) {
     }
 }
 
-fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attribute> {
+/// Parses one attribute; `None` when it has errors. A valid `renamed_from`
+/// is left in `renamed` either way, for the name checks.
+fn parse_attribute(
+    cx: &mut Cx<'_>,
+    key: &Key<'_>,
+    v: &Val<'_>,
+    renamed: &mut Option<(String, Span)>,
+) -> Option<Attribute> {
     let name = key.get_ref().as_ref();
     let mark = cx.mark();
     check_field_name(cx, "attribute name", key);
@@ -412,7 +490,6 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
     let mut unique_span = None;
     let mut default: Option<&Val<'_>> = None;
     let mut description = None;
-    let mut renamed_from = None;
     let mut min_length: Option<(u32, Span)> = None;
     let mut max_length: Option<(u32, Span)> = None;
     let mut pattern: Option<(String, Span)> = None;
@@ -450,8 +527,9 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
                             val.span(),
                             format!("`renamed_from` is the attribute's own name `{name}`"),
                         );
+                    } else {
+                        *renamed = Some((r.to_owned(), val.span()));
                     }
-                    renamed_from = Some(r.to_owned());
                 }
             }
             "min_length" | "max_length" => {
@@ -697,7 +775,7 @@ fn parse_attribute(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Attrib
         unique,
         sensitive,
         description,
-        renamed_from,
+        renamed_from: renamed.as_ref().map(|(r, _)| r.clone()),
         writable,
         file: cx.file,
         span: key.span(),
@@ -755,7 +833,15 @@ fn float_bound(cx: &mut Cx<'_>, opt: &str, v: &Val<'_>) -> Option<f64> {
     }
 }
 
-fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<RelSrc> {
+/// Parses one relationship; `None` only when it has no usable kind and
+/// target. Any other error leaves it `damaged`. A valid `renamed_from` is
+/// left in `renamed` either way, for the name checks.
+fn parse_relationship(
+    cx: &mut Cx<'_>,
+    key: &Key<'_>,
+    v: &Val<'_>,
+    renamed: &mut Option<(String, Span)>,
+) -> Option<RelSrc> {
     let name = key.get_ref().as_ref();
     let mark = cx.mark();
     check_field_name(cx, "relationship name", key);
@@ -837,6 +923,8 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
                             val.span(),
                             format!("`renamed_from` is the relationship's own name `{name}`"),
                         );
+                    } else {
+                        *renamed = Some((r.to_owned(), val.span()));
                     }
                     renamed_from = Some((r.to_owned(), val.span(), k.span()));
                 }
@@ -913,9 +1001,6 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
         );
     }
 
-    // Errors so far leave the relationship unusable; the nullify check below
-    // does not, so the target is still resolved (and reported) later.
-    let failed = cx.failed_since(mark);
     let raw = match kind {
         "belongs_to" => {
             let required = required.is_some_and(|r| r.0);
@@ -942,24 +1027,20 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
             target,
             via: via.map(|(v, span, _)| (v, span)),
         },
-        _ => match through {
-            Some((t, span, _)) => RawKind::ManyToMany {
-                target,
-                through: (t, span),
-            },
-            None => {
+        _ => {
+            if through.is_none() && !table.iter().any(|(k, _)| k.get_ref() == "through") {
                 cx.error_help(
                     key.span(),
                     format!("many_to_many `{name}` has no `through`"),
                     Some("name the join resource that belongs_to both sides, such as `through = \"avatar_tag\"`".into()),
                 );
-                return None;
             }
-        },
+            RawKind::ManyToMany {
+                target,
+                through: through.map(|(t, span, _)| (t, span)),
+            }
+        }
     };
-    if failed {
-        return None;
-    }
     Some(RelSrc {
         file: cx.file,
         name: name.to_owned(),
@@ -968,9 +1049,12 @@ fn parse_relationship(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<Rel
         target_span,
         description,
         renamed_from: renamed_from.map(|(r, span, _)| (r, span)),
+        damaged: cx.failed_since(mark),
     })
 }
 
+/// Parses one identity; `None` only when its value is not a list of
+/// strings. Any other error leaves it `damaged`.
 fn parse_identity(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<IdentSrc> {
     let name = key.get_ref().as_ref();
     let mark = cx.mark();
@@ -984,11 +1068,12 @@ fn parse_identity(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<IdentSr
             cx.error(span.clone(), format!("identity `{name}` lists `{f}` twice"));
         }
     }
-    (!cx.failed_since(mark)).then(|| IdentSrc {
+    Some(IdentSrc {
         file: cx.file,
         name: name.to_owned(),
         span: key.span(),
         fields,
+        damaged: cx.failed_since(mark),
     })
 }
 
@@ -1034,6 +1119,8 @@ fn parse_policy(cx: &mut Cx<'_>, v: &Val<'_>, src: &str) -> Option<Policy> {
     }
 }
 
+/// Parses one action; `None` only when it is not a table. Any other error
+/// leaves it `damaged`.
 fn parse_action(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<ActionSrc> {
     let name = key.get_ref().as_ref();
     let mark = cx.mark();
@@ -1141,15 +1228,12 @@ fn parse_action(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<ActionSrc
             Some("add `type = \"update\"` (or `create` or `destroy`)".into()),
         );
     }
-    let kind = kind?;
-    if cx.failed_since(mark) {
-        return None;
-    }
     Some(ActionSrc {
         file: cx.file,
         name: name.to_owned(),
         span: key.span(),
         kind,
+        damaged: cx.failed_since(mark),
         description,
         accept,
         accept_span,

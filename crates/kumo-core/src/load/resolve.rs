@@ -6,9 +6,14 @@
 //!
 //! Names that were declared but had errors of their own (`FileRes::broken`)
 //! are accepted silently here, so one typo is reported once rather than again
-//! at every place that mentions it.
+//! at every place that mentions it. Likewise a belongs_to whose target does
+//! not exist is reported there, not again by the has_many or many_to_many
+//! that needed it. Damaged declarations (see `parse`) have their references
+//! checked, but not what their own error could explain.
 
-use super::parse::{ActionSrc, FileRes, IMPLICIT_FIELDS, IdentSrc, RawKind, RelSrc};
+use std::collections::BTreeSet;
+
+use super::parse::{ActionSrc, Field, FileRes, IMPLICIT_FIELDS, IdentSrc, RawKind, RelSrc};
 use super::policy_types::{self, PathTy, TypeError};
 use super::value::lit_to_value;
 use super::walk::{article, list, list_and, suggest};
@@ -66,14 +71,31 @@ pub(crate) fn build(
     let path = |file: FileId| sources.get(file).path.display().to_string();
     let mut resources: Vec<FileRes> = Vec::new();
     let mut extensions = Vec::new();
-    for f in files {
+    // Files that can't join the schema (no name, a taken or reserved name):
+    // the error says why, and what they declare is still checked, on its
+    // own, so their other mistakes are reported in the same run.
+    let mut set_aside: Vec<FileRes> = Vec::new();
+    // The file names of files without a resource name: a reference to one
+    // of these is probably to that resource, so it is not reported unknown.
+    let mut unnamed: Vec<String> = Vec::new();
+    for mut f in files {
         if f.system {
             resources.push(f);
+            continue;
+        }
+        if !f.named {
+            let file = &sources.get(f.file).path;
+            if let Some(stem) = file.file_stem().and_then(|s| s.to_str()) {
+                f.name = stem.to_owned();
+                unnamed.push(f.name.clone());
+            }
+            set_aside.push(f);
             continue;
         }
         if SYSTEM_NAMES.contains(&f.name.as_str()) {
             if f.name == "user" && include_system {
                 extensions.push(f);
+                continue;
             } else if f.name == "user" {
                 diags.push(
                     Diagnostic::new(f.file, f.name_span.clone(), user_disabled_message("user"))
@@ -89,6 +111,7 @@ pub(crate) fn build(
                     .with_help(format!("choose another name, such as `game_{}`", f.name)),
                 );
             }
+            set_aside.push(f);
             continue;
         }
         let system_plural = SYSTEM_PLURALS.iter().position(|p| *p == f.plural);
@@ -115,6 +138,7 @@ pub(crate) fn build(
                     path(first.file)
                 ),
             ));
+            set_aside.push(f);
             continue;
         }
         if system_plural.is_none()
@@ -163,14 +187,21 @@ pub(crate) fn build(
         }
         check_fields(r, diags);
     }
+    for r in &set_aside {
+        check_fields(r, diags);
+    }
 
     let mut resolver = Resolver {
         resources: &resources,
         include_system,
+        unnamed: &unnamed,
         sources,
         diags,
     };
     let out = resources.iter().map(|r| resolver.resource(r)).collect();
+    for r in &set_aside {
+        resolver.resource(r);
+    }
     Schema { resources: out }
 }
 
@@ -210,19 +241,31 @@ fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
         user.description = ext.description;
     }
     let signup_help = "Kumo creates users at sign-up knowing only their email; add a `default` or drop `required`";
-    for a in ext.attributes {
-        let n = &a.name;
-        if user.attributes.iter().any(|b| b.name == *n)
-            || user.relationships.iter().any(|r| r.name == *n)
-        {
+    // Checked on the declared names, so a redeclared built-in field is
+    // reported even when its declaration has errors of its own.
+    let built_in: BTreeSet<String> = user.declared.iter().map(|d| d.name.clone()).collect();
+    let mut rejected = BTreeSet::new();
+    for d in ext.declared {
+        if built_in.contains(&d.name) {
             diags.push(
                 Diagnostic::new(
-                    a.file,
-                    a.span.clone(),
-                    format!("`{n}` is already defined by Kumo's built-in `user` resource"),
+                    d.file,
+                    d.span.clone(),
+                    format!(
+                        "`{}` is already defined by Kumo's built-in `user` resource",
+                        d.name
+                    ),
                 )
                 .with_help(CHANGE_HELP),
             );
+            rejected.insert(d.name);
+        } else {
+            user.declared.push(d);
+        }
+    }
+    for a in ext.attributes {
+        let n = &a.name;
+        if rejected.contains(n) {
             continue;
         }
         if a.required && a.default.is_none() {
@@ -240,20 +283,7 @@ fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
         user.attributes.push(a);
     }
     for r in ext.relationships {
-        if user.attributes.iter().any(|b| b.name == r.name)
-            || user.relationships.iter().any(|b| b.name == r.name)
-        {
-            diags.push(
-                Diagnostic::new(
-                    r.file,
-                    r.span.clone(),
-                    format!(
-                        "`{}` is already defined by Kumo's built-in `user` resource",
-                        r.name
-                    ),
-                )
-                .with_help(CHANGE_HELP),
-            );
+        if rejected.contains(&r.name) {
             continue;
         }
         if let RawKind::BelongsTo { required: true, .. } = r.kind {
@@ -310,13 +340,18 @@ fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
         user.policies.retain(|q| q.action != p.action);
         user.policies.push(p);
     }
-    user.broken.extend(ext.broken);
 }
 
-/// Clashes between the fields of one resource.
+/// Clashes between the fields of one resource. Checked on the declared
+/// names, so a field whose declaration has errors of its own still clashes.
 fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
-    for rel in &r.relationships {
-        if r.attributes.iter().any(|a| a.name == rel.name) {
+    let declared = |field: Field, name: &str| {
+        r.declared
+            .iter()
+            .find(|d| d.field == field && d.name == name)
+    };
+    for rel in r.declared.iter().filter(|d| d.field == Field::Relationship) {
+        if declared(Field::Attribute, &rel.name).is_some() {
             diags.push(Diagnostic::new(
                 rel.file,
                 rel.span.clone(),
@@ -326,9 +361,11 @@ fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
                 ),
             ));
         }
-        if let RawKind::BelongsTo { .. } = rel.kind {
+        if r.rel(&rel.name)
+            .is_some_and(|x| matches!(x.kind, RawKind::BelongsTo { .. }))
+        {
             let column = format!("{}_id", rel.name);
-            if let Some(a) = r.attributes.iter().find(|a| a.name == column) {
+            if let Some(a) = declared(Field::Attribute, &column) {
                 diags.push(
                     Diagnostic::new(
                         a.file,
@@ -346,7 +383,7 @@ fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
             }
         }
         if let Some((old, span)) = &rel.renamed_from
-            && r.relationships.iter().any(|o| o.name == *old)
+            && declared(Field::Relationship, old).is_some()
         {
             diags.push(Diagnostic::new(
                 rel.file,
@@ -358,9 +395,9 @@ fn check_fields(r: &FileRes, diags: &mut Vec<Diagnostic>) {
             ));
         }
     }
-    for a in &r.attributes {
-        if let Some(old) = &a.renamed_from
-            && r.attributes.iter().any(|o| o.name == *old)
+    for a in r.declared.iter().filter(|d| d.field == Field::Attribute) {
+        if let Some((old, _)) = &a.renamed_from
+            && declared(Field::Attribute, old).is_some()
         {
             diags.push(Diagnostic::new(
                 a.file,
@@ -407,7 +444,7 @@ impl FileRes {
             out.push(format!("{b}_id"));
         }
         // Broken declarations are still what the user meant.
-        out.extend(self.broken.iter().cloned());
+        out.extend(self.broken().map(str::to_owned));
         out
     }
 
@@ -417,23 +454,23 @@ impl FileRes {
             .iter()
             .map(|a| a.name.as_str())
             .chain(self.belongs_to_names())
-            .chain(self.broken.iter().map(String::as_str))
+            .chain(self.broken())
             .collect()
     }
 
     /// Whether `name` (or the belongs_to whose column it is) was declared
     /// with errors, so a reference to it is not reported again.
     fn is_broken(&self, name: &str) -> bool {
-        self.broken.contains(name)
-            || name
-                .strip_suffix("_id")
-                .is_some_and(|base| self.broken.contains(base))
+        let base = name.strip_suffix("_id");
+        self.broken().any(|b| b == name || Some(b) == base)
     }
 }
 
 struct Resolver<'a> {
     resources: &'a [FileRes],
     include_system: bool,
+    /// See `unnamed` in [`build`].
+    unnamed: &'a [String],
     sources: &'a Sources,
     diags: &'a mut Vec<Diagnostic>,
 }
@@ -458,6 +495,9 @@ impl<'a> Resolver<'a> {
                 user_disabled_message(name),
                 Some(ENABLE_AUTH.into()),
             );
+            return;
+        }
+        if self.unnamed.iter().any(|u| u == name) {
             return;
         }
         let names = self.resources.iter().map(|r| r.name.as_str());
@@ -511,12 +551,45 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// Whether `r` may have meant a belongs_to it does not have: one of its
+    /// relationships has no usable kind, or one of its belongs_to names a
+    /// resource that does not exist. Both are reported on `r`, so a has_many
+    /// or many_to_many that needs a belongs_to on `r` does not report its
+    /// absence again.
+    fn may_lack_belongs_to(&self, r: &FileRes) -> bool {
+        r.declared
+            .iter()
+            .any(|d| d.field == Field::Relationship && r.rel(&d.name).is_none())
+            || r.relationships.iter().any(|b| {
+                matches!(&b.kind, RawKind::BelongsTo { target, .. } if self.find(target).is_none())
+            })
+    }
+
     fn relationship(&mut self, r: &FileRes, rel: &RelSrc) -> Option<Relationship> {
         let target_name = rel.kind.target();
-        let Some(target) = self.find(target_name) else {
+        let target = self.find(target_name);
+        if target.is_none() {
             self.missing_resource(rel.file, rel.target_span.clone(), target_name);
+        }
+        // The join resource is looked up even when the target is unknown:
+        // the two names are independent.
+        let mut join = None;
+        if let RawKind::ManyToMany {
+            through: Some((through, span)),
+            ..
+        } = &rel.kind
+        {
+            join = self.find(through);
+            if join.is_none() {
+                self.missing_resource(rel.file, span.clone(), through);
+            }
+        }
+        // The rest (has_many `via`, the join's belongs_to) depends on
+        // options a damaged relationship may have got wrong.
+        if rel.damaged {
             return None;
-        };
+        }
+        let target = target?;
         let kind = match &rel.kind {
             RawKind::BelongsTo {
                 target,
@@ -534,12 +607,8 @@ impl<'a> Resolver<'a> {
                     via,
                 }
             }
-            RawKind::ManyToMany {
-                target: t,
-                through: (through, through_span),
-            } => {
-                let Some(join) = self.find(through) else {
-                    self.missing_resource(rel.file, through_span.clone(), through);
+            RawKind::ManyToMany { target: t, through } => {
+                let (Some((through, through_span)), Some(join)) = (through, join) else {
                     return None;
                 };
                 let points = |to: &str| {
@@ -558,7 +627,7 @@ impl<'a> Resolver<'a> {
                     None
                 };
                 if let Some(m) = missing {
-                    if join.broken.is_empty() {
+                    if !self.may_lack_belongs_to(join) {
                         let (message, help) = if r.name == *t {
                             (
                                 format!("`{through}` must have two belongs_to pointing to `{m}`"),
@@ -617,6 +686,8 @@ impl<'a> Resolver<'a> {
                     RawKind::BelongsTo { target: to, .. } if *to == r.name => {
                         return Some(v.clone());
                     }
+                    // A misspelt target, reported on the belongs_to.
+                    RawKind::BelongsTo { target: to, .. } if self.find(to).is_none() => {}
                     RawKind::BelongsTo { target: to, .. } => self.error(
                         rel.file,
                         span.clone(),
@@ -644,7 +715,7 @@ impl<'a> Resolver<'a> {
                         None,
                     ),
                 },
-                None if target.broken.contains(v) => {}
+                None if target.broken().any(|b| b == v) => {}
                 None => {
                     let help =
                         suggest(v, backs.iter().copied()).map(|s| format!("did you mean `{s}`?"));
@@ -661,7 +732,7 @@ impl<'a> Resolver<'a> {
         match backs.as_slice() {
             [one] => Some((*one).to_owned()),
             [] => {
-                if target.broken.is_empty() {
+                if !self.may_lack_belongs_to(target) {
                     self.error(
                         rel.file,
                         rel.target_span.clone(),
@@ -751,7 +822,7 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        ok.then(|| Identity {
+        (ok && !i.damaged).then(|| Identity {
             name: i.name.clone(),
             columns,
             file: i.file,
@@ -937,7 +1008,7 @@ impl<'a> Resolver<'a> {
     fn action(&mut self, r: &FileRes, a: &ActionSrc) -> Option<Action> {
         let mark = self.diags.len();
         let file = a.file;
-        if a.kind == ActionKind::Destroy {
+        if a.kind == Some(ActionKind::Destroy) {
             for (key, span) in [
                 ("accept", &a.accept_span),
                 ("set", &a.set_span),
@@ -953,7 +1024,7 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        if a.kind == ActionKind::Create
+        if a.kind == Some(ActionKind::Create)
             && let Some(span) = &a.increment_span
         {
             self.error(
@@ -1010,7 +1081,7 @@ impl<'a> Resolver<'a> {
             .attributes
             .iter()
             .map(|x| x.name.as_str())
-            .chain(r.broken.iter().map(String::as_str))
+            .chain(r.broken())
             .collect();
         let mut set: Vec<(String, Value)> = Vec::new();
         for (f, fspan, lit, vspan) in &a.set {
@@ -1081,7 +1152,9 @@ impl<'a> Resolver<'a> {
             }
         }
 
-        if a.kind == ActionKind::Create {
+        // A damaged action may have lost part of its `accept` or `set` to
+        // its own error, so what it seems not to set proves nothing.
+        if a.kind == Some(ActionKind::Create) && !a.damaged {
             let given = |n: &str| {
                 a.accept.iter().any(|(x, _)| x == n) || a.set.iter().any(|(x, ..)| x == n)
             };
@@ -1116,12 +1189,13 @@ impl<'a> Resolver<'a> {
         }
 
         let policy = a.policy.as_ref().map(|p| self.check_policy(r, p));
-        if self.diags.len() > mark {
+        let kind = a.kind?;
+        if a.damaged || self.diags.len() > mark {
             return None;
         }
         Some(Action {
             name: a.name.clone(),
-            kind: a.kind,
+            kind,
             description: a.description.clone(),
             accept: a.accept.iter().map(|(f, _)| f.clone()).collect(),
             set,
@@ -1158,7 +1232,7 @@ impl<'a> Resolver<'a> {
                 ),
                 None,
             )
-        } else if r.broken.contains(f) {
+        } else if r.broken().any(|b| b == f) {
             return None;
         } else {
             (

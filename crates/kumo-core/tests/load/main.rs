@@ -5,6 +5,7 @@
 //! reference for what a user sees, so review them when they change.
 
 mod errors;
+mod independent;
 mod policy;
 mod schema;
 mod seeds;
