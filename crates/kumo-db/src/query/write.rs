@@ -641,7 +641,15 @@ fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError
     };
     let message = db.message().to_owned();
     let constraint = db.constraint().map(str::to_owned);
-    let kind = db.kind();
+    let kind = match db.kind() {
+        // SQLite reports an `ON DELETE RESTRICT` refusal as a trigger
+        // constraint (SQLITE_CONSTRAINT_TRIGGER), which sqlx does not
+        // classify; its message is the foreign-key one.
+        ErrorKind::Other if message == "FOREIGN KEY constraint failed" => {
+            ErrorKind::ForeignKeyViolation
+        }
+        kind => kind,
+    };
     // SQLite names the columns in its message ("UNIQUE constraint failed:
     // avatars.uploader_id, avatars.name"); PostgreSQL names the constraint.
     let columns_in_message = || -> Vec<String> {

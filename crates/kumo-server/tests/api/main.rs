@@ -3,5 +3,7 @@
 //! Every test runs on both databases.
 
 mod crud;
+mod filters;
 mod harness;
 mod pages;
+mod relations;

@@ -1,0 +1,260 @@
+//! Every filter operator on every kind of field, on both databases, checked
+//! against what the operator means: comparisons are
+//! `kumo_core::policy::compare` (filters and policies mean one thing by
+//! `==` and `<`), text and array operators are spelled out here.
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+use kumo_core::policy::{BinOp, compare};
+use kumo_db::query::params::FilterOp;
+use kumo_db::query::{Catalog, Kind};
+use kumo_db::sql::Dialect;
+use serde_json::{Map, Value, json};
+
+use crate::both;
+use crate::harness::{ADMIN, TestApi};
+
+const GADGET: &str = r#"
+[resource]
+name = "gadget"
+
+[attributes]
+name    = { type = "string", required = true }
+note    = { type = "text" }
+level   = { type = "integer" }
+weight  = { type = "float" }
+active  = { type = "boolean" }
+grade   = { type = "enum", values = ["low", "mid", "high"] }
+made_on = { type = "date" }
+seen_at = { type = "datetime" }
+serial  = { type = "uuid" }
+tags    = { type = "array", of = "string" }
+
+[policies]
+read   = "true"
+create = "true"
+"#;
+
+const UUID_A: &str = "0190b6a4-0000-7000-8000-00000000000a";
+const UUID_B: &str = "0190b6a4-0000-7000-8000-00000000000b";
+
+/// Rows with nulls, negatives, zero, the empty string, case and accents,
+/// and two datetimes that are one instant written in two zones.
+fn rows() -> Vec<Value> {
+    vec![
+        json!({"name": "g0"}),
+        json!({"name": "g1", "note": "Apple pie", "level": -5, "weight": -1.5, "active": true,
+               "grade": "low", "made_on": "2026-01-01", "seen_at": "2026-01-01T00:00:00Z",
+               "serial": UUID_A, "tags": ["a", "b"]}),
+        json!({"name": "g2", "note": "apple", "level": 0, "weight": 0.0, "active": false,
+               "grade": "mid", "made_on": "2026-06-15", "seen_at": "2026-06-15T12:30:00.500Z",
+               "serial": UUID_B, "tags": []}),
+        json!({"name": "g3", "note": "Ünïcode ☃", "level": 7, "weight": 2.25, "active": true,
+               "grade": "high", "made_on": "2025-12-31", "seen_at": "2025-12-31T23:59:59.999Z",
+               "tags": ["b"]}),
+        json!({"name": "g4", "note": "", "level": 7, "weight": 1e10, "active": false,
+               "grade": "low", "made_on": "2026-06-15", "seen_at": "2026-06-15T14:30:00.5+02:00",
+               "serial": UUID_A, "tags": ["B", "a"]}),
+        json!({"name": "g5", "note": "apple pie", "level": 9_007_199_254_740_993_i64,
+               "weight": 3.0, "grade": "mid", "seen_at": "2026-06-15T12:30:00.501Z"}),
+    ]
+}
+
+/// Values to filter by beyond those in the rows: absent ones, substrings.
+fn extra_probes(kind: Kind) -> Vec<Value> {
+    match kind {
+        Kind::Text => vec![json!("pple"), json!("Apple"), json!(""), json!("☃"), json!("zz")],
+        Kind::Integer => vec![json!(1), json!(-6)],
+        Kind::Float => vec![json!(0.5), json!(-2.0)],
+        Kind::Date => vec![json!("2026-03-01")],
+        Kind::Datetime => vec![json!("2026-03-01T00:00:00.000Z")],
+        Kind::Uuid => vec![json!("0190b6a4-0000-7000-8000-0000000000ff")],
+        Kind::Array(_) => vec![json!("a"), json!("b"), json!("B"), json!("zz")],
+        Kind::Boolean | Kind::Json => vec![],
+    }
+}
+
+/// Whether `record.field` passes `op` with `probe`, by the operator's
+/// definition.
+fn holds(op: FilterOp, field: &Value, probe: &Value) -> bool {
+    match op {
+        FilterOp::Eq => compare(BinOp::Eq, field, probe),
+        FilterOp::Ne => compare(BinOp::Ne, field, probe),
+        FilterOp::Lt => compare(BinOp::Lt, field, probe),
+        FilterOp::Lte => compare(BinOp::Le, field, probe),
+        FilterOp::Gt => compare(BinOp::Gt, field, probe),
+        FilterOp::Gte => compare(BinOp::Ge, field, probe),
+        FilterOp::Contains => match (field, probe) {
+            (Value::String(s), Value::String(p)) => s.contains(p.as_str()),
+            (Value::Array(items), p) => items.contains(p),
+            _ => false,
+        },
+        FilterOp::StartsWith => match (field, probe) {
+            (Value::String(s), Value::String(p)) => s.starts_with(p.as_str()),
+            _ => false,
+        },
+        FilterOp::In | FilterOp::IsNil => unreachable!("spelled out by the caller"),
+    }
+}
+
+/// `%XX` for every byte that is not unreserved.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn query_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+struct Checker<'a> {
+    api: &'a TestApi,
+    stored: Vec<Map<String, Value>>,
+    checked: usize,
+}
+
+impl Checker<'_> {
+    async fn names(&self, query: &str) -> BTreeSet<String> {
+        let uri = format!("/api/gadgets?page%5Bsize%5D=250&{query}");
+        let r = self.api.send("GET", &uri, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.body);
+        r.data()
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|g| g["name"].as_str().expect("name").to_owned())
+            .collect()
+    }
+
+    fn expected(&self, pass: impl Fn(&Value) -> bool, field: &str) -> BTreeSet<String> {
+        self.stored
+            .iter()
+            .filter(|g| pass(g.get(field).unwrap_or(&Value::Null)))
+            .map(|g| g["name"].as_str().expect("name").to_owned())
+            .collect()
+    }
+
+    async fn check(&mut self, query: String, expected: BTreeSet<String>) {
+        let got = self.names(&query).await;
+        assert_eq!(got, expected, "filter {query}");
+        self.checked += 1;
+    }
+}
+
+both!(every_operator_on_every_kind, |dialect: Dialect| async move {
+    let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
+    let created = api
+        .send("POST", "/api/gadgets", Some(ADMIN), Some(Value::Array(rows())))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let stored: Vec<Map<String, Value>> = created
+        .data()
+        .as_array()
+        .expect("created rows")
+        .iter()
+        .map(|r| r.as_object().expect("a record").clone())
+        .collect();
+    let catalog = Catalog::new(
+        kumo_core::load::load_schema(vec![("resources/gadget.toml".into(), GADGET.into())], true)
+            .expect("schema"),
+    );
+    let entry = catalog.get("gadget").expect("gadget");
+    let mut checker = Checker {
+        api: &api,
+        stored,
+        checked: 0,
+    };
+    let attributes = [
+        "note", "level", "weight", "active", "grade", "made_on", "seen_at", "serial", "tags",
+    ];
+    let mut operators = BTreeSet::new();
+    for field in attributes {
+        let kind = entry.field(field).expect("a field").kind;
+        let mut probes: Vec<Value> = Vec::new();
+        for g in &checker.stored {
+            match g.get(field) {
+                Some(Value::Array(items)) => probes.extend(items.iter().cloned()),
+                Some(Value::Null) | None => {}
+                Some(v) => probes.push(v.clone()),
+            }
+        }
+        probes.extend(extra_probes(kind));
+        probes.dedup();
+        let ops = FilterOp::for_kind(kind);
+        operators.extend(ops.iter().copied());
+        for op_name in &ops {
+            let op = FilterOp::parse(op_name).expect("a known operator");
+            match op {
+                FilterOp::IsNil => {
+                    for flag in [true, false] {
+                        let expected = checker.expected(|v| v.is_null() == flag, field);
+                        checker
+                            .check(format!("filter%5B{field}%5D%5Bis_nil%5D={flag}"), expected)
+                            .await;
+                    }
+                }
+                FilterOp::In => {
+                    for pair in probes.windows(2) {
+                        let expected = checker.expected(
+                            |v| pair.iter().any(|p| compare(BinOp::Eq, v, p)),
+                            field,
+                        );
+                        let list = pair
+                            .iter()
+                            .map(|p| encode(&query_text(p)))
+                            .collect::<Vec<_>>()
+                            .join(",");
+                        checker
+                            .check(format!("filter%5B{field}%5D%5Bin%5D={list}"), expected)
+                            .await;
+                    }
+                }
+                _ => {
+                    for probe in &probes {
+                        let expected = checker.expected(|v| holds(op, v, probe), field);
+                        let value = encode(&query_text(probe));
+                        if op == FilterOp::Eq {
+                            // A bare filter means equality.
+                            checker
+                                .check(format!("filter%5B{field}%5D={value}"), expected.clone())
+                                .await;
+                        }
+                        checker
+                            .check(format!("filter%5B{field}%5D%5B{op_name}%5D={value}"), expected)
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(operators, BTreeSet::from(FilterOp::ALL), "every operator");
+    assert!(checker.checked > 150, "{} filters checked", checker.checked);
+
+    // A datetime may be written in any zone: it is the same instant.
+    let same = checker
+        .names("filter%5Bseen_at%5D=2026-06-15T14%3A30%3A00.5%2B02%3A00")
+        .await;
+    assert_eq!(same, BTreeSet::from(["g2".to_owned(), "g4".to_owned()]));
+    // Filters combine with AND.
+    let both_hold = checker
+        .names("filter%5Blevel%5D=7&filter%5Bactive%5D=false")
+        .await;
+    assert_eq!(both_hold, BTreeSet::from(["g4".to_owned()]));
+    // Comparison is by code point, not by locale: `Z` < `a` < `Ü`.
+    let after_z = checker.names("filter%5Bnote%5D%5Bgt%5D=Z").await;
+    assert_eq!(
+        after_z,
+        BTreeSet::from(["g2".to_owned(), "g3".to_owned(), "g5".to_owned()])
+    );
+    api.cleanup().await;
+});
