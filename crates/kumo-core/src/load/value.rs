@@ -211,10 +211,15 @@ pub fn normalize_value(ty: &AttrType, value: &Value) -> Result<Value, String> {
             if let Some(min) = min_length
                 && len < *min as usize
             {
-                return Err(format!(
-                    "{} is too short: {len} characters, at least {min}",
-                    preview(s)
-                ));
+                let plural = if *min == 1 { "" } else { "s" };
+                return Err(if s.is_empty() {
+                    format!("is empty; at least {min} character{plural}")
+                } else {
+                    format!(
+                        "{} is too short: {len} characters, at least {min}",
+                        preview(s)
+                    )
+                });
             }
             if let Some(max) = max_length
                 && len > *max as usize

@@ -101,7 +101,10 @@ impl QueryError {
         };
         match self {
             QueryError::Invalid { fields, .. } => QueryError::invalid(prefix(fields)),
-            QueryError::Conflict { fields, .. } => QueryError::conflict(prefix(fields)),
+            QueryError::Conflict { message, fields } => QueryError::Conflict {
+                message: format!("[{index}]: {message}"),
+                fields: prefix(fields),
+            },
             other => other,
         }
     }

@@ -583,7 +583,9 @@ impl Engine {
         }
         if write.kind() == ActionKind::Create {
             for field in &entry.fields {
-                let given = values.iter().any(|(f, _)| f.name == field.name);
+                // A value that was given but is wrong has its own error.
+                let given = values.iter().any(|(f, _)| f.name == field.name)
+                    || errors.contains_key(&field.name);
                 let managed = field.origin == Origin::Managed;
                 if field.required && !field.has_default && !given && !managed {
                     errors
@@ -635,6 +637,14 @@ fn check_field(field: &Field, value: &Value) -> Result<Value, String> {
 }
 
 /// Turns a constraint the database enforced into the field it concerns.
+/// "a" or "an", by the first letter: "an avatar", "a comment".
+fn article(word: &str) -> &'static str {
+    match word.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
 fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError {
     let Some(db) = e.as_database_error() else {
         return QueryError::Database(e);
@@ -682,6 +692,12 @@ fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError
                 columns.push("id".into());
             }
             let together = columns.join(", ");
+            let message = format!(
+                "{} {} with this {} already exists",
+                article(&entry.resource.name),
+                entry.resource.name,
+                columns.join(" and ")
+            );
             let fields = columns
                 .iter()
                 .map(|c| {
@@ -693,7 +709,7 @@ fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError
                     (c.clone(), vec![m])
                 })
                 .collect();
-            QueryError::conflict(fields)
+            QueryError::Conflict { message, fields }
         }
         ErrorKind::ForeignKeyViolation if deleting => QueryError::Conflict {
             message: format!(

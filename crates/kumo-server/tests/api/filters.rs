@@ -64,7 +64,13 @@ fn rows() -> Vec<Value> {
 /// Values to filter by beyond those in the rows: absent ones, substrings.
 fn extra_probes(kind: Kind) -> Vec<Value> {
     match kind {
-        Kind::Text => vec![json!("pple"), json!("Apple"), json!(""), json!("☃"), json!("zz")],
+        Kind::Text => vec![
+            json!("pple"),
+            json!("Apple"),
+            json!(""),
+            json!("☃"),
+            json!("zz"),
+        ],
         Kind::Integer => vec![json!(1), json!(-6)],
         Kind::Float => vec![json!(0.5), json!(-2.0)],
         Kind::Date => vec![json!("2026-03-01")],
@@ -151,110 +157,122 @@ impl Checker<'_> {
     }
 }
 
-both!(every_operator_on_every_kind, |dialect: Dialect| async move {
-    let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
-    let created = api
-        .send("POST", "/api/gadgets", Some(ADMIN), Some(Value::Array(rows())))
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-    let stored: Vec<Map<String, Value>> = created
-        .data()
-        .as_array()
-        .expect("created rows")
-        .iter()
-        .map(|r| r.as_object().expect("a record").clone())
-        .collect();
-    let catalog = Catalog::new(
-        kumo_core::load::load_schema(vec![("resources/gadget.toml".into(), GADGET.into())], true)
+both!(
+    every_operator_on_every_kind,
+    |dialect: Dialect| async move {
+        let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
+        let created = api
+            .send(
+                "POST",
+                "/api/gadgets",
+                Some(ADMIN),
+                Some(Value::Array(rows())),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let stored: Vec<Map<String, Value>> = created
+            .data()
+            .as_array()
+            .expect("created rows")
+            .iter()
+            .map(|r| r.as_object().expect("a record").clone())
+            .collect();
+        let catalog = Catalog::new(
+            kumo_core::load::load_schema(
+                vec![("resources/gadget.toml".into(), GADGET.into())],
+                true,
+            )
             .expect("schema"),
-    );
-    let entry = catalog.get("gadget").expect("gadget");
-    let mut checker = Checker {
-        api: &api,
-        stored,
-        checked: 0,
-    };
-    let attributes = [
-        "note", "level", "weight", "active", "grade", "made_on", "seen_at", "serial", "tags",
-    ];
-    let mut operators = BTreeSet::new();
-    for field in attributes {
-        let kind = entry.field(field).expect("a field").kind;
-        let mut probes: Vec<Value> = Vec::new();
-        for g in &checker.stored {
-            match g.get(field) {
-                Some(Value::Array(items)) => probes.extend(items.iter().cloned()),
-                Some(Value::Null) | None => {}
-                Some(v) => probes.push(v.clone()),
+        );
+        let entry = catalog.get("gadget").expect("gadget");
+        let mut checker = Checker {
+            api: &api,
+            stored,
+            checked: 0,
+        };
+        let attributes = [
+            "note", "level", "weight", "active", "grade", "made_on", "seen_at", "serial", "tags",
+        ];
+        let mut operators = BTreeSet::new();
+        for field in attributes {
+            let kind = entry.field(field).expect("a field").kind;
+            let mut probes: Vec<Value> = Vec::new();
+            for g in &checker.stored {
+                match g.get(field) {
+                    Some(Value::Array(items)) => probes.extend(items.iter().cloned()),
+                    Some(Value::Null) | None => {}
+                    Some(v) => probes.push(v.clone()),
+                }
             }
-        }
-        probes.extend(extra_probes(kind));
-        probes.dedup();
-        let ops = FilterOp::for_kind(kind);
-        operators.extend(ops.iter().copied());
-        for op_name in &ops {
-            let op = FilterOp::parse(op_name).expect("a known operator");
-            match op {
-                FilterOp::IsNil => {
-                    for flag in [true, false] {
-                        let expected = checker.expected(|v| v.is_null() == flag, field);
-                        checker
-                            .check(format!("filter%5B{field}%5D%5Bis_nil%5D={flag}"), expected)
-                            .await;
-                    }
-                }
-                FilterOp::In => {
-                    for pair in probes.windows(2) {
-                        let expected = checker.expected(
-                            |v| pair.iter().any(|p| compare(BinOp::Eq, v, p)),
-                            field,
-                        );
-                        let list = pair
-                            .iter()
-                            .map(|p| encode(&query_text(p)))
-                            .collect::<Vec<_>>()
-                            .join(",");
-                        checker
-                            .check(format!("filter%5B{field}%5D%5Bin%5D={list}"), expected)
-                            .await;
-                    }
-                }
-                _ => {
-                    for probe in &probes {
-                        let expected = checker.expected(|v| holds(op, v, probe), field);
-                        let value = encode(&query_text(probe));
-                        if op == FilterOp::Eq {
-                            // A bare filter means equality.
+            probes.extend(extra_probes(kind));
+            probes.dedup();
+            let ops = FilterOp::for_kind(kind);
+            operators.extend(ops.iter().copied());
+            for op_name in &ops {
+                let op = FilterOp::parse(op_name).expect("a known operator");
+                match op {
+                    FilterOp::IsNil => {
+                        for flag in [true, false] {
+                            let expected = checker.expected(|v| v.is_null() == flag, field);
                             checker
-                                .check(format!("filter%5B{field}%5D={value}"), expected.clone())
+                                .check(format!("filter%5B{field}%5D%5Bis_nil%5D={flag}"), expected)
                                 .await;
                         }
-                        checker
-                            .check(format!("filter%5B{field}%5D%5B{op_name}%5D={value}"), expected)
-                            .await;
+                    }
+                    FilterOp::In => {
+                        for pair in probes.windows(2) {
+                            let expected = checker
+                                .expected(|v| pair.iter().any(|p| compare(BinOp::Eq, v, p)), field);
+                            let list = pair
+                                .iter()
+                                .map(|p| encode(&query_text(p)))
+                                .collect::<Vec<_>>()
+                                .join(",");
+                            checker
+                                .check(format!("filter%5B{field}%5D%5Bin%5D={list}"), expected)
+                                .await;
+                        }
+                    }
+                    _ => {
+                        for probe in &probes {
+                            let expected = checker.expected(|v| holds(op, v, probe), field);
+                            let value = encode(&query_text(probe));
+                            if op == FilterOp::Eq {
+                                // A bare filter means equality.
+                                checker
+                                    .check(format!("filter%5B{field}%5D={value}"), expected.clone())
+                                    .await;
+                            }
+                            checker
+                                .check(
+                                    format!("filter%5B{field}%5D%5B{op_name}%5D={value}"),
+                                    expected,
+                                )
+                                .await;
+                        }
                     }
                 }
             }
         }
-    }
-    assert_eq!(operators, BTreeSet::from(FilterOp::ALL), "every operator");
-    assert!(checker.checked > 150, "{} filters checked", checker.checked);
+        assert_eq!(operators, BTreeSet::from(FilterOp::ALL), "every operator");
+        assert!(checker.checked > 150, "{} filters checked", checker.checked);
 
-    // A datetime may be written in any zone: it is the same instant.
-    let same = checker
-        .names("filter%5Bseen_at%5D=2026-06-15T14%3A30%3A00.5%2B02%3A00")
-        .await;
-    assert_eq!(same, BTreeSet::from(["g2".to_owned(), "g4".to_owned()]));
-    // Filters combine with AND.
-    let both_hold = checker
-        .names("filter%5Blevel%5D=7&filter%5Bactive%5D=false")
-        .await;
-    assert_eq!(both_hold, BTreeSet::from(["g4".to_owned()]));
-    // Comparison is by code point, not by locale: `Z` < `a` < `Ü`.
-    let after_z = checker.names("filter%5Bnote%5D%5Bgt%5D=Z").await;
-    assert_eq!(
-        after_z,
-        BTreeSet::from(["g2".to_owned(), "g3".to_owned(), "g5".to_owned()])
-    );
-    api.cleanup().await;
-});
+        // A datetime may be written in any zone: it is the same instant.
+        let same = checker
+            .names("filter%5Bseen_at%5D=2026-06-15T14%3A30%3A00.5%2B02%3A00")
+            .await;
+        assert_eq!(same, BTreeSet::from(["g2".to_owned(), "g4".to_owned()]));
+        // Filters combine with AND.
+        let both_hold = checker
+            .names("filter%5Blevel%5D=7&filter%5Bactive%5D=false")
+            .await;
+        assert_eq!(both_hold, BTreeSet::from(["g4".to_owned()]));
+        // Comparison is by code point, not by locale: `Z` < `a` < `Ü`.
+        let after_z = checker.names("filter%5Bnote%5D%5Bgt%5D=Z").await;
+        assert_eq!(
+            after_z,
+            BTreeSet::from(["g2".to_owned(), "g3".to_owned(), "g5".to_owned()])
+        );
+        api.cleanup().await;
+    }
+);

@@ -7,3 +7,4 @@ mod filters;
 mod harness;
 mod pages;
 mod relations;
+mod snapshots;

@@ -108,194 +108,226 @@ fn strings(items: &Value, field: &str) -> BTreeSet<String> {
         .collect()
 }
 
-both!(includes_follow_read_policies, |dialect: Dialect| async move {
-    let api = boards_api(dialect).await;
-    let alice = api.user("alice", "user").await;
-    let alice_id = api.user_id(&alice);
-    let board = create(
-        &api,
-        &alice,
-        "boards",
-        json!({"title": "Plaza", "owner_id": alice_id}),
-    )
-    .await;
-    let board_id = board["id"].as_str().unwrap().to_owned();
-    let private = create(
-        &api,
-        &alice,
-        "boards",
-        json!({"title": "Diary", "owner_id": alice_id, "is_public": false}),
-    )
-    .await;
-    let posts: Vec<Value> = (0..INCLUDE_LIMIT + 5)
-        .map(|i| json!({"board_id": board_id, "body": format!("post {i:02}")}))
-        .chain([json!({"board_id": board_id, "body": "hidden", "hidden": true})])
-        .collect();
-    create(&api, ADMIN, "posts", Value::Array(posts)).await;
-    let labels = create(
-        &api,
-        ADMIN,
-        "labels",
-        json!([{"name": "music"}, {"name": "games"}, {"name": "secret"}, {"name": "unused"}]),
-    )
-    .await;
-    let links: Vec<Value> = labels.as_array().unwrap()[..3]
-        .iter()
-        .map(|l| json!({"board_id": board_id, "label_id": l["id"]}))
-        .collect();
-    create(&api, ADMIN, "board_labels", Value::Array(links)).await;
+both!(
+    includes_follow_read_policies,
+    |dialect: Dialect| async move {
+        let api = boards_api(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let board = create(
+            &api,
+            &alice,
+            "boards",
+            json!({"title": "Plaza", "owner_id": alice_id}),
+        )
+        .await;
+        let board_id = board["id"].as_str().unwrap().to_owned();
+        let private = create(
+            &api,
+            &alice,
+            "boards",
+            json!({"title": "Diary", "owner_id": alice_id, "is_public": false}),
+        )
+        .await;
+        let posts: Vec<Value> = (0..INCLUDE_LIMIT + 5)
+            .map(|i| json!({"board_id": board_id, "body": format!("post {i:02}")}))
+            .chain([json!({"board_id": board_id, "body": "hidden", "hidden": true})])
+            .collect();
+        create(&api, ADMIN, "posts", Value::Array(posts)).await;
+        let labels = create(
+            &api,
+            ADMIN,
+            "labels",
+            json!([{"name": "music"}, {"name": "games"}, {"name": "secret"}, {"name": "unused"}]),
+        )
+        .await;
+        let links: Vec<Value> = labels.as_array().unwrap()[..3]
+            .iter()
+            .map(|l| json!({"board_id": board_id, "label_id": l["id"]}))
+            .collect();
+        create(&api, ADMIN, "board_labels", Value::Array(links)).await;
 
-    let bob = api.user("bob", "user").await;
-    let got = api
-        .send(
-            "GET",
-            &format!("/api/boards/{board_id}?include=owner,posts,labels"),
-            Some(&bob),
-            None,
-        )
-        .await;
-    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
-    let data = got.data();
-    assert_eq!(
-        data["owner"],
-        Value::Null,
-        "another user's account is not readable, so not included"
-    );
-    assert_eq!(data["owner_id"], alice_id.as_str());
-    let included_posts = data["posts"].as_array().expect("posts");
-    assert_eq!(included_posts.len(), INCLUDE_LIMIT, "has_many capped");
-    assert!(
-        included_posts.iter().all(|p| p["body"] != "hidden"),
-        "an unreadable post is never included"
-    );
-    assert_eq!(included_posts[0]["body"], "post 00", "oldest first");
-    assert_eq!(
-        strings(&data["labels"], "name"),
-        BTreeSet::from(["games".to_owned(), "music".to_owned()]),
-        "many_to_many, without the label the reader may not see"
-    );
+        let bob = api.user("bob", "user").await;
+        let got = api
+            .send(
+                "GET",
+                &format!("/api/boards/{board_id}?include=owner,posts,labels"),
+                Some(&bob),
+                None,
+            )
+            .await;
+        assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+        let data = got.data();
+        assert_eq!(
+            data["owner"],
+            Value::Null,
+            "another user's account is not readable, so not included"
+        );
+        assert_eq!(data["owner_id"], alice_id.as_str());
+        let included_posts = data["posts"].as_array().expect("posts");
+        assert_eq!(included_posts.len(), INCLUDE_LIMIT, "has_many capped");
+        assert!(
+            included_posts.iter().all(|p| p["body"] != "hidden"),
+            "an unreadable post is never included"
+        );
+        assert_eq!(included_posts[0]["body"], "post 00", "oldest first");
+        assert_eq!(
+            strings(&data["labels"], "name"),
+            BTreeSet::from(["games".to_owned(), "music".to_owned()]),
+            "many_to_many, without the label the reader may not see"
+        );
 
-    // The rest of a capped has_many: filter the child by its parent's id.
-    let rest = api
-        .send(
-            "GET",
-            &format!("/api/posts?filter[board_id]={board_id}&page[offset]=25"),
-            Some(&bob),
-            None,
-        )
-        .await;
-    assert_eq!(rest.status, StatusCode::OK, "{}", rest.body);
-    assert_eq!(
-        strings(rest.data(), "body"),
-        (25..30).map(|i| format!("post {i:02}")).collect(),
-        "the posts past the cap"
-    );
+        // The rest of a capped has_many: filter the child by its parent's id.
+        let rest = api
+            .send(
+                "GET",
+                &format!("/api/posts?filter[board_id]={board_id}&page[offset]=25"),
+                Some(&bob),
+                None,
+            )
+            .await;
+        assert_eq!(rest.status, StatusCode::OK, "{}", rest.body);
+        assert_eq!(
+            strings(rest.data(), "body"),
+            (25..30).map(|i| format!("post {i:02}")).collect(),
+            "the posts past the cap"
+        );
 
-    // The private board: invisible to bob through an include, too.
-    let private_post = create(
-        &api,
-        &alice,
-        "posts",
-        json!({"board_id": private["id"], "body": "dear diary"}),
-    )
-    .await;
-    let as_bob = api
-        .send(
-            "GET",
-            &format!("/api/posts/{}?include=board", private_post["id"].as_str().unwrap()),
-            Some(&bob),
-            None,
+        // The private board: invisible to bob through an include, too.
+        let private_post = create(
+            &api,
+            &alice,
+            "posts",
+            json!({"board_id": private["id"], "body": "dear diary"}),
         )
         .await;
-    assert_eq!(as_bob.status, StatusCode::OK, "{}", as_bob.body);
-    assert_eq!(as_bob.data()["board"], Value::Null, "unreadable parent");
-    assert_eq!(
-        as_bob.data()["board_id"], private["id"],
-        "the id is the post's own field"
-    );
-    let as_alice = api
-        .send(
-            "GET",
-            &format!("/api/posts/{}?include=board", private_post["id"].as_str().unwrap()),
-            Some(&alice),
-            None,
-        )
-        .await;
-    assert_eq!(as_alice.data()["board"]["title"], "Diary");
-    let own = api
-        .send(
-            "GET",
-            &format!("/api/boards/{board_id}?include=owner"),
-            Some(&alice),
-            None,
-        )
-        .await;
-    assert_eq!(own.data()["owner"]["username"], "alice", "belongs_to included");
+        let as_bob = api
+            .send(
+                "GET",
+                &format!(
+                    "/api/posts/{}?include=board",
+                    private_post["id"].as_str().unwrap()
+                ),
+                Some(&bob),
+                None,
+            )
+            .await;
+        assert_eq!(as_bob.status, StatusCode::OK, "{}", as_bob.body);
+        assert_eq!(as_bob.data()["board"], Value::Null, "unreadable parent");
+        assert_eq!(
+            as_bob.data()["board_id"],
+            private["id"],
+            "the id is the post's own field"
+        );
+        let as_alice = api
+            .send(
+                "GET",
+                &format!(
+                    "/api/posts/{}?include=board",
+                    private_post["id"].as_str().unwrap()
+                ),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(as_alice.data()["board"]["title"], "Diary");
+        let own = api
+            .send(
+                "GET",
+                &format!("/api/boards/{board_id}?include=owner"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(
+            own.data()["owner"]["username"],
+            "alice",
+            "belongs_to included"
+        );
 
-    // Sparse fields: only those asked for, plus the id; includes still work.
-    let sparse = api
-        .send(
-            "GET",
-            "/api/boards?fields=title&include=owner&sort=title",
-            Some(&alice),
-            None,
+        // Sparse fields: only those asked for, plus the id; includes still work.
+        let sparse = api
+            .send(
+                "GET",
+                "/api/boards?fields=title&include=owner&sort=title",
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(sparse.status, StatusCode::OK, "{}", sparse.body);
+        let first = sparse.data()[0].as_object().expect("a record");
+        let keys: BTreeSet<&str> = first.keys().map(String::as_str).collect();
+        assert_eq!(keys, BTreeSet::from(["id", "title", "owner"]), "{first:?}");
+        assert_eq!(first["title"], "Diary");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    restrict_refuses_destroy_with_409,
+    |dialect: Dialect| async move {
+        let api = boards_api(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let board = create(
+            &api,
+            &alice,
+            "boards",
+            json!({"title": "Plaza", "owner_id": alice_id}),
         )
         .await;
-    assert_eq!(sparse.status, StatusCode::OK, "{}", sparse.body);
-    let first = sparse.data()[0].as_object().expect("a record");
-    let keys: BTreeSet<&str> = first.keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(["id", "title", "owner"]), "{first:?}");
-    assert_eq!(first["title"], "Diary");
-    api.cleanup().await;
-});
-
-both!(restrict_refuses_destroy_with_409, |dialect: Dialect| async move {
-    let api = boards_api(dialect).await;
-    let alice = api.user("alice", "user").await;
-    let alice_id = api.user_id(&alice);
-    let board = create(
-        &api,
-        &alice,
-        "boards",
-        json!({"title": "Plaza", "owner_id": alice_id}),
-    )
-    .await;
-    // alice owns a board, whose owner is `restrict`: she cannot be deleted.
-    let refused = api
-        .send("DELETE", &format!("/api/users/{alice_id}"), Some(ADMIN), None)
+        // alice owns a board, whose owner is `restrict`: she cannot be deleted.
+        let refused = api
+            .send(
+                "DELETE",
+                &format!("/api/users/{alice_id}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+        assert_eq!(refused.body["error"]["code"], "conflict");
+        assert!(
+            refused.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("other records still refer to this user"),
+            "{}",
+            refused.body
+        );
+        let still = api
+            .send("GET", &format!("/api/users/{alice_id}"), Some(ADMIN), None)
+            .await;
+        assert_eq!(still.status, StatusCode::OK, "nothing was deleted");
+        // Once the board is gone (its posts cascade), she can be.
+        let board_id = board["id"].as_str().unwrap();
+        create(
+            &api,
+            ADMIN,
+            "posts",
+            json!({"board_id": board_id, "body": "hello"}),
+        )
         .await;
-    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-    assert_eq!(refused.body["error"]["code"], "conflict");
-    assert!(
-        refused.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("other records still refer to this user"),
-        "{}",
-        refused.body
-    );
-    let still = api
-        .send("GET", &format!("/api/users/{alice_id}"), Some(ADMIN), None)
-        .await;
-    assert_eq!(still.status, StatusCode::OK, "nothing was deleted");
-    // Once the board is gone (its posts cascade), she can be.
-    let board_id = board["id"].as_str().unwrap();
-    create(
-        &api,
-        ADMIN,
-        "posts",
-        json!({"board_id": board_id, "body": "hello"}),
-    )
-    .await;
-    let gone = api
-        .send("DELETE", &format!("/api/boards/{board_id}"), Some(&alice), None)
-        .await;
-    assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
-    let posts = api.send("GET", "/api/posts", Some(ADMIN), None).await;
-    assert_eq!(posts.data(), &json!([]), "cascade");
-    let deleted = api
-        .send("DELETE", &format!("/api/users/{alice_id}"), Some(ADMIN), None)
-        .await;
-    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
-    api.cleanup().await;
-});
+        let gone = api
+            .send(
+                "DELETE",
+                &format!("/api/boards/{board_id}"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
+        let posts = api.send("GET", "/api/posts", Some(ADMIN), None).await;
+        assert_eq!(posts.data(), &json!([]), "cascade");
+        let deleted = api
+            .send(
+                "DELETE",
+                &format!("/api/users/{alice_id}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+        api.cleanup().await;
+    }
+);
