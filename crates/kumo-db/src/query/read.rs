@@ -113,9 +113,15 @@ impl Engine {
 
         let fields = public(entry);
         let mut sql = Sql::new(dialect);
+        // The page is chosen first and only its rows are formatted: the
+        // canonical datetime text costs a function call per row, and the
+        // database would otherwise compute it for every row it sorts.
         sql.push("SELECT ");
         select_list(&mut sql, entry, ROW);
-        sql.push(&format!(" FROM {} {ROW} WHERE ", ident(&entry.table)));
+        sql.push(&format!(
+            " FROM (SELECT * FROM {} {ROW} WHERE ",
+            ident(&entry.table)
+        ));
         Renderer::new(ROW).render(&where_, &mut sql);
         sql.push(" ORDER BY ");
         order_by(&mut sql, entry, &req.sort, backwards);
@@ -123,6 +129,8 @@ impl Engine {
         if let Position::Offset(n) = req.position {
             sql.push(&format!(" OFFSET {n}"));
         }
+        sql.push(&format!(") {ROW} ORDER BY "));
+        order_by(&mut sql, entry, &req.sort, backwards);
         let mut rows = Exec::Pool(&self.db).fetch_records(&sql, &fields).await?;
         let more = rows.len() > req.size;
         rows.truncate(req.size);
