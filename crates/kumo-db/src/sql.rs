@@ -13,11 +13,20 @@
 //!   rebuild (create the new table, copy, drop, rename). The runner turns
 //!   foreign keys off around each migration and runs `foreign_key_check`
 //!   before committing, as SQLite's documentation prescribes.
+//! - A rebuild is preceded by a `-- kumo:rebuild` line ([`Rebuild`]) naming
+//!   the columns and indexes the migration knew. After a git merge another
+//!   branch's migration may have changed the same table first; the runner
+//!   compares the live table with that line and carries over what the
+//!   rebuild's statements do not know, so a rebuild never drops a column it
+//!   was not generated to drop.
+
+use std::collections::BTreeMap;
 
 use kumo_core::resource::{OnDelete, Value};
 use kumo_core::table::{
-    BaseType, Column, ColumnDefault, ColumnType, Table, UniqueIndex, constraint_name,
+    BaseType, Column, ColumnDefault, ColumnType, Table, UniqueIndex, constraint_name, fnv1a,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::diff::{Change, TableAlter};
 
@@ -521,6 +530,13 @@ fn convert_sqlite(col: &str, from: BaseType, to: &ColumnType) -> String {
 fn render_sqlite(changes: &[Change]) -> Vec<String> {
     let d = Dialect::Sqlite;
     let mut out = Vec::new();
+    let renamed_tables: Vec<(&str, &str)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::RenameTable { from, to } => Some((from.as_str(), to.as_str())),
+            _ => None,
+        })
+        .collect();
     for change in changes {
         if let Change::RenameTable { from, to } = change {
             out.push(format!(
@@ -541,7 +557,7 @@ fn render_sqlite(changes: &[Change]) -> Vec<String> {
     for change in changes {
         if let Change::AlterTable(a) = change {
             if needs_rebuild(a) {
-                rebuild_sqlite(a, &mut out);
+                rebuild_sqlite(a, &renamed_tables, &mut out);
             } else {
                 alter_sqlite(a, &mut out);
             }
@@ -598,11 +614,58 @@ fn alter_sqlite(a: &TableAlter, out: &mut Vec<String>) {
 }
 
 /// SQLite's twelve-step procedure, minus the steps the runner does (foreign
-/// keys off, transaction, `foreign_key_check`).
-fn rebuild_sqlite(a: &TableAlter, out: &mut Vec<String>) {
+/// keys off, transaction, `foreign_key_check`), after the [`Rebuild`] line.
+/// `renamed_tables` are the tables this migration renames before it.
+fn rebuild_sqlite(a: &TableAlter, renamed_tables: &[(&str, &str)], out: &mut Vec<String>) {
     let d = Dialect::Sqlite;
-    let temp = format!("_kumo_new_{}", a.new.name);
-    out.push(create_table_sql(&a.new, d, &temp));
+    let temp = rebuild_temp_name(&a.new.name);
+    let rebuild = Rebuild {
+        table: a.new.name.clone(),
+        columns: a
+            .old
+            .columns
+            .iter()
+            .map(|c| {
+                // The definition as the live table holds it when the rebuild
+                // runs: SQLite rewrote references to the tables renamed
+                // earlier in this migration.
+                let mut c = c.clone();
+                if let Some(fk) = &mut c.references
+                    && let Some((_, to)) = renamed_tables.iter().find(|(from, _)| *from == fk.table)
+                {
+                    fk.table = (*to).to_string();
+                }
+                let definition = column_definition(&a.old.name, &c, d, true);
+                let shape = ColumnShape {
+                    sql_type: sql_type(&c.ty, d).to_string(),
+                    not_null: !c.nullable || c.primary_key,
+                    default: c.default.as_ref().map(|v| default_sql(v, &c.ty, d)),
+                    primary_key: c.primary_key,
+                    references: c.references.as_ref().map(|fk| {
+                        (
+                            fk.table.clone(),
+                            fk.column.clone(),
+                            on_delete_sql(fk.on_delete).to_string(),
+                        )
+                    }),
+                };
+                let prints = [definition_fingerprint(&definition), shape.fingerprint()];
+                (c.name, prints)
+            })
+            .collect(),
+        indexes: a
+            .old
+            .unique_indexes
+            .iter()
+            .map(|u| u.name.clone())
+            .collect(),
+    };
+    out.push(format!(
+        "-- {t} is rebuilt (SQLite can't change a column in place); `kumo migrate` carries over the columns and indexes of {t} the next line does not list.\n{}\n{}",
+        rebuild.line(),
+        create_table_sql(&a.new, d, &temp),
+        t = ident(&a.new.name),
+    ));
     let mut targets = Vec::new();
     let mut sources = Vec::new();
     for column in &a.new.columns {
@@ -631,5 +694,455 @@ fn rebuild_sqlite(a: &TableAlter, out: &mut Vec<String>) {
     ));
     for u in &a.new.unique_indexes {
         out.push(create_unique_sql(&a.new.name, u));
+    }
+}
+
+/// The name of a rebuild's new table until it replaces the old one.
+fn rebuild_temp_name(table: &str) -> String {
+    format!("_kumo_new_{table}")
+}
+
+/// What a SQLite rebuild was generated against, written into the migration
+/// as the line `-- kumo:rebuild {json}` right before its statements.
+///
+/// The statements copy the columns the migration knew about when it was
+/// generated. After a git merge, a migration from another branch may have
+/// been applied first and added a column (or an index) to the same table, or
+/// changed one of its columns. The runner reads this line, compares the live
+/// table with it and adjusts the statements: unknown columns and indexes are
+/// carried over as they are, a column the rebuild keeps unchanged keeps its
+/// live definition, and a column the rebuild itself changes must still be
+/// what it expects, or the migration stops. Without the line (migrations
+/// from before it existed) the statements run as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rebuild {
+    pub table: String,
+    /// The table's columns before the rebuild, each with two fingerprints
+    /// of the column as the live table should hold it: of its definition
+    /// ([`definition_fingerprint`]), and of its [`ColumnShape`].
+    pub columns: BTreeMap<String, [String; 2]>,
+    /// The table's unique indexes before the rebuild.
+    pub indexes: Vec<String>,
+}
+
+/// The start of a [`Rebuild`] line.
+pub const REBUILD_MARK: &str = "-- kumo:rebuild ";
+
+impl Rebuild {
+    fn line(&self) -> String {
+        // Serialising strings and vectors of strings can't fail.
+        let json = serde_json::to_string(self).unwrap_or_default();
+        format!("{REBUILD_MARK}{json}")
+    }
+
+    /// The rebuild announced in the comments leading `statement`, if any.
+    pub fn find(statement: &str) -> Option<Result<Rebuild, String>> {
+        statement
+            .lines()
+            .map(str::trim_start)
+            .take_while(|l| l.is_empty() || l.starts_with("--"))
+            .find_map(|l| l.strip_prefix(REBUILD_MARK))
+            .map(|json| serde_json::from_str(json).map_err(|e| e.to_string()))
+    }
+
+    /// The name of the table the rebuild's statements fill first.
+    pub fn temp_name(&self) -> String {
+        rebuild_temp_name(&self.table)
+    }
+}
+
+/// What SQLite's `pragma_table_xinfo` and `pragma_foreign_key_list` say
+/// about a column: its type, nullability, default, key and reference, but
+/// not its CHECK. Two columns of one shape hold the same values in the same
+/// form, even where Kumo has since changed how it words a CHECK (as it did
+/// for JSON columns), so a rebuild tells another migration's change to a
+/// column it converts from a mere rewording by this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnShape {
+    pub sql_type: String,
+    /// A primary key counts as not null, as SQLite reports it in STRICT
+    /// tables.
+    pub not_null: bool,
+    /// The default as SQL; one pair of outer parentheses does not count
+    /// (SQLite reports `(strftime(…))` as `strftime(…)`).
+    pub default: Option<String>,
+    pub primary_key: bool,
+    /// Table, column, `ON DELETE` action.
+    pub references: Option<(String, String, String)>,
+}
+
+impl ColumnShape {
+    pub fn fingerprint(&self) -> String {
+        let default = self.default.as_deref().map(|d| {
+            let d = d.trim();
+            d.strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .filter(|inner| {
+                    parenthesized(d).is_some_and(|(i, rest)| i == *inner && rest.is_empty())
+                })
+                .unwrap_or(d)
+        });
+        let text = format!(
+            "{}|{}|{}|{}|{}",
+            self.sql_type.to_ascii_uppercase(),
+            self.not_null,
+            default.unwrap_or("-"),
+            self.primary_key,
+            self.references
+                .as_ref()
+                .map_or("-".to_string(), |(t, c, d)| format!(
+                    "{t}.{c} {}",
+                    d.to_ascii_uppercase()
+                ))
+        );
+        let hash = fnv1a(text.as_bytes());
+        format!("{:08x}", (hash >> 32) ^ (hash & 0xffff_ffff))
+    }
+}
+
+/// A fingerprint of a column definition that ignores constraint names and
+/// spacing: SQLite keeps a constraint's name when it renames a table or
+/// column, so a live definition may carry an older name than Kumo would
+/// write today for the same column.
+/// Eight hex digits: a false match needs a changed definition to collide by
+/// chance, one time in four billion.
+pub fn definition_fingerprint(definition: &str) -> String {
+    let hash = fnv1a(normalize_definition(definition).as_bytes());
+    format!("{:08x}", (hash >> 32) ^ (hash & 0xffff_ffff))
+}
+
+/// A column definition with `CONSTRAINT <name>` removed and every run of
+/// whitespace outside quotes made one space.
+fn normalize_definition(definition: &str) -> String {
+    let mut out = String::new();
+    let mut chars = definition.chars().peekable();
+    let mut skip_name = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' | '`' | '[' => {
+                let close = if c == '[' { ']' } else { c };
+                let mut token = String::from(c);
+                while let Some(d) = chars.next() {
+                    token.push(d);
+                    if d == close {
+                        // A doubled quote is an escaped one, not the end.
+                        if close != ']' && chars.peek() == Some(&close) {
+                            token.push(close);
+                            chars.next();
+                            continue;
+                        }
+                        break;
+                    }
+                }
+                if skip_name {
+                    skip_name = false;
+                } else {
+                    out.push_str(&token);
+                }
+            }
+            c if c.is_whitespace() => {
+                while chars.peek().is_some_and(|d| d.is_whitespace()) {
+                    chars.next();
+                }
+                if !out.is_empty() && !out.ends_with(' ') && !skip_name {
+                    out.push(' ');
+                }
+            }
+            c if c.is_ascii_alphanumeric() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some(&d) = chars.peek() {
+                    if !(d.is_ascii_alphanumeric() || d == '_') {
+                        break;
+                    }
+                    word.push(d);
+                    chars.next();
+                }
+                if skip_name {
+                    skip_name = false;
+                } else if word.eq_ignore_ascii_case("constraint") {
+                    skip_name = true;
+                } else {
+                    out.push_str(&word);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// Splits SQL text into statements at top-level semicolons, each with the
+/// comments before it and its `;`. Quotes and comments are respected; a
+/// statement with a body (`CREATE TRIGGER … BEGIN … END`) is not, and Kumo
+/// does not write one.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut has_code = false;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '-' if chars.peek().is_some_and(|(_, d)| *d == '-') => {
+                for (_, d) in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, d)| *d == '*') => {
+                chars.next();
+                let mut last = ' ';
+                for (_, d) in chars.by_ref() {
+                    if last == '*' && d == '/' {
+                        break;
+                    }
+                    last = d;
+                }
+            }
+            '\'' | '"' | '`' | '[' => {
+                has_code = true;
+                let close = if c == '[' { ']' } else { c };
+                // A doubled quote closes and reopens: the same either way.
+                for (_, d) in chars.by_ref() {
+                    if d == close {
+                        break;
+                    }
+                }
+            }
+            ';' => {
+                out.push(sql[start..=i].trim());
+                start = i + 1;
+                has_code = false;
+            }
+            c if !c.is_whitespace() => has_code = true,
+            _ => {}
+        }
+    }
+    if has_code {
+        out.push(sql[start..].trim());
+    }
+    out
+}
+
+/// The statement without the comment lines before it.
+pub fn statement_body(statement: &str) -> &str {
+    let mut rest = statement.trim_start();
+    while rest.starts_with("--") {
+        rest = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
+    }
+    rest
+}
+
+/// The text inside the first top-level parentheses of `sql` and what follows
+/// them, or `None` if there are none.
+pub fn parenthesized(sql: &str) -> Option<(&str, &str)> {
+    let mut depth = 0_u32;
+    let mut open = None;
+    let mut quote: Option<char> = None;
+    for (i, c) in sql.char_indices() {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' | '`' => quote = Some(c),
+            '[' => quote = Some(']'),
+            '(' => {
+                if depth == 0 {
+                    open = Some(i + 1);
+                }
+                depth += 1;
+            }
+            ')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some((&sql[open?..i], &sql[i + 1..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `list` split at top-level commas, each item trimmed.
+pub fn split_list(list: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let mut depth = 0_u32;
+    let mut quote: Option<char> = None;
+    let mut start = 0;
+    for (i, c) in list.char_indices() {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' | '`' => quote = Some(c),
+            '[' => quote = Some(']'),
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                items.push(list[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = list[start..].trim();
+    if !last.is_empty() || !items.is_empty() {
+        items.push(last);
+    }
+    items
+}
+
+/// The identifier an item of a column list starts with (a column's name),
+/// unquoted, and whether it was quoted. A bare `CONSTRAINT`, `PRIMARY`,
+/// `UNIQUE`, `CHECK` or `FOREIGN` starts a table constraint instead.
+pub fn leading_ident(item: &str) -> Option<(String, bool)> {
+    let mut chars = item.chars();
+    let first = chars.next()?;
+    let close = match first {
+        '"' | '`' => first,
+        '[' => ']',
+        c if c.is_ascii_alphanumeric() || c == '_' => {
+            let word: String = item
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            return Some((word, false));
+        }
+        _ => return None,
+    };
+    let mut name = String::new();
+    let mut chars = chars.peekable();
+    while let Some(c) = chars.next() {
+        if c == close {
+            if close != ']' && chars.peek() == Some(&close) {
+                chars.next();
+                name.push(c);
+                continue;
+            }
+            return Some((name, true));
+        }
+        name.push(c);
+    }
+    None
+}
+
+/// The double-quoted identifiers in an expression, outside string literals:
+/// the columns a rebuild's copy expression reads.
+pub fn quoted_idents(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = expr.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\'' => {
+                while let Some((_, d)) = chars.next() {
+                    if d == '\'' && chars.peek().is_some_and(|(_, e)| *e == '\'') {
+                        chars.next();
+                    } else if d == '\'' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                if let Some((name, _)) = leading_ident(&expr[i..]) {
+                    // The quoted token's length in bytes: both quotes, and
+                    // each quote inside doubled.
+                    let end = i + name.len() + name.matches('"').count() + 2;
+                    while chars.peek().is_some_and(|(j, _)| *j < end) {
+                        chars.next();
+                    }
+                    out.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_at_semicolons_outside_quotes_and_comments() {
+        let sql = "-- a; comment\nCREATE TABLE \"a;b\" (\"x\" TEXT DEFAULT 'it''s; here');\n\n/* ; */ DROP TABLE \"c\";\n-- trailing comment\n";
+        assert_eq!(
+            split_statements(sql),
+            [
+                "-- a; comment\nCREATE TABLE \"a;b\" (\"x\" TEXT DEFAULT 'it''s; here');",
+                "/* ; */ DROP TABLE \"c\";",
+            ]
+        );
+        assert_eq!(
+            statement_body("-- one\n  -- two\nDROP TABLE \"c\";"),
+            "DROP TABLE \"c\";"
+        );
+    }
+
+    #[test]
+    fn fingerprints_ignore_constraint_names_and_spacing_only() {
+        let written =
+            "\"title\" TEXT CONSTRAINT \"avatars_title_check\" CHECK (length(\"title\") <= 64)";
+        // After `RENAME COLUMN caption TO title` and `RENAME TO figures`,
+        // SQLite keeps the constraint's old name.
+        let live = "\"title\"   TEXT CONSTRAINT \"avatars_caption_check\"\n CHECK (length(\"title\") <= 64)";
+        assert_eq!(
+            definition_fingerprint(written),
+            definition_fingerprint(live)
+        );
+        let longer =
+            "\"title\" TEXT CONSTRAINT \"avatars_title_check\" CHECK (length(\"title\") <= 65)";
+        assert_ne!(
+            definition_fingerprint(written),
+            definition_fingerprint(longer)
+        );
+        // A literal that spells CONSTRAINT is data, not a constraint name.
+        assert_ne!(
+            definition_fingerprint("\"k\" TEXT CHECK (\"k\" IN ('CONSTRAINT a', 'b'))"),
+            definition_fingerprint("\"k\" TEXT CHECK (\"k\" IN ('CONSTRAINT c', 'b'))")
+        );
+    }
+
+    #[test]
+    fn lists_and_copy_expressions_are_read_with_their_quotes() {
+        assert_eq!(
+            split_list("\"a\", COALESCE(\"b\", 'x, y'), \"c\"\"d\""),
+            ["\"a\"", "COALESCE(\"b\", 'x, y')", "\"c\"\"d\""]
+        );
+        assert_eq!(
+            quoted_idents("CASE WHEN \"a\" IS NULL THEN '\"no\"' ELSE json_array(\"c\"\"d\") END"),
+            ["a", "c\"d"]
+        );
+        assert_eq!(
+            leading_ident("\"c\"\"d\" TEXT"),
+            Some(("c\"d".to_string(), true))
+        );
+        assert_eq!(
+            leading_ident("UNIQUE (\"a\")"),
+            Some(("UNIQUE".to_string(), false))
+        );
+    }
+
+    #[test]
+    fn the_rebuild_line_reads_back() {
+        let rebuild = Rebuild {
+            table: "avatars".into(),
+            columns: [(
+                "id".to_string(),
+                ["0123abcd".to_string(), "4567ef01".to_string()],
+            )]
+            .into(),
+            indexes: vec!["avatars_name_key".into()],
+        };
+        let statement = format!("-- a note\n{}\nCREATE TABLE …;", rebuild.line());
+        assert_eq!(Rebuild::find(&statement), Some(Ok(rebuild)));
+        assert_eq!(Rebuild::find("CREATE TABLE \"t\" (\"a\" TEXT);"), None);
     }
 }

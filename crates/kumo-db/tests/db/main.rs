@@ -16,6 +16,7 @@
 
 mod harness;
 mod live_schema;
+mod merge;
 mod property;
 mod runner;
 mod sql_snapshots;
