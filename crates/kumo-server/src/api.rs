@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -118,6 +119,34 @@ impl IntoResponse for ApiError {
 
 type Reply = Result<Response, Response>;
 
+/// A route's path segments. One that is not UTF-8 once percent-decoded
+/// names no resource, record or action (those are ASCII), so it answers 404
+/// in the one error shape rather than axum's plain-text 400.
+struct Segments<T>(T);
+
+impl<S, T> FromRequestParts<S> for Segments<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(segments)) => Ok(Segments(segments)),
+            Err(rejection) => {
+                tracing::debug!(%rejection, "a path segment is not UTF-8");
+                Err(error_response(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such route",
+                    None,
+                ))
+            }
+        }
+    }
+}
+
 fn engine(state: &AppState) -> Result<&Engine, Response> {
     state
         .engine()
@@ -224,7 +253,7 @@ fn call<'s>(
 
 async fn list(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Segments(plural): Segments<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
@@ -242,7 +271,7 @@ async fn list(
 
 async fn show(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
+    Segments((plural, id)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
@@ -258,7 +287,7 @@ async fn show(
 
 async fn create(
     State(state): State<AppState>,
-    Path(plural): Path<String>,
+    Segments(plural): Segments<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -279,7 +308,7 @@ async fn create(
 
 async fn update(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
+    Segments((plural, id)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -300,7 +329,7 @@ async fn update(
 
 async fn destroy(
     State(state): State<AppState>,
-    Path((plural, id)): Path<(String, String)>,
+    Segments((plural, id)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Reply {
@@ -320,7 +349,7 @@ async fn destroy(
 /// `POST /api/<plural>/<name>`: a named action of type create.
 async fn create_action(
     State(state): State<AppState>,
-    Path((plural, name)): Path<(String, String)>,
+    Segments((plural, name)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -348,7 +377,7 @@ async fn create_action(
 /// `POST /api/<plural>/<id>/<name>`: a named update or destroy action.
 async fn record_action(
     State(state): State<AppState>,
-    Path((plural, id, name)): Path<(String, String, String)>,
+    Segments((plural, id, name)): Segments<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,

@@ -7,6 +7,7 @@
 //! Kumo route uses.
 
 pub mod api;
+pub mod openapi;
 pub mod ratelimit;
 
 use std::future::Future;
@@ -39,6 +40,8 @@ struct Inner {
     /// The resource API; `None` serves only health and readiness.
     engine: Option<Engine>,
     authenticate: api::Authenticate,
+    /// `GET /openapi.json`, generated once from the resources.
+    openapi: openapi::Document,
     /// `None`: no limit (`[server.rate_limit] enabled = false`).
     rate_limit: Option<Arc<ratelimit::Limiter>>,
 }
@@ -51,6 +54,7 @@ impl AppState {
                 migrations,
                 engine: None,
                 authenticate: api::anonymous_only(),
+                openapi: openapi::Document::new(None),
                 rate_limit: None,
             }),
         }
@@ -69,6 +73,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 db,
                 migrations,
+                openapi: openapi::Document::new(Some(&engine.catalog)),
                 engine: Some(engine),
                 authenticate: api::anonymous_only(),
                 rate_limit: None,
@@ -87,7 +92,10 @@ impl AppState {
     /// Limits how many requests each client may make (429 beyond it).
     pub fn with_rate_limit(self, limit: Option<&ratelimit::RateLimit>) -> Self {
         let rate_limit = limit.map(|l| Arc::new(ratelimit::Limiter::new(l)));
-        self.rebuild(|inner| Inner { rate_limit, ..inner })
+        self.rebuild(|inner| Inner {
+            rate_limit,
+            ..inner
+        })
     }
 
     fn rebuild(self, change: impl FnOnce(Inner) -> Inner) -> Self {
@@ -110,6 +118,10 @@ impl AppState {
     pub(crate) fn authenticate(&self) -> &api::Authenticate {
         &self.inner.authenticate
     }
+
+    pub(crate) fn openapi(&self) -> &openapi::Document {
+        &self.inner.openapi
+    }
 }
 
 pub fn app(state: AppState) -> Router {
@@ -117,6 +129,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(api::routes())
+        .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     if let Some(limiter) = &state.inner.rate_limit {

@@ -23,7 +23,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 use super::catalog::{Entry, Field, Kind, Origin};
 use super::error::{FieldErrors, QueryError, one};
 use super::exec::{Exec, Sql};
-use super::params::View;
+use super::params::{View, unstorable};
 use super::policy::{Cond, Operand, Renderer, compile};
 use super::read::{canonical_id, id_column, public, select_list, shape};
 use super::{Engine, Event, Record};
@@ -630,9 +630,13 @@ fn check_field(field: &Field, value: &Value) -> Result<Value, String> {
             Ok(Value::Null)
         };
     }
-    match &field.origin {
-        Origin::Attribute(ty) => normalize_value(ty, value),
-        _ => normalize_value(&AttrType::Uuid, value),
+    let value = match &field.origin {
+        Origin::Attribute(ty) => normalize_value(ty, value)?,
+        _ => normalize_value(&AttrType::Uuid, value)?,
+    };
+    match unstorable(field.kind, &value) {
+        Some(problem) => Err(problem),
+        None => Ok(value),
     }
 }
 

@@ -4,7 +4,10 @@
 
 mod crud;
 mod filters;
+mod fuzz;
+mod fuzz_found;
 mod harness;
+mod openapi;
 mod pages;
 mod relations;
 mod snapshots;

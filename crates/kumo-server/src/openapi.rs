@@ -1,0 +1,1424 @@
+//! The API's OpenAPI 3.1 description, generated from the resources, and the
+//! viewer that shows it.
+//!
+//! `GET /openapi.json` serves [`document`], computed once when the
+//! [`AppState`] is built and kept as bytes. Everything in it comes from the
+//! same facts the handlers use: the [`Catalog`]'s fields and kinds, the
+//! operators [`FilterOp::for_kind`] allows, the page limits of `params.rs`,
+//! the error codes of `api.rs`. So the document says exactly what the server
+//! accepts and answers; `tests/api/fuzz.rs` holds it to that by fuzzing the
+//! server from it.
+//!
+//! `GET /docs` is Swagger UI, vendored in `assets/` (see its README) and
+//! served from the binary under a strict Content-Security-Policy: no CDN, no
+//! inline script, no `eval`.
+
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kumo_core::resource::{
+    Action, ActionKind, AttrType, OnDelete, Policy, RelationshipKind, Resource,
+};
+use kumo_db::query::catalog::Origin;
+use kumo_db::query::params::{DEFAULT_PAGE_SIZE, FilterOp, MAX_OFFSET, MAX_PAGE_SIZE};
+use kumo_db::query::read::INCLUDE_LIMIT;
+use kumo_db::query::{Catalog, Entry, Field, Kind};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::api::BODY_LIMIT;
+
+/// How many `belongs_to` hops the listed filter paths take at most
+/// (`filter[avatar.uploader.username]` is two). The server accepts longer
+/// paths too; listing them all would repeat whole resources, endlessly for
+/// a resource that belongs to itself.
+pub const FILTER_DEPTH: usize = 2;
+
+/// The generated document as served: its bytes and their entity tag.
+pub struct Document {
+    json: Bytes,
+    etag: HeaderValue,
+}
+
+impl Document {
+    /// Generates the document for the resources of `catalog` (`None`: a
+    /// server without the resource API).
+    pub fn new(catalog: Option<&Catalog>) -> Document {
+        let json = serde_json::to_vec(&document(catalog)).expect("a JSON value serializes");
+        let mut hasher = std::hash::DefaultHasher::new();
+        json.hash(&mut hasher);
+        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
+            .expect("hex digits in quotes are a valid header value");
+        Document {
+            json: Bytes::from(json),
+            etag,
+        }
+    }
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs_page))
+        .route(
+            VIEWER_JS_PATH,
+            get(|| async { asset(VIEWER_JS, JAVASCRIPT, IMMUTABLE) }),
+        )
+        .route(
+            VIEWER_CSS_PATH,
+            get(|| async { asset(VIEWER_CSS, CSS, IMMUTABLE) }),
+        )
+        .route(
+            START_JS_PATH,
+            get(|| async { asset(START_JS, JAVASCRIPT, REVALIDATE) }),
+        )
+}
+
+async fn openapi_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let doc = state.openapi();
+    let fresh = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim() == doc.etag || tag.trim() == "*");
+    let common = [
+        (header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE)),
+        (header::ETAG, doc.etag.clone()),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    (
+        common,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))],
+        doc.json.clone(),
+    )
+        .into_response()
+}
+
+// The viewer. Its files are named after the vendored version so browsers may
+// keep them forever; the page and the start script change with Kumo itself.
+const VIEWER_JS: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js");
+const VIEWER_CSS: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui.css");
+const START_JS: &[u8] = include_bytes!("../assets/docs.js");
+const DOCS_HTML: &[u8] = include_bytes!("../assets/docs.html");
+const VIEWER_JS_PATH: &str = "/docs/swagger-ui-5.35.0.js";
+const VIEWER_CSS_PATH: &str = "/docs/swagger-ui-5.35.0.css";
+const START_JS_PATH: &str = "/docs/docs.js";
+
+const JSON: &str = "application/json";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const REVALIDATE: &str = "no-cache";
+
+/// Scripts and styles only from this server, requests only to it, images
+/// from it or `data:` URLs (Swagger UI's icons), nothing else: no inline
+/// script, no `eval`, no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn asset(body: &'static [u8], content_type: &'static str, cache: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn docs_page() -> Response {
+    let mut response = asset(DOCS_HTML, HTML, REVALIDATE);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+// ---------------------------------------------------------------------------
+// The document.
+
+/// Where the error codes a response may carry are listed, by status.
+struct ErrorResponse {
+    /// The key under `components/responses`.
+    name: &'static str,
+    status: &'static str,
+    codes: &'static [&'static str],
+    description: &'static str,
+}
+
+const BAD_REQUEST: ErrorResponse = ErrorResponse {
+    name: "bad_request",
+    status: "400",
+    codes: &["bad_request"],
+    description: "A query parameter, filter field, operator, value or cursor the route does \
+                  not take; `fields` names the parameter.",
+};
+const BAD_BODY: ErrorResponse = ErrorResponse {
+    name: "bad_request_or_json",
+    status: "400",
+    codes: &["bad_request", "malformed_json"],
+    description: "A query parameter the route does not take (`bad_request`), or a body that \
+                  is not valid JSON (`malformed_json`).",
+};
+const UNAUTHENTICATED: ErrorResponse = ErrorResponse {
+    name: "unauthenticated",
+    status: "401",
+    codes: &["unauthenticated"],
+    description: "The `Authorization` header does not check out, or the request is \
+                  anonymous and signing in might allow it.",
+};
+const FORBIDDEN: ErrorResponse = ErrorResponse {
+    name: "forbidden",
+    status: "403",
+    codes: &["forbidden"],
+    description: "Signed in, but the resource's policy does not allow this on this record.",
+};
+const NOT_FOUND: ErrorResponse = ErrorResponse {
+    name: "not_found",
+    status: "404",
+    codes: &["not_found"],
+    description: "No record with this id, or one the caller may not read (the two look \
+                  the same).",
+};
+const CONFLICT: ErrorResponse = ErrorResponse {
+    name: "conflict",
+    status: "409",
+    codes: &["conflict"],
+    description: "A unique attribute or identity is already taken (`fields` names its \
+                  fields), or other records still refer to this one.",
+};
+const TOO_LARGE: ErrorResponse = ErrorResponse {
+    name: "payload_too_large",
+    status: "413",
+    codes: &["payload_too_large"],
+    // The limit is added by `error_response`.
+    description: "The body is larger than",
+};
+const MEDIA_TYPE: ErrorResponse = ErrorResponse {
+    name: "unsupported_media_type",
+    status: "415",
+    codes: &["unsupported_media_type"],
+    description: "A body sent without `Content-Type: application/json`.",
+};
+const INVALID: ErrorResponse = ErrorResponse {
+    name: "invalid",
+    status: "422",
+    codes: &["invalid"],
+    description: "Values that break the resource's rules: a wrong type, a constraint, an \
+                  unknown or unwritable field, a field the action does not accept, a \
+                  reference to a record that does not exist or cannot be read. `fields` \
+                  names each field (`[i].field` for item `i` of a batch).",
+};
+const RATE_LIMITED: ErrorResponse = ErrorResponse {
+    name: "rate_limited",
+    status: "429",
+    codes: &["rate_limited"],
+    description: "Too many requests from this client; retry after `Retry-After` seconds.",
+};
+const INTERNAL: ErrorResponse = ErrorResponse {
+    name: "internal",
+    status: "500",
+    codes: &["internal"],
+    description: "The database failed. A write that fails this way was not made.",
+};
+
+const ALL_ERRORS: [&ErrorResponse; 11] = [
+    &BAD_REQUEST,
+    &BAD_BODY,
+    &UNAUTHENTICATED,
+    &FORBIDDEN,
+    &NOT_FOUND,
+    &CONFLICT,
+    &TOO_LARGE,
+    &MEDIA_TYPE,
+    &INVALID,
+    &RATE_LIMITED,
+    &INTERNAL,
+];
+
+/// The OpenAPI 3.1 document for the resources of `catalog`, or for the
+/// service routes alone.
+pub fn document(catalog: Option<&Catalog>) -> Value {
+    let mut doc = Builder::default();
+    doc.service_routes(catalog.is_some());
+    if let Some(catalog) = catalog {
+        for entry in catalog.entries() {
+            doc.resource(catalog, entry);
+        }
+    }
+    let mut responses = Map::new();
+    for e in ALL_ERRORS {
+        responses.insert(e.name.to_owned(), error_response(e));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Kumo API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": INTRODUCTION,
+        },
+        "servers": [{ "url": "/" }],
+        "security": [{}, { "bearer": [] }],
+        "tags": doc.tags,
+        "paths": doc.paths,
+        "components": {
+            "schemas": doc.schemas,
+            "parameters": doc.parameters,
+            "responses": responses,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A session token or an API key. Optional: without the \
+                                    header the request is anonymous, and the resources' \
+                                    policies decide what an anonymous caller may do. A \
+                                    header that does not check out is refused with 401."
+                }
+            }
+        }
+    })
+}
+
+const INTRODUCTION: &str = "\
+Every resource is served under `/api/<plural>`. Bodies and answers are JSON.
+
+**Records.** `GET /api/<plural>` lists, `GET /api/<plural>/{id}` reads one, \
+`POST /api/<plural>` creates one (an object) or several in one transaction \
+(an array: all or nothing), `PATCH /api/<plural>/{id}` changes the fields it \
+names, `DELETE /api/<plural>/{id}` deletes and answers the record as it was. \
+Named actions are `POST /api/<plural>/{id}/<action>` (update and destroy \
+actions) or `POST /api/<plural>/<action>` (create actions).
+
+**Policies.** A record the caller may not read does not exist for them: it is \
+absent from lists, counts and includes, never matches a filter, and reading it \
+is a 404. Each operation's description gives the policy that decides it.
+
+**Errors** all have one shape: \
+`{\"error\": {\"code\": \"…\", \"message\": \"…\", \"fields\": {\"name\": [\"…\"]}}}`; \
+`code` is stable, `message` is for people, `fields` (when present) names what \
+is wrong.
+
+**Lists** take `filter[field]=value` (equality) and `filter[field][op]=value`; \
+the operators each field takes are listed as parameters. Filters reach through \
+`belongs_to` relationships (`filter[uploader.username]=alice`); the parameters \
+list paths up to two relationships deep, and longer paths work the same way. \
+`sort` orders by fields (`-` for descending). Pages are keyset pages: follow \
+`page.next` with `page[after]` and `page.prev` with `page[before]`; \
+`page[offset]` skips rows instead, and `page[count]=true` adds `page.total`.";
+
+#[derive(Default)]
+struct Builder {
+    paths: Map<String, Value>,
+    schemas: Map<String, Value>,
+    parameters: Map<String, Value>,
+    tags: Vec<Value>,
+}
+
+impl Builder {
+    fn service_routes(&mut self, api: bool) {
+        self.tags.push(json!({
+            "name": "service",
+            "description": "Health, readiness and this description."
+        }));
+        self.schemas.insert("kumo.error".into(), error_schema(None));
+        self.schemas.insert(
+            "kumo.page".into(),
+            json!({
+                "type": "object",
+                "description": "Where the list goes on. A cursor is opaque and bound to the \
+                                resource and sort it came from.",
+                "required": ["next", "prev"],
+                "additionalProperties": false,
+                "properties": {
+                    "next": {
+                        "type": ["string", "null"],
+                        "description": "Pass as `page[after]` for the next page; `null` on the last."
+                    },
+                    "prev": {
+                        "type": ["string", "null"],
+                        "description": "Pass as `page[before]` for the previous page; `null` on the first."
+                    },
+                    "total": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "How many records match the filters, with `page[count]=true`."
+                    }
+                }
+            }),
+        );
+        let status = |value: &str| {
+            json!({
+                "type": "object",
+                "required": ["status"],
+                "additionalProperties": false,
+                "properties": { "status": { "const": value } }
+            })
+        };
+        self.paths.insert(
+            "/health".into(),
+            json!({ "get": {
+                "tags": ["service"],
+                "operationId": "health",
+                "summary": "The process is up",
+                "security": [{}],
+                "responses": with_errors(
+                    json!({ "200": json_response("Up.", status("ok")) }),
+                    &[&RATE_LIMITED],
+                )
+            }}),
+        );
+        let not_ready = json!({
+            "type": "object",
+            "required": ["status", "error"],
+            "additionalProperties": false,
+            "properties": {
+                "status": { "const": "not_ready" },
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "code": { "enum": ["database_unavailable", "schema_not_current"] },
+                        "message": { "type": "string" }
+                    }
+                }
+            }
+        });
+        self.paths.insert(
+            "/ready".into(),
+            json!({ "get": {
+                "tags": ["service"],
+                "operationId": "ready",
+                "summary": "The database answers and its schema is current",
+                "security": [{}],
+                "responses": with_errors(
+                    json!({
+                        "200": json_response("Ready to serve.", status("ready")),
+                        "503": json_response("Not ready; `error` says why.", not_ready),
+                    }),
+                    &[&RATE_LIMITED],
+                )
+            }}),
+        );
+        self.paths.insert(
+            "/openapi.json".into(),
+            json!({ "get": {
+                "tags": ["service"],
+                "operationId": "openapi",
+                "summary": "This description",
+                "description": if api {
+                    "Generated from the resources when the server starts."
+                } else {
+                    "This server does not serve the resource API, only the routes below."
+                },
+                "security": [{}],
+                "responses": with_errors(
+                    json!({
+                        "200": {
+                            "description": "The OpenAPI 3.1 document.",
+                            "headers": { "ETag": { "schema": { "type": "string" } } },
+                            "content": { JSON: { "schema": { "type": "object" } } }
+                        },
+                        "304": { "description": "Unchanged since the `If-None-Match` entity tag." }
+                    }),
+                    &[&RATE_LIMITED],
+                )
+            }}),
+        );
+        self.paths.insert(
+            "/docs".into(),
+            json!({ "get": {
+                "tags": ["service"],
+                "operationId": "docs",
+                "summary": "This description in a viewer (Swagger UI, served by Kumo)",
+                "security": [{}],
+                "responses": with_errors(
+                    json!({
+                        "200": {
+                            "description": "The viewer's page.",
+                            "content": { "text/html": { "schema": { "type": "string" } } }
+                        }
+                    }),
+                    &[&RATE_LIMITED],
+                )
+            }}),
+        );
+        self.parameters.insert(
+            "kumo.id".into(),
+            json!({
+                "name": "id",
+                "in": "path",
+                "required": true,
+                "description": "The record's id. Any other text answers 404.",
+                "schema": { "type": "string", "format": "uuid" }
+            }),
+        );
+        let page = [
+            (
+                "page[size]",
+                "How many records a page holds.",
+                json!({
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_PAGE_SIZE,
+                    "default": DEFAULT_PAGE_SIZE
+                }),
+            ),
+            (
+                "page[after]",
+                "The page after this cursor (a `page.next`). Only one of `page[after]`, \
+                 `page[before]` and `page[offset]`.",
+                json!({ "type": "string" }),
+            ),
+            (
+                "page[before]",
+                "The page before this cursor (a `page.prev`).",
+                json!({ "type": "string" }),
+            ),
+            (
+                "page[offset]",
+                "Skip this many records instead of following a cursor.",
+                json!({ "type": "integer", "minimum": 0, "maximum": MAX_OFFSET }),
+            ),
+            (
+                "page[count]",
+                "`true` adds `page.total`, how many records match.",
+                json!({ "type": "boolean", "default": false }),
+            ),
+        ];
+        for (name, description, schema) in page {
+            self.parameters.insert(
+                param_key(name),
+                json!({
+                    "name": name,
+                    "in": "query",
+                    "description": description,
+                    "schema": schema
+                }),
+            );
+        }
+    }
+
+    fn resource(&mut self, catalog: &Catalog, entry: &Entry) {
+        let r = &entry.resource;
+        let name = r.name.as_str();
+        let plural = r.plural.as_str();
+        self.tags.push(match &r.description {
+            Some(d) => json!({ "name": plural, "description": d }),
+            None => json!({ "name": plural }),
+        });
+        self.record_schemas(catalog, entry);
+        let include = self.view_parameters(catalog, entry);
+        let id = json!({ "$ref": "#/components/parameters/kumo.id" });
+        let unique = has_unique(entry);
+        let record_routes = [id]
+            .into_iter()
+            .chain(include.iter().cloned())
+            .collect::<Vec<_>>();
+
+        // The collection: list and create.
+        let mut list_params = include.clone();
+        list_params.push(self.sort_parameter(entry));
+        for p in [
+            "page[size]",
+            "page[after]",
+            "page[before]",
+            "page[offset]",
+            "page[count]",
+        ] {
+            list_params
+                .push(json!({ "$ref": format!("#/components/parameters/{}", param_key(p)) }));
+        }
+        list_params.extend(filter_parameters(catalog, entry, &mut self.schemas));
+        let list = json!({
+            "tags": [plural],
+            "operationId": format!("{plural}.list"),
+            "summary": format!("List {plural}"),
+            "description": format!(
+                "The {plural} the caller may read.{}",
+                read_rule(r)
+            ),
+            "parameters": list_params,
+            "responses": with_errors(
+                json!({ "200": json_response(
+                    &format!("A page of {plural}."),
+                    schema_ref(&format!("{name}.page")),
+                )}),
+                &[&BAD_REQUEST, &UNAUTHENTICATED, &RATE_LIMITED, &INTERNAL],
+            )
+        });
+        let mut create_errors = vec![
+            &BAD_BODY,
+            &UNAUTHENTICATED,
+            &FORBIDDEN,
+            &TOO_LARGE,
+            &MEDIA_TYPE,
+            &INVALID,
+            &RATE_LIMITED,
+            &INTERNAL,
+        ];
+        if unique {
+            create_errors.push(&CONFLICT);
+        }
+        let create = json!({
+            "tags": [plural],
+            "operationId": format!("{plural}.create"),
+            "summary": format!("Create one {name}, or several in one transaction"),
+            "description": format!(
+                "An object creates one {name}; an array creates each of its items in one \
+                 transaction, all or none.{}{}",
+                unsettable(entry, None),
+                write_rule(r.policies.create.as_ref())
+            ),
+            "parameters": include,
+            "requestBody": {
+                "required": true,
+                "content": { JSON: { "schema": {
+                    "oneOf": [
+                        schema_ref(&format!("{name}.create")),
+                        { "type": "array", "items": schema_ref(&format!("{name}.create")) }
+                    ]
+                }}}
+            },
+            "responses": with_errors(
+                json!({ "201": json_response(
+                    &format!("The created {name} (an array for an array body)."),
+                    json!({ "oneOf": [
+                        schema_ref(&format!("{name}.one")),
+                        schema_ref(&format!("{name}.many"))
+                    ]}),
+                )}),
+                &create_errors,
+            )
+        });
+        self.paths.insert(
+            format!("/api/{plural}"),
+            json!({ "get": list, "post": create }),
+        );
+
+        // One record: read, update, destroy.
+        let one = schema_ref(&format!("{name}.one"));
+        let get = json!({
+            "tags": [plural],
+            "operationId": format!("{plural}.get"),
+            "summary": format!("Read one {name}"),
+            "description": read_rule(r).trim_start().to_owned(),
+            "parameters": record_routes,
+            "responses": with_errors(
+                json!({ "200": json_response(&format!("The {name}."), one.clone()) }),
+                &[&BAD_REQUEST, &UNAUTHENTICATED, &NOT_FOUND, &RATE_LIMITED, &INTERNAL],
+            )
+        });
+        let mut update_errors = vec![
+            &BAD_BODY,
+            &UNAUTHENTICATED,
+            &FORBIDDEN,
+            &NOT_FOUND,
+            &TOO_LARGE,
+            &MEDIA_TYPE,
+            &INVALID,
+            &RATE_LIMITED,
+            &INTERNAL,
+        ];
+        if unique {
+            update_errors.push(&CONFLICT);
+        }
+        let update = json!({
+            "tags": [plural],
+            "operationId": format!("{plural}.update"),
+            "summary": format!("Change fields of one {name}"),
+            "description": format!(
+                "Changes the fields the body names; the others keep their values.{}",
+                write_rule(r.policies.update.as_ref())
+            ),
+            "parameters": record_routes,
+            "requestBody": {
+                "required": true,
+                "content": { JSON: { "schema": schema_ref(&format!("{name}.update")) } }
+            },
+            "responses": with_errors(
+                json!({ "200": json_response(&format!("The {name} as changed."), one.clone()) }),
+                &update_errors,
+            )
+        });
+        let mut destroy_errors = vec![
+            &BAD_REQUEST,
+            &UNAUTHENTICATED,
+            &FORBIDDEN,
+            &NOT_FOUND,
+            &RATE_LIMITED,
+            &INTERNAL,
+        ];
+        if still_referenced(catalog, name, &mut BTreeSet::new()) {
+            destroy_errors.push(&CONFLICT);
+        }
+        let destroy = json!({
+            "tags": [plural],
+            "operationId": format!("{plural}.destroy"),
+            "summary": format!("Delete one {name}"),
+            "description": format!(
+                "Answers the {name} as it was.{}",
+                write_rule(r.policies.destroy.as_ref())
+            ),
+            "parameters": record_routes,
+            "responses": with_errors(
+                json!({ "200": json_response(&format!("The deleted {name}."), one) }),
+                &destroy_errors,
+            )
+        });
+        self.paths.insert(
+            format!("/api/{plural}/{{id}}"),
+            json!({ "get": get, "patch": update, "delete": destroy }),
+        );
+
+        for action in &r.actions {
+            self.action(catalog, entry, action, &include, &record_routes);
+        }
+    }
+
+    /// A named action's route, body schema and responses.
+    fn action(
+        &mut self,
+        catalog: &Catalog,
+        entry: &Entry,
+        action: &Action,
+        include: &[Value],
+        record_routes: &[Value],
+    ) {
+        let r = &entry.resource;
+        let (name, plural) = (r.name.as_str(), r.plural.as_str());
+        let body_name = format!("{name}.actions.{}", action.name);
+        let fields = accepted_fields(entry, action);
+        let mut body = Map::new();
+        body.insert("type".into(), json!(["object", "null"]));
+        if let Some(d) = &action.description {
+            body.insert("description".into(), json!(d));
+        }
+        let mut properties = Map::new();
+        for f in &fields {
+            properties.insert(f.name.clone(), input_schema(entry, f));
+        }
+        body.insert("properties".into(), Value::Object(properties));
+        body.insert("additionalProperties".into(), json!(false));
+        if action.kind == ActionKind::Create {
+            let required: Vec<&str> = fields
+                .iter()
+                .filter(|f| f.required && !f.has_default && !sets(action, &f.name))
+                .map(|f| f.name.as_str())
+                .collect();
+            if !required.is_empty() {
+                body.insert("required".into(), json!(required));
+            }
+        }
+        self.schemas.insert(body_name.clone(), Value::Object(body));
+
+        let policy = action.policy.as_ref().or(match action.kind {
+            ActionKind::Create => r.policies.create.as_ref(),
+            ActionKind::Update => r.policies.update.as_ref(),
+            ActionKind::Destroy => r.policies.destroy.as_ref(),
+        });
+        let mut description = action
+            .description
+            .clone()
+            .map(|d| format!("{d}."))
+            .unwrap_or_default();
+        description.push_str(&effects(action));
+        if action.kind == ActionKind::Create {
+            description.push_str(&unsettable(entry, Some(action)));
+        }
+        description.push_str(&write_rule(policy));
+        let unique = has_unique(entry);
+        let mut errors: Vec<&ErrorResponse> = vec![
+            &BAD_BODY,
+            &UNAUTHENTICATED,
+            &FORBIDDEN,
+            &TOO_LARGE,
+            &MEDIA_TYPE,
+            &INVALID,
+            &RATE_LIMITED,
+            &INTERNAL,
+        ];
+        let (path, params, status, what) = match action.kind {
+            ActionKind::Create => {
+                if unique {
+                    errors.push(&CONFLICT);
+                }
+                (
+                    format!("/api/{plural}/{}", action.name),
+                    include.to_vec(),
+                    "201",
+                    format!("The created {name}."),
+                )
+            }
+            kind => {
+                errors.push(&NOT_FOUND);
+                let conflict = match kind {
+                    ActionKind::Destroy => still_referenced(catalog, name, &mut BTreeSet::new()),
+                    _ => unique,
+                };
+                if conflict {
+                    errors.push(&CONFLICT);
+                }
+                (
+                    format!("/api/{plural}/{{id}}/{}", action.name),
+                    record_routes.to_vec(),
+                    "200",
+                    if kind == ActionKind::Destroy {
+                        format!("The deleted {name}, as it was.")
+                    } else {
+                        format!("The {name} as changed.")
+                    },
+                )
+            }
+        };
+        let operation = json!({
+            "tags": [plural],
+            "operationId": format!("{plural}.actions.{}", action.name),
+            "summary": format!("{} ({} action)", action.name, action.kind.as_str()),
+            "description": description.trim_start(),
+            "parameters": params,
+            "requestBody": {
+                "required": false,
+                "description": "Optional: an empty body is an empty object.",
+                "content": { JSON: { "schema": schema_ref(&body_name) } }
+            },
+            "responses": with_errors(
+                json!({ status: json_response(&what, schema_ref(&format!("{name}.one"))) }),
+                &errors,
+            )
+        });
+        self.paths.insert(path, json!({ "post": operation }));
+    }
+
+    /// The record as answered, the bodies of create and update, and the
+    /// envelopes around records.
+    fn record_schemas(&mut self, catalog: &Catalog, entry: &Entry) {
+        let r = &entry.resource;
+        let name = r.name.as_str();
+        let mut properties = Map::new();
+        for f in entry.public_fields() {
+            properties.insert(f.name.clone(), output_schema(f));
+        }
+        for rel in &r.relationships {
+            let Some(target) = catalog.get(rel.target()) else {
+                continue;
+            };
+            let target = schema_ref(&target.resource.name);
+            let schema = match &rel.kind {
+                RelationshipKind::BelongsTo { .. } => json!({
+                    "description": format!(
+                        "With `include={}`: the related record, or `null` when there is \
+                         none or the caller may not read it.",
+                        rel.name
+                    ),
+                    "oneOf": [target, { "type": "null" }]
+                }),
+                _ => json!({
+                    "description": format!(
+                        "With `include={}`: the related records the caller may read, \
+                         oldest first, at most {INCLUDE_LIMIT}.",
+                        rel.name
+                    ),
+                    "type": "array",
+                    "maxItems": INCLUDE_LIMIT,
+                    "items": target
+                }),
+            };
+            properties.insert(rel.name.clone(), schema);
+        }
+        let mut record = json!({
+            "type": "object",
+            "description": format!(
+                "A {name} as answered: every field below, or with `fields` only those \
+                 named (and `id`), plus the relationships named by `include`."
+            ),
+            "required": ["id"],
+            "additionalProperties": false,
+            "properties": properties
+        });
+        if let Some(d) = &r.description {
+            record["description"] = json!(format!(
+                "{d}. {}",
+                record["description"].as_str().unwrap_or("")
+            ));
+        }
+        self.schemas.insert(name.to_owned(), record);
+
+        let writable: Vec<&Field> = entry
+            .fields
+            .iter()
+            .filter(|f| f.writable && f.origin != Origin::Managed)
+            .collect();
+        let inputs = |required: bool| {
+            let mut properties = Map::new();
+            for f in &writable {
+                properties.insert(f.name.clone(), input_schema(entry, f));
+            }
+            let mut schema = json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": properties
+            });
+            if required {
+                let names: Vec<&str> = writable
+                    .iter()
+                    .filter(|f| f.required && !f.has_default)
+                    .map(|f| f.name.as_str())
+                    .collect();
+                if !names.is_empty() {
+                    schema["required"] = json!(names);
+                }
+            }
+            schema
+        };
+        self.schemas.insert(format!("{name}.create"), inputs(true));
+        self.schemas.insert(format!("{name}.update"), inputs(false));
+
+        let envelope = |data: Value| {
+            json!({
+                "type": "object",
+                "required": ["data"],
+                "additionalProperties": false,
+                "properties": { "data": data }
+            })
+        };
+        let record_ref = schema_ref(name);
+        self.schemas
+            .insert(format!("{name}.one"), envelope(record_ref.clone()));
+        self.schemas.insert(
+            format!("{name}.many"),
+            envelope(json!({ "type": "array", "items": record_ref })),
+        );
+        let mut page = envelope(json!({
+            "type": "array",
+            "maxItems": MAX_PAGE_SIZE,
+            "items": record_ref
+        }));
+        page["required"] = json!(["data", "page"]);
+        page["properties"]["page"] = schema_ref("kumo.page");
+        self.schemas.insert(format!("{name}.page"), page);
+    }
+
+    /// `include` and `fields`, shared by every route that answers records.
+    fn view_parameters(&mut self, catalog: &Catalog, entry: &Entry) -> Vec<Value> {
+        let name = &entry.resource.name;
+        let mut refs = Vec::new();
+        let relationships: Vec<&str> = entry
+            .resource
+            .relationships
+            .iter()
+            .filter(|r| catalog.get(r.target()).is_some())
+            .map(|r| r.name.as_str())
+            .collect();
+        if !relationships.is_empty() {
+            let key = format!("{name}.include");
+            self.parameters.insert(
+                key.clone(),
+                json!({
+                    "name": "include",
+                    "in": "query",
+                    "description": format!(
+                        "Relationships to embed in each record, comma-separated. \
+                         `has_many` and `many_to_many` embed at most {INCLUDE_LIMIT} \
+                         records each."
+                    ),
+                    "style": "form",
+                    "explode": false,
+                    "schema": {
+                        "type": "array",
+                        "uniqueItems": true,
+                        "items": { "enum": relationships }
+                    }
+                }),
+            );
+            refs.push(json!({ "$ref": format!("#/components/parameters/{key}") }));
+        }
+        let fields: Vec<&str> = entry.public_fields().map(|f| f.name.as_str()).collect();
+        let key = format!("{name}.fields");
+        self.parameters.insert(
+            key.clone(),
+            json!({
+                "name": "fields",
+                "in": "query",
+                "description": "Answer only these fields (and `id`), comma-separated.",
+                "style": "form",
+                "explode": false,
+                "schema": {
+                    "type": "array",
+                    "uniqueItems": true,
+                    "items": { "enum": fields }
+                }
+            }),
+        );
+        refs.push(json!({ "$ref": format!("#/components/parameters/{key}") }));
+        refs
+    }
+
+    fn sort_parameter(&mut self, entry: &Entry) -> Value {
+        let mut keys = Vec::new();
+        for f in entry.public_fields() {
+            if f.kind.is_ordered() || f.kind == Kind::Boolean {
+                keys.push(f.name.clone());
+                keys.push(format!("-{}", f.name));
+            }
+        }
+        json!({
+            "name": "sort",
+            "in": "query",
+            "description": "Fields to order by, comma-separated, each at most once; `-` \
+                            before a field orders it descending. `null` sorts first \
+                            ascending. `id` always ends the order, so it is total. \
+                            Default: `id`.",
+            "style": "form",
+            "explode": false,
+            "schema": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": true,
+                "items": { "enum": keys }
+            }
+        })
+    }
+}
+
+/// The key of a shared parameter: `page[size]` is `kumo.page_size`.
+fn param_key(name: &str) -> String {
+    format!("kumo.{}", name.replace('[', "_").replace(']', ""))
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({
+        "description": description,
+        "content": { JSON: { "schema": schema } }
+    })
+}
+
+/// `responses` plus a reference to each error response.
+fn with_errors(mut responses: Value, errors: &[&ErrorResponse]) -> Value {
+    let mut errors = errors.to_vec();
+    errors.sort_by_key(|e| e.status);
+    for e in errors {
+        responses[e.status] = json!({ "$ref": format!("#/components/responses/{}", e.name) });
+    }
+    responses
+}
+
+/// The error shape; with `codes`, only those codes.
+fn error_schema(codes: Option<&[&str]>) -> Value {
+    let code = match codes {
+        Some([one]) => json!({ "const": one }),
+        Some(many) => json!({ "enum": many }),
+        None => json!({ "type": "string" }),
+    };
+    json!({
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": false,
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "additionalProperties": false,
+                "properties": {
+                    "code": code,
+                    "message": { "type": "string" },
+                    "fields": {
+                        "type": "object",
+                        "description": "Messages by field or parameter name.",
+                        "additionalProperties": {
+                            "type": "array",
+                            "items": { "type": "string" }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn error_response(e: &ErrorResponse) -> Value {
+    let description = match e.status {
+        "413" => format!("{} {BODY_LIMIT} bytes.", e.description),
+        _ => e.description.to_owned(),
+    };
+    let mut response = json_response(&description, error_schema(Some(e.codes)));
+    if e.status == "401" {
+        response["headers"] = json!({ "WWW-Authenticate": {
+            "description": "`Bearer`.",
+            "schema": { "type": "string" }
+        }});
+    }
+    if e.status == "429" {
+        response["headers"] = json!({ "Retry-After": {
+            "description": "Seconds to wait before the next request.",
+            "required": true,
+            "schema": { "type": "integer", "minimum": 1 }
+        }});
+    }
+    response
+}
+
+/// A value of `kind` (filters, keys, Kumo's own fields).
+fn kind_schema(kind: Kind) -> Value {
+    match kind {
+        Kind::Text => json!({ "type": "string" }),
+        Kind::Integer => json!({ "type": "integer", "format": "int64" }),
+        Kind::Float => json!({ "type": "number", "format": "double" }),
+        Kind::Boolean => json!({ "type": "boolean" }),
+        Kind::Uuid => json!({ "type": "string", "format": "uuid" }),
+        Kind::Date => json!({ "type": "string", "format": "date" }),
+        Kind::Datetime => json!({ "type": "string", "format": "date-time" }),
+        Kind::Json => json!({}),
+        Kind::Array(of) => json!({ "type": "array", "items": kind_schema(Kind::of_scalar(of)) }),
+    }
+}
+
+/// A value of an attribute of type `ty`, with its constraints.
+fn type_schema(ty: &AttrType) -> Value {
+    let mut schema = kind_schema(Kind::of(ty));
+    match ty {
+        AttrType::String {
+            min_length,
+            max_length,
+            pattern,
+        } => {
+            if let Some(n) = min_length {
+                schema["minLength"] = json!(n);
+            }
+            if let Some(n) = max_length {
+                schema["maxLength"] = json!(n);
+            }
+            if let Some(p) = pattern {
+                // Kumo matches the whole value; JSON Schema finds a match anywhere.
+                schema["pattern"] = json!(format!("^(?:{p})$"));
+            }
+        }
+        AttrType::Integer { min, max } => {
+            if let Some(n) = min {
+                schema["minimum"] = json!(n);
+            }
+            if let Some(n) = max {
+                schema["maximum"] = json!(n);
+            }
+        }
+        AttrType::Float { min, max } => {
+            if let Some(n) = min {
+                schema["minimum"] = json!(n);
+            }
+            if let Some(n) = max {
+                schema["maximum"] = json!(n);
+            }
+        }
+        AttrType::Enum { values } => schema["enum"] = json!(values),
+        _ => {}
+    }
+    schema
+}
+
+/// A field's value schema, `null` allowed unless the field is required.
+fn field_schema(f: &Field) -> Value {
+    let mut schema = match &f.origin {
+        Origin::Attribute(ty) => type_schema(ty),
+        _ => kind_schema(f.kind),
+    };
+    if !f.required {
+        schema = nullable(schema);
+    }
+    let description = match &f.origin {
+        Origin::Managed => Some(match f.name.as_str() {
+            "id" => "Set by Kumo when the record is created.".to_owned(),
+            "inserted_at" => "When the record was created (UTC, milliseconds).".to_owned(),
+            _ => "When the record last changed (UTC, milliseconds).".to_owned(),
+        }),
+        Origin::ForeignKey {
+            relationship,
+            target,
+        } => Some(format!(
+            "The id of the {target} this belongs to (relationship `{relationship}`)."
+        )),
+        Origin::Attribute(_) => None,
+    };
+    if let Some(d) = description {
+        schema["description"] = json!(d);
+    }
+    schema
+}
+
+fn output_schema(f: &Field) -> Value {
+    let mut schema = field_schema(f);
+    if !f.writable {
+        schema["readOnly"] = json!(true);
+    }
+    schema
+}
+
+fn input_schema(entry: &Entry, f: &Field) -> Value {
+    let mut schema = field_schema(f);
+    if f.sensitive {
+        schema["writeOnly"] = json!(true);
+        let note = "Sensitive: stored, never answered.";
+        schema["description"] = json!(match schema["description"].as_str() {
+            Some(d) => format!("{d} {note}"),
+            None => note.to_owned(),
+        });
+    }
+    if let Some(default) = entry
+        .resource
+        .attribute(&f.name)
+        .and_then(|a| a.default.clone())
+    {
+        schema["default"] = default;
+    }
+    schema
+}
+
+/// `schema` or `null`.
+fn nullable(mut schema: Value) -> Value {
+    if let Some(values) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+        values.push(Value::Null);
+    }
+    match schema.get("type").cloned() {
+        Some(Value::String(t)) => schema["type"] = json!([t, "null"]),
+        // No type: any value, `null` included.
+        None => {}
+        Some(_) => {}
+    }
+    schema
+}
+
+/// The fields an action's body may set.
+fn accepted_fields<'e>(entry: &'e Entry, action: &Action) -> Vec<&'e Field> {
+    entry
+        .fields
+        .iter()
+        .filter(|f| match &f.origin {
+            Origin::Managed => false,
+            Origin::Attribute(_) => action.accept.contains(&f.name),
+            Origin::ForeignKey { relationship, .. } => {
+                action.accept.contains(relationship) || action.accept.contains(&f.name)
+            }
+        })
+        .filter(|f| f.writable)
+        .collect()
+}
+
+fn sets(action: &Action, field: &str) -> bool {
+    action.set.iter().any(|(n, _)| n == field)
+}
+
+/// What an action does besides writing its body.
+fn effects(action: &Action) -> String {
+    let mut out = String::new();
+    for (name, value) in &action.set {
+        out.push_str(&format!(" Sets `{name}` to `{value}`."));
+    }
+    for (name, value) in &action.increment {
+        out.push_str(&format!(" Adds `{value}` to `{name}`."));
+    }
+    out
+}
+
+/// A note when a create cannot succeed through this route: a required
+/// field without a default that the body may not set.
+fn unsettable(entry: &Entry, action: Option<&Action>) -> String {
+    let missing: Vec<String> = entry
+        .fields
+        .iter()
+        .filter(|f| f.required && !f.has_default && f.origin != Origin::Managed)
+        .filter(|f| match action {
+            None => !f.writable,
+            Some(a) => {
+                !accepted_fields(entry, a).iter().any(|g| g.name == f.name) && !sets(a, &f.name)
+            }
+        })
+        .map(|f| format!("`{}`", f.name))
+        .collect();
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Always refused with 422: {} required but not settable here (Kumo itself \
+             writes {}).",
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        )
+    }
+}
+
+fn read_rule(r: &Resource) -> String {
+    match &r.policies.read {
+        Some(p) => format!(" Readable when `{}`.", p.source),
+        None => " Only admins may read them.".to_owned(),
+    }
+}
+
+fn write_rule(policy: Option<&Policy>) -> String {
+    match policy {
+        Some(p) => format!(" Allowed when `{}`.", p.source),
+        None => " Only admins may do this.".to_owned(),
+    }
+}
+
+/// Whether the resource has a unique attribute or an identity, so a write
+/// may conflict.
+fn has_unique(entry: &Entry) -> bool {
+    !entry.resource.identities.is_empty() || entry.resource.attributes.iter().any(|a| a.unique)
+}
+
+/// Whether deleting a `name` can be refused because a `restrict` reference,
+/// directly or through cascades, still points at it.
+fn still_referenced(catalog: &Catalog, name: &str, seen: &mut BTreeSet<String>) -> bool {
+    if !seen.insert(name.to_owned()) {
+        return false;
+    }
+    for other in catalog.entries() {
+        for rel in &other.resource.relationships {
+            if let RelationshipKind::BelongsTo {
+                target, on_delete, ..
+            } = &rel.kind
+                && target == name
+            {
+                match on_delete {
+                    OnDelete::Restrict => return true,
+                    OnDelete::Cascade => {
+                        if still_referenced(catalog, &other.resource.name, seen) {
+                            return true;
+                        }
+                    }
+                    OnDelete::Nullify => {}
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The `filter[…]` parameters: one per public field of the resource and of
+/// the resources it belongs to (up to [`FILTER_DEPTH`] hops), each an object
+/// of the operators its kind takes in `deepObject` style, so
+/// `{"gte": 3}` is sent as `filter[polycount][gte]=3`.
+fn filter_parameters(
+    catalog: &Catalog,
+    entry: &Entry,
+    schemas: &mut Map<String, Value>,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut queue = vec![(String::new(), entry, 0)];
+    while let Some((prefix, at, depth)) = queue.pop() {
+        for f in at.public_fields() {
+            let path = format!("{prefix}{}", f.name);
+            let about = if prefix.is_empty() {
+                format!("`{}`", f.name)
+            } else {
+                format!(
+                    "`{}` of the related {} (`{}`)",
+                    f.name,
+                    at.resource.name,
+                    prefix.trim_end_matches('.')
+                )
+            };
+            out.push(json!({
+                "name": format!("filter[{path}]"),
+                "in": "query",
+                "description": format!("Filters on {about}."),
+                "style": "deepObject",
+                "explode": true,
+                "schema": schema_ref(&operators_schema(f.kind, schemas))
+            }));
+        }
+        if depth < FILTER_DEPTH {
+            // Pushed in reverse so they come out in declaration order.
+            for rel in at.resource.relationships.iter().rev() {
+                if let RelationshipKind::BelongsTo { target, .. } = &rel.kind
+                    && let Some(target) = catalog.get(target)
+                {
+                    queue.push((format!("{prefix}{}.", rel.name), target, depth + 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The name of the schema of the operators a field of `kind` takes (from
+/// [`FilterOp::for_kind`]), added to `schemas` on first use.
+fn operators_schema(kind: Kind, schemas: &mut Map<String, Value>) -> String {
+    let kind_name = match kind {
+        Kind::Array(of) => format!("array_of_{}", of.as_str()),
+        other => kumo_db::query::params::kind_name(other).to_owned(),
+    };
+    let name = format!("kumo.filter.{kind_name}");
+    if schemas.contains_key(&name) {
+        return name;
+    }
+    let value = kind_schema(kind);
+    let mut properties = Map::new();
+    for op in FilterOp::for_kind(kind) {
+        let op = FilterOp::parse(op).expect("for_kind names operators");
+        let (mut schema, description) = match op {
+            FilterOp::Eq => (value.clone(), "equals the value"),
+            FilterOp::Ne => (
+                value.clone(),
+                "differs from the value (null differs from every value)",
+            ),
+            FilterOp::Lt => (value.clone(), "is less than the value"),
+            FilterOp::Lte => (value.clone(), "is at most the value"),
+            FilterOp::Gt => (value.clone(), "is greater than the value"),
+            FilterOp::Gte => (value.clone(), "is at least the value"),
+            FilterOp::In => (
+                json!({ "type": "string" }),
+                "is one of the values, separated by commas",
+            ),
+            FilterOp::Contains => match kind {
+                Kind::Array(of) => (
+                    kind_schema(Kind::of_scalar(of)),
+                    "has the value as an element",
+                ),
+                _ => (value.clone(), "contains the text"),
+            },
+            FilterOp::StartsWith => (value.clone(), "starts with the text"),
+            FilterOp::IsNil => (
+                json!({ "type": "boolean" }),
+                "`true`: is null; `false`: is not null",
+            ),
+        };
+        schema["description"] = json!(description);
+        properties.insert(op.as_str().to_owned(), schema);
+    }
+    schemas.insert(
+        name.clone(),
+        json!({
+            "type": "object",
+            "description": format!(
+                "The operators a filter on a {kind_name} field takes, sent as \
+                 `filter[field][op]=value`; every one given must hold. \
+                 `filter[field]=value` is short for `filter[field][eq]=value`."
+            ),
+            "additionalProperties": false,
+            "properties": properties
+        }),
+    );
+    name
+}
