@@ -48,6 +48,9 @@ pub struct Resource {
     pub attributes: Vec<Attribute>,
     pub relationships: Vec<Relationship>,
     pub identities: Vec<Identity>,
+    /// The `[indexes]` table, in file order (`index = true` on an attribute
+    /// is kept on the attribute).
+    pub indexes: Vec<Index>,
     pub policies: Policies,
     pub actions: Vec<Action>,
     pub file: FileId,
@@ -82,6 +85,9 @@ pub struct Attribute {
     /// and update, nor through an action's `accept`; only an action's `set`
     /// or `increment`, seeds and Kumo itself (the auth layer) write it.
     pub writable: bool,
+    /// `index = true`: the attribute has an index of its own (in the order
+    /// the API sorts it by, `id` last), for filtering and sorting by it.
+    pub index: bool,
     pub file: FileId,
     /// The attribute's key in `[attributes]`.
     pub span: Span,
@@ -271,6 +277,63 @@ pub struct Identity {
     pub columns: Vec<String>,
     pub file: FileId,
     pub span: Span,
+}
+
+/// A named index from `[indexes]`: the fields a list is filtered or sorted
+/// by, in order, each ascending or descending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Index {
+    pub name: String,
+    /// As written: a `belongs_to` is already resolved to its `<name>_id`
+    /// column, and `id` is not appended (lowering does that).
+    pub keys: Vec<IndexKey>,
+    pub file: FileId,
+    pub span: Span,
+}
+
+/// One column of an index and its direction (`"-score"` is descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKey {
+    pub column: String,
+    pub descending: bool,
+}
+
+impl IndexKey {
+    pub fn ascending(column: &str) -> Self {
+        IndexKey {
+            column: column.to_owned(),
+            descending: false,
+        }
+    }
+
+    /// The key as written in resource files and the recorded schema:
+    /// `score`, or `-score` when descending.
+    pub fn spelled(&self) -> String {
+        format!("{}{}", if self.descending { "-" } else { "" }, self.column)
+    }
+
+    /// An index's keys as the database gets them: with `id` appended
+    /// unless it is already last. Lists always sort by `id` last (it breaks
+    /// ties, so keyset pages are exact), and an index serves a sort only if
+    /// it has every key of it.
+    pub fn with_id(keys: &[IndexKey]) -> Vec<IndexKey> {
+        let mut keys = keys.to_vec();
+        if keys.last().is_none_or(|k| k.column != "id") {
+            keys.push(IndexKey::ascending("id"));
+        }
+        keys
+    }
+
+    /// Reads [`IndexKey::spelled`] back.
+    pub fn parse(spelled: &str) -> Self {
+        match spelled.strip_prefix('-') {
+            Some(column) => IndexKey {
+                column: column.to_owned(),
+                descending: true,
+            },
+            None => IndexKey::ascending(spelled),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -5,14 +5,16 @@
 //! lowered from the resource files — so this model holds exactly what a
 //! migration can change and nothing else (no policies, no descriptions).
 //! It is recorded one folder per table and one file per column and per
-//! unique index, so that two branches adding different resources, columns
-//! or identities add different files and merge without conflict.
+//! index, so that two branches adding different resources, columns,
+//! identities or indexes add different files and merge without conflict.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::resource::{AttrType, OnDelete, RelationshipKind, Resource, ScalarType, Schema, Value};
+use crate::resource::{
+    AttrType, IndexKey, OnDelete, RelationshipKind, Resource, ScalarType, Schema, Value,
+};
 
 /// PostgreSQL truncates identifiers longer than this, so generated index and
 /// constraint names are shortened (with a hash) to fit.
@@ -25,6 +27,8 @@ pub struct Table {
     pub resource: String,
     pub columns: Vec<Column>,
     pub unique_indexes: Vec<UniqueIndex>,
+    /// The other indexes, sorted by name.
+    pub indexes: Vec<Index>,
 }
 
 impl Table {
@@ -148,6 +152,17 @@ pub struct ForeignKey {
 pub struct UniqueIndex {
     pub name: String,
     pub columns: Vec<String>,
+}
+
+/// An index that is not unique, for filtering and sorting: its keys are in
+/// the order the API sorts lists (see [`Index`]'s rendering in
+/// `kumo-db`'s `sql.rs`), ending with `id`, so a list sorted by a prefix of
+/// them, or filtered by equality on a prefix and sorted by the rest, reads
+/// the index in order instead of sorting the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub name: String,
+    pub keys: Vec<IndexKey>,
 }
 
 /// A name for an index or constraint on `table` that fits PostgreSQL's limit
@@ -279,12 +294,60 @@ fn lower_resource(schema: &Schema, resource: &Resource) -> Table {
         });
     }
     unique_indexes.sort_by(|a, b| a.name.cmp(&b.name));
+    let indexes = lower_indexes(resource, &table, &columns, &unique_indexes);
     Table {
         name: table,
         resource: resource.name.clone(),
         columns,
         unique_indexes,
+        indexes,
     }
+}
+
+/// The non-unique indexes of a resource's table: those `[indexes]` declares,
+/// one per attribute with `index = true`, and one per `belongs_to` column
+/// that no other index starts with. Every one ends with `id`.
+///
+/// The `belongs_to` ones exist because PostgreSQL does not index a foreign
+/// key by itself: without one, filtering by the key, including a parent's
+/// `has_many`, and every `ON DELETE` check on the parent read the whole
+/// table. An index or unique index that starts with the column serves all
+/// of those already.
+fn lower_indexes(
+    resource: &Resource,
+    table: &str,
+    columns: &[Column],
+    unique_indexes: &[UniqueIndex],
+) -> Vec<Index> {
+    let mut indexes: Vec<Index> = resource
+        .indexes
+        .iter()
+        .map(|i| Index {
+            name: constraint_name(table, &i.name, "idx"),
+            keys: IndexKey::with_id(&i.keys),
+        })
+        .collect();
+    for attribute in resource.attributes.iter().filter(|a| a.index) {
+        indexes.push(Index {
+            name: constraint_name(table, &attribute.name, "idx"),
+            keys: IndexKey::with_id(&[IndexKey::ascending(&attribute.name)]),
+        });
+    }
+    for column in columns.iter().filter(|c| c.references.is_some()) {
+        let leads = |first: Option<&String>| first == Some(&column.name);
+        let covered = unique_indexes.iter().any(|u| leads(u.columns.first()))
+            || indexes
+                .iter()
+                .any(|i| leads(i.keys.first().map(|k| &k.column)));
+        if !covered {
+            indexes.push(Index {
+                name: constraint_name(table, &column.name, "idx"),
+                keys: IndexKey::with_id(&[IndexKey::ascending(&column.name)]),
+            });
+        }
+    }
+    indexes.sort_by(|a, b| a.name.cmp(&b.name));
+    indexes
 }
 
 // ---------------------------------------------------------------------------
@@ -350,9 +413,15 @@ struct ReferenceFile {
     on_delete: String,
 }
 
+/// `indexes/<name>.toml`. A unique index lists its columns; any other
+/// index says `unique = false` and lists its keys as resource files write
+/// them (`-score` for descending). Files from before non-unique indexes
+/// existed have no `unique` and are unique.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UniqueFile {
+struct IndexFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unique: Option<bool>,
     columns: Vec<String>,
 }
 
@@ -407,11 +476,19 @@ pub fn to_snapshot(table: &Table) -> RecordedTable {
             .unique_indexes
             .iter()
             .map(|u| {
-                let file = UniqueFile {
+                let file = IndexFile {
+                    unique: None,
                     columns: u.columns.clone(),
                 };
                 (u.name.clone(), toml_text(PART_HEADER, &file))
             })
+            .chain(table.indexes.iter().map(|i| {
+                let file = IndexFile {
+                    unique: Some(false),
+                    columns: i.keys.iter().map(IndexKey::spelled).collect(),
+                };
+                (i.name.clone(), toml_text(PART_HEADER, &file))
+            }))
             .collect(),
     }
 }
@@ -481,19 +558,36 @@ pub fn from_snapshot(recorded: &RecordedTable) -> Result<Table, SnapshotError> {
     }
     sort_columns_as_recorded(&mut columns);
     let mut unique_indexes = Vec::new();
+    let mut indexes = Vec::new();
     for (name, text) in &recorded.indexes {
-        let file: UniqueFile =
-            toml::from_str(text).map_err(|e| SnapshotError(format!("indexes/{name}.toml: {e}")))?;
-        unique_indexes.push(UniqueIndex {
-            name: name.clone(),
-            columns: file.columns,
-        });
+        let bad = |e: &dyn std::fmt::Display| SnapshotError(format!("indexes/{name}.toml: {e}"));
+        let file: IndexFile = toml::from_str(text).map_err(|e| bad(&e))?;
+        let known = |column: &str| columns.iter().any(|c| c.name == column);
+        if file.unique == Some(false) {
+            let keys: Vec<IndexKey> = file.columns.iter().map(|k| IndexKey::parse(k)).collect();
+            if let Some(k) = keys.iter().find(|k| !known(&k.column)) {
+                return Err(bad(&format!("no column `{}`", k.column)));
+            }
+            indexes.push(Index {
+                name: name.clone(),
+                keys,
+            });
+        } else {
+            if let Some(c) = file.columns.iter().find(|c| !known(c)) {
+                return Err(bad(&format!("no column `{c}`")));
+            }
+            unique_indexes.push(UniqueIndex {
+                name: name.clone(),
+                columns: file.columns,
+            });
+        }
     }
     Ok(Table {
         name: facts.table,
         resource: facts.resource,
         columns,
         unique_indexes,
+        indexes,
     })
 }
 
@@ -581,7 +675,7 @@ struct LegacyTableFile {
     columns: BTreeMap<String, ColumnFile>,
     order: Vec<String>,
     #[serde(default)]
-    unique: BTreeMap<String, UniqueFile>,
+    unique: BTreeMap<String, IndexFile>,
 }
 
 /// Reads a table recorded in the single-file layout.
@@ -614,6 +708,7 @@ pub fn from_legacy_snapshot(text: &str) -> Result<Table, SnapshotError> {
                 columns: u.columns,
             })
             .collect(),
+        indexes: Vec::new(),
     })
 }
 

@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use kumo_core::resource::IndexKey;
 use kumo_core::resource::{RelationshipKind, Schema};
-use kumo_core::table::{BaseType, Column, ColumnDefault, ColumnType, Table, UniqueIndex};
+use kumo_core::table::{BaseType, Column, ColumnDefault, ColumnType, Index, Table, UniqueIndex};
 
 /// `renamed_from` hints, read from the resource files.
 #[derive(Debug, Default, Clone)]
@@ -165,6 +166,12 @@ pub struct TableAlter {
     pub dropped_unique: Vec<UniqueIndex>,
     /// (old name, new name) of indexes over the same columns.
     pub renamed_unique: Vec<(String, String)>,
+    /// Non-unique indexes, likewise. An index over a column whose type
+    /// changes is dropped and added again: how a key is ordered depends on
+    /// its type (text is ordered byte-wise, `COLLATE "C"`, on PostgreSQL).
+    pub added_indexes: Vec<Index>,
+    pub dropped_indexes: Vec<Index>,
+    pub renamed_indexes: Vec<(String, String)>,
 }
 
 impl TableAlter {
@@ -187,6 +194,9 @@ impl TableAlter {
             && self.added_unique.is_empty()
             && self.dropped_unique.is_empty()
             && self.renamed_unique.is_empty()
+            && self.added_indexes.is_empty()
+            && self.dropped_indexes.is_empty()
+            && self.renamed_indexes.is_empty()
     }
 }
 
@@ -240,6 +250,9 @@ fn alter_table(old: &Table, new: &Table, renames: &Renames) -> TableAlter {
         added_unique: Vec::new(),
         dropped_unique: Vec::new(),
         renamed_unique: Vec::new(),
+        added_indexes: Vec::new(),
+        dropped_indexes: Vec::new(),
+        renamed_indexes: Vec::new(),
     };
     let mut kept_old = BTreeSet::new();
     for column in &new.columns {
@@ -292,6 +305,36 @@ fn alter_table(old: &Table, new: &Table, renames: &Renames) -> TableAlter {
         }
     }
     alter.dropped_unique = unmatched_old.into_iter().cloned().collect();
+
+    let retyped: BTreeSet<&str> = alter
+        .altered
+        .iter()
+        .filter(|(o, n)| o.ty.base() != n.ty.base())
+        .map(|(_, n)| n.name.as_str())
+        .collect();
+    let mut unmatched_old: Vec<&Index> = old.indexes.iter().collect();
+    for index in &new.indexes {
+        let columns: Vec<String> = index.keys.iter().map(|k| k.column.clone()).collect();
+        let position = unmatched_old.iter().position(|o| {
+            let old_columns: Vec<String> = o.keys.iter().map(|k| k.column.clone()).collect();
+            let directions =
+                |keys: &[IndexKey]| keys.iter().map(|k| k.descending).collect::<Vec<_>>();
+            mapped(&old_columns) == columns && directions(&o.keys) == directions(&index.keys)
+        });
+        let rebuilt = columns.iter().any(|c| retyped.contains(c.as_str()));
+        match position {
+            Some(i) if !rebuilt => {
+                let old_index = unmatched_old.remove(i);
+                if old_index.name != index.name {
+                    alter
+                        .renamed_indexes
+                        .push((old_index.name.clone(), index.name.clone()));
+                }
+            }
+            _ => alter.added_indexes.push(index.clone()),
+        }
+    }
+    alter.dropped_indexes = unmatched_old.into_iter().cloned().collect();
     alter
 }
 
@@ -516,6 +559,27 @@ pub fn describe(changes: &[Change]) -> Vec<String> {
                 }
                 for (o, n) in &a.renamed_unique {
                     lines.push(format!("~ unique {o} → {n}"));
+                }
+                let rebuilt = |name: &str| a.dropped_indexes.iter().any(|d| d.name == name);
+                for i in &a.added_indexes {
+                    let keys: Vec<String> = i.keys.iter().map(IndexKey::spelled).collect();
+                    if rebuilt(&i.name) {
+                        lines.push(format!(
+                            "~ index {} ({}): rebuilt for the new column type",
+                            i.name,
+                            keys.join(", ")
+                        ));
+                    } else {
+                        lines.push(format!("+ index {} ({})", i.name, keys.join(", ")));
+                    }
+                }
+                for i in &a.dropped_indexes {
+                    if !a.added_indexes.iter().any(|n| n.name == i.name) {
+                        lines.push(format!("- index {}", i.name));
+                    }
+                }
+                for (o, n) in &a.renamed_indexes {
+                    lines.push(format!("~ index {o} → {n}"));
                 }
             }
         }

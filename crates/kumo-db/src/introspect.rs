@@ -12,7 +12,9 @@ use sqlx::Row;
 
 use crate::Error;
 use crate::db::Database;
-use crate::sql::{Dialect, check_expr, default_sql, on_delete_sql, sql_type, string_literal};
+use crate::sql::{
+    Dialect, check_expr, default_sql, is_text, on_delete_sql, sql_type, string_literal,
+};
 
 /// A table as the database reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,9 @@ pub struct LiveTable {
     pub columns: BTreeMap<String, LiveColumn>,
     /// Index name → columns in order.
     pub unique_indexes: BTreeMap<String, Vec<String>>,
+    /// The other indexes: name → keys in order, each as [`live_key`]
+    /// spells it (`score DESC NULLS LAST`, `name COLLATE C ASC NULLS FIRST`).
+    pub indexes: BTreeMap<String, Vec<String>>,
     /// (column, referenced table, referenced column, on delete)
     pub foreign_keys: BTreeSet<(String, String, String, String)>,
     pub primary_key: Vec<String>,
@@ -82,6 +87,31 @@ pub fn expected(tables: &[Table], dialect: Dialect) -> LiveSchema {
                         .iter()
                         .map(|u| (u.name.clone(), u.columns.clone()))
                         .collect(),
+                    indexes: t
+                        .indexes
+                        .iter()
+                        .map(|i| {
+                            let keys = i
+                                .keys
+                                .iter()
+                                .map(|k| {
+                                    let column = t.column(&k.column);
+                                    let primary_key = column.is_some_and(|c| c.primary_key);
+                                    let (collate, nulls_first) = match dialect {
+                                        // The primary key keeps PostgreSQL's
+                                        // default, NULLS FIRST only descending.
+                                        Dialect::Postgres => (
+                                            column.is_some_and(|c| is_text(&c.ty)),
+                                            k.descending == primary_key,
+                                        ),
+                                        Dialect::Sqlite => (false, !k.descending),
+                                    };
+                                    live_key(&k.column, collate, k.descending, nulls_first)
+                                })
+                                .collect();
+                            (i.name.clone(), keys)
+                        })
+                        .collect(),
                     foreign_keys,
                     primary_key: t
                         .columns
@@ -93,6 +123,18 @@ pub fn expected(tables: &[Table], dialect: Dialect) -> LiveSchema {
             )
         })
         .collect()
+}
+
+/// One key of an index as the live schema reports it: the column, whether
+/// it is ordered byte-wise (`COLLATE "C"`), its direction and where NULLs go,
+/// always spelled out so the two databases' defaults compare.
+fn live_key(column: &str, collate_c: bool, descending: bool, nulls_first: bool) -> String {
+    format!(
+        "{column}{} {} NULLS {}",
+        if collate_c { " COLLATE C" } else { "" },
+        if descending { "DESC" } else { "ASC" },
+        if nulls_first { "FIRST" } else { "LAST" }
+    )
 }
 
 fn normalise_type(t: &str) -> String {
@@ -270,6 +312,7 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                 let mut table = LiveTable {
                     columns: BTreeMap::new(),
                     unique_indexes: BTreeMap::new(),
+                    indexes: BTreeMap::new(),
                     foreign_keys: BTreeSet::new(),
                     primary_key: Vec::new(),
                 };
@@ -326,6 +369,33 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                         table.unique_indexes.insert(r.get(0), columns);
                     }
                 }
+                // indoption holds a bit for DESC (1) and one for NULLS FIRST
+                // (2) per key; indcollation the key's collation (0 when its
+                // type has none).
+                let keys = sqlx::query(
+                    "SELECT i.relname::text, a.attname::text,
+                            (x.indoption[k.n - 1] & 1) <> 0,
+                            (x.indoption[k.n - 1] & 2) <> 0,
+                            COALESCE(c.collname::text, '')
+                     FROM pg_index x
+                     JOIN pg_class i ON i.oid = x.indexrelid
+                     JOIN pg_class t ON t.oid = x.indrelid
+                     CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n)
+                     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+                     LEFT JOIN pg_collation c ON c.oid = x.indcollation[k.n - 1]
+                     WHERE t.relname = $1 AND NOT x.indisunique
+                       AND t.relnamespace = current_schema()::regnamespace
+                     ORDER BY i.relname, k.n",
+                )
+                .bind(&name)
+                .fetch_all(pool)
+                .await?;
+                for r in keys {
+                    let collation: String = r.get(4);
+                    let key =
+                        live_key(&r.get::<String, _>(1), collation == "C", r.get(2), r.get(3));
+                    table.indexes.entry(r.get(0)).or_default().push(key);
+                }
                 let fks = sqlx::query(
                     "SELECT a.attname::text, rt.relname::text, ra.attname::text, c.confdeltype::text
                      FROM pg_constraint c
@@ -369,6 +439,7 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                 let mut table = LiveTable {
                     columns: BTreeMap::new(),
                     unique_indexes: BTreeMap::new(),
+                    indexes: BTreeMap::new(),
                     foreign_keys: BTreeSet::new(),
                     primary_key: Vec::new(),
                 };
@@ -408,6 +479,36 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                             .fetch_all(pool)
                             .await?;
                     table.unique_indexes.insert(index, columns);
+                }
+                let indexes: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 0 AND origin = 'c'",
+                )
+                .bind(&name)
+                .fetch_all(pool)
+                .await?;
+                for index in indexes {
+                    // SQLite puts NULLs first ascending and last descending,
+                    // and indexes can't say otherwise.
+                    let keys = sqlx::query(
+                        "SELECT name, \"desc\", coll FROM pragma_index_xinfo(?1)
+                         WHERE key = 1 ORDER BY seqno",
+                    )
+                    .bind(&index)
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(|k| {
+                        let descending = k.get::<i64, _>(1) != 0;
+                        let collation: String = k.get(2);
+                        live_key(
+                            &k.get::<String, _>(0),
+                            collation == "C",
+                            descending,
+                            !descending,
+                        )
+                    })
+                    .collect();
+                    table.indexes.insert(index, keys);
                 }
                 let fks = sqlx::query(
                     "SELECT \"from\", \"table\", \"to\", on_delete FROM pragma_foreign_key_list(?1)",

@@ -416,8 +416,8 @@ async fn live_table_sql(
 }
 
 /// How many statements, from the first, make up the rebuild `rebuild`
-/// announces: create the new table, copy, drop, rename, then its unique
-/// indexes. `None` if they are not in the form `sql` writes.
+/// announces: create the new table, copy, drop, rename, then its indexes.
+/// `None` if they are not in the form `sql` writes.
 fn rebuild_len(rebuild: &Rebuild, statements: &[&str]) -> Option<usize> {
     let (table, temp) = (ident(&rebuild.table), ident(&rebuild.temp_name()));
     let body = |i: usize| statements.get(i).map(|s| statement_body(s));
@@ -435,10 +435,12 @@ fn rebuild_len(rebuild: &Rebuild, statements: &[&str]) -> Option<usize> {
     Some(4 + indexes)
 }
 
-/// The name of the index a `CREATE UNIQUE INDEX "name" ON "table" (…);`
+/// The name of the index a `CREATE [UNIQUE] INDEX "name" ON "table" (…);`
 /// statement creates, if it is one on `table`.
 fn index_of(statement: &str, table: &str) -> Option<String> {
-    let rest = statement.strip_prefix("CREATE UNIQUE INDEX ")?;
+    let rest = statement
+        .strip_prefix("CREATE UNIQUE INDEX ")
+        .or_else(|| statement.strip_prefix("CREATE INDEX "))?;
     let (name, _) = leading_ident(rest)?;
     rest[ident(&name).len()..]
         .starts_with(&format!(" ON {} (", ident(table)))

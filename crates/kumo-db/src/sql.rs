@@ -19,12 +19,15 @@
 //!   compares the live table with that line and carries over what the
 //!   rebuild's statements do not know, so a rebuild never drops a column it
 //!   was not generated to drop.
+//! - A non-unique index orders each key exactly as the API's list queries
+//!   do ([`SortKeySql`] renders both), so the database can read a sorted
+//!   page from the index instead of sorting the table.
 
 use std::collections::BTreeMap;
 
-use kumo_core::resource::{OnDelete, Value};
+use kumo_core::resource::{IndexKey, OnDelete, Value};
 use kumo_core::table::{
-    BaseType, Column, ColumnDefault, ColumnType, Table, UniqueIndex, constraint_name, fnv1a,
+    BaseType, Column, ColumnDefault, ColumnType, Index, Table, UniqueIndex, constraint_name, fnv1a,
 };
 use serde::{Deserialize, Serialize};
 
@@ -243,6 +246,91 @@ fn create_unique_sql(table: &str, index: &UniqueIndex) -> String {
     )
 }
 
+/// One key of a sort order, as the list queries write it in `ORDER BY` and
+/// as an index must declare it to serve that `ORDER BY`. One definition for
+/// both, because an index helps only if it matches the query exactly:
+///
+/// - `NULL` sorts before every value (ascending `NULLS FIRST`, descending
+///   `NULLS LAST`), the order keyset cursors assume. PostgreSQL's default
+///   is the opposite, so it is spelled out there; it is SQLite's default,
+///   and SQLite refuses `NULLS` in an index.
+/// - Text is ordered byte-wise on PostgreSQL (`COLLATE "C"`), as SQLite
+///   orders it, so both databases return the same page.
+/// - The primary key is never `NULL` and is written without `NULLS`, so
+///   its own index (`ASC NULLS LAST` on PostgreSQL) serves a list sorted by
+///   `id` alone, the default.
+#[derive(Debug, Clone, Copy)]
+pub struct SortKeySql<'a> {
+    /// The column, quoted, with its table alias if any.
+    pub column: &'a str,
+    /// A `TEXT` column on PostgreSQL (strings, text and enums).
+    pub text: bool,
+    pub primary_key: bool,
+    pub descending: bool,
+}
+
+impl SortKeySql<'_> {
+    /// The key in an `ORDER BY`.
+    pub fn order_by(&self, dialect: Dialect) -> String {
+        self.render(dialect, false)
+    }
+
+    /// The key in a `CREATE INDEX`.
+    pub fn index_key(&self, dialect: Dialect) -> String {
+        self.render(dialect, true)
+    }
+
+    fn render(&self, dialect: Dialect, in_index: bool) -> String {
+        let collate = if self.text && dialect == Dialect::Postgres {
+            " COLLATE \"C\""
+        } else {
+            ""
+        };
+        let direction = match (self.primary_key, self.descending) {
+            (true, false) => " ASC",
+            (true, true) => " DESC",
+            (false, false) if in_index && dialect == Dialect::Sqlite => " ASC",
+            (false, true) if in_index && dialect == Dialect::Sqlite => " DESC",
+            (false, false) => " ASC NULLS FIRST",
+            (false, true) => " DESC NULLS LAST",
+        };
+        format!("{}{collate}{direction}", self.column)
+    }
+}
+
+/// Whether PostgreSQL stores `ty` as `TEXT`, which the API orders with
+/// `COLLATE "C"`.
+pub fn is_text(ty: &ColumnType) -> bool {
+    matches!(ty.base(), BaseType::Text | BaseType::Enum)
+}
+
+/// `CREATE INDEX "name" ON "table" (…);`, each key ordered as the list
+/// queries order it.
+fn create_index_sql(table: &Table, index: &Index, dialect: Dialect) -> String {
+    let keys: Vec<String> = index
+        .keys
+        .iter()
+        .map(|k| index_key_sql(table, k, dialect))
+        .collect();
+    format!(
+        "CREATE INDEX {} ON {} ({});",
+        ident(&index.name),
+        ident(&table.name),
+        keys.join(", ")
+    )
+}
+
+fn index_key_sql(table: &Table, key: &IndexKey, dialect: Dialect) -> String {
+    let column = table.column(&key.column);
+    SortKeySql {
+        column: &ident(&key.column),
+        text: column.is_some_and(|c| is_text(&c.ty)),
+        primary_key: column.is_some_and(|c| c.primary_key),
+        descending: key.descending,
+    }
+    .index_key(dialect)
+}
+
 fn add_fk_sql(table: &str, column: &Column) -> Option<String> {
     let fk = column.references.as_ref()?;
     Some(format!(
@@ -315,6 +403,9 @@ fn render_postgres(changes: &[Change]) -> Vec<String> {
             for u in &t.unique_indexes {
                 out.push(create_unique_sql(&t.name, u));
             }
+            for i in &t.indexes {
+                out.push(create_index_sql(t, i, d));
+            }
             add_fks.extend(t.columns.iter().filter_map(|c| add_fk_sql(&t.name, c)));
         }
     }
@@ -365,10 +456,11 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
             ));
         }
     }
-    for u in &a.dropped_unique {
-        out.push(format!("DROP INDEX {};", ident(&u.name)));
+    let dropped = a.dropped_unique.iter().map(|u| &u.name);
+    for name in dropped.chain(a.dropped_indexes.iter().map(|i| &i.name)) {
+        out.push(format!("DROP INDEX {};", ident(name)));
     }
-    for (old, new) in &a.renamed_unique {
+    for (old, new) in a.renamed_unique.iter().chain(&a.renamed_indexes) {
         out.push(format!(
             "ALTER INDEX {} RENAME TO {};",
             ident(old),
@@ -441,6 +533,9 @@ fn alter_postgres(a: &TableAlter, out: &mut Vec<String>, add_fks: &mut Vec<Strin
     }
     for u in &a.added_unique {
         out.push(create_unique_sql(&a.new.name, u));
+    }
+    for i in &a.added_indexes {
+        out.push(create_index_sql(&a.new, i, d));
     }
 }
 
@@ -552,6 +647,9 @@ fn render_sqlite(changes: &[Change]) -> Vec<String> {
             for u in &t.unique_indexes {
                 out.push(create_unique_sql(&t.name, u));
             }
+            for i in &t.indexes {
+                out.push(create_index_sql(t, i, d));
+            }
         }
     }
     for change in changes {
@@ -592,14 +690,21 @@ fn alter_sqlite(a: &TableAlter, out: &mut Vec<String>) {
             ident(new)
         ));
     }
-    for u in &a.dropped_unique {
-        out.push(format!("DROP INDEX {};", ident(&u.name)));
+    let dropped = a.dropped_unique.iter().map(|u| &u.name);
+    for name in dropped.chain(a.dropped_indexes.iter().map(|i| &i.name)) {
+        out.push(format!("DROP INDEX {};", ident(name)));
     }
     // SQLite has no ALTER INDEX: a renamed index is dropped and recreated.
     for (old, new) in &a.renamed_unique {
         out.push(format!("DROP INDEX {};", ident(old)));
         if let Some(index) = a.new.unique_indexes.iter().find(|u| &u.name == new) {
             out.push(create_unique_sql(&a.new.name, index));
+        }
+    }
+    for (old, new) in &a.renamed_indexes {
+        out.push(format!("DROP INDEX {};", ident(old)));
+        if let Some(index) = a.new.indexes.iter().find(|i| &i.name == new) {
+            out.push(create_index_sql(&a.new, index, d));
         }
     }
     for c in &a.added {
@@ -610,6 +715,9 @@ fn alter_sqlite(a: &TableAlter, out: &mut Vec<String>) {
     }
     for u in &a.added_unique {
         out.push(create_unique_sql(&a.new.name, u));
+    }
+    for i in &a.added_indexes {
+        out.push(create_index_sql(&a.new, i, d));
     }
 }
 
@@ -658,6 +766,7 @@ fn rebuild_sqlite(a: &TableAlter, renamed_tables: &[(&str, &str)], out: &mut Vec
             .unique_indexes
             .iter()
             .map(|u| u.name.clone())
+            .chain(a.old.indexes.iter().map(|i| i.name.clone()))
             .collect(),
     };
     out.push(format!(
@@ -695,6 +804,9 @@ fn rebuild_sqlite(a: &TableAlter, renamed_tables: &[(&str, &str)], out: &mut Vec
     for u in &a.new.unique_indexes {
         out.push(create_unique_sql(&a.new.name, u));
     }
+    for i in &a.new.indexes {
+        out.push(create_index_sql(&a.new, i, d));
+    }
 }
 
 /// The name of a rebuild's new table until it replaces the old one.
@@ -721,7 +833,8 @@ pub struct Rebuild {
     /// of the column as the live table should hold it: of its definition
     /// ([`definition_fingerprint`]), and of its [`ColumnShape`].
     pub columns: BTreeMap<String, [String; 2]>,
-    /// The table's unique indexes before the rebuild.
+    /// The table's indexes before the rebuild (unique or not; migrations
+    /// written before Kumo made other indexes list only unique ones).
     pub indexes: Vec<String>,
 }
 

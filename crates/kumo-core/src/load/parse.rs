@@ -33,20 +33,22 @@ const RESERVED_PLURALS: [&str; 3] = ["auth", "activity", "admin"];
 /// Action names taken by the routes every resource gets.
 const RESERVED_ACTIONS: [&str; 6] = ["create", "read", "update", "destroy", "list", "get"];
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "resource",
     "attributes",
     "relationships",
     "identities",
+    "indexes",
     "policies",
     "actions",
 ];
 const RESOURCE_KEYS: [&str; 4] = ["name", "plural", "description", "renamed_from"];
-const ATTR_KEYS: [&str; 15] = [
+const ATTR_KEYS: [&str; 16] = [
     "type",
     "required",
     "default",
     "unique",
+    "index",
     "sensitive",
     "writable",
     "description",
@@ -99,6 +101,7 @@ pub(crate) struct FileRes {
     pub(crate) attributes: Vec<Attribute>,
     pub(crate) relationships: Vec<RelSrc>,
     pub(crate) identities: Vec<IdentSrc>,
+    pub(crate) indexes: Vec<IndexSrc>,
     pub(crate) policies: Vec<PolicySrc>,
     pub(crate) actions: Vec<ActionSrc>,
     /// Every attribute and relationship key, including those whose
@@ -207,6 +210,17 @@ pub(crate) struct IdentSrc {
     pub(crate) damaged: bool,
 }
 
+/// An entry of `[indexes]`.
+pub(crate) struct IndexSrc {
+    pub(crate) file: FileId,
+    pub(crate) name: String,
+    pub(crate) span: Span,
+    /// Field name (without the `-`), descending, the span of the string.
+    pub(crate) keys: Vec<(String, bool, Span)>,
+    /// The declaration had errors of its own; its fields are still looked up.
+    pub(crate) damaged: bool,
+}
+
 pub(crate) struct PolicySrc {
     /// One of [`POLICY_KEYS`].
     pub(crate) action: &'static str,
@@ -262,6 +276,7 @@ pub(crate) fn parse_file(
         attributes: Vec::new(),
         relationships: Vec::new(),
         identities: Vec::new(),
+        indexes: Vec::new(),
         policies: Vec::new(),
         actions: Vec::new(),
         declared: Vec::new(),
@@ -316,6 +331,13 @@ pub(crate) fn parse_file(
                 if let Some(t) = cx.want_table("identities", val) {
                     for (k, v) in t {
                         out.identities.extend(parse_identity(&mut cx, k, v));
+                    }
+                }
+            }
+            "indexes" => {
+                if let Some(t) = cx.want_table("indexes", val) {
+                    for (k, v) in t {
+                        out.indexes.extend(parse_index(&mut cx, k, v));
                     }
                 }
             }
@@ -488,6 +510,8 @@ fn parse_attribute(
     let (mut required, mut unique, mut sensitive) = (false, false, false);
     let mut writable = true;
     let mut unique_span = None;
+    let mut index = false;
+    let mut index_span = None;
     let mut default: Option<&Val<'_>> = None;
     let mut description = None;
     let mut min_length: Option<(u32, Span)> = None;
@@ -513,6 +537,10 @@ fn parse_attribute(
             "unique" => {
                 unique = cx.want_bool(opt, val).unwrap_or(false);
                 unique_span = Some(k.span());
+            }
+            "index" => {
+                index = cx.want_bool(opt, val).unwrap_or(false);
+                index_span = Some(k.span());
             }
             "sensitive" => sensitive = cx.want_bool(opt, val).unwrap_or(false),
             "writable" => writable = cx.want_bool(opt, val).unwrap_or(true),
@@ -754,6 +782,20 @@ fn parse_attribute(
         );
     }
 
+    if index
+        && matches!(ty, AttrType::Json | AttrType::Array { .. })
+        && let Some(span) = index_span
+    {
+        cx.error_help(
+            span,
+            format!("`index` is not allowed on {tn} attributes"),
+            Some(
+                "lists can't be filtered or sorted by these values, so an index would not be used"
+                    .into(),
+            ),
+        );
+    }
+
     let mut default_value = None;
     if let Some(d) = default
         && type_ok
@@ -777,6 +819,7 @@ fn parse_attribute(
         description,
         renamed_from: renamed.as_ref().map(|(r, _)| r.clone()),
         writable,
+        index,
         file: cx.file,
         span: key.span(),
     })
@@ -1073,6 +1116,58 @@ fn parse_identity(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<IdentSr
         name: name.to_owned(),
         span: key.span(),
         fields,
+        damaged: cx.failed_since(mark),
+    })
+}
+
+/// Parses one `[indexes]` entry: a list of field names, each optionally
+/// prefixed with `-` (descending). `None` only when its value is not a list
+/// of strings; any other error leaves it `damaged`.
+fn parse_index(cx: &mut Cx<'_>, key: &Key<'_>, v: &Val<'_>) -> Option<IndexSrc> {
+    let name = key.get_ref().as_ref();
+    let mark = cx.mark();
+    cx.check_ident("index name", name, key.span());
+    let fields = match v.get_ref() {
+        DeValue::Array(_) => cx.want_str_list(name, v)?,
+        other => {
+            cx.error_help(
+                v.span(),
+                format!("index `{name}` must be a list of fields, found {}", describe(other)),
+                Some(format!("write `{name} = [\"-score\", \"name\"]`: the fields in order, `-` for descending")),
+            );
+            return None;
+        }
+    };
+    if fields.is_empty() {
+        cx.error(v.span(), format!("index `{name}` lists no fields"));
+    }
+    let mut keys: Vec<(String, bool, Span)> = Vec::new();
+    for (field, span) in fields {
+        let (descending, bare) = match field.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, field.as_str()),
+        };
+        if !super::walk::is_ident(bare) {
+            let help = if bare.starts_with('+') {
+                "fields are ascending unless prefixed with `-`; drop the `+`".to_owned()
+            } else {
+                "write a field name, with `-` in front for descending order: `\"-score\"`"
+                    .to_owned()
+            };
+            cx.error_help(span, format!("`{field}` is not a field name"), Some(help));
+            continue;
+        }
+        if keys.iter().any(|(k, _, _)| k == bare) {
+            cx.error(span, format!("index `{name}` lists `{bare}` twice"));
+            continue;
+        }
+        keys.push((bare.to_owned(), descending, span));
+    }
+    Some(IndexSrc {
+        file: cx.file,
+        name: name.to_owned(),
+        span: key.span(),
+        keys,
         damaged: cx.failed_since(mark),
     })
 }

@@ -1,6 +1,6 @@
 //! Checks that span files: duplicate resources, system names, merging a
 //! project's `user` extension into the built-in resource, relationship
-//! targets and back-references, identity fields, policy paths and types
+//! targets and back-references, identity and index fields, policy paths and types
 //! (the typing itself is in `policy_types`) and action fields. Produces the
 //! final [`Schema`].
 //!
@@ -13,15 +13,17 @@
 
 use std::collections::BTreeSet;
 
-use super::parse::{ActionSrc, Field, FileRes, IMPLICIT_FIELDS, IdentSrc, RawKind, RelSrc};
+use super::parse::{
+    ActionSrc, Field, FileRes, IMPLICIT_FIELDS, IdentSrc, IndexSrc, RawKind, RelSrc,
+};
 use super::policy_types::{self, PathTy, TypeError};
 use super::value::lit_to_value;
 use super::walk::{article, list, list_and, suggest};
 use crate::diagnostic::{Diagnostic, Sources};
 use crate::policy::{self, Path, Root};
 use crate::resource::{
-    Action, ActionKind, AttrType, Attribute, FileId, Identity, Policies, Policy, Relationship,
-    RelationshipKind, Resource, Schema, Span, Value,
+    Action, ActionKind, AttrType, Attribute, FileId, Identity, Index, IndexKey, Policies, Policy,
+    Relationship, RelationshipKind, Resource, Schema, Span, Value,
 };
 
 /// Kumo's built-in resources, in the order they are listed in a schema.
@@ -217,7 +219,7 @@ fn user_disabled_message(name: &str) -> String {
 
 /// Adds a project's `resources/user.toml` to the built-in `user`.
 fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
-    const CHANGE_HELP: &str = "a project can add attributes, relationships, identities, policies and actions to `user`, but not change the built-in ones";
+    const CHANGE_HELP: &str = "a project can add attributes, relationships, identities, indexes, policies and actions to `user`, but not change the built-in ones";
     if let Some(span) = &ext.plural_span
         && ext.plural != user.plural
     {
@@ -316,6 +318,23 @@ fn merge_user(user: &mut FileRes, ext: FileRes, diags: &mut Vec<Diagnostic>) {
             continue;
         }
         user.identities.push(i);
+    }
+    for i in ext.indexes {
+        if user.indexes.iter().any(|b| b.name == i.name) {
+            diags.push(
+                Diagnostic::new(
+                    i.file,
+                    i.span.clone(),
+                    format!(
+                        "index `{}` is already defined by Kumo's built-in `user` resource",
+                        i.name
+                    ),
+                )
+                .with_help(CHANGE_HELP),
+            );
+            continue;
+        }
+        user.indexes.push(i);
     }
     for a in ext.actions {
         if user.actions.iter().any(|b| b.name == a.name) {
@@ -523,6 +542,7 @@ impl<'a> Resolver<'a> {
             .iter()
             .filter_map(|i| self.identity(r, i))
             .collect();
+        let indexes = self.indexes(r);
         let mut policies = Policies::default();
         for p in &r.policies {
             let policy = self.check_policy(r, &p.policy);
@@ -544,6 +564,7 @@ impl<'a> Resolver<'a> {
             attributes: r.attributes.clone(),
             relationships,
             identities,
+            indexes,
             policies,
             actions,
             file: r.file,
@@ -825,6 +846,170 @@ impl<'a> Resolver<'a> {
         (ok && !i.damaged).then(|| Identity {
             name: i.name.clone(),
             columns,
+            file: i.file,
+            span: i.span.clone(),
+        })
+    }
+
+    /// The resource's `[indexes]`, each checked on its own and then against
+    /// the others: a name can't be one Kumo gives an index of its own
+    /// (`index = true` on an attribute, a `belongs_to` column), and two
+    /// indexes can't be the same once `id` is appended.
+    fn indexes(&mut self, r: &FileRes) -> Vec<Index> {
+        let mut out: Vec<Index> = Vec::new();
+        for i in &r.indexes {
+            if let Some(a) = r.attributes.iter().find(|a| a.index && a.name == i.name) {
+                self.error(
+                    i.file,
+                    i.span.clone(),
+                    format!(
+                        "index `{}` has the name of the index `index = true` makes for attribute `{}`",
+                        i.name, a.name
+                    ),
+                    Some("choose another name for this index".into()),
+                );
+            } else if let Some(rel) = r.column_owner(&i.name) {
+                self.error(
+                    i.file,
+                    i.span.clone(),
+                    format!(
+                        "index `{}` has the name of the index Kumo makes for belongs_to `{}`",
+                        i.name, rel.name
+                    ),
+                    Some("choose another name for this index".into()),
+                );
+            }
+            let Some(index) = self.index(r, i) else {
+                continue;
+            };
+            let keys = IndexKey::with_id(&index.keys);
+            let same_as_attribute = r
+                .attributes
+                .iter()
+                .find(|a| a.index && keys == IndexKey::with_id(&[IndexKey::ascending(&a.name)]));
+            if let Some(a) = same_as_attribute {
+                self.error(
+                    i.file,
+                    i.span.clone(),
+                    format!(
+                        "index `{}` is the index `index = true` already makes for attribute `{}`",
+                        i.name, a.name
+                    ),
+                    Some("remove one of the two".into()),
+                );
+                continue;
+            }
+            if let Some(first) = out.iter().find(|o| IndexKey::with_id(&o.keys) == keys) {
+                self.error(
+                    i.file,
+                    i.span.clone(),
+                    format!("index `{}` is the same as index `{}`", i.name, first.name),
+                    Some(
+                        "remove one of the two; Kumo ends every index with `id`, so a last `\"id\"` makes no difference"
+                            .into(),
+                    ),
+                );
+                continue;
+            }
+            out.push(index);
+        }
+        out
+    }
+
+    fn index(&mut self, r: &FileRes, i: &IndexSrc) -> Option<Index> {
+        let mut keys = Vec::new();
+        let mut ok = true;
+        let last = i.keys.len().saturating_sub(1);
+        for (n, (f, descending, span)) in i.keys.iter().enumerate() {
+            let column = if f == "id" {
+                if i.keys.len() == 1 {
+                    self.error(
+                        i.file,
+                        span.clone(),
+                        format!("index `{}` lists only `id`, which is already indexed", i.name),
+                        Some("`id` is the primary key; list the fields lists are filtered or sorted by".into()),
+                    );
+                    ok = false;
+                } else if n != last {
+                    self.error(
+                        i.file,
+                        span.clone(),
+                        format!("`id` must be the last field of index `{}`", i.name),
+                        Some("`id` is unique, so no field after it changes the order; Kumo ends every index with `id` anyway".into()),
+                    );
+                    ok = false;
+                }
+                Some(f.clone())
+            } else if IMPLICIT_FIELDS.contains(&f.as_str()) {
+                Some(f.clone())
+            } else if let Some(a) = r.attr(f) {
+                if matches!(a.ty, AttrType::Json | AttrType::Array { .. }) {
+                    self.error(
+                        i.file,
+                        span.clone(),
+                        format!(
+                            "`{f}` is {} {} attribute and can't be indexed",
+                            article(a.ty.name()),
+                            a.ty.name()
+                        ),
+                        Some("lists can't be filtered or sorted by these values".into()),
+                    );
+                    ok = false;
+                }
+                Some(f.clone())
+            } else if let Some(rel) = r.rel(f) {
+                if let RawKind::BelongsTo { .. } = rel.kind {
+                    Some(format!("{f}_id"))
+                } else {
+                    self.error(
+                        i.file,
+                        span.clone(),
+                        format!(
+                            "`{f}` is a {} relationship; indexes use attributes and belongs_to relationships",
+                            rel.kind.label()
+                        ),
+                        None,
+                    );
+                    ok = false;
+                    None
+                }
+            } else if let Some(rel) = r.column_owner(f) {
+                self.error(
+                    i.file,
+                    span.clone(),
+                    format!("unknown field `{f}` in index `{}`", i.name),
+                    Some(format!(
+                        "write the relationship's name, `{}`: it stands for its column `{f}`",
+                        rel.name
+                    )),
+                );
+                ok = false;
+                None
+            } else {
+                ok = false;
+                if !r.is_broken(f) {
+                    let mut names = r.field_names();
+                    names.extend(IMPLICIT_FIELDS);
+                    let help = suggest(f, names).map(|s| format!("did you mean `{s}`?"));
+                    self.error(
+                        i.file,
+                        span.clone(),
+                        format!("unknown field `{f}` in index `{}`", i.name),
+                        help,
+                    );
+                }
+                None
+            };
+            if let Some(column) = column {
+                keys.push(IndexKey {
+                    column,
+                    descending: *descending,
+                });
+            }
+        }
+        (ok && !i.damaged).then(|| Index {
+            name: i.name.clone(),
+            keys,
             file: i.file,
             span: i.span.clone(),
         })

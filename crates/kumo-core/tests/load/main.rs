@@ -6,6 +6,7 @@
 
 mod errors;
 mod independent;
+mod indexes;
 mod policy;
 mod schema;
 mod seeds;

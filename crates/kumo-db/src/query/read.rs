@@ -13,7 +13,7 @@ use super::exec::{Exec, Sql, select_expr};
 use super::params::{Filter, FilterOp, FilterValue, ListRequest, Position, SortKey, View};
 use super::policy::{Cond, FieldRef, Operand, Renderer, Start, compile};
 use super::{Engine, Record};
-use crate::sql::{Dialect, ident};
+use crate::sql::{SortKeySql, ident};
 
 /// Most records an include of a `has_many` or `many_to_many` returns per
 /// parent, so one request cannot pull a whole table.
@@ -508,23 +508,20 @@ fn keyset(entry: &Entry, sort: &[SortKey], values: &[Value], backwards: bool) ->
     Cond::or(alternatives)
 }
 
+/// The sort as `ORDER BY` keys, each written as the indexes Kumo creates
+/// declare it ([`SortKeySql`]), so an index over the sort serves the query.
 fn order_by(sql: &mut Sql, entry: &Entry, sort: &[SortKey], backwards: bool) {
     let dialect = sql.dialect;
     let keys: Vec<String> = sort
         .iter()
         .map(|k| {
-            let text = entry.field(&k.field).is_some_and(|f| f.kind == Kind::Text);
-            let collate = if text && dialect == Dialect::Postgres {
-                " COLLATE \"C\""
-            } else {
-                ""
-            };
-            let direction = if k.descending == backwards {
-                "ASC NULLS FIRST"
-            } else {
-                "DESC NULLS LAST"
-            };
-            format!("{ROW}.{}{collate} {direction}", ident(&k.field))
+            SortKeySql {
+                column: &format!("{ROW}.{}", ident(&k.field)),
+                text: entry.field(&k.field).is_some_and(|f| f.kind == Kind::Text),
+                primary_key: k.field == "id",
+                descending: k.descending != backwards,
+            }
+            .order_by(dialect)
         })
         .collect();
     sql.push(&keys.join(", "));

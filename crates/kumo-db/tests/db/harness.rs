@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use kumo_core::resource::{
-    AttrType, Attribute, Identity, OnDelete, Policies, Relationship, RelationshipKind, Resource,
-    ScalarType, Schema, Value,
+    AttrType, Attribute, Identity, Index, IndexKey, OnDelete, Policies, Relationship,
+    RelationshipKind, Resource, ScalarType, Schema, Value,
 };
 use kumo_db::db::{Database, Target};
 use kumo_db::introspect::LiveSchema;
@@ -190,6 +190,7 @@ pub(crate) fn resource(name: &str) -> Resource {
         attributes: Vec::new(),
         relationships: Vec::new(),
         identities: Vec::new(),
+        indexes: Vec::new(),
         policies: Policies::default(),
         actions: Vec::new(),
         file: 0,
@@ -208,6 +209,7 @@ pub(crate) fn attr(name: &str, ty: AttrType) -> Attribute {
         description: None,
         renamed_from: None,
         writable: true,
+        index: false,
         file: 0,
         span: 0..0,
     }
@@ -217,6 +219,7 @@ pub(crate) trait AttributeExt {
     fn required(self) -> Self;
     fn default(self, value: Value) -> Self;
     fn unique(self) -> Self;
+    fn indexed(self) -> Self;
     fn renamed_from(self, old: &str) -> Self;
 }
 
@@ -233,6 +236,11 @@ impl AttributeExt for Attribute {
 
     fn unique(mut self) -> Self {
         self.unique = true;
+        self
+    }
+
+    fn indexed(mut self) -> Self {
+        self.index = true;
         self
     }
 
@@ -271,6 +279,16 @@ pub(crate) fn identity(name: &str, columns: &[&str]) -> Identity {
     }
 }
 
+/// An `[indexes]` entry; keys name columns, `-` for descending.
+pub(crate) fn index(name: &str, keys: &[&str]) -> Index {
+    Index {
+        name: name.to_string(),
+        keys: keys.iter().map(|k| IndexKey::parse(k)).collect(),
+        file: 0,
+        span: 0..0,
+    }
+}
+
 pub(crate) fn string(min_length: Option<u32>, max_length: Option<u32>) -> AttrType {
     AttrType::String {
         min_length,
@@ -301,16 +319,21 @@ pub(crate) const EXTERNAL_ID: &str = "6f1c5a2e-8f7d-4c1e-9a3b-2d4e6f8a0b1c";
 
 /// A schema using every attribute type, constraint and default kind, a
 /// unique attribute, an identity over a `belongs_to` and an attribute, every
-/// `on_delete`, a self-reference, and two tables referencing each other
-/// (`users.team_id` → `teams`, `teams.captain_id` → `users`).
+/// `on_delete`, a self-reference, two tables referencing each other
+/// (`users.team_id` → `teams`, `teams.captain_id` → `users`), and indexes
+/// of every kind: `index = true` on text, declared ones over text, numbers,
+/// a `belongs_to` and a timestamp in both directions, and those Kumo adds
+/// for `belongs_to` columns no other index starts with.
 pub(crate) fn rich_schema() -> Schema {
     let mut user = resource("user");
     user.attributes = vec![
         attr("email", string(Some(3), Some(254)))
             .required()
             .unique(),
-        attr("name", string(None, Some(40))).default(json!("anon")),
-        attr("bio", AttrType::Text),
+        attr("name", string(None, Some(40)))
+            .default(json!("anon"))
+            .indexed(),
+        attr("bio", AttrType::Text).indexed(),
         attr("level", integer(Some(1), Some(100)))
             .required()
             .default(json!(1)),
@@ -334,6 +357,10 @@ pub(crate) fn rich_schema() -> Schema {
         belongs_to("mentor", "user", false, OnDelete::Nullify),
         belongs_to("team", "team", false, OnDelete::Nullify),
     ];
+    user.indexes = vec![
+        index("leaderboard", &["role", "-karma"]),
+        index("by_bio", &["-bio", "level", "-inserted_at"]),
+    ];
 
     let mut team = resource("team");
     team.attributes = vec![
@@ -354,6 +381,7 @@ pub(crate) fn rich_schema() -> Schema {
         belongs_to("team", "team", true, OnDelete::Cascade),
     ];
     membership.identities = vec![identity("user_slot", &["user_id", "slot"])];
+    membership.indexes = vec![index("by_team", &["team_id", "-slot"])];
 
     Schema {
         resources: vec![user, team, membership],
@@ -401,6 +429,13 @@ pub(crate) fn schema_diff(live: &LiveSchema, expected: &LiveSchema) -> String {
                 out,
                 "{name} unique indexes: got {:?}, want {:?}",
                 got.unique_indexes, want.unique_indexes
+            );
+        }
+        if got.indexes != want.indexes {
+            let _ = writeln!(
+                out,
+                "{name} indexes: got {:?}, want {:?}",
+                got.indexes, want.indexes
             );
         }
         if got.foreign_keys != want.foreign_keys {

@@ -10,8 +10,8 @@ use kumo_db::sql::Dialect;
 use serde_json::json;
 
 use crate::harness::{
-    AttributeExt, TestDb, array, assert_live_schema, attr, float, identity, integer, resource_mut,
-    rich_schema, string, uuid,
+    AttributeExt, TestDb, array, assert_live_schema, attr, float, identity, index, integer,
+    resource_mut, rich_schema, string, uuid,
 };
 
 /// A change to the rich schema and what it should do to the row the apply
@@ -72,6 +72,16 @@ fn rename_attribute() -> Scenario {
             } else {
                 "about".into()
             };
+        }
+    }
+    // Indexes name the attribute by its new name, as a resource file must:
+    // `users_bio_idx` (from `index = true`) becomes `users_about_idx`, and
+    // `by_bio` keeps its name over the renamed column.
+    for i in &mut users.indexes {
+        for k in &mut i.keys {
+            if k.column == "bio" {
+                k.column = "about".into();
+            }
         }
     }
     Scenario {
@@ -172,6 +182,8 @@ fn drop_resource() -> Scenario {
     schema.resources.retain(|r| r.name != "team");
     for r in &mut schema.resources {
         r.relationships.retain(|rel| rel.target() != "team");
+        r.indexes
+            .retain(|i| i.keys.iter().all(|k| k.column != "team_id"));
     }
     Scenario {
         name: "drop_resource",
@@ -192,6 +204,29 @@ fn add_identity() -> Scenario {
     }
 }
 
+/// Indexes come and go without touching data: a declared one and an
+/// `index = true` are added, one of each dropped, and dropping the index
+/// that covered `memberships.team_id` brings back the one Kumo adds for it.
+fn change_indexes() -> Scenario {
+    let mut schema = rich_schema();
+    let users = resource_mut(&mut schema, "user");
+    users.indexes.retain(|i| i.name != "by_bio");
+    users.indexes.push(index("recent", &["-inserted_at"]));
+    for a in &mut users.attributes {
+        match a.name.as_str() {
+            "bio" => a.index = false,
+            "score" => a.index = true,
+            _ => {}
+        }
+    }
+    resource_mut(&mut schema, "membership").indexes.clear();
+    Scenario {
+        name: "change_indexes",
+        schema,
+        checks: vec![],
+    }
+}
+
 fn scenarios() -> Vec<Scenario> {
     vec![
         add_attribute(),
@@ -201,6 +236,7 @@ fn scenarios() -> Vec<Scenario> {
         rename_resource(),
         drop_resource(),
         add_identity(),
+        change_indexes(),
     ]
 }
 
@@ -271,6 +307,16 @@ fn drop_resource_sql() {
 #[test]
 fn add_identity_sql() {
     snapshot_scenario(add_identity());
+}
+
+#[test]
+fn change_indexes_sql() {
+    let scenario = change_indexes();
+    let recorded = Plan::new(Vec::new(), &rich_schema()).new_tables;
+    let plan = Plan::new(recorded, &scenario.schema);
+    // Dropping an index loses no data: no --allow-destructive needed.
+    assert_eq!(plan.destructive_steps(), Vec::<String>::new());
+    snapshot_scenario(scenario);
 }
 
 #[tokio::test]
