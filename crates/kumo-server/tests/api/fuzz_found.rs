@@ -154,15 +154,59 @@ both!(
     a_path_that_is_not_utf8_was_a_plain_text_400,
     |dialect: Dialect| async move {
         let api = TestApi::avatars(dialect).await;
-        for uri in [
-            "/api/avatars/%FF",
-            "/api/avatars/%FF/publish",
-            "/api/%FF",
-            "/api/%FF/x",
+        for (method, uri) in [
+            ("GET", "/api/avatars/%FF"),
+            ("POST", "/api/avatars/%FF/publish"),
+            ("POST", "/api/avatars/%FF"),
+            ("GET", "/api/%FF"),
+            ("DELETE", "/api/%FF/x"),
         ] {
-            let r = api.send("GET", uri, Some(ADMIN), None).await;
-            assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}: {}", r.body);
-            assert_eq!(r.body["error"]["code"], "not_found", "{uri}");
+            let r = api.send(method, uri, Some(ADMIN), None).await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{method} {uri}: {}",
+                r.body
+            );
+            assert_eq!(r.body["error"]["code"], "not_found", "{method} {uri}");
+        }
+        api.cleanup().await;
+    }
+);
+
+both!(
+    an_integral_float_for_an_integer_was_a_422,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let create = |polycount: serde_json::Value| json!({"name": format!("p{polycount}"), "uploader_id": alice_id, "polycount": polycount});
+        // JSON Schema (and Godot's JSON parser) count 5.0 as the integer 5.
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(create(json!(5.0))),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.data()["polycount"], json!(5));
+        for wrong in [json!(5.5), json!(1e19), json!(-1.0)] {
+            let r = api
+                .send(
+                    "POST",
+                    "/api/avatars",
+                    Some(&alice),
+                    Some(create(wrong.clone())),
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{wrong}: {}",
+                r.body
+            );
         }
         api.cleanup().await;
     }
