@@ -6,13 +6,15 @@
 use kumo_core::policy::BinOp;
 use kumo_core::resource::RelationshipKind;
 use serde_json::Value;
+use sqlx::Row as _;
 
 use super::catalog::{Entry, Field, Kind};
 use super::error::QueryError;
-use super::exec::{Exec, Sql, select_expr};
+use super::exec::{Exec, Sql, pg_query, select_expr, sqlite_query};
 use super::params::{Filter, FilterOp, FilterValue, ListRequest, Position, SortKey, View};
 use super::policy::{Cond, FieldRef, Operand, Renderer, Start, compile};
 use super::{Engine, Record};
+use crate::db::Database;
 use crate::sql::{SortKeySql, ident};
 
 /// Most records an include of a `has_many` or `many_to_many` returns per
@@ -25,6 +27,18 @@ pub struct ListPage {
     pub next: Option<String>,
     pub prev: Option<String>,
     pub total: Option<i64>,
+}
+
+/// A list's statement, from [`Engine::list_query`].
+struct ListQuery {
+    sql: Sql,
+    /// The read policy and the filters, without the cursor's position: what
+    /// `page[count]` counts.
+    filter: Cond,
+    /// Reading towards the start (`page[before]`): the order is reversed.
+    backwards: bool,
+    /// What the page's cursors are bound to.
+    scope: String,
 }
 
 /// The row alias in every generated query.
@@ -80,57 +94,13 @@ impl Engine {
         req: &ListRequest,
     ) -> Result<ListPage, QueryError> {
         let dialect = self.db.dialect();
-        let mut conds = vec![self.read_cond(entry, actor)];
-        for f in &req.filters {
-            conds.push(self.filter_cond(actor, entry, f));
-        }
-        let scope = scope(entry, &req.sort);
-        let (keys, backwards) = match &req.position {
-            Position::After(c) | Position::Before(c) => {
-                let values = self
-                    .cursors
-                    .decode(&scope, c)
-                    .filter(|v| v.len() == req.sort.len())
-                    .ok_or_else(|| {
-                        QueryError::bad_field(
-                            if matches!(req.position, Position::After(_)) {
-                                "page[after]"
-                            } else {
-                                "page[before]"
-                            },
-                            "not a cursor from this list (cursors are bound to the resource and sort)",
-                        )
-                    })?;
-                (Some(values), matches!(req.position, Position::Before(_)))
-            }
-            _ => (None, false),
-        };
-        let filter = Cond::and(conds);
-        let mut where_ = filter.clone();
-        if let Some(values) = &keys {
-            where_ = Cond::and(vec![where_, keyset(entry, &req.sort, values, backwards)]);
-        }
-
+        let ListQuery {
+            sql,
+            filter,
+            backwards,
+            scope,
+        } = self.list_query(actor, entry, req)?;
         let fields = public(entry);
-        let mut sql = Sql::new(dialect);
-        // The page is chosen first and only its rows are formatted: the
-        // canonical datetime text costs a function call per row, and the
-        // database would otherwise compute it for every row it sorts.
-        sql.push("SELECT ");
-        select_list(&mut sql, entry, ROW);
-        sql.push(&format!(
-            " FROM (SELECT * FROM {} {ROW} WHERE ",
-            ident(&entry.table)
-        ));
-        Renderer::new(ROW).render(&where_, &mut sql);
-        sql.push(" ORDER BY ");
-        order_by(&mut sql, entry, &req.sort, backwards);
-        sql.push(&format!(" LIMIT {}", req.size + 1));
-        if let Position::Offset(n) = req.position {
-            sql.push(&format!(" OFFSET {n}"));
-        }
-        sql.push(&format!(") {ROW} ORDER BY "));
-        order_by(&mut sql, entry, &req.sort, backwards);
         let mut rows = Exec::Pool(&self.db).fetch_records(&sql, &fields).await?;
         let more = rows.len() > req.size;
         rows.truncate(req.size);
@@ -183,6 +153,119 @@ impl Engine {
             next,
             prev,
             total,
+        })
+    }
+
+    /// The statement that reads a list's page, and what reading the page
+    /// needs to know about it.
+    fn list_query(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        req: &ListRequest,
+    ) -> Result<ListQuery, QueryError> {
+        let mut conds = vec![self.read_cond(entry, actor)];
+        for f in &req.filters {
+            conds.push(self.filter_cond(actor, entry, f));
+        }
+        let scope = scope(entry, &req.sort);
+        let (keys, backwards) = match &req.position {
+            Position::After(c) | Position::Before(c) => {
+                let values = self
+                    .cursors
+                    .decode(&scope, c)
+                    .filter(|v| v.len() == req.sort.len())
+                    .ok_or_else(|| {
+                        QueryError::bad_field(
+                            if matches!(req.position, Position::After(_)) {
+                                "page[after]"
+                            } else {
+                                "page[before]"
+                            },
+                            "not a cursor from this list (cursors are bound to the resource and sort)",
+                        )
+                    })?;
+                (Some(values), matches!(req.position, Position::Before(_)))
+            }
+            _ => (None, false),
+        };
+        let filter = Cond::and(conds);
+        let mut where_ = filter.clone();
+        if let Some(values) = &keys {
+            where_ = Cond::and(vec![where_, keyset(entry, &req.sort, values, backwards)]);
+        }
+
+        let mut sql = Sql::new(self.db.dialect());
+        // The page is chosen first and only its rows are formatted: the
+        // canonical datetime text costs a function call per row, and the
+        // database would otherwise compute it for every row it sorts.
+        sql.push("SELECT ");
+        select_list(&mut sql, entry, ROW);
+        sql.push(&format!(
+            " FROM (SELECT * FROM {} {ROW} WHERE ",
+            ident(&entry.table)
+        ));
+        Renderer::new(ROW).render(&where_, &mut sql);
+        sql.push(" ORDER BY ");
+        order_by(&mut sql, entry, &req.sort, backwards);
+        sql.push(&format!(" LIMIT {}", req.size + 1));
+        if let Position::Offset(n) = req.position {
+            sql.push(&format!(" OFFSET {n}"));
+        }
+        sql.push(&format!(") {ROW} ORDER BY "));
+        order_by(&mut sql, entry, &req.sort, backwards);
+        Ok(ListQuery {
+            sql,
+            filter,
+            backwards,
+            scope,
+        })
+    }
+
+    /// How the database would read the page [`Engine::list`] reads for
+    /// `req`: the lines of PostgreSQL's `EXPLAIN`, or SQLite's `EXPLAIN
+    /// QUERY PLAN` as `id parent detail`. For checking that a sorted or
+    /// filtered list reads an index rather than sorting the table.
+    pub async fn explain_list(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        req: &ListRequest,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut sql = self.list_query(actor, entry, req)?.sql;
+        Ok(match &self.db {
+            Database::Postgres(pool) => {
+                sql.text = format!("EXPLAIN {}", sql.text);
+                pg_query(&sql)
+                    .persistent(false)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(0))
+                    .collect::<Result<_, _>>()?
+            }
+            Database::Sqlite(pool) => {
+                sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
+                let mut conn = pool.acquire().await?;
+                // Planning reads no table, so a connection that last read
+                // the database before an index was created or dropped would
+                // plan with its old schema; reading the schema reloads it.
+                sqlx::raw_sql("SELECT count(*) FROM sqlite_schema")
+                    .execute(&mut *conn)
+                    .await?;
+                // Not cached either: a cached plan is not planned again.
+                sqlite_query(&sql)
+                    .persistent(false)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        let (id, parent, detail): (i64, i64, String) =
+                            (r.try_get(0)?, r.try_get(1)?, r.try_get(3)?);
+                        Ok(format!("{id} {parent} {detail}"))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()?
+            }
         })
     }
 
@@ -482,7 +565,17 @@ fn field_cond(entry: &Entry, f: &Filter) -> Cond {
 
 /// Rows strictly after (or, going backwards, before) the cursor's row in
 /// the sort order, where `null` sorts before every value.
+///
+/// The alternatives (`a > x OR (a = x AND id > y)`) are no range a database
+/// can start an index scan at, so where the rows beyond the cursor all lie
+/// on one side of the first key's value, that bound is added too
+/// (`a >= x AND (…)`): a later page then starts reading the index at the
+/// cursor instead of at the start of the list. It can't be added when the
+/// rows beyond hold both smaller values and `null`s (a descending sort of
+/// a column that may be null), and then that page reads the index from the
+/// start, or sorts what the filters leave.
 fn keyset(entry: &Entry, sort: &[SortKey], values: &[Value], backwards: bool) -> Cond {
+    let not_null = |name: &str| entry.field(name).is_some_and(|f| f.required);
     let mut alternatives = Vec::new();
     for (i, key) in sort.iter().enumerate() {
         let mut parts: Vec<Cond> = sort[..i]
@@ -493,19 +586,33 @@ fn keyset(entry: &Entry, sort: &[SortKey], values: &[Value], backwards: bool) ->
         let field = column_of(entry, &key.field);
         let value = &values[i];
         let ascending = key.descending == backwards;
+        let smaller = Cond::order(BinOp::Lt, field.clone(), Operand::Value(value.clone()));
         let beyond = match (ascending, value.is_null()) {
             (true, true) => Cond::not(Cond::eq(field, Operand::Value(Value::Null))),
             (true, false) => Cond::order(BinOp::Gt, field, Operand::Value(value.clone())),
             (false, true) => Cond::Const(false),
-            (false, false) => Cond::or(vec![
-                Cond::order(BinOp::Lt, field.clone(), Operand::Value(value.clone())),
-                Cond::eq(field, Operand::Value(Value::Null)),
-            ]),
+            (false, false) if not_null(&key.field) => smaller,
+            (false, false) => Cond::or(vec![smaller, Cond::eq(field, Operand::Value(Value::Null))]),
         };
         parts.push(beyond);
         alternatives.push(Cond::and(parts));
     }
-    Cond::or(alternatives)
+    let (Some(first), Some(value)) = (sort.first(), values.first()) else {
+        return Cond::or(alternatives);
+    };
+    let field = column_of(entry, &first.field);
+    let bound = match (first.descending == backwards, value.is_null()) {
+        (true, false) => Some(Cond::order(BinOp::Ge, field, Operand::Value(value.clone()))),
+        (false, false) if not_null(&first.field) => {
+            Some(Cond::order(BinOp::Le, field, Operand::Value(value.clone())))
+        }
+        (false, true) => Some(Cond::eq(field, Operand::Value(Value::Null))),
+        _ => None,
+    };
+    match bound {
+        Some(bound) if sort.len() > 1 => Cond::and(vec![bound, Cond::or(alternatives)]),
+        _ => Cond::or(alternatives),
+    }
 }
 
 /// The sort as `ORDER BY` keys, each written as the indexes Kumo creates

@@ -8,12 +8,15 @@
 //! - [`property`]: random sequences of resource edits, applied step by step
 //!   to both databases, keeping the data in untouched columns.
 //! - [`runner`]: the order in which migrations are rolled back.
+//! - [`explain`]: the indexes Kumo creates are the ones the list queries
+//!   read, by each database's own query plan.
 //!
 //! PostgreSQL comes from `KUMO_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`); every test creates its own
 //! `kumo_test_<uuid>` database and drops it again. SQLite databases live in a
 //! temporary directory.
 
+mod explain;
 mod harness;
 mod live_schema;
 mod merge;
