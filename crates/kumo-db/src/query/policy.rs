@@ -359,6 +359,27 @@ fn field_kind(entry: &Entry, name: &str) -> Kind {
     entry.field(name).map_or(Kind::Text, |f| f.kind)
 }
 
+/// The kind of an operand: a field's, or for a value, `Integer` or `Float`
+/// for a number (a JSON number holding an integer is an integer) and
+/// `default` otherwise.
+fn operand_kind(o: &Operand, default: Kind) -> Kind {
+    match o {
+        Operand::Field(f) => f.kind,
+        Operand::Value(Value::Number(n)) if n.is_f64() => Kind::Float,
+        Operand::Value(Value::Number(_)) => Kind::Integer,
+        Operand::Value(_) => default,
+    }
+}
+
+/// Whether a comparison of `a` and `b` must cast both to floats: on SQLite,
+/// when one is an integer and the other a float. SQLite compares those
+/// exactly; the spec (and PostgreSQL, which converts the bigint to double
+/// precision) compares them as 64-bit floats.
+fn as_reals(dialect: Dialect, a: &Operand, b: &Operand) -> bool {
+    let kinds = [operand_kind(a, Kind::Text), operand_kind(b, Kind::Text)];
+    dialect == Dialect::Sqlite && kinds.contains(&Kind::Integer) && kinds.contains(&Kind::Float)
+}
+
 /// Writes a condition as SQL over the row aliased `alias`.
 pub(crate) struct Renderer {
     alias: String,
@@ -422,21 +443,22 @@ impl Renderer {
     fn leaf(&mut self, c: &Cond, sql: &mut Sql) {
         match c {
             Cond::Eq(a, b) => {
+                let real = as_reals(sql.dialect, a, b);
                 sql.push("(");
                 match (a, b) {
                     (Operand::Field(f), Operand::Field(g)) => {
-                        self.field(f, sql);
+                        self.number(a, f.kind, real, sql);
                         sql.push(match sql.dialect {
                             Dialect::Postgres => " IS NOT DISTINCT FROM ",
                             Dialect::Sqlite => " IS ",
                         });
-                        self.field(g, sql);
+                        self.number(b, g.kind, real, sql);
                     }
-                    (Operand::Field(f), Operand::Value(v))
-                    | (Operand::Value(v), Operand::Field(f)) => {
-                        self.field(f, sql);
+                    (field @ Operand::Field(f), value @ Operand::Value(_))
+                    | (value @ Operand::Value(_), field @ Operand::Field(f)) => {
+                        self.number(field, f.kind, real, sql);
                         sql.push(" = ");
-                        sql.bind_value(f.kind, v);
+                        self.number(value, f.kind, real, sql);
                     }
                     (Operand::Value(x), Operand::Value(y)) => {
                         sql.push(if compare(BinOp::Eq, x, y) {
@@ -453,10 +475,11 @@ impl Renderer {
                     (Operand::Field(f), _) | (_, Operand::Field(f)) => f.kind,
                     _ => Kind::Text,
                 };
+                let real = as_reals(sql.dialect, a, b);
                 sql.push("(");
-                self.operand(a, kind, sql);
+                self.number(a, kind, real, sql);
                 sql.push(" ").push(op.as_str()).push(" ");
-                self.operand(b, kind, sql);
+                self.number(b, kind, real, sql);
                 if kind == Kind::Text && sql.dialect == Dialect::Postgres {
                     sql.push(" COLLATE \"C\"");
                 }
@@ -478,20 +501,47 @@ impl Renderer {
                     }) => Kind::of_scalar(*of),
                     _ => Kind::Text,
                 };
-                match sql.dialect {
-                    Dialect::Postgres => {
+                // An integer and a float are equal as 64-bit floats, but
+                // both databases compare a JSON integer with a JSON float
+                // exactly: with a float on either side, every element is
+                // compared as a float.
+                let needle = operand_kind(elem, elem_kind);
+                let floats = elem_kind.is_number()
+                    && needle.is_number()
+                    && (elem_kind == Kind::Float || needle == Kind::Float);
+                match (sql.dialect, floats) {
+                    (Dialect::Postgres, false) => {
                         sql.push("(");
                         self.operand(array, Kind::Json, sql);
                         sql.push(" @> jsonb_build_array(");
                         self.json_element(elem, elem_kind, sql);
                         sql.push("))");
                     }
-                    Dialect::Sqlite => {
+                    (Dialect::Postgres, true) => {
+                        let alias = self.fresh_alias();
+                        sql.push("EXISTS (SELECT 1 FROM jsonb_array_elements(");
+                        self.operand(array, Kind::Json, sql);
+                        sql.push(&format!(
+                            ") AS {alias}(v) WHERE CAST({alias}.v AS double precision) = CAST("
+                        ));
+                        self.operand(elem, Kind::Float, sql);
+                        sql.push(" AS double precision))");
+                    }
+                    (Dialect::Sqlite, floats) => {
+                        let alias = self.fresh_alias();
                         sql.push("EXISTS (SELECT 1 FROM json_each(");
                         self.operand(array, Kind::Json, sql);
-                        sql.push(") WHERE json_each.value = ");
-                        self.operand(elem, elem_kind, sql);
-                        sql.push(")");
+                        sql.push(&format!(") AS {alias} WHERE "));
+                        let value = format!("{alias}.value");
+                        if floats {
+                            sql.push(&format!("CAST({value} AS REAL) = CAST("));
+                            self.operand(elem, Kind::Float, sql);
+                            sql.push(" AS REAL))");
+                        } else {
+                            sql.push(&format!("{value} = "));
+                            self.operand(elem, elem_kind, sql);
+                            sql.push(")");
+                        }
                     }
                 }
             }
@@ -577,6 +627,18 @@ impl Renderer {
                 sql.push("::text");
             }
             (other, kind) => self.operand(other, kind, sql),
+        }
+    }
+
+    /// An operand of a comparison; with `real`, cast to a float so that
+    /// SQLite compares an integer with a float as floats.
+    fn number(&mut self, o: &Operand, kind: Kind, real: bool, sql: &mut Sql) {
+        if real {
+            sql.push("CAST(");
+            self.operand(o, kind, sql);
+            sql.push(" AS REAL)");
+        } else {
+            self.operand(o, kind, sql);
         }
     }
 
