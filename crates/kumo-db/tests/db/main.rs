@@ -10,6 +10,9 @@
 //! - [`runner`]: the order in which migrations are rolled back.
 //! - [`explain`]: the indexes Kumo creates are the ones the list queries
 //!   read, by each database's own query plan.
+//! - [`policy_props`]: policies compiled to SQL decide what the reference
+//!   evaluator decides, on random policies, actors and rows; hidden records
+//!   leak nothing through filters, sorts and includes.
 //!
 //! PostgreSQL comes from `KUMO_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432`); every test creates its own
@@ -20,6 +23,7 @@ mod explain;
 mod harness;
 mod live_schema;
 mod merge;
+mod policy_props;
 mod property;
 mod runner;
 mod sql_snapshots;
