@@ -506,7 +506,7 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
     let state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret())
         .with_rate_limit(rate_limit.as_ref());
     say!(
-        "Kumo is serving {} on http://{local} (ready in {} ms)\n  api:    http://{local}/api/<plural>\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
+        "Kumo is serving {} on http://{local} (ready in {} ms)\n  api:    http://{local}/api/<plural>\n  docs:   http://{local}/docs (OpenAPI: http://{local}/openapi.json)\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
         target.describe(),
         started.elapsed().as_millis()
     );

@@ -316,13 +316,20 @@ is a 404. Each operation's description gives the policy that decides it.
 `code` is stable, `message` is for people, `fields` (when present) names what \
 is wrong.
 
-**Lists** take `filter[field]=value` (equality) and `filter[field][op]=value`; \
-the operators each field takes are listed as parameters. Filters reach through \
-`belongs_to` relationships (`filter[uploader.username]=alice`); the parameters \
-list paths up to two relationships deep, and longer paths work the same way. \
-`sort` orders by fields (`-` for descending). Pages are keyset pages: follow \
-`page.next` with `page[after]` and `page.prev` with `page[before]`; \
-`page[offset]` skips rows instead, and `page[count]=true` adds `page.total`.";
+**Values.** Datetimes are RFC 3339 with an offset and are answered in UTC \
+with milliseconds; dates are `YYYY-MM-DD`. An integer field also takes a \
+number with no fraction (`5.0`). Text cannot contain the NUL character \
+(U+0000) and dates start at 0001-01-01 (UTC): PostgreSQL can store neither, \
+so both databases refuse them.
+
+**Lists** take `filter[field][op]=value`, with the operators each \
+`filter[field]` parameter lists for its field, and `filter[field]=value` for \
+equality. Filters reach through `belongs_to` relationships \
+(`filter[uploader.username]=alice`); the parameters list paths up to two \
+relationships deep, and longer paths work the same way. `sort` orders by \
+fields (`-` for descending). Pages are keyset pages: follow `page.next` with \
+`page[after]` and `page.prev` with `page[before]`; `page[offset]` skips rows \
+instead, and `page[count]=true` adds `page.total`.";
 
 #[derive(Default)]
 struct Builder {
@@ -609,6 +616,10 @@ impl Builder {
                 &create_errors,
             )
         });
+        let mut list = list;
+        let mut create = create;
+        list["responses"]["200"]["links"] = record_links(r, "$response.body#/data/0/id");
+        create["responses"]["201"]["links"] = record_links(r, "$response.body#/data/id");
         self.paths.insert(
             format!("/api/{plural}"),
             json!({ "get": list, "post": create }),
@@ -789,7 +800,7 @@ impl Builder {
                 )
             }
         };
-        let operation = json!({
+        let mut operation = json!({
             "tags": [plural],
             "operationId": format!("{plural}.actions.{}", action.name),
             "summary": format!("{} ({} action)", action.name, action.kind.as_str()),
@@ -805,6 +816,9 @@ impl Builder {
                 &errors,
             )
         });
+        if action.kind == ActionKind::Create {
+            operation["responses"]["201"]["links"] = record_links(r, "$response.body#/data/id");
+        }
         self.paths.insert(path, json!({ "post": operation }));
     }
 
@@ -847,8 +861,9 @@ impl Builder {
         let mut record = json!({
             "type": "object",
             "description": format!(
-                "A {name} as answered: every field below, or with `fields` only those \
-                 named (and `id`), plus the relationships named by `include`."
+                "{} {name} as answered: every field below, or with `fields` only those \
+                 named (and `id`), plus the relationships named by `include`.",
+                capitalized(article(name))
             ),
             "required": ["id"],
             "additionalProperties": false,
@@ -945,7 +960,7 @@ impl Builder {
                     "schema": {
                         "type": "array",
                         "uniqueItems": true,
-                        "items": { "enum": relationships }
+                        "items": { "type": "string", "enum": relationships }
                     }
                 }),
             );
@@ -964,7 +979,7 @@ impl Builder {
                 "schema": {
                     "type": "array",
                     "uniqueItems": true,
-                    "items": { "enum": fields }
+                    "items": { "type": "string", "enum": fields }
                 }
             }),
         );
@@ -993,10 +1008,48 @@ impl Builder {
                 "type": "array",
                 "minItems": 1,
                 "uniqueItems": true,
-                "items": { "enum": keys }
+                "items": { "type": "string", "enum": keys }
             }
         })
     }
+}
+
+/// "a" or "an" before `word`, by its first letter ("a user", "a uuid":
+/// a leading `u` usually sounds like "you").
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Links from an answer holding a record to the operations on it, with
+/// `id` the runtime expression that finds the record's id in the answer.
+fn record_links(r: &Resource, id: &str) -> Value {
+    let plural = &r.plural;
+    let mut links = Map::new();
+    let mut link = |name: &str, operation: String| {
+        links.insert(
+            name.to_owned(),
+            json!({ "operationId": operation, "parameters": { "id": id } }),
+        );
+    };
+    for op in ["get", "update", "destroy"] {
+        link(op, format!("{plural}.{op}"));
+    }
+    for action in r.actions.iter().filter(|a| a.kind != ActionKind::Create) {
+        link(&action.name, format!("{plural}.actions.{}", action.name));
+    }
+    Value::Object(links)
 }
 
 /// The key of a shared parameter: `page[size]` is `kumo.page_size`.
@@ -1365,11 +1418,26 @@ fn filter_parameters(
 /// The name of the schema of the operators a field of `kind` takes (from
 /// [`FilterOp::for_kind`]), added to `schemas` on first use.
 fn operators_schema(kind: Kind, schemas: &mut Map<String, Value>) -> String {
-    let kind_name = match kind {
+    let key = match kind {
         Kind::Array(of) => format!("array_of_{}", of.as_str()),
         other => kumo_db::query::params::kind_name(other).to_owned(),
     };
-    let name = format!("kumo.filter.{kind_name}");
+    let holding = |kind: Kind| match kind {
+        Kind::Text => "text",
+        Kind::Integer => "integers",
+        Kind::Float => "floats",
+        Kind::Boolean => "booleans",
+        Kind::Uuid => "UUIDs",
+        Kind::Date => "dates",
+        Kind::Datetime => "datetimes",
+        Kind::Json => "JSON",
+        Kind::Array(_) => "arrays",
+    };
+    let about = match kind {
+        Kind::Array(of) => format!("arrays of {}", holding(Kind::of_scalar(of))),
+        other => holding(other).to_owned(),
+    };
+    let name = format!("kumo.filter.{key}");
     if schemas.contains_key(&name) {
         return name;
     }
@@ -1412,9 +1480,13 @@ fn operators_schema(kind: Kind, schemas: &mut Map<String, Value>) -> String {
         json!({
             "type": "object",
             "description": format!(
-                "The operators a filter on a {kind_name} field takes, sent as \
-                 `filter[field][op]=value`; every one given must hold. \
-                 `filter[field]=value` is short for `filter[field][eq]=value`."
+                "The operators a filter on a field holding {about} takes, sent as \
+                 `filter[field][op]=value`; every one given must hold.{}",
+                if properties.contains_key("eq") {
+                    " `filter[field]=value` is short for `filter[field][eq]=value`."
+                } else {
+                    ""
+                }
             ),
             "additionalProperties": false,
             "properties": properties
