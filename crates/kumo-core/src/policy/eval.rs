@@ -51,6 +51,8 @@ fn condition(e: &Expr, ctx: &EvalContext<'_>) -> bool {
             BinOp::And => condition(lhs, ctx) && condition(rhs, ctx),
             BinOp::Or => condition(lhs, ctx) || condition(rhs, ctx),
             BinOp::In => member(lhs, rhs, ctx),
+            BinOp::Eq => equal_operands(lhs, rhs, ctx),
+            BinOp::Ne => !equal_operands(lhs, rhs, ctx),
             _ => compare(*op, &value(lhs, ctx), &value(rhs, ctx)),
         },
         // Not conditions; the loader rejects them.
@@ -173,12 +175,24 @@ fn compare_numbers(x: &Number, y: &Number) -> Option<Ordering> {
     x.as_f64()?.partial_cmp(&y.as_f64()?)
 }
 
+/// `a == b` as written in a policy. Next to the literal `null` it tests
+/// for null (`record.owner_id == null`); otherwise a `null` on either side
+/// equals nothing, so `actor.id == record.owner_id` is false for an
+/// anonymous actor even where the record has no owner.
+fn equal_operands(lhs: &Expr, rhs: &Expr, ctx: &EvalContext<'_>) -> bool {
+    let (a, b) = (value(lhs, ctx), value(rhs, ctx));
+    if matches!(lhs, Expr::Null) || matches!(rhs, Expr::Null) {
+        return a.is_null() && b.is_null();
+    }
+    !a.is_null() && !b.is_null() && equal(&a, &b)
+}
+
 /// `a in [x, y, …]` is `a == x || a == y || …`. `a in <array>` is true when
 /// an element equals `a`, and false for a `null` array or a `null` `a`.
 fn member(lhs: &Expr, rhs: &Expr, ctx: &EvalContext<'_>) -> bool {
     let needle = value(lhs, ctx);
     if let Expr::List(items) = rhs {
-        return items.iter().any(|item| equal(&needle, &value(item, ctx)));
+        return items.iter().any(|item| equal_operands(lhs, item, ctx));
     }
     match value(rhs, ctx).as_ref() {
         Value::Array(elements) if !needle.is_null() => elements.iter().any(|e| equal(&needle, e)),
@@ -418,14 +432,25 @@ avatar = { belongs_to = "avatar", on_delete = "cascade" }
     }
 
     #[test]
-    fn null_equals_null_even_for_an_anonymous_actor() {
-        // The spec's example: no owner and no actor compare equal.
+    fn a_missing_value_equals_nothing_but_the_null_literal() {
+        // The spec's example: an anonymous actor does not own a record that
+        // has no owner.
         expect(
             &Value::Null,
             &empty_avatar(),
             &[
-                ("actor.id == record.uploader_id", true),
-                ("actor != null && actor.id == record.uploader_id", false),
+                ("actor.id == record.uploader_id", false),
+                ("actor.id != record.uploader_id", true),
+                ("record.uploader_id == actor.id", false),
+                ("record.name == record.uploader.username", false),
+                ("actor.id in [record.uploader_id]", false),
+                // The literal `null` tests for a missing value.
+                ("record.uploader_id == null", true),
+                ("null == actor.id", true),
+                ("actor == null", true),
+                ("record.uploader_id != null", false),
+                ("null == null", true),
+                ("record.name in [null, 'x']", true),
             ],
         );
     }
@@ -548,11 +573,12 @@ avatar = { belongs_to = "avatar", on_delete = "cascade" }
             &Value::Null,
             &empty_avatar(),
             &[
-                // `a in [x]` is `a == x`, and null == null.
+                // `a in [x]` is `a == x`; the literal null tests for null.
                 ("record.name in [null]", true),
                 ("record.name in ['Robot', null]", true),
                 ("record.name in ['Robot']", false),
-                ("record.uploader_id in [actor.id]", true),
+                // A missing value is not the actor's missing id.
+                ("record.uploader_id in [actor.id]", false),
                 ("null in [null]", true),
                 ("null in []", false),
             ],

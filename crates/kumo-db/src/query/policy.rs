@@ -197,24 +197,37 @@ impl Compiler<'_> {
 
     fn comparison(&self, op: BinOp, lhs: &Expr, rhs: &Expr) -> Cond {
         match op {
-            BinOp::Eq => Cond::eq(self.operand(lhs), self.operand(rhs)),
-            BinOp::Ne => Cond::not(Cond::eq(self.operand(lhs), self.operand(rhs))),
+            BinOp::Eq => self.equal(lhs, rhs),
+            BinOp::Ne => Cond::not(self.equal(lhs, rhs)),
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 Cond::order(op, self.operand(lhs), self.operand(rhs))
             }
             BinOp::In => {
                 let elem = self.operand(lhs);
                 match rhs {
-                    Expr::List(items) => Cond::or(
-                        items
-                            .iter()
-                            .map(|i| Cond::eq(elem.clone(), self.operand(i)))
-                            .collect(),
-                    ),
+                    Expr::List(items) => {
+                        Cond::or(items.iter().map(|i| self.equal(lhs, i)).collect())
+                    }
                     _ => contains(self.operand(rhs), elem),
                 }
             }
             BinOp::And | BinOp::Or => unreachable!("handled by cond"),
+        }
+    }
+
+    /// `a == b` in a policy: next to the literal `null` it tests for null;
+    /// otherwise a `null` operand (an anonymous actor's id, an empty
+    /// `belongs_to`) equals nothing.
+    fn equal(&self, lhs: &Expr, rhs: &Expr) -> Cond {
+        let (a, b) = (self.operand(lhs), self.operand(rhs));
+        if matches!(lhs, Expr::Null) || matches!(rhs, Expr::Null) {
+            return Cond::eq(a, b);
+        }
+        match (&a, &b) {
+            (Operand::Value(Value::Null), _) | (_, Operand::Value(Value::Null)) => {
+                Cond::Const(false)
+            }
+            _ => Cond::eq(a, b),
         }
     }
 
@@ -446,12 +459,11 @@ impl Renderer {
                 let real = as_reals(sql.dialect, a, b);
                 sql.push("(");
                 match (a, b) {
+                    // Two fields come only from a policy, where a null
+                    // equals nothing: plain `=` is NULL, so false, there.
                     (Operand::Field(f), Operand::Field(g)) => {
                         self.number(a, f.kind, real, sql);
-                        sql.push(match sql.dialect {
-                            Dialect::Postgres => " IS NOT DISTINCT FROM ",
-                            Dialect::Sqlite => " IS ",
-                        });
+                        sql.push(" = ");
                         self.number(b, g.kind, real, sql);
                     }
                     (field @ Operand::Field(f), value @ Operand::Value(_))
