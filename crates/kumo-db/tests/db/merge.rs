@@ -151,12 +151,14 @@ impl Repo {
     }
 }
 
-/// Branch A adds a column `x` (with a unique index, from an identity).
+/// Branch A adds a column `x` (with a unique index, from an identity, and
+/// a sort index over it and `rating`).
 fn schema_a() -> Schema {
     let mut schema = base_schema();
     let avatar = resource_mut(&mut schema, "avatar");
     avatar.attributes.push(attr("x", AttrType::Text));
     avatar.identities.push(identity("unique_x", &["x"]));
+    avatar.indexes.push(index("by_x", &["-x", "rating"]));
     schema
 }
 
@@ -226,7 +228,7 @@ async fn a_rebuild_after_a_merge_keeps_the_other_branchs_column(dialect: Dialect
         "{}: rows after the merged migration",
         t.name()
     );
-    // The live schema is exactly the recorded one, index on `x` included,
+    // The live schema is exactly the recorded one, indexes on `x` included,
     // and the recorded one is what the resources declare: codegen --check
     // has nothing to report and nothing is hidden from it.
     let recorded = files::read_recorded(&repo.merged.dir).unwrap();

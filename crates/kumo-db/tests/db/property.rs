@@ -13,6 +13,13 @@
 //! At the end the last migration rolls back with the rows in place, then,
 //! with the tables emptied, all the others, leaving an empty database.
 //!
+//! Indexes are edited too: declared ones (`[indexes]`, over attributes,
+//! `belongs_to` columns, `marker` and `inserted_at`, either direction) added
+//! and dropped, `index = true` switched on and off, and they follow every
+//! other edit (a renamed column or table renames them, a column that
+//! becomes JSON or goes away takes them along, as a resource file would
+//! have to), while Kumo adds and drops the indexes of `belongs_to` columns.
+//!
 //! Edits pick their resource and attribute with small numbers taken modulo
 //! what exists, so any sequence is valid and shrinks to a readable one; an
 //! edit that cannot apply (nothing to remove) does nothing. Each case uses
@@ -33,7 +40,7 @@ use serde_json::json;
 
 use crate::harness::{
     AttributeExt, EXTERNAL_ID, TestDb, attr, belongs_to, check_live_schema, enumeration, float, id,
-    identity, integer, lit, resource, string, uuid,
+    identity, index, integer, lit, resource, string, uuid,
 };
 
 /// Rows kept in every table.
@@ -102,6 +109,21 @@ enum Edit {
         resource: u8,
         /// `renamed_from` names the old table rather than the old resource.
         by_table_name: bool,
+    },
+    /// An `[indexes]` entry over one or two of the resource's indexable
+    /// columns, each picked by number, `true` for descending.
+    AddIndex {
+        resource: u8,
+        keys: Vec<(u8, bool)>,
+    },
+    DropIndex {
+        resource: u8,
+        index: u8,
+    },
+    /// Switches `index = true` on or off.
+    IndexAttribute {
+        resource: u8,
+        attribute: u8,
     },
 }
 
@@ -337,6 +359,12 @@ fn edit() -> impl Strategy<Value = Edit> {
                 by_table_name,
             }
         }),
+        2 => (selector(), proptest::collection::vec((selector(), any::<bool>()), 1..=2))
+            .prop_map(|(resource, keys)| Edit::AddIndex { resource, keys }),
+        1 => (selector(), selector())
+            .prop_map(|(resource, index)| Edit::DropIndex { resource, index }),
+        2 => (selector(), selector())
+            .prop_map(|(resource, attribute)| Edit::IndexAttribute { resource, attribute }),
     ]
 }
 
@@ -363,6 +391,8 @@ struct ModelAttr {
     /// is new or its values were emptied (not after a type change, whose
     /// values must convert back on rollback).
     reseed: bool,
+    /// `index = true`.
+    index: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -384,6 +414,8 @@ struct ModelResource {
     attributes: Vec<ModelAttr>,
     relationships: Vec<ModelRel>,
     identities: Vec<(String, Vec<String>)>,
+    /// `[indexes]`: name, then (column, descending).
+    indexes: Vec<(String, Vec<(String, bool)>)>,
     /// Whether its rows have been inserted.
     seeded: bool,
 }
@@ -395,6 +427,45 @@ impl ModelResource {
 
     fn row_id(&self, row: u32) -> String {
         uuid(u64::from(self.key) * 100 + u64::from(row))
+    }
+
+    /// The columns an index may list: attributes that are not JSON or
+    /// arrays, `belongs_to` keys, `marker` and `inserted_at`.
+    fn indexable(&self) -> Vec<String> {
+        ["marker".to_string(), "inserted_at".to_string()]
+            .into_iter()
+            .chain(
+                self.attributes
+                    .iter()
+                    .filter(|a| is_indexable(&a.spec.ty))
+                    .map(|a| a.name.clone()),
+            )
+            .chain(
+                self.relationships
+                    .iter()
+                    .map(|rel| format!("{}_id", rel.name)),
+            )
+            .collect()
+    }
+
+    /// Whether an index over `keys` exists already, as the loader sees it
+    /// (`id` appended): declared, or made by `index = true`.
+    fn has_index(&self, keys: &[(String, bool)]) -> bool {
+        let attribute_index = match keys {
+            [(column, false)] => self.attributes.iter().any(|a| a.index && a.name == *column),
+            _ => false,
+        };
+        attribute_index || self.indexes.iter().any(|(_, k)| k == keys)
+    }
+
+    /// Drops the indexes over `column` and its `index = true` (the column
+    /// is gone, or can no longer be indexed).
+    fn unindex(&mut self, column: &str) {
+        self.indexes
+            .retain(|(_, keys)| !keys.iter().any(|(c, _)| c == column));
+        for a in self.attributes.iter_mut().filter(|a| a.name == column) {
+            a.index = false;
+        }
     }
 
     fn markers(&self) -> Vec<String> {
@@ -473,6 +544,18 @@ impl Model {
                         identity(name, &columns)
                     })
                     .collect();
+                res.indexes = r
+                    .indexes
+                    .iter()
+                    .map(|(name, keys)| {
+                        let keys: Vec<String> = keys
+                            .iter()
+                            .map(|(c, desc)| format!("{}{c}", if *desc { "-" } else { "" }))
+                            .collect();
+                        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                        index(name, &keys)
+                    })
+                    .collect();
                 res
             })
             .collect();
@@ -492,6 +575,7 @@ impl Model {
                 renamed_from: None,
                 values: None,
                 reseed: false,
+                index: false,
             })
             .collect();
         let relationships = match spec.belongs_to {
@@ -514,6 +598,7 @@ impl Model {
             attributes,
             relationships,
             identities: Vec::new(),
+            indexes: Vec::new(),
             seeded: false,
         });
     }
@@ -539,6 +624,7 @@ impl Model {
                     renamed_from: None,
                     values: seeded.then(|| vec![attribute.default.clone(); ROWS as usize]),
                     reseed: seeded,
+                    index: false,
                 });
             }
             Edit::RemoveAttribute {
@@ -556,6 +642,7 @@ impl Model {
                 let removed = res.attributes.remove(i);
                 res.identities
                     .retain(|(_, cols)| !cols.contains(&removed.name));
+                res.unindex(&removed.name);
             }
             Edit::RenameAttribute {
                 resource,
@@ -574,6 +661,11 @@ impl Model {
                 res.attributes[i].renamed_from = Some(old.clone());
                 for (_, cols) in &mut res.identities {
                     for c in cols.iter_mut().filter(|c| **c == old) {
+                        c.clone_from(&new);
+                    }
+                }
+                for (_, keys) in &mut res.indexes {
+                    for (c, _) in keys.iter_mut().filter(|(c, _)| *c == old) {
                         c.clone_from(&new);
                     }
                 }
@@ -619,6 +711,10 @@ impl Model {
                     a.values = Some(vec![None; ROWS as usize]);
                     a.reseed = false;
                     data.null_first.push((table, a.name.clone()));
+                }
+                if !is_indexable(&res.attributes[i].spec.ty) {
+                    let name = res.attributes[i].name.clone();
+                    res.unindex(&name);
                 }
             }
             Edit::AddIdentity { resource, column } => {
@@ -678,6 +774,9 @@ impl Model {
                     res.relationships.retain(|rel| rel.target != gone);
                     res.identities
                         .retain(|(_, cols)| !cols.iter().any(|c| columns.contains(c)));
+                    for column in &columns {
+                        res.unindex(column);
+                    }
                 }
             }
             Edit::RenameResource {
@@ -697,9 +796,64 @@ impl Model {
                 res.name = new;
                 res.renamed_from = Some(old);
             }
+            Edit::AddIndex { resource, keys } => {
+                let Some(r) = self.pick(*resource) else {
+                    return data;
+                };
+                let candidates = self.resources[r].indexable();
+                let mut columns: Vec<(String, bool)> = Vec::new();
+                for (pick, descending) in keys {
+                    let column = &candidates[usize::from(*pick) % candidates.len()];
+                    if !columns.iter().any(|(c, _)| c == column) {
+                        columns.push((column.clone(), *descending));
+                    }
+                }
+                if self.resources[r].has_index(&columns) {
+                    return data;
+                }
+                let name = self.fresh("x");
+                self.resources[r].indexes.push((name, columns));
+            }
+            Edit::DropIndex { resource, index } => {
+                let Some(r) = self.pick(*resource) else {
+                    return data;
+                };
+                let res = &mut self.resources[r];
+                if !res.indexes.is_empty() {
+                    let i = usize::from(*index) % res.indexes.len();
+                    res.indexes.remove(i);
+                }
+            }
+            Edit::IndexAttribute {
+                resource,
+                attribute,
+            } => {
+                let Some(r) = self.pick(*resource) else {
+                    return data;
+                };
+                let res = &mut self.resources[r];
+                if res.attributes.is_empty() {
+                    return data;
+                }
+                let i = usize::from(*attribute) % res.attributes.len();
+                let a = &res.attributes[i];
+                let on = !a.index;
+                let same = [(a.name.clone(), false)];
+                if on && (!is_indexable(&a.spec.ty) || res.indexes.iter().any(|(_, k)| *k == same))
+                {
+                    return data;
+                }
+                res.attributes[i].index = on;
+            }
         }
         data
     }
+}
+
+/// Whether lists can be filtered and sorted by values of `ty`, so that it
+/// may be indexed.
+fn is_indexable(ty: &AttrType) -> bool {
+    !matches!(ty, AttrType::Json | AttrType::Array { .. })
 }
 
 fn to_attribute(a: &ModelAttr) -> Attribute {
@@ -715,6 +869,9 @@ fn to_attribute(a: &ModelAttr) -> Attribute {
     }
     if let Some(old) = &a.renamed_from {
         attribute = attribute.renamed_from(old);
+    }
+    if a.index {
+        attribute = attribute.indexed();
     }
     attribute
 }
@@ -1277,6 +1434,66 @@ fn the_model_tracks_renames_through_identities_and_relationships() {
     );
 }
 
+#[test]
+fn the_model_keeps_indexes_valid_through_other_edits() {
+    let mut model = Model::default();
+    model.add_resource(&ResourceSpec {
+        attributes: vec![AttrSpec {
+            ty: AttrType::Text,
+            required: false,
+            default: None,
+            unique: false,
+        }],
+        belongs_to: Some((0, OnDelete::Cascade)),
+    });
+    // Indexable: marker, inserted_at, a2, b3_id.
+    model.apply(&Edit::AddIndex {
+        resource: 0,
+        keys: vec![(2, true), (3, false)],
+    });
+    model.apply(&Edit::IndexAttribute {
+        resource: 0,
+        attribute: 0,
+    });
+    // The same index as `index = true` makes is not declared again.
+    model.apply(&Edit::AddIndex {
+        resource: 0,
+        keys: vec![(2, false)],
+    });
+    model.apply(&Edit::RenameAttribute {
+        resource: 0,
+        attribute: 0,
+    });
+    let names = |model: &Model| -> Vec<String> {
+        table::lower(&model.schema())[0]
+            .indexes
+            .iter()
+            .map(|i| {
+                let keys: Vec<String> = i.keys.iter().map(|k| k.spelled()).collect();
+                format!("{} ({})", i.name, keys.join(", "))
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(&model),
+        [
+            "r1s_a5_idx (a5, id)",
+            // Not led by `b3_id`, so it does not stand in for its index.
+            "r1s_b3_id_idx (b3_id, id)",
+            "r1s_x4_idx (-a5, b3_id, id)",
+        ],
+        "renamed through both"
+    );
+    // As JSON the attribute can't be indexed: both its indexes go.
+    model.apply(&Edit::ChangeType {
+        resource: 0,
+        attribute: 0,
+        to: Ty(AttrType::Json),
+        pick: 0,
+    });
+    assert_eq!(names(&model), ["r1s_b3_id_idx (b3_id, id)"]);
+}
+
 /// A fixed sequence that exercises every edit kind, so a regression in any of
 /// them shows even when the random cases happen to miss it.
 #[tokio::test]
@@ -1316,6 +1533,11 @@ async fn every_edit_kind_in_one_sequence() {
                 resource: 0,
                 attribute: text(true),
             },
+            // The integer gets an index, rebuilt when it becomes a float.
+            Edit::IndexAttribute {
+                resource: 0,
+                attribute: 0,
+            },
             Edit::ChangeType {
                 resource: 0,
                 attribute: 0,
@@ -1330,6 +1552,12 @@ async fn every_edit_kind_in_one_sequence() {
                 }),
                 pick: 0,
             },
+            // Over the text attribute, descending, and the belongs_to key,
+            // which then needs no index of its own; the rename follows.
+            Edit::AddIndex {
+                resource: 1,
+                keys: vec![(2, true), (3, false)],
+            },
             Edit::RenameAttribute {
                 resource: 1,
                 attribute: 0,
@@ -1343,6 +1571,10 @@ async fn every_edit_kind_in_one_sequence() {
                 target: 0,
                 on_delete: OnDelete::Restrict,
             },
+            Edit::AddIndex {
+                resource: 0,
+                keys: vec![(1, true)],
+            },
             Edit::RenameResource {
                 resource: 0,
                 by_table_name: false,
@@ -1350,6 +1582,10 @@ async fn every_edit_kind_in_one_sequence() {
             Edit::RemoveAttribute {
                 resource: 0,
                 attribute: 1,
+            },
+            Edit::DropIndex {
+                resource: 1,
+                index: 0,
             },
             Edit::DropResource { resource: 0 },
             Edit::AddResource(ResourceSpec {
