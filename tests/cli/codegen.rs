@@ -341,3 +341,93 @@ fn a_dropped_relationship_key_suggests_renamed_from_on_the_relationship() {
         run.stdout
     );
 }
+
+/// A project made before Kumo created indexes other than unique ones: its
+/// migrations, recorded schema and database have none. The next codegen
+/// adds them (those of its `belongs_to` columns, the example's declared
+/// ones) as an ordinary step, with no `--allow-destructive`, and the
+/// database then matches the recorded schema.
+#[test]
+fn the_next_codegen_indexes_a_project_made_before_indexes() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
+    k.run(&["codegen", "initial", "--project", "app"]).ok();
+    // What an older Kumo wrote: the same, less every `CREATE INDEX` and
+    // every recorded index that is not unique.
+    let initial = format!("app/migrations/{}", migration_dirs(&k)[0]);
+    for file in [
+        "postgres.up.sql",
+        "postgres.down.sql",
+        "sqlite.up.sql",
+        "sqlite.down.sql",
+    ] {
+        let path = format!("{initial}/{file}");
+        let sql = k.read(&path);
+        let older: Vec<&str> = sql
+            .split("\n\n")
+            .filter(|statement| !statement.starts_with("CREATE INDEX "))
+            .collect();
+        k.write(&path, &older.join("\n\n"));
+    }
+    let mut removed = 0;
+    for file in files_under(&k.path("app/migrations/schema")) {
+        let path = k.path(&format!("app/migrations/schema/{file}"));
+        if file.contains("/indexes/")
+            && std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("unique = false")
+        {
+            std::fs::remove_file(path).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 5, "only {removed} indexes were recorded");
+    k.run(&["db", "create", "--project", "app"]).ok();
+    k.run(&["migrate", "--project", "app"]).ok();
+    // The older database is what its migrations say; the resources are not.
+    let status = k.run(&["db", "status", "--project", "app"]).fails();
+    assert!(
+        status.stdout.contains("Live schema: matches")
+            && status.stdout.contains("changes with no migration"),
+        "{}",
+        status.stdout
+    );
+
+    let check = k.run(&["codegen", "--check", "--project", "app"]).fails();
+    assert!(
+        check
+            .stdout
+            .contains("+ index sessions_user_id_idx (user_id, id)"),
+        "{}",
+        check.stdout
+    );
+    let run = k.run(&["codegen", "add_indexes", "--project", "app"]).ok();
+    for line in [
+        // belongs_to columns no index starts with (`avatars.uploader_id`
+        // leads the identity `unique_name_per_uploader`)
+        "+ index avatars_remixed_from_id_idx (remixed_from_id, id)",
+        "+ index comments_avatar_id_idx (avatar_id, id)",
+        "+ index comments_author_id_idx (author_id, id)",
+        // declared in the example
+        "+ index avatars_most_viewed_idx (-views, id)",
+        "+ index avatars_recent_by_uploader_idx (uploader_id, -released_at, id)",
+        "+ index avatars_polycount_idx (polycount, id)",
+    ] {
+        assert!(run.stdout.contains(line), "no `{line}` in\n{}", run.stdout);
+    }
+    assert!(
+        !run.stdout.contains("avatars_uploader_id_idx"),
+        "{}",
+        run.stdout
+    );
+    k.run(&["migrate", "--project", "app"]).ok();
+    let status = k.run(&["db", "status", "--project", "app"]).ok();
+    assert!(
+        status.stdout.contains("Live schema: matches"),
+        "{}",
+        status.stdout
+    );
+    k.run(&["codegen", "--check", "--project", "app"]).ok();
+}

@@ -262,3 +262,49 @@ by_avatar = ["avatar"]
         false
     ));
 }
+
+/// The complete example at the top of docs/resources.md loads, and makes
+/// the indexes its `[indexes]` section says it does.
+#[test]
+fn the_docs_example_makes_the_indexes_the_docs_describe() {
+    let docs = include_str!("../../../../docs/resources.md");
+    let section = docs
+        .split("\n## A complete example")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the complete example");
+    let blocks: Vec<(String, String)> = section
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .map(|block| {
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("# resources/"))
+                .and_then(|l| l.split(".toml").next())
+                .unwrap_or("avatar");
+            (name.to_owned(), block.to_owned())
+        })
+        .collect();
+    assert_eq!(blocks.len(), 4, "{blocks:?}");
+    let list: Vec<(&str, &str)> = blocks
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let schema = load_schema(files(&list), true).unwrap_or_else(|e| panic!("{e}"));
+    let avatars = table::lower(&schema)
+        .into_iter()
+        .find(|t| t.name == "avatars")
+        .expect("avatars");
+    let names: Vec<&str> = avatars.indexes.iter().map(|i| i.name.as_str()).collect();
+    // No `avatars_uploader_id_idx`: the identity and `recent_by_uploader`
+    // start with `uploader_id`.
+    assert_eq!(
+        names,
+        [
+            "avatars_polycount_idx",
+            "avatars_recent_by_uploader_idx",
+            "avatars_top_rated_idx",
+        ]
+    );
+}
