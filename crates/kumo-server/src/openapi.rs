@@ -441,7 +441,7 @@ impl Builder {
                     json!({
                         "200": {
                             "description": "The OpenAPI 3.1 document.",
-                            "headers": { "ETag": { "schema": { "type": "string" } } },
+                            "headers": { "ETag": { "required": true, "schema": { "type": "string" } } },
                             "content": { JSON: { "schema": { "type": "object" } } }
                         },
                         "304": { "description": "Unchanged since the `If-None-Match` entity tag." }
@@ -959,7 +959,6 @@ impl Builder {
                     "explode": false,
                     "schema": {
                         "type": "array",
-                        "uniqueItems": true,
                         "items": { "type": "string", "enum": relationships }
                     }
                 }),
@@ -978,7 +977,6 @@ impl Builder {
                 "explode": false,
                 "schema": {
                     "type": "array",
-                    "uniqueItems": true,
                     "items": { "type": "string", "enum": fields }
                 }
             }),
@@ -1120,6 +1118,7 @@ fn error_response(e: &ErrorResponse) -> Value {
     if e.status == "401" {
         response["headers"] = json!({ "WWW-Authenticate": {
             "description": "`Bearer`.",
+            "required": true,
             "schema": { "type": "string" }
         }});
     }

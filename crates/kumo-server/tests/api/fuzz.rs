@@ -3,8 +3,8 @@
 //! socket with the harness' resources plus `review` (every kind of value,
 //! create and destroy actions, restrict and nullify), seeded records, and
 //! generated valid and invalid requests to every operation. The test fails
-//! on any 5xx, and on any status code, content type or body the document
-//! does not describe.
+//! on any 5xx, and on any status code, content type, body or required header
+//! the document does not describe.
 //!
 //! Schemathesis runs three phases: *coverage* (boundary and wrong-type
 //! values for every parameter and body field, deterministic), *fuzzing*
@@ -12,6 +12,9 @@
 //! following the document's links: create, then read, change, act on and
 //! delete what was created). Its configuration points half the generated ids
 //! at seeded records, so requests reach existing rows and not only 404s.
+//!
+//! `KUMO_FUZZ_ARGS` adds schemathesis arguments for a longer or narrower run
+//! by hand, e.g. `KUMO_FUZZ_ARGS="--max-examples 500 --include-path-regex avatars"`.
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -210,7 +213,7 @@ both!(schemathesis_finds_no_error, |dialect: Dialect| async move {
             &url,
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,\
-             response_schema_conformance",
+             response_schema_conformance,response_headers_conformance",
             "--header",
             "Authorization: Bearer root",
             "--no-color",
