@@ -244,6 +244,34 @@ by_owner = ["name", "name", "ownr"]
     );
 }
 
+/// An index with an error of its own still has its other fields looked up,
+/// and a field whose declaration is broken is not reported again by the
+/// index that lists it.
+#[test]
+fn an_index_error_does_not_hide_unknown_fields() {
+    let avatar = r#"[resource]
+name = "avatar"
+
+[attributes]
+name = { type = "string" }
+size = { type = "integr" }
+
+[indexes]
+"by-name" = ["nmae"]
+by_size = ["+name", "size", "-ownr"]
+"#;
+    assert_eq!(
+        located(&[("avatar", avatar)], false),
+        [
+            at("avatar", 6, 17, "unknown type `integr`"),
+            at("avatar", 9, 1, "index name `by-name` is not snake_case"),
+            at("avatar", 9, 14, "unknown field `nmae` in index `by-name`"),
+            at("avatar", 10, 12, "`+name` is not a field name"),
+            at("avatar", 10, 29, "unknown field `ownr` in index `by_size`"),
+        ]
+    );
+}
+
 /// Regression: an action with any error (a reserved name, an unknown type,
 /// a policy that does not parse) was dropped whole, so the fields it names
 /// and the policies it has were never checked.
