@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Python tools the tests run (scripts/test-requirements.txt:
-# schemathesis, which fuzzes the API from its OpenAPI document, and
-# openapi-spec-validator) into the project-local virtualenv .venv/.
-# Quick when they are already installed; safe to run again.
+# Installs the Python tools the tests run into the project-local virtualenv
+# .venv/: schemathesis, which fuzzes the API from its OpenAPI document, and
+# openapi-spec-validator, each pinned with its dependencies in
+# scripts/test-requirements.txt. Quick when they are already installed
+# (.venv/.kumo-requirements records what was); safe to run again.
 #
 # On a fresh Debian machine `python3 -m venv` needs the python3-venv
 # package, which this script installs (as root, or with sudo) when the
@@ -39,6 +40,6 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
   fi
 fi
-echo "python-tools: installing $(grep -v '^#' "$requirements" | xargs) into $venv"
+echo "python-tools: installing $requirements into $venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
 cp "$requirements" "$stamp"
