@@ -273,7 +273,7 @@ pub fn document(catalog: Option<&Catalog>) -> Value {
         "info": {
             "title": "Kumo API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": INTRODUCTION,
+            "description": INTRODUCTION.replace("{FILTER_DEPTH}", &FILTER_DEPTH.to_string()),
         },
         "servers": [{ "url": "/" }],
         "security": [{}, { "bearer": [] }],
@@ -325,8 +325,8 @@ so both databases refuse them.
 **Lists** take `filter[field][op]=value`, with the operators each \
 `filter[field]` parameter lists for its field, and `filter[field]=value` for \
 equality. Filters reach through `belongs_to` relationships \
-(`filter[uploader.username]=alice`); the parameters list paths up to two \
-relationships deep, and longer paths work the same way. `sort` orders by \
+(`filter[uploader.username]=alice`); the parameters list paths up to \
+{FILTER_DEPTH} relationships deep, and longer paths work the same way. `sort` orders by \
 fields (`-` for descending). Pages are keyset pages: follow `page.next` with \
 `page[after]` and `page.prev` with `page[before]`; `page[offset]` skips rows \
 instead, and `page[count]=true` adds `page.total`.";
