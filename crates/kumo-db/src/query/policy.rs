@@ -469,6 +469,13 @@ impl Renderer {
                     (field @ Operand::Field(f), value @ Operand::Value(_))
                     | (value @ Operand::Value(_), field @ Operand::Field(f)) => {
                         self.number(field, f.kind, real, sql);
+                        // Byte-wise, like the indexes on text: equality is
+                        // the same under any deterministic collation, and
+                        // this one lets an index that starts with the field
+                        // answer the filter.
+                        if f.kind == Kind::Text && sql.dialect == Dialect::Postgres {
+                            sql.push(" COLLATE \"C\"");
+                        }
                         sql.push(" = ");
                         self.number(value, f.kind, real, sql);
                     }
