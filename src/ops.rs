@@ -476,7 +476,12 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
     let rate_limit =
         kumo_server::ratelimit::RateLimit::from_config(&project.config.server.rate_limit)
             .map_err(|e| anyhow!("{}: {e}", project.root.join(CONFIG_FILE).display()))?;
-    let db = target.connect().await?;
+    let pool_size = project
+        .config
+        .database
+        .pool_size
+        .unwrap_or_else(kumo_db::db::default_pool_size);
+    let db = target.connect_pool(pool_size).await?;
     let status = runner::status(&db, &migrations).await?;
     if !status.pending.is_empty() {
         bail!(

@@ -191,3 +191,29 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn pool_size_is_read_from_kumo_toml() {
+    let k = Kumo::new();
+    k.set_up_project();
+    let config = k.read("app/kumo.toml");
+    k.write(
+        "app/kumo.toml",
+        &config.replace("[database]\n", "[database]\npool_size = 0\n"),
+    );
+    let refused = serve_refuses(&k);
+    assert!(
+        refused.contains("[database] pool_size must be at least 1"),
+        "{refused}"
+    );
+    k.write(
+        "app/kumo.toml",
+        &config.replace("[database]\n", "[database]\npool_size = 1\n"),
+    );
+    // One connection serves requests one after another.
+    let server = Server::start(k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]))
+        .expect("serve starts");
+    for _ in 0..3 {
+        assert_eq!(server.get("/ready").0, 200);
+    }
+}

@@ -38,6 +38,8 @@ pub struct ProjectSection {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSection {
     pub url: Option<String>,
+    /// Connections `kumo serve` keeps open; default four per CPU core.
+    pub pool_size: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -132,6 +134,12 @@ impl Project {
                     ),
                 });
             }
+        }
+        if config.database.pool_size == Some(0) {
+            return Err(ProjectError::Invalid {
+                path,
+                message: "[database] pool_size must be at least 1".into(),
+            });
         }
         let limit = &config.server.rate_limit;
         if limit.enabled && (limit.per_second == 0 || limit.burst == 0) {

@@ -163,28 +163,44 @@ impl Target {
         Ok(true)
     }
 
-    /// Opens a pool. A missing database is an error that says how to create it.
+    /// Opens a pool of [`default_pool_size`] connections. A missing
+    /// database is an error that says how to create it.
     pub async fn connect(&self) -> Result<Database, Error> {
+        self.connect_pool(default_pool_size()).await
+    }
+
+    /// Opens a pool of at most `size` connections.
+    pub async fn connect_pool(&self, size: u32) -> Result<Database, Error> {
         if !self.exists().await? {
             return Err(Error::Missing(self.describe()));
         }
+        let size = size.max(1);
         Ok(match self {
             Target::Postgres(o) => Database::Postgres(
                 PgPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(size)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(o.clone())
                     .await?,
             ),
             Target::Sqlite(o) => Database::Sqlite(
                 SqlitePoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(size)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(o.clone())
                     .await?,
             ),
         })
     }
+}
+
+/// Connections per pool when `[database] pool_size` is not set: four per
+/// CPU core, from 4 to 32. More connections than the machine can serve
+/// only make the database switch between them: on 2 cores, 8 connections
+/// answered get-by-id 10% faster than 16, with a lower p99 (BENCHMARKS.md).
+pub fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (cores * 4).clamp(4, 32)
 }
 
 /// Hides the password in a URL before it is printed or logged.
