@@ -217,3 +217,40 @@ fn pool_size_is_read_from_kumo_toml() {
         assert_eq!(server.get("/ready").0, 200);
     }
 }
+
+/// `/ready` answers 503 `schema_not_current` once a migration is rolled
+/// back under a running server, and 503 `database_unavailable` once the
+/// database is gone (`remove` takes it away).
+fn ready_is_503_when_the_schema_or_the_database_goes(k: &Kumo, remove: impl FnOnce(&Kumo)) {
+    k.set_up_project();
+    let server = Server::start(k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]))
+        .expect("serve starts");
+    assert_eq!(server.get("/ready").0, 200);
+    k.run(&["rollback", "--project", "app"]).ok();
+    let (status, body) = server.get("/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"code\":\"schema_not_current\""), "{body}");
+    assert!(body.contains("run `kumo migrate`"), "{body}");
+    k.run(&["migrate", "--project", "app"]).ok();
+    assert_eq!(server.get("/ready").0, 200);
+    remove(k);
+    let (status, body) = server.get("/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"code\":\"database_unavailable\""), "{body}");
+    // Health is about the process, not the database.
+    assert_eq!(server.get("/health").0, 200);
+}
+
+#[test]
+fn ready_is_503_after_a_rollback_and_without_the_sqlite_file() {
+    ready_is_503_when_the_schema_or_the_database_goes(&Kumo::new(), |k| {
+        std::fs::remove_file(k.path("app/data/kumo.db")).unwrap();
+    });
+}
+
+#[test]
+fn ready_is_503_after_a_rollback_and_without_the_postgres_database() {
+    ready_is_503_when_the_schema_or_the_database_goes(&Kumo::postgres(), |k| {
+        k.run(&["db", "drop", "--project", "app"]).ok();
+    });
+}

@@ -70,9 +70,7 @@ impl Target {
     }
 
     fn is_memory(&self) -> bool {
-        self.sqlite_path().is_some_and(|p| {
-            p.as_os_str().is_empty() || p.to_string_lossy().starts_with(":memory:")
-        })
+        self.sqlite_path().is_some_and(|p| is_memory_path(&p))
     }
 
     /// Whether the database exists.
@@ -194,6 +192,13 @@ impl Target {
     }
 }
 
+/// Whether a SQLite "file name" is an in-memory database (sqlx names
+/// `sqlite::memory:` `file:sqlx-in-memory-<n>`).
+fn is_memory_path(path: &std::path::Path) -> bool {
+    let name = path.to_string_lossy();
+    name.is_empty() || name.starts_with(":memory:") || name.starts_with("file:sqlx-in-memory-")
+}
+
 /// Connections per pool when `[database] pool_size` is not set: four per
 /// CPU core, from 4 to 32. More connections than the machine can serve
 /// only make the database switch between them: on 2 cores, 8 connections
@@ -231,11 +236,23 @@ impl Database {
         }
     }
 
-    /// Does the database answer?
+    /// Does the database answer? A SQLite file that was removed while the
+    /// pool is open still answers on the connections that have it open, but
+    /// what they write is lost when they close, so it counts as gone.
     pub async fn ping(&self) -> Result<(), Error> {
         match self {
             Database::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
-            Database::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+            Database::Sqlite(p) => {
+                let options = p.connect_options();
+                let path = options.get_filename();
+                if !is_memory_path(path) && !path.exists() {
+                    return Err(Error::Missing(format!(
+                        "SQLite database {}",
+                        path.display()
+                    )));
+                }
+                sqlx::query("SELECT 1").execute(p).await.map(|_| ())?
+            }
         }
         Ok(())
     }
