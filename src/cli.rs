@@ -160,6 +160,10 @@ pub enum DbCommand {
         project: ProjectArg,
     },
     /// Drop, create, migrate and seed the database
+    ///
+    /// Everything `kumo setup` checks (resources, seeds, a migration for every
+    /// change, migrations/) is checked first: if anything is wrong, nothing is
+    /// dropped.
     #[command(after_help = "Example:\n  kumo db reset")]
     Reset {
         #[command(flatten)]

@@ -73,9 +73,13 @@ pub async fn run(command: Command) -> Result<ExitCode> {
         Command::Db(DbCommand::Reset { project }) => {
             let project = load_project(&project.dir())?;
             let target = target(&project)?;
-            target.drop_database().await?;
-            say!("Dropped the {}.", target.describe());
-            setup(&project, &target).await?;
+            // Everything that could stop `setup` is checked before anything
+            // is dropped, so a failed reset loses no data.
+            let prepared = prepare_setup(&project).map_err(nothing_dropped)?;
+            if target.drop_database().await? {
+                say!("Dropped the {}.", target.describe());
+            }
+            setup_prepared(&target, prepared).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { project } => {
@@ -371,16 +375,53 @@ fn require_no_pending_changes(project: &Project, schema: &Schema) -> Result<()> 
     )
 }
 
-async fn setup(project: &Project, target: &Target) -> Result<()> {
+/// What `setup` needs from the project, read and checked before it touches
+/// any database.
+struct Prepared {
+    schema: Schema,
+    seeds: Vec<kumo_core::load::SeedRow>,
+    migrations: Vec<files::Migration>,
+}
+
+/// Loads the resources and seeds, requires a migration for every change and
+/// reads `migrations/`: every check `setup` makes that needs no database.
+fn prepare_setup(project: &Project) -> Result<Prepared> {
     let schema = load_schema(project)?;
     require_no_pending_changes(project, &schema)?;
     let seeds = kumo_core::load::load_seeds_dir(&schema, &project.seeds_dir(), Path::new("seeds"))
         .map_err(|d| Report(d.to_string()))?;
+    let migrations = read_migrations(project)?;
+    Ok(Prepared {
+        schema,
+        seeds,
+        migrations,
+    })
+}
+
+/// `kumo db reset`'s refusal: the error, and that the database is untouched.
+fn nothing_dropped(e: anyhow::Error) -> anyhow::Error {
+    const UNTOUCHED: &str = "Nothing was dropped: fix this, then run `kumo db reset` again.";
+    match e.downcast::<Report>() {
+        Ok(Report(text)) => Report(format!("{}\n{UNTOUCHED}", text.trim_end())).into(),
+        Err(e) => anyhow!("{e:#}\n{UNTOUCHED}"),
+    }
+}
+
+async fn setup(project: &Project, target: &Target) -> Result<()> {
+    setup_prepared(target, prepare_setup(project)?).await
+}
+
+async fn setup_prepared(target: &Target, prepared: Prepared) -> Result<()> {
+    let Prepared {
+        schema,
+        seeds,
+        migrations,
+    } = prepared;
     if target.create().await? {
         say!("Created the {}.", target.describe());
     }
     let db = target.connect().await?;
-    report_migrated(&runner::migrate(&db, &read_migrations(project)?).await?);
+    report_migrated(&runner::migrate(&db, &migrations).await?);
     let inserted = seed::load(&db, &schema, &seeds).await?;
     say!(
         "Seeds: {inserted} row(s) inserted, {} already present.",

@@ -254,3 +254,107 @@ fn ready_is_503_after_a_rollback_and_without_the_postgres_database() {
         k.run(&["db", "drop", "--project", "app"]).ok();
     });
 }
+
+pub(crate) const SEEDS: &str = "[[user]]\nkey = \"alice\"\nemail = \"alice@example.com\"\n\n[[avatar]]\nkey = \"robot\"\nname = \"Robot\"\nuploader = \"alice\"\n";
+
+/// `kumo db reset` used to drop the database first and only then find a
+/// resource change with no migration (or a broken file), losing every row.
+/// It now refuses before it touches anything.
+fn reset_checks_everything_before_dropping(k: &Kumo) {
+    k.set_up_project();
+    k.write("app/seeds/seeds.toml", SEEDS);
+    let seeded = k.run(&["setup", "--project", "app"]).ok();
+    assert!(
+        seeded.stdout.contains("Seeds: 2 row(s) inserted"),
+        "{}",
+        seeded.stdout
+    );
+    let refused = |k: &Kumo, expected: &str| {
+        let run = k.run(&["db", "reset", "--project", "app"]).fails();
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("Nothing was dropped: fix this, then run `kumo db reset` again."),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stdout.contains("Dropped"), "{}", run.stdout);
+    };
+    // A resource change with no migration.
+    k.write(
+        "app/resources/badge.toml",
+        "[resource]\nname = \"badge\"\n\n[attributes]\nlabel = { type = \"string\" }\n",
+    );
+    refused(k, "Run: kumo codegen add_badges");
+    std::fs::remove_file(k.path("app/resources/badge.toml")).unwrap();
+    // A broken resource file.
+    k.write("app/resources/broken.toml", "[resource\n");
+    refused(k, "resources/broken.toml");
+    std::fs::remove_file(k.path("app/resources/broken.toml")).unwrap();
+    // A broken seed file.
+    k.write(
+        "app/seeds/broken.toml",
+        "[[avatar]]\nkey = \"x\"\nnmae = \"X\"\n",
+    );
+    refused(k, "seeds/broken.toml");
+    std::fs::remove_file(k.path("app/seeds/broken.toml")).unwrap();
+    // A migration missing one of its files.
+    let migrations = std::fs::read_dir(k.path("app/migrations"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("_initial"))
+        .unwrap()
+        .path();
+    let up = migrations.join("sqlite.up.sql");
+    let sql = std::fs::read_to_string(&up).unwrap();
+    std::fs::remove_file(&up).unwrap();
+    refused(k, "sqlite.up.sql");
+    std::fs::write(&up, sql).unwrap();
+    // Every row is still there.
+    let again = k.run(&["setup", "--project", "app"]).ok();
+    assert!(
+        again
+            .stdout
+            .contains("Seeds: 0 row(s) inserted, 2 already present."),
+        "{}",
+        again.stdout
+    );
+    let reset = k.run(&["db", "reset", "--project", "app"]).ok();
+    assert!(reset.stdout.contains("Dropped"), "{}", reset.stdout);
+    assert!(
+        reset.stdout.contains("Seeds: 2 row(s) inserted"),
+        "{}",
+        reset.stdout
+    );
+}
+
+#[test]
+fn reset_checks_everything_before_dropping_on_sqlite() {
+    reset_checks_everything_before_dropping(&Kumo::new());
+}
+
+#[test]
+fn reset_checks_everything_before_dropping_on_postgres() {
+    reset_checks_everything_before_dropping(&Kumo::postgres());
+}
+
+/// `setup` read migrations/ only after creating the database, so a broken
+/// migration folder left a new, empty database behind.
+#[test]
+fn setup_with_a_broken_migration_creates_no_database() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
+    k.run(&["codegen", "initial", "--project", "app"]).ok();
+    let dir = std::fs::read_dir(k.path("app/migrations"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("_initial"))
+        .unwrap()
+        .path();
+    std::fs::remove_file(dir.join("sqlite.up.sql")).unwrap();
+    let run = k.run(&["setup", "--project", "app"]).fails();
+    assert!(run.stderr.contains("sqlite.up.sql"), "{}", run.stderr);
+    assert!(!k.path("app/data/kumo.db").exists(), "{}", run.stdout);
+}
