@@ -202,6 +202,20 @@ fn load_env_file(dir: &std::path::Path) -> Result<(), String> {
     match dotenvy::from_path(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.not_found() => Ok(()),
+        // The line may hold a secret: say where it is, never what it says.
+        Err(dotenvy::Error::LineParse(line, _)) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let first = line.lines().next().unwrap_or_default();
+            let at = text
+                .lines()
+                .position(|l| !first.is_empty() && l.trim_end() == first.trim_end())
+                .map(|n| format!(":{}", n + 1))
+                .unwrap_or_default();
+            Err(format!(
+                "{}{at}: cannot parse this line; write it as NAME=value, quoting a value with spaces or #. Its text is not shown, as it may hold a secret.",
+                path.display(),
+            ))
+        }
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }

@@ -265,3 +265,41 @@ fn the_example_resources_show_every_feature_of_the_format() {
         assert!(all.contains(feature), "the example lacks `{feature}`");
     }
 }
+
+/// A password in a database URL's query string was printed verbatim in
+/// errors (only `user:password@` was masked), and a `.env` line that does
+/// not parse was echoed whole, secret and all.
+#[test]
+fn secrets_in_urls_and_dot_env_lines_are_never_printed() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    for url in [
+        "postgres://u@127.0.0.1:5432/x?sslmode=bogus&password=hunter2",
+        "postgres://u:hunter2@127.0.0.1:5432/x?sslmode=bogus",
+        "postgres://u@127.0.0.1:notaport/x?sslpassword=hunter2",
+        "sqlite://data/kumo.db?mode=bogus&password=hunter2",
+        "mysql://u@h/x?token=hunter2",
+    ] {
+        let mut command = k.command(&["db", "status", "--project", "app"]);
+        command.env("DATABASE_URL", url);
+        let output = command.output().expect("run kumo");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!output.status.success(), "{url}: {printed}");
+        assert!(printed.contains("bad database URL"), "{url}: {printed}");
+        assert!(!printed.contains("hunter2"), "{url}: {printed}");
+    }
+    k.write(
+        "app/.env",
+        "# local settings\nDATABASE_URL=sqlite://data/kumo.db\nKUMO SECRET=hunter2\n",
+    );
+    let run = k.run(&["db", "status", "--project", "app"]).fails();
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "error: app/.env:3: cannot parse this line; write it as NAME=value, quoting a value with spaces or #. Its text is not shown, as it may hold a secret.\n"
+    );
+}

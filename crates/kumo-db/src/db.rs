@@ -24,12 +24,23 @@ pub enum Target {
 impl Target {
     pub fn parse(url: &str) -> Result<Self, Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| Error::BadUrl(format!("{}: {e}", redact(url))))?;
+            let options = PgConnectOptions::from_str(url).map_err(|e| {
+                Error::BadUrl(format!(
+                    "{}: {}",
+                    redact(url),
+                    redact_in(&e.to_string(), url)
+                ))
+            })?;
             Ok(Target::Postgres(options))
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| Error::BadUrl(format!("{url}: {e}")))?
+                .map_err(|e| {
+                    Error::BadUrl(format!(
+                        "{}: {}",
+                        redact(url),
+                        redact_in(&e.to_string(), url)
+                    ))
+                })?
                 .foreign_keys(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(5));
@@ -208,17 +219,104 @@ pub fn default_pool_size() -> u32 {
     (cores * 4).clamp(4, 32)
 }
 
-/// Hides the password in a URL before it is printed or logged.
+/// Hides the secrets in a URL before it is printed or logged: the password
+/// of `user:password@`, and the value of every query parameter whose name
+/// says it is one (`password`, `sslpassword`, `token`, `api_key`, `secret`…).
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
     };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => head.to_string(),
+            },
+            None => head.to_string(),
+        },
+        None => head.to_string(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if is_secret_param(name) => format!("{name}=***"),
+                _ => param.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// Removes every secret of `url` (see [`redact`]) from `text`, for messages
+/// (a driver's error, say) that may quote the URL or a part of it.
+fn redact_in(text: &str, url: &str) -> String {
+    let mut secrets: Vec<&str> = Vec::new();
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some((_, rest)) = head.split_once("://")
+        && let Some((userinfo, _)) = rest.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        secrets.push(password);
+    }
+    for param in query.split('&') {
+        if let Some((name, value)) = param.split_once('=')
+            && is_secret_param(name)
+        {
+            secrets.push(value);
+        }
+    }
+    let mut text = text.replace(url, &redact(url));
+    for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "***");
+    }
+    text
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "secret", "token", "key"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_masks_passwords_in_userinfo_and_query() {
+        assert_eq!(
+            redact("postgres://u:hunter2@h:5432/x?sslmode=disable&password=hunter3"),
+            "postgres://u:***@h:5432/x?sslmode=disable&password=***"
+        );
+        assert_eq!(
+            redact(
+                "postgres://u@h/x?PassWord=a&sslpassword=b&api_key=c&token=d&client_secret=e&x=f"
+            ),
+            "postgres://u@h/x?PassWord=***&sslpassword=***&api_key=***&token=***&client_secret=***&x=f"
+        );
+        assert_eq!(redact("sqlite://data/kumo.db"), "sqlite://data/kumo.db");
+        assert_eq!(
+            redact("sqlite://data/kumo.db?mode=rwc&key=k"),
+            "sqlite://data/kumo.db?mode=rwc&key=***"
+        );
+    }
+
+    #[test]
+    fn a_bad_url_error_never_shows_a_query_password() {
+        for url in [
+            "postgres://u@h:notaport/x?password=hunter2",
+            "postgres://u:hunter2@h/x?sslmode=bogus",
+            "sqlite://data/kumo.db?mode=bogus&password=hunter2",
+            "mysql://u@h/x?password=hunter2",
+        ] {
+            let message = Target::parse(url).unwrap_err().to_string();
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 }
 
