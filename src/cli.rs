@@ -220,6 +220,24 @@ fn load_env_file(dir: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// The error and its causes, `: `-separated like `{:#}`, leaving out a cause
+/// whose text is already said (many errors quote their cause, and the cause
+/// its own), so each cause appears once.
+pub fn say_once(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(dir) = cli.command.project_dir()
@@ -243,7 +261,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             match e.downcast_ref::<ops::Report>() {
                 Some(report) => eprintln!("{report}"),
-                None => eprintln!("error: {e:#}"),
+                None => eprintln!("error: {}", say_once(&e)),
             }
             ExitCode::FAILURE
         }

@@ -403,7 +403,7 @@ fn nothing_dropped(e: anyhow::Error) -> anyhow::Error {
     const UNTOUCHED: &str = "Nothing was dropped: fix this, then run `kumo db reset` again.";
     match e.downcast::<Report>() {
         Ok(Report(text)) => Report(format!("{}\n{UNTOUCHED}", text.trim_end())).into(),
-        Err(e) => anyhow!("{e:#}\n{UNTOUCHED}"),
+        Err(e) => anyhow!("{}\n{UNTOUCHED}", crate::cli::say_once(&e)),
     }
 }
 

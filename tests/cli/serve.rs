@@ -358,3 +358,71 @@ fn setup_with_a_broken_migration_creates_no_database() {
     assert!(run.stderr.contains("sqlite.up.sql"), "{}", run.stderr);
     assert!(!k.path("app/data/kumo.db").exists(), "{}", run.stdout);
 }
+
+fn migration_dir(k: &Kumo, suffix: &str) -> String {
+    std::fs::read_dir(k.path("app/migrations"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no migration *{suffix}"))
+}
+
+/// Errors repeated their cause two or three times (`Connection refused (os
+/// error 111)` three times, with no word about the server not running).
+#[test]
+fn errors_say_each_cause_once() {
+    let k = Kumo::new();
+    k.set_up_project();
+    let mut command = k.command(&["migrate", "--project", "app"]);
+    command.env(
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:1/kumo_nowhere",
+    );
+    let output = command.output().expect("run kumo");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: cannot connect to PostgreSQL at 127.0.0.1:1: Connection refused (os error 111)\n\
+         Is PostgreSQL running at 127.0.0.1:1, and is DATABASE_URL (or [database] url in kumo.toml) right? \
+         (In a Kumo checkout, scripts/services.sh installs and starts it.)\n"
+    );
+
+    let initial = migration_dir(&k, "_initial");
+    let up = k.path(&format!("app/migrations/{initial}/sqlite.up.sql"));
+    let sql = std::fs::read_to_string(&up).unwrap();
+    std::fs::remove_file(&up).unwrap();
+    let run = k.run(&["migrate", "--project", "app"]).fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: could not read or write app/migrations/{initial}/sqlite.up.sql: No such file or directory (os error 2)\n"
+        )
+    );
+    std::fs::write(&up, sql).unwrap();
+
+    // A required column with no default, added to a table with rows.
+    k.write("app/seeds/seeds.toml", SEEDS);
+    k.run(&["setup", "--project", "app"]).ok();
+    let avatar = k.read("app/resources/avatar.toml").replacen(
+        "[attributes]\n",
+        "[attributes]\nlevel = { type = \"integer\", required = true }\n",
+        1,
+    );
+    k.write("app/resources/avatar.toml", &avatar);
+    k.run(&[
+        "codegen",
+        "add_level",
+        "--allow-destructive",
+        "--project",
+        "app",
+    ])
+    .ok();
+    let add_level = migration_dir(&k, "_add_level");
+    let run = k.run(&["migrate", "--project", "app"]).fails();
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: migration {add_level} failed and was rolled back, nothing changed: NOT NULL constraint failed: _kumo_new_avatars.level\n"
+        )
+    );
+}

@@ -92,7 +92,20 @@ impl Target {
             }
             Target::Postgres(o) => {
                 let name = o.get_database().unwrap_or("postgres").to_string();
-                let mut conn = o.clone().database("postgres").connect().await?;
+                // Every PostgreSQL operation starts here, so this is where a
+                // server that is not running is told apart.
+                let mut conn =
+                    o.clone()
+                        .database("postgres")
+                        .connect()
+                        .await
+                        .map_err(|e| match e {
+                            sqlx::Error::Io(_) => Error::Unreachable {
+                                at: format!("{}:{}", o.get_host(), o.get_port()),
+                                error: e,
+                            },
+                            e => Error::Sql(e),
+                        })?;
                 let found: Option<i32> =
                     sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
                         .bind(&name)
@@ -115,7 +128,7 @@ impl Target {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| Error::Io {
                         path: parent.to_path_buf(),
-                        source: e,
+                        error: e,
                     })?;
                 }
                 let conn = o.clone().create_if_missing(true).connect().await?;
@@ -151,7 +164,7 @@ impl Target {
                         Err(e) => {
                             return Err(Error::Io {
                                 path: file,
-                                source: e,
+                                error: e,
                             });
                         }
                     }

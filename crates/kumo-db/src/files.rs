@@ -71,9 +71,9 @@ impl Migration {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -98,7 +98,7 @@ pub fn read_migrations(dir: &Path) -> Result<Vec<Migration>, Error> {
         }
         let read = |file: &str| -> Result<String, Error> {
             let path = entry.path().join(file);
-            std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })
+            std::fs::read_to_string(&path).map_err(|error| Error::Io { path, error })
         };
         migrations.push(Migration {
             id: name.clone(),

@@ -190,9 +190,9 @@ enum Direction {
 }
 
 async fn run(db: &Database, id: &str, sql: &str, direction: Direction) -> Result<(), Error> {
-    let failed = |source: sqlx::Error| Error::MigrationFailed {
+    let failed = |error: sqlx::Error| Error::MigrationFailed {
         id: id.to_string(),
-        source,
+        error,
     };
     match db {
         Database::Postgres(pool) => {
@@ -284,9 +284,9 @@ async fn run(db: &Database, id: &str, sql: &str, direction: Direction) -> Result
 /// statements before it may have renamed or changed tables); any other
 /// script runs as written.
 async fn run_sqlite_sql(conn: &mut SqliteConnection, id: &str, sql: &str) -> Result<(), Error> {
-    let failed = |source: sqlx::Error| Error::MigrationFailed {
+    let failed = |error: sqlx::Error| Error::MigrationFailed {
         id: id.to_string(),
-        source,
+        error,
     };
     if !sql.contains(REBUILD_MARK) {
         sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
