@@ -15,6 +15,10 @@ use crate::ops;
     after_help = "Examples:\n  kumo new mygame && cd mygame\n  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo serve"
 )]
 pub struct Cli {
+    /// The project directory (default: the current directory); also taken
+    /// after the command
+    #[arg(long, global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -240,6 +244,16 @@ pub fn say_once(error: &anyhow::Error) -> String {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `--project` is global (it may come before the command), so clap also
+    // accepts it on the commands that make a project rather than use one.
+    if cli.project.is_some()
+        && let Command::New { .. } | Command::Demo { .. } = cli.command
+    {
+        eprintln!(
+            "error: `kumo new` and `kumo demo` make a project and take no --project: `kumo new DIR`, `kumo demo --dir DIR`"
+        );
+        return ExitCode::from(2);
+    }
     if let Some(dir) = cli.command.project_dir()
         && let Err(e) = load_env_file(&dir)
     {

@@ -303,3 +303,65 @@ fn secrets_in_urls_and_dot_env_lines_are_never_printed() {
         "error: app/.env:3: cannot parse this line; write it as NAME=value, quoting a value with spaces or #. Its text is not shown, as it may hold a secret.\n"
     );
 }
+
+/// Every other test passes `--project app`; a user runs the commands inside
+/// the project.
+#[test]
+fn project_commands_work_in_the_current_directory() {
+    let k = Kumo::new();
+    k.run(&["new", "app"]).ok();
+    let in_app = |args: &[&str]| {
+        let mut command = k.command(args);
+        command.current_dir(k.path("app"));
+        crate::Run::from(command.output().expect("run kumo")).ok()
+    };
+    in_app(&["auth", "add-strategy", "magic_link"]);
+    let codegen = in_app(&["codegen", "initial"]);
+    assert!(
+        codegen.stdout.contains("Wrote migrations/"),
+        "{}",
+        codegen.stdout
+    );
+    in_app(&["db", "create"]);
+    let migrated = in_app(&["migrate"]);
+    assert!(migrated.stdout.contains("_initial"), "{}", migrated.stdout);
+    let status = in_app(&["db", "status"]);
+    assert!(
+        status
+            .stdout
+            .contains("Database: SQLite database ./data/kumo.db")
+            && status.stdout.contains("Live schema: matches"),
+        "{}",
+        status.stdout
+    );
+    assert!(k.path("app/data/kumo.db").exists());
+    in_app(&["codegen", "--check"]);
+}
+
+/// `--project` is global in the help, but was only taken after the
+/// command: `kumo --project DIR db status` failed.
+#[test]
+fn project_may_come_before_the_command() {
+    let k = Kumo::new();
+    k.set_up_project();
+    let status = k.run(&["--project", "app", "db", "status"]).ok();
+    assert!(
+        status.stdout.contains("Live schema: matches"),
+        "{}",
+        status.stdout
+    );
+    let status = k.run(&["db", "--project", "app", "status"]).ok();
+    assert!(
+        status.stdout.contains("Live schema: matches"),
+        "{}",
+        status.stdout
+    );
+    k.run(&["--project", "app", "codegen", "--check"]).ok();
+    let refused = k.run(&["--project", "app", "new", "other"]).fails();
+    assert!(
+        refused.stderr.contains("take no --project"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!k.path("other").exists());
+}
