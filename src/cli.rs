@@ -95,8 +95,8 @@ pub enum Command {
     /// Undo the most recent migrations
     #[command(after_help = "Example:\n  kumo rollback --steps 2")]
     Rollback {
-        /// How many migrations to undo
-        #[arg(long, default_value_t = 1)]
+        /// How many migrations to undo (at least 1)
+        #[arg(long, default_value_t = 1, value_parser = parse_steps)]
         steps: usize,
         #[command(flatten)]
         project: ProjectArg,
@@ -129,6 +129,18 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:4000")]
         addr: String,
     },
+}
+
+/// `--steps`: a count of migrations, at least one (`--steps 0` would undo
+/// nothing and look like success).
+fn parse_steps(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0 would undo nothing; give how many migrations to undo, 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "`{text}` is not a number of migrations; give 1 or more"
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -426,3 +426,47 @@ fn errors_say_each_cause_once() {
         )
     );
 }
+
+/// `rollback --steps N` was only run with more steps than migrations.
+#[test]
+fn rollback_steps_undoes_exactly_that_many_and_refuses_zero() {
+    let k = Kumo::new();
+    k.set_up_project();
+    for (name, resource) in [("add_badges", "badge"), ("add_medals", "medal")] {
+        k.write(
+            &format!("app/resources/{resource}.toml"),
+            &format!("[resource]\nname = \"{resource}\"\n\n[attributes]\nlabel = {{ type = \"string\" }}\n"),
+        );
+        k.run(&["codegen", name, "--project", "app"]).ok();
+    }
+    k.run(&["migrate", "--project", "app"]).ok();
+    let (initial, badges, medals) = (
+        migration_dir(&k, "_initial"),
+        migration_dir(&k, "_add_badges"),
+        migration_dir(&k, "_add_medals"),
+    );
+    let refused = k
+        .run(&["rollback", "--steps", "0", "--project", "app"])
+        .fails();
+    assert!(
+        refused.stderr.contains("0 would undo nothing"),
+        "{}",
+        refused.stderr
+    );
+    k.run(&["db", "status", "--project", "app"]).ok();
+    let rolled = k
+        .run(&["rollback", "--steps", "2", "--project", "app"])
+        .ok();
+    assert_eq!(
+        rolled.stdout,
+        format!("Rolled back {medals}\nRolled back {badges}\n")
+    );
+    let status = k.run(&["db", "status", "--project", "app"]).fails();
+    for line in [
+        format!("{initial}  applied"),
+        format!("{badges}  pending"),
+        format!("{medals}  pending"),
+    ] {
+        assert!(status.stdout.contains(&line), "{line}\n{}", status.stdout);
+    }
+}
