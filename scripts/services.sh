@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Makes sure the services Kumo's tests talk to are running on this machine:
 # PostgreSQL on 127.0.0.1:5432 (trust auth for local connections) and NATS
-# with JetStream on 127.0.0.1:4222. On a fresh Debian machine it installs
-# them from Debian's packages first. Safe to run again.
+# with JetStream on 127.0.0.1:4222, and that the programs some tests run
+# (`tools`: git and the sqlite3 shell) are installed. On a fresh Debian
+# machine it installs them from Debian's packages first. Safe to run again.
 #
-# Usage: scripts/services.sh [postgres] [nats]   (default: both)
+# Usage: scripts/services.sh [postgres] [nats] [tools]   (default: all)
 # POSTGRES_ETC overrides where Debian keeps cluster configuration
 # (/etc/postgresql), for the test of this script.
 set -euo pipefail
 
 services=("$@")
-[ ${#services[@]} -gt 0 ] || services=(postgres nats)
+[ ${#services[@]} -gt 0 ] || services=(tools postgres nats)
 wanted() { [[ " ${services[*]} " == *" $1 "* ]]; }
 pg_etc="${POSTGRES_ETC:-/etc/postgresql}"
 
@@ -38,6 +39,18 @@ postgres_trusts_us() {
     port_open 5432
   fi
 }
+
+# git for the merge tests; sqlite3 to check the machine's own SQLite, which
+# may be older than the one sqlx bundles. The tests fail without them.
+if wanted tools; then
+  missing=()
+  command -v git >/dev/null 2>&1 || missing+=(git)
+  command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "services: installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+fi
 
 if wanted postgres && ! postgres_trusts_us; then
   if ! command -v pg_ctlcluster >/dev/null 2>&1; then
