@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{Kumo, files_under};
+use crate::{Kumo, Server, files_under};
 
 const RATING: &str = "[resource]\nname = \"rating\"\n\n[attributes]\nstars = { type = \"integer\", required = true, default = 3, min = 1, max = 5 }\n";
 const BADGE: &str = "[resource]\nname = \"badge\"\n\n[attributes]\nlabel = { type = \"string\", max_length = 32 }\n";
@@ -124,6 +124,14 @@ fn destructive_steps_are_named_and_refused_without_the_flag() {
 fn a_rename_keeps_the_data_only_when_the_file_says_so() {
     let k = Kumo::new();
     k.set_up_project();
+    k.write(
+        "app/seeds/seeds.toml",
+        &format!(
+            "{}\n[[comment]]\nkey = \"hello\"\nbody = \"Hello, robot\"\navatar = \"robot\"\n",
+            crate::serve::SEEDS
+        ),
+    );
+    k.run(&["setup", "--project", "app"]).ok();
     let comment = k.read("app/resources/comment.toml").replace(
         "body = { type = \"text\", required = true }",
         "text = { type = \"text\", required = true, renamed_from = \"body\" }",
@@ -136,6 +144,14 @@ fn a_rename_keeps_the_data_only_when_the_file_says_so() {
         run.stdout
     );
     k.run(&["migrate", "--project", "app"]).ok();
+    let server = Server::start(k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]))
+        .expect("serve starts");
+    let (status, comments) = server.get("/api/comments");
+    assert_eq!(status, 200, "{comments}");
+    assert!(
+        comments.contains("\"text\":\"Hello, robot\"") && !comments.contains("\"body\""),
+        "the row did not survive the rename: {comments}"
+    );
 }
 
 #[test]

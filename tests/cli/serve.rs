@@ -135,10 +135,29 @@ fn demo_creates_sets_up_and_serves_then_reuses() {
     );
     // The demo migrates by itself; it must not tell the user to.
     assert!(!server.banner.contains("Next:"), "{}", server.banner);
+    // Two users, two worlds, two avatars and a comment.
     assert!(
-        server.banner.contains("6 row(s) inserted") || server.banner.contains("row(s) inserted")
+        server
+            .banner
+            .contains("Seeds: 7 row(s) inserted, 0 already present."),
+        "{}",
+        server.banner
     );
     assert_eq!(server.get("/ready").0, 200);
+    let served = |server: &Server| {
+        let (status, worlds) = server.get("/api/worlds");
+        assert_eq!(status, 200, "{worlds}");
+        assert!(
+            worlds.contains("\"name\":\"Plaza\"") && worlds.contains("\"name\":\"Arena\""),
+            "{worlds}"
+        );
+        // Anonymous callers read public avatars only.
+        let (status, avatars) = server.get("/api/avatars");
+        assert_eq!(status, 200, "{avatars}");
+        assert!(avatars.contains("\"name\":\"Robot\""), "{avatars}");
+        assert!(!avatars.contains("Dragon"), "{avatars}");
+    };
+    served(&server);
     drop(server);
     let server = start();
     assert!(
@@ -147,11 +166,14 @@ fn demo_creates_sets_up_and_serves_then_reuses() {
         server.banner
     );
     assert!(
-        server.banner.contains("0 row(s) inserted"),
+        server
+            .banner
+            .contains("Seeds: 0 row(s) inserted, 7 already present."),
         "{}",
         server.banner
     );
     assert_eq!(server.get("/ready").0, 200);
+    served(&server);
 }
 
 /// `DATABASE_URL` usually points at the user's own project; the demo must
