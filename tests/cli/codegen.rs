@@ -236,6 +236,59 @@ fn two_branches_changing_one_resource_merge_cleanly_in_git() {
     );
 }
 
+/// The contract's case: two branches each add a different resource. git
+/// merges them with no conflict, `codegen --check` finds nothing pending,
+/// and `migrate` applies both branches' migrations.
+fn two_branches_adding_different_resources_merge_cleanly_in_git(k: &Kumo) {
+    require_git();
+    k.set_up_project();
+    let app = k.path("app");
+    git(&app, &["init", "--quiet", "--initial-branch=main"]);
+    git(&app, &["add", "."]);
+    git(&app, &["commit", "--quiet", "-m", "base"]);
+
+    git(&app, &["checkout", "--quiet", "-b", "a"]);
+    k.write("app/resources/badge.toml", BADGE);
+    k.run(&["codegen", "add_badges", "--project", "app"]).ok();
+    git(&app, &["add", "."]);
+    git(&app, &["commit", "--quiet", "-m", "a"]);
+
+    git(&app, &["checkout", "--quiet", "-b", "b", "main"]);
+    k.write("app/resources/rating.toml", RATING);
+    k.run(&["codegen", "add_ratings", "--project", "app"]).ok();
+    git(&app, &["add", "."]);
+    git(&app, &["commit", "--quiet", "-m", "b"]);
+
+    git(&app, &["checkout", "--quiet", "a"]);
+    git(&app, &["merge", "--quiet", "--no-edit", "b"]);
+    assert!(k.path("app/migrations/schema/badges/table.toml").exists());
+    assert!(k.path("app/migrations/schema/ratings/table.toml").exists());
+    let check = k.run(&["codegen", "--check", "--project", "app"]).ok();
+    assert!(check.stdout.contains("No changes"), "{}", check.stdout);
+    let migrated = k.run(&["migrate", "--project", "app"]).ok();
+    assert!(
+        migrated.stdout.contains("_add_badges") && migrated.stdout.contains("_add_ratings"),
+        "{}",
+        migrated.stdout
+    );
+    let status = k.run(&["db", "status", "--project", "app"]).ok();
+    assert!(
+        status.stdout.contains("Live schema: matches"),
+        "{}",
+        status.stdout
+    );
+}
+
+#[test]
+fn two_branches_adding_different_resources_merge_cleanly_in_git_on_sqlite() {
+    two_branches_adding_different_resources_merge_cleanly_in_git(&Kumo::new());
+}
+
+#[test]
+fn two_branches_adding_different_resources_merge_cleanly_in_git_on_postgres() {
+    two_branches_adding_different_resources_merge_cleanly_in_git(&Kumo::postgres());
+}
+
 /// The merge tests need git: a machine without it fails them rather than
 /// passing them unrun.
 #[track_caller]
