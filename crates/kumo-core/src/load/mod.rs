@@ -112,8 +112,8 @@ pub fn load_schema_dir(
     shown_as: &Path,
     include_system: bool,
 ) -> Result<Schema, Diagnostics> {
-    let files = read_dir(dir, shown_as)?;
-    load_schema(files, include_system)
+    let (files, unreadable) = read_dir(dir, shown_as)?;
+    with_unreadable(load_schema(files, include_system), unreadable)
 }
 
 /// Checks seed files against a schema and returns their rows, each after the
@@ -132,14 +132,50 @@ pub fn load_seeds_dir(
     dir: &Path,
     shown_as: &Path,
 ) -> Result<Vec<SeedRow>, Diagnostics> {
-    let files = read_dir(dir, shown_as)?;
-    load_seeds(schema, files)
+    let (files, unreadable) = read_dir(dir, shown_as)?;
+    with_unreadable(load_seeds(schema, files), unreadable)
 }
 
-/// The `*.toml` files directly in `dir`, sorted, as `(shown path, text)`.
-/// I/O errors become diagnostics with an empty file, which render as just
-/// the message and the path.
-fn read_dir(dir: &Path, shown_as: &Path) -> Result<Vec<(PathBuf, String)>, Diagnostics> {
+/// A file in the directory that could not be read: its shown path and why.
+struct Unreadable {
+    shown: PathBuf,
+    message: String,
+}
+
+/// Adds the files that could not be read to a load of the others, so one
+/// unreadable file does not hide the other files' errors.
+fn with_unreadable<T>(
+    loaded: Result<T, Diagnostics>,
+    unreadable: Vec<Unreadable>,
+) -> Result<T, Diagnostics> {
+    if unreadable.is_empty() {
+        return loaded;
+    }
+    let mut diagnostics = match loaded {
+        Ok(_) => Diagnostics {
+            sources: Sources::default(),
+            items: Vec::new(),
+        },
+        Err(diagnostics) => diagnostics,
+    };
+    for file in unreadable {
+        let id = diagnostics.sources.add(file.shown, String::new());
+        diagnostics
+            .items
+            .push(Diagnostic::new(id, 0..0, file.message));
+    }
+    Err(diagnostics)
+}
+
+/// The `*.toml` files directly in `dir`, sorted, as `(shown path, text)`,
+/// and those that could not be read (not UTF-8, say), to be reported with
+/// the others' errors. An unreadable directory is an error on its own: a
+/// diagnostic with an empty file, which renders as just the message and the
+/// path.
+fn read_dir(
+    dir: &Path,
+    shown_as: &Path,
+) -> Result<(Vec<(PathBuf, String)>, Vec<Unreadable>), Diagnostics> {
     let mut sources = Sources::default();
     let mut diags = Vec::new();
     let mut io_error = |sources: &mut Sources, shown: PathBuf, what: &str, e: std::io::Error| {
@@ -149,7 +185,7 @@ fn read_dir(dir: &Path, shown_as: &Path) -> Result<Vec<(PathBuf, String)>, Diagn
     };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => {
             io_error(&mut sources, shown_as.to_path_buf(), "read directory", e);
             return Err(Diagnostics {
@@ -175,15 +211,23 @@ fn read_dir(dir: &Path, shown_as: &Path) -> Result<Vec<(PathBuf, String)>, Diagn
     }
     names.sort();
     let mut files = Vec::new();
+    let mut unreadable = Vec::new();
     for name in names {
         let shown = shown_as.join(&name);
         match std::fs::read_to_string(dir.join(&name)) {
             Ok(text) => files.push((shown, text)),
-            Err(e) => io_error(&mut sources, shown, "read", e),
+            Err(e) => {
+                let message = if e.kind() == std::io::ErrorKind::InvalidData {
+                    format!("{} is not UTF-8 text: save it as UTF-8", shown.display())
+                } else {
+                    format!("could not read {}: {e}", shown.display())
+                };
+                unreadable.push(Unreadable { shown, message });
+            }
         }
     }
     if diags.is_empty() {
-        Ok(files)
+        Ok((files, unreadable))
     } else {
         Err(Diagnostics {
             sources,

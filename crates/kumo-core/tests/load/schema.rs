@@ -802,6 +802,52 @@ fn loading_a_directory() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A file that is not UTF-8 stopped the load before any file was checked,
+/// hiding every other file's errors; now it is one error among the others.
+#[test]
+fn a_file_that_is_not_utf8_does_not_hide_the_other_files_errors() {
+    let dir = std::env::temp_dir().join(format!("kumo-load-utf8-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("avatar.toml"),
+        b"[resource]\nname = \"avatar\xff\"\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("broken.toml"), "[resource]\nname = \"Broken\"\n").expect("write");
+    std::fs::write(dir.join("tag.toml"), "[resource]\nname = \"tag\"\n").expect("write");
+    let err = load_schema_dir(&dir, Path::new("resources"), false).expect_err("two bad files");
+    let out = err.to_string();
+    assert!(
+        out.contains("error: resources/avatar.toml is not UTF-8 text: save it as UTF-8"),
+        "{out}"
+    );
+    assert!(out.contains("--> resources/broken.toml:2:8"), "{out}");
+    assert!(out.ends_with("could not load resources: 2 errors"), "{out}");
+
+    // Seeds too: an unreadable seed file alongside a good one is reported,
+    // and alone it is still an error.
+    std::fs::remove_file(dir.join("broken.toml")).expect("rm");
+    std::fs::remove_file(dir.join("avatar.toml")).expect("rm");
+    let schema =
+        load_schema_dir(&dir, Path::new("resources"), false).unwrap_or_else(|e| panic!("{e}"));
+    let seeds = dir.join("seeds");
+    std::fs::create_dir_all(&seeds).expect("mkdir");
+    std::fs::write(seeds.join("a.toml"), b"[[tag]]\nkey = \"\xff\"\n").expect("write");
+    std::fs::write(seeds.join("b.toml"), "[[tag]]\nkey = \"t\"\nnmae = 1\n").expect("write");
+    let out = kumo_core::load::load_seeds_dir(&schema, &seeds, Path::new("seeds"))
+        .expect_err("two bad files")
+        .to_string();
+    assert!(out.contains("seeds/a.toml is not UTF-8 text"), "{out}");
+    assert!(out.contains("--> seeds/b.toml:3:1"), "{out}");
+    std::fs::remove_file(seeds.join("b.toml")).expect("rm");
+    let out = kumo_core::load::load_seeds_dir(&schema, &seeds, Path::new("seeds"))
+        .expect_err("one bad file")
+        .to_string();
+    assert!(out.contains("seeds/a.toml is not UTF-8 text"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn files_are_sorted_whatever_order_they_come_in() {
     let mut files = example_files();
