@@ -136,6 +136,9 @@ pub fn load_seeds_dir(
     with_unreadable(load_seeds(schema, files), unreadable)
 }
 
+/// A file read for loading: its shown path and its text.
+type SourceText = (PathBuf, String);
+
 /// A file in the directory that could not be read: its shown path and why.
 struct Unreadable {
     shown: PathBuf,
@@ -175,7 +178,7 @@ fn with_unreadable<T>(
 fn read_dir(
     dir: &Path,
     shown_as: &Path,
-) -> Result<(Vec<(PathBuf, String)>, Vec<Unreadable>), Diagnostics> {
+) -> Result<(Vec<SourceText>, Vec<Unreadable>), Diagnostics> {
     let mut sources = Sources::default();
     let mut diags = Vec::new();
     let mut io_error = |sources: &mut Sources, shown: PathBuf, what: &str, e: std::io::Error| {
