@@ -57,7 +57,9 @@ const DEMO_FILES: &[(&str, &str)] = &[
     (".gitignore", include_str!("../templates/new/gitignore")),
 ];
 
-/// The project name a directory implies: its last component, snake_cased.
+/// The project name a directory implies: its last component, snake_cased
+/// (each run of other characters one `_`, none at either end), so
+/// `My Game!` is `my_game`. It names the PostgreSQL database too.
 fn project_name(dir: &Path) -> String {
     let raw = dir
         .canonicalize()
@@ -67,20 +69,44 @@ fn project_name(dir: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "kumo_app".into());
-    let name: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        name
+    let mut name = String::new();
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.is_empty() && !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    let name = name.trim_end_matches('_');
+    if name.is_empty() {
+        "kumo_app".into()
+    } else if name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.to_string()
     } else {
         format!("kumo_{name}")
+    }
+}
+
+/// `path` as a shell argument: as it is when that is safe, else in single
+/// quotes, so the printed `cd` line can be pasted.
+fn shell_quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./+,:@%=".contains(c));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// Whether `dir` is the current directory (`kumo new .`).
+fn is_current_dir(dir: &Path) -> bool {
+    match (dir.canonicalize(), std::env::current_dir()) {
+        (Ok(dir), Ok(here)) => here.canonicalize().is_ok_and(|here| here == dir),
+        _ => false,
     }
 }
 
@@ -125,10 +151,14 @@ pub fn new_project(dir: &Path, database: DatabaseKind) -> Result<()> {
         DatabaseKind::Postgres => format!("postgres://postgres@127.0.0.1:5432/{name}"),
     };
     write_files(dir, NEW_FILES, &[("name", &name), ("database_url", &url)])?;
+    let (place, cd) = if is_current_dir(dir) {
+        ("the current directory".to_string(), String::new())
+    } else {
+        let quoted = shell_quoted(dir);
+        (quoted.clone(), format!("  cd {quoted}\n"))
+    };
     say!(
-        "Created the Kumo project `{name}` in {}.\n\nNext:\n  cd {}\n  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo serve",
-        dir.display(),
-        dir.display()
+        "Created the Kumo project `{name}` in {place}.\n\nNext:\n{cd}  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo serve"
     );
     Ok(())
 }

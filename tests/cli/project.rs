@@ -365,3 +365,31 @@ fn project_may_come_before_the_command() {
     );
     assert!(!k.path("other").exists());
 }
+
+/// `kumo new .` printed "in .." and "cd ."; `kumo new "My Game!"` printed
+/// an unquoted `cd My Game!` and named the PostgreSQL database `my_game_`.
+#[test]
+fn new_prints_pasteable_next_steps_and_a_tidy_name() {
+    let k = Kumo::new();
+    let run = k.run(&["new", "My Game!", "--database", "postgres"]).ok();
+    assert_eq!(
+        run.stdout,
+        "Created the Kumo project `my_game` in 'My Game!'.\n\nNext:\n  cd 'My Game!'\n  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo serve\n"
+    );
+    assert!(
+        k.read("My Game!/kumo.toml")
+            .contains("url = \"postgres://postgres@127.0.0.1:5432/my_game\"\n"),
+        "{}",
+        k.read("My Game!/kumo.toml")
+    );
+
+    std::fs::create_dir(k.path("here")).unwrap();
+    let mut command = k.command(&["new", "."]);
+    command.current_dir(k.path("here"));
+    let run = crate::Run::from(command.output().expect("run kumo")).ok();
+    assert_eq!(
+        run.stdout,
+        "Created the Kumo project `here` in the current directory.\n\nNext:\n  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo serve\n"
+    );
+    assert!(k.path("here/kumo.toml").exists());
+}
