@@ -491,7 +491,12 @@ async fn db_status(project: &Project) -> Result<ExitCode> {
             for (name, table) in &expected {
                 match live.get(name) {
                     None => say!("  missing table {name}"),
-                    Some(l) if l != table => say!("  table {name} differs"),
+                    Some(l) if l != table => {
+                        say!("  table {name} differs:");
+                        for line in introspect::differences(table, l) {
+                            say!("    {line}");
+                        }
+                    }
                     Some(_) => {}
                 }
             }

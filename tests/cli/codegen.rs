@@ -289,6 +289,28 @@ fn two_branches_adding_different_resources_merge_cleanly_in_git_on_postgres() {
     two_branches_adding_different_resources_merge_cleanly_in_git(&Kumo::postgres());
 }
 
+/// A conflict git left in the recorded schema gave a raw TOML error about
+/// `<<<<<<<`; it now says what happened and where to read how to resolve it.
+#[test]
+fn conflict_markers_in_the_recorded_schema_point_to_the_docs() {
+    let k = Kumo::new();
+    k.set_up_project();
+    let path = "app/migrations/schema/tags/columns/label.toml";
+    let recorded = k.read(path);
+    k.write(
+        path,
+        &format!(
+            "<<<<<<< HEAD\n{recorded}=======\n{}>>>>>>> other\n",
+            recorded.replace("32", "64")
+        ),
+    );
+    let run = k.run(&["codegen", "--check", "--project", "app"]).fails();
+    assert_eq!(
+        run.stderr,
+        "error: app/migrations/schema/tags/columns/label.toml:1: git conflict markers: two merged branches changed this recorded file. Resolve the conflict as the \"Merging branches\" section of docs/migrations.md says, then run `kumo codegen --check`.\n"
+    );
+}
+
 /// The merge tests need git: a machine without it fails them rather than
 /// passing them unrun.
 #[track_caller]

@@ -492,3 +492,24 @@ fn rollback_steps_undoes_exactly_that_many_and_refuses_zero() {
         assert!(status.stdout.contains(&line), "{line}\n{}", status.stdout);
     }
 }
+
+/// `kumo db status` said "table tags differs" without saying how.
+#[test]
+fn status_names_what_differs_in_a_table_changed_by_hand() {
+    let k = Kumo::new();
+    k.set_up_project();
+    let output = std::process::Command::new("sqlite3")
+        .arg(k.path("app/data/kumo.db"))
+        .arg("ALTER TABLE tags ADD COLUMN note TEXT; CREATE INDEX tags_note_idx ON tags (note);")
+        .output()
+        .expect("sqlite3 (scripts/services.sh installs it)");
+    assert!(output.status.success(), "{output:?}");
+    let status = k.run(&["db", "status", "--project", "app"]).fails();
+    assert!(
+        status.stdout.contains(
+            "Live schema: DIFFERS from the recorded schema (was the database changed by hand?):\n  table tags differs:\n    extra column note\n    extra index tags_note_idx ("
+        ),
+        "{}",
+        status.stdout
+    );
+}

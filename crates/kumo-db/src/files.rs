@@ -144,7 +144,7 @@ fn read_recorded_layout(migrations_dir: &Path) -> Result<(Vec<Table>, bool), Err
             table
         } else if is_toml(&path) {
             legacy = true;
-            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let text = read_recorded_file(&path)?;
             table::from_legacy_snapshot(&text).map_err(|e| invalid(&e))?
         } else {
             continue;
@@ -190,16 +190,31 @@ fn read_parts(dir: &Path) -> Result<BTreeMap<String, String>, Error> {
         let Some(name) = path.file_stem().map(|n| n.to_string_lossy().into_owned()) else {
             continue;
         };
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let text = read_recorded_file(&path)?;
         parts.insert(name, text);
     }
     Ok(parts)
 }
 
+/// A file of the recorded schema. One git could not merge (two branches
+/// changed the same column, say) is refused with where to read how to
+/// resolve it, rather than with a TOML error about `<<<<<<<`.
+fn read_recorded_file(path: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    if let Some(line) = text.lines().position(|l| l.starts_with("<<<<<<<")) {
+        return Err(Error::Invalid(format!(
+            "{}:{}: git conflict markers: two merged branches changed this recorded file. Resolve the conflict as the \"Merging branches\" section of docs/migrations.md says, then run `kumo codegen --check`.",
+            path.display(),
+            line + 1
+        )));
+    }
+    Ok(text)
+}
+
 fn read_table_dir(dir: &Path) -> Result<RecordedTable, Error> {
     let path = dir.join(TABLE_FILE);
     Ok(RecordedTable {
-        table: std::fs::read_to_string(&path).map_err(io(&path))?,
+        table: read_recorded_file(&path)?,
         columns: read_parts(&dir.join(COLUMNS_DIR))?,
         indexes: read_parts(&dir.join(INDEXES_DIR))?,
     })

@@ -651,6 +651,99 @@ fn column_definitions(create_sql: &str) -> Vec<&str> {
     items
 }
 
+/// What differs between the table the recorded schema expects and the live
+/// one, one line each (`column label: type INTEGER, expected TEXT`), for
+/// `kumo db status` to name the drift rather than just report it.
+pub fn differences(expected: &LiveTable, live: &LiveTable) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, want) in &expected.columns {
+        let Some(have) = live.columns.get(name) else {
+            out.push(format!("missing column {name}"));
+            continue;
+        };
+        let mut what = Vec::new();
+        if have.sql_type != want.sql_type {
+            what.push(format!(
+                "type {}, expected {}",
+                have.sql_type, want.sql_type
+            ));
+        }
+        if have.nullable != want.nullable {
+            let spell = |nullable: bool| if nullable { "NULL" } else { "NOT NULL" };
+            what.push(format!(
+                "{}, expected {}",
+                spell(have.nullable),
+                spell(want.nullable)
+            ));
+        }
+        if have.default != want.default {
+            let spell = |d: &Option<String>| d.clone().unwrap_or_else(|| "no default".into());
+            what.push(format!(
+                "default {}, expected {}",
+                spell(&have.default),
+                spell(&want.default)
+            ));
+        }
+        if have.checked != want.checked {
+            what.push(if want.checked {
+                "no CHECK constraint, expected one".to_string()
+            } else {
+                "a CHECK constraint, expected none".to_string()
+            });
+        }
+        if !what.is_empty() {
+            out.push(format!("column {name}: {}", what.join("; ")));
+        }
+    }
+    for name in live.columns.keys() {
+        if !expected.columns.contains_key(name) {
+            out.push(format!("extra column {name}"));
+        }
+    }
+    if live.primary_key != expected.primary_key {
+        out.push(format!(
+            "primary key ({}), expected ({})",
+            live.primary_key.join(", "),
+            expected.primary_key.join(", ")
+        ));
+    }
+    for (kind, want, have) in [
+        (
+            "unique index",
+            &expected.unique_indexes,
+            &live.unique_indexes,
+        ),
+        ("index", &expected.indexes, &live.indexes),
+    ] {
+        for (name, keys) in want {
+            match have.get(name) {
+                None => out.push(format!("missing {kind} {name} ({})", keys.join(", "))),
+                Some(live_keys) if live_keys != keys => out.push(format!(
+                    "{kind} {name} on ({}), expected ({})",
+                    live_keys.join(", "),
+                    keys.join(", ")
+                )),
+                Some(_) => {}
+            }
+        }
+        for (name, keys) in have {
+            if !want.contains_key(name) {
+                out.push(format!("extra {kind} {name} ({})", keys.join(", ")));
+            }
+        }
+    }
+    let spell = |(column, table, references, on_delete): &(String, String, String, String)| {
+        format!("foreign key {column} → {table}({references}) ON DELETE {on_delete}")
+    };
+    for fk in expected.foreign_keys.difference(&live.foreign_keys) {
+        out.push(format!("missing {}", spell(fk)));
+    }
+    for fk in live.foreign_keys.difference(&expected.foreign_keys) {
+        out.push(format!("extra {}", spell(fk)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalise_default;
