@@ -562,7 +562,10 @@ fn convert_postgres(col: &str, from: BaseType, to: &ColumnType) -> String {
             format!("{col}::int::{}", sql_type(to, Dialect::Postgres))
         }
         (B::Integer | B::Float, B::Boolean) => format!("({col} <> 0)"),
-        (B::Float, B::Integer) => format!("round({col})::bigint"),
+        // SQLite's round(): halves away from zero, as sign(x) * trunc(|x| +
+        // 0.5) in doubles. PostgreSQL's round(double precision) rounds
+        // halves to even (2.5 to 2), so each database kept different values.
+        (B::Float, B::Integer) => format!("(sign({col}) * trunc(abs({col}) + 0.5))::bigint"),
         (_, B::Text | B::Enum) => format!("{col}::text"),
         (B::Text | B::Enum, _) => format!("{col}::{}", sql_type(to, Dialect::Postgres)),
         _ => format!("{col}::text::{}", sql_type(to, Dialect::Postgres)),
@@ -612,6 +615,7 @@ fn convert_sqlite(col: &str, from: BaseType, to: &ColumnType) -> String {
         // json_array(NULL) is '[null]' and json_quote(NULL) is 'null'.
         (_, B::Array) => format!("CASE WHEN {col} IS NULL THEN NULL ELSE json_array({col}) END"),
         (_, B::Json) => format!("CASE WHEN {col} IS NULL THEN NULL ELSE json_quote({col}) END"),
+        // Halves away from zero; PostgreSQL's conversion spells out the same.
         (B::Float, B::Integer) => format!("CAST(round({col}) AS INTEGER)"),
         (B::Integer | B::Float, B::Boolean) => format!("({col} <> 0)"),
         (_, B::Boolean) => text_to_boolean(col),

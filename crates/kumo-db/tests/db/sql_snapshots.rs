@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::harness::{
     AttributeExt, TestDb, array, assert_live_schema, attr, float, identity, index, integer,
-    resource_mut, rich_schema, string, uuid,
+    resource, resource_mut, rich_schema, string, uuid,
 };
 
 /// A change to the rich schema and what it should do to the row the apply
@@ -539,4 +539,67 @@ async fn the_older_json_checks_are_not_drift() {
     let expected = introspect::expected(&plan.new_tables, Dialect::Sqlite);
     assert_live_schema(&t, &expected, "CHECKs without IS NULL").await;
     t.cleanup().await;
+}
+
+/// A float column made an integer rounded 2.5 to 2 on PostgreSQL (its
+/// round() takes halves to even) but to 3 on SQLite (away from zero), in up
+/// migrations and in the down migration of integer → float alike. Both now
+/// round halves away from zero.
+async fn floats_become_integers_rounding_halves_away_from_zero(dialect: Dialect) {
+    let t = TestDb::new(dialect).await;
+    let with = |ty: AttrType| {
+        let mut item = resource("item");
+        item.attributes = vec![attr("qty", ty)];
+        Schema {
+            resources: vec![item],
+        }
+    };
+    let as_float = Plan::new(Vec::new(), &with(float(None, None)));
+    let to_integer = Plan::new(as_float.new_tables.clone(), &with(integer(None, None)));
+    let migrations = vec![
+        as_float.migration("00000000000001_float".into()),
+        to_integer.migration("00000000000002_integer".into()),
+    ];
+    let values = [2.5, -2.5, 0.5, -0.5, 1.5, 3.49, -3.51, 7.0];
+    let rounded = ["3", "-3", "1", "-1", "2", "3", "-4", "7"].map(|v| Some(v.to_string()));
+    let insert = || {
+        let rows: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("('{}', {v:?})", uuid(i as u64 + 1)))
+            .collect();
+        format!(
+            "INSERT INTO \"items\" (\"id\", \"qty\") VALUES {}",
+            rows.join(", ")
+        )
+    };
+    let read = "SELECT CAST(\"qty\" AS TEXT) FROM \"items\" ORDER BY \"id\"";
+    runner::migrate(&t.db, &migrations[..1]).await.unwrap();
+    t.exec(&insert()).await;
+    runner::migrate(&t.db, &migrations).await.unwrap();
+    assert_eq!(t.strings(read).await, rounded, "{}: up", t.name());
+
+    // The down migration of integer → float is float → integer.
+    let to_float = Plan::new(to_integer.new_tables.clone(), &with(float(None, None)));
+    let migrations = [
+        migrations,
+        vec![to_float.migration("00000000000003_float_again".into())],
+    ]
+    .concat();
+    runner::migrate(&t.db, &migrations).await.unwrap();
+    t.exec("DELETE FROM \"items\"").await;
+    t.exec(&insert()).await;
+    runner::rollback(&t.db, &migrations, 1).await.unwrap();
+    assert_eq!(t.strings(read).await, rounded, "{}: down", t.name());
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn floats_become_integers_rounding_halves_away_from_zero_on_postgres() {
+    floats_become_integers_rounding_halves_away_from_zero(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn floats_become_integers_rounding_halves_away_from_zero_on_sqlite() {
+    floats_become_integers_rounding_halves_away_from_zero(Dialect::Sqlite).await;
 }
