@@ -81,7 +81,18 @@ pub struct SeedRow {
 /// File ids in the returned [`Schema`] index, in order: the built-in files
 /// (when included), then `files` sorted by path.
 pub fn load_schema(
+    files: Vec<(PathBuf, String)>,
+    include_system: bool,
+) -> Result<Schema, Diagnostics> {
+    load_schema_beside(files, &[], include_system)
+}
+
+/// [`load_schema`], knowing the file names (stems) of resource files that
+/// could not be read: a reference to one of those names is probably to the
+/// resource in it, so it is not also reported as unknown.
+fn load_schema_beside(
     mut files: Vec<(PathBuf, String)>,
+    unreadable: &[String],
     include_system: bool,
 ) -> Result<Schema, Diagnostics> {
     files.sort_by(|a, b| a.0.cmp(&b.0));
@@ -101,7 +112,7 @@ pub fn load_schema(
         .into_iter()
         .map(|(id, system)| parse::parse_file(id, &sources.get(id).text, system, &mut diags))
         .collect();
-    let schema = resolve::build(parsed, include_system, &sources, &mut diags);
+    let schema = resolve::build(parsed, unreadable, include_system, &sources, &mut diags);
     finish(sources, diags, schema)
 }
 
@@ -113,7 +124,14 @@ pub fn load_schema_dir(
     include_system: bool,
 ) -> Result<Schema, Diagnostics> {
     let (files, unreadable) = read_dir(dir, shown_as)?;
-    with_unreadable(load_schema(files, include_system), unreadable)
+    let stems: Vec<String> = unreadable
+        .iter()
+        .filter_map(|u| Some(u.shown.file_stem()?.to_str()?.to_owned()))
+        .collect();
+    with_unreadable(
+        load_schema_beside(files, &stems, include_system),
+        unreadable,
+    )
 }
 
 /// Checks seed files against a schema and returns their rows, each after the

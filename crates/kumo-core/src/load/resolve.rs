@@ -66,6 +66,7 @@ const ENABLE_AUTH: &str = "run `kumo auth add-strategy magic_link`";
 
 pub(crate) fn build(
     files: Vec<FileRes>,
+    unreadable: &[String],
     include_system: bool,
     sources: &Sources,
     diags: &mut Vec<Diagnostic>,
@@ -79,7 +80,8 @@ pub(crate) fn build(
     let mut set_aside: Vec<FileRes> = Vec::new();
     // The file names of files without a resource name: a reference to one
     // of these is probably to that resource, so it is not reported unknown.
-    let mut unnamed: Vec<String> = Vec::new();
+    // Files that could not be read count too, by the same guess.
+    let mut unnamed: Vec<String> = unreadable.to_vec();
     for mut f in files {
         if f.system {
             resources.push(f);

@@ -815,7 +815,12 @@ fn a_file_that_is_not_utf8_does_not_hide_the_other_files_errors() {
     )
     .expect("write");
     std::fs::write(dir.join("broken.toml"), "[resource]\nname = \"Broken\"\n").expect("write");
-    std::fs::write(dir.join("tag.toml"), "[resource]\nname = \"tag\"\n").expect("write");
+    // A reference to the unreadable file's resource is not reported too.
+    std::fs::write(
+        dir.join("tag.toml"),
+        "[resource]\nname = \"tag\"\n\n[relationships]\navatar = { belongs_to = \"avatar\" }\n",
+    )
+    .expect("write");
     let err = load_schema_dir(&dir, Path::new("resources"), false).expect_err("two bad files");
     let out = err.to_string();
     assert!(
@@ -829,6 +834,7 @@ fn a_file_that_is_not_utf8_does_not_hide_the_other_files_errors() {
     // and alone it is still an error.
     std::fs::remove_file(dir.join("broken.toml")).expect("rm");
     std::fs::remove_file(dir.join("avatar.toml")).expect("rm");
+    std::fs::write(dir.join("tag.toml"), "[resource]\nname = \"tag\"\n").expect("write");
     let schema =
         load_schema_dir(&dir, Path::new("resources"), false).unwrap_or_else(|e| panic!("{e}"));
     let seeds = dir.join("seeds");
