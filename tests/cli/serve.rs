@@ -444,7 +444,7 @@ fn errors_say_each_cause_once() {
     assert_eq!(
         run.stderr,
         format!(
-            "error: migration {add_level} failed and was rolled back, nothing changed: NOT NULL constraint failed: _kumo_new_avatars.level\n"
+            "error: migration {add_level} failed and was rolled back, nothing changed: NOT NULL constraint failed: avatars.level\n"
         )
     );
 }

@@ -45,9 +45,11 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A rebuild's error names its temporary table (`_kumo_new_avatars`):
+    /// the message says the table the user knows (`avatars`).
     #[error(
         "migration {id} failed and was rolled back, nothing changed: {}",
-        sql_message(.error)
+        sql_message(.error).replace(sql::REBUILD_TEMP_PREFIX, "")
     )]
     MigrationFailed { id: String, error: sqlx::Error },
 }

@@ -815,8 +815,12 @@ fn rebuild_sqlite(a: &TableAlter, renamed_tables: &[(&str, &str)], out: &mut Vec
 
 /// The name of a rebuild's new table until it replaces the old one.
 fn rebuild_temp_name(table: &str) -> String {
-    format!("_kumo_new_{table}")
+    format!("{REBUILD_TEMP_PREFIX}{table}")
 }
+
+/// How a rebuild's new table's name starts; errors from a rebuild say the
+/// table's own name instead (see `Error::MigrationFailed`).
+pub(crate) const REBUILD_TEMP_PREFIX: &str = "_kumo_new_";
 
 /// What a SQLite rebuild was generated against, written into the migration
 /// as the line `-- kumo:rebuild {json}` right before its statements.
