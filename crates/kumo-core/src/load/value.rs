@@ -199,6 +199,51 @@ pub fn check_value(ty: &AttrType, value: &Value) -> Result<(), String> {
 /// a datetime converted to UTC, a UUID lower-cased and hyphenated, an integer
 /// given to a float attribute as a float.
 pub fn normalize_value(ty: &AttrType, value: &Value) -> Result<Value, String> {
+    let normalized = normalize_shape(ty, value)?;
+    storable(ty, &normalized)?;
+    Ok(normalized)
+}
+
+/// What both databases can store: PostgreSQL's `text` and `jsonb` refuse
+/// the NUL character and its dates have no year 0, so such values are
+/// refused here, alike on both, instead of failing in PostgreSQL.
+fn storable(ty: &AttrType, value: &Value) -> Result<(), String> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        return Err("text cannot contain the NUL character (\\u0000)".to_owned());
+    }
+    let dated = matches!(ty, AttrType::Date | AttrType::Datetime);
+    if dated && value.as_str().is_some_and(|s| s.starts_with("0000-")) {
+        return Err(
+            "the year 0000 cannot be stored; the earliest date is 0001-01-01 (UTC)".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// JSON has one kind of number: `5.0` is the integer 5 to JSON Schema, and
+/// some clients write every number that way (Godot's JSON parser reads all
+/// numbers as floats). So a float with no fraction that fits in 64 bits is
+/// taken as that integer.
+fn as_integer(value: &Value) -> Option<i64> {
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    let x = value.as_f64().filter(|_| value.is_f64())?;
+    // 2^63 is exactly representable; every float below it and at or above
+    // -2^63 with no fraction converts exactly.
+    let limit = 2f64.powi(63);
+    (x.fract() == 0.0 && (-limit..limit).contains(&x)).then_some(x as i64)
+}
+
+fn normalize_shape(ty: &AttrType, value: &Value) -> Result<Value, String> {
     let mismatch = || format!("expected {}, found {}", expected(ty), describe_json(value));
     match ty {
         AttrType::String {
@@ -239,7 +284,7 @@ pub fn normalize_value(ty: &AttrType, value: &Value) -> Result<Value, String> {
         }
         AttrType::Text => value.as_str().map(|_| value.clone()).ok_or_else(mismatch),
         AttrType::Integer { min, max } => {
-            let n = value.as_i64().ok_or_else(|| match value.as_f64() {
+            let n = as_integer(value).ok_or_else(|| match value.as_f64() {
                 Some(x) => format!("expected an integer, found `{x:?}`"),
                 None => mismatch(),
             })?;
@@ -492,4 +537,75 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn integer() -> AttrType {
+        AttrType::Integer {
+            min: None,
+            max: None,
+        }
+    }
+
+    #[test]
+    fn an_integral_float_is_an_integer() {
+        assert_eq!(normalize_value(&integer(), &json!(5.0)), Ok(json!(5)));
+        assert_eq!(normalize_value(&integer(), &json!(-2.0)), Ok(json!(-2)));
+        assert_eq!(
+            normalize_value(&integer(), &json!(2.5)),
+            Err("expected an integer, found `2.5`".to_owned())
+        );
+        // 2^63 does not fit in 64 bits.
+        assert!(normalize_value(&integer(), &json!(9_223_372_036_854_775_808.0)).is_err());
+        let array = AttrType::Array {
+            of: ScalarType::Integer,
+        };
+        assert_eq!(normalize_value(&array, &json!([1.0, 2])), Ok(json!([1, 2])));
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_kind_of_text() {
+        let nul = "text cannot contain the NUL character (\\u0000)".to_owned();
+        assert_eq!(
+            normalize_value(&AttrType::Text, &json!("a\u{0}b")),
+            Err(nul.clone())
+        );
+        assert_eq!(
+            normalize_value(&AttrType::Json, &json!({"k": ["x\u{0}"]})),
+            Err(nul.clone())
+        );
+        assert_eq!(
+            normalize_value(&AttrType::Json, &json!({"\u{0}": 1})),
+            Err(nul.clone())
+        );
+        let strings = AttrType::Array {
+            of: ScalarType::String,
+        };
+        assert!(normalize_value(&strings, &json!(["ok", "\u{0}"])).is_err());
+        assert_eq!(
+            normalize_value(&AttrType::Text, &json!("a b")),
+            Ok(json!("a b"))
+        );
+    }
+
+    #[test]
+    fn the_year_0000_is_refused() {
+        let zero =
+            Err("the year 0000 cannot be stored; the earliest date is 0001-01-01 (UTC)".to_owned());
+        assert_eq!(normalize_value(&AttrType::Date, &json!("0000-06-01")), zero);
+        // In UTC this is still the year 0000.
+        assert_eq!(
+            normalize_value(&AttrType::Datetime, &json!("0001-01-01T01:00:00+02:00")),
+            zero
+        );
+        assert_eq!(
+            normalize_value(&AttrType::Date, &json!("0001-01-01")),
+            Ok(json!("0001-01-01"))
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! unknown is a 400 that names it.
 
 use kumo_core::load::normalize_value;
-use kumo_core::resource::{AttrType, RelationshipKind, ScalarType};
+use kumo_core::resource::{AttrType, RelationshipKind};
 use serde_json::Value;
 
 use super::catalog::{Catalog, Entry, Kind};
@@ -484,50 +484,9 @@ fn parse_filter(
 
 /// A query-string value as the canonical JSON value of `kind`.
 pub fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
-    let value = parse_kind(kind, text)?;
-    match unstorable(kind, &value) {
-        Some(problem) => Err(problem),
-        None => Ok(value),
-    }
-}
-
-/// Why neither database could store or compare `value` as a value of
-/// `kind`, if that is so: text holding NUL (PostgreSQL's `text` and `jsonb`
-/// refuse it) or a date in the year 0000 (PostgreSQL has no year 0). The
-/// resource model allows both; refusing them here makes both databases
-/// answer the same 400 or 422 instead of PostgreSQL failing with a 500.
-pub(crate) fn unstorable(kind: Kind, value: &Value) -> Option<String> {
-    fn has_nul(v: &Value) -> bool {
-        match v {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(items) => items.iter().any(has_nul),
-            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-            _ => false,
-        }
-    }
-    if has_nul(value) {
-        return Some("text cannot contain the NUL character (\\u0000)".to_owned());
-    }
-    let dated = matches!(
-        kind,
-        Kind::Date
-            | Kind::Datetime
-            | Kind::Array(ScalarType::Date)
-            | Kind::Array(ScalarType::Datetime)
-    );
-    let year_zero = |v: &Value| v.as_str().is_some_and(|s| s.starts_with("0000-"));
-    let any_year_zero = match value {
-        Value::Array(items) => items.iter().any(year_zero),
-        other => year_zero(other),
-    };
-    (dated && any_year_zero)
-        .then(|| "the year 0000 cannot be stored; the earliest date is 0001-01-01 (UTC)".to_owned())
-}
-
-fn parse_kind(kind: Kind, text: &str) -> Result<Value, String> {
     let normalized = |ty: AttrType| normalize_value(&ty, &Value::String(text.to_owned()));
     match kind {
-        Kind::Text => Ok(Value::String(text.to_owned())),
+        Kind::Text => normalized(AttrType::Text),
         Kind::Integer => text
             .parse::<i64>()
             .map(Value::from)

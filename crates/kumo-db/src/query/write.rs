@@ -14,7 +14,7 @@
 //! Events are announced only after the commit.
 
 use kumo_core::load::normalize_value;
-use kumo_core::resource::{Action, ActionKind, AttrType, Policy, ScalarType};
+use kumo_core::resource::{Action, ActionKind, AttrType, Policy};
 use kumo_core::table::constraint_name;
 use serde_json::Value;
 use sqlx::error::ErrorKind;
@@ -23,7 +23,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 use super::catalog::{Entry, Field, Kind, Origin};
 use super::error::{FieldErrors, QueryError, one};
 use super::exec::{Exec, Sql};
-use super::params::{View, unstorable};
+use super::params::View;
 use super::policy::{Cond, Operand, Renderer, compile};
 use super::read::{canonical_id, id_column, public, select_list, shape};
 use super::{Engine, Event, Record};
@@ -630,41 +630,12 @@ fn check_field(field: &Field, value: &Value) -> Result<Value, String> {
             Ok(Value::Null)
         };
     }
-    let value = match &field.origin {
-        Origin::Attribute(ty) => normalize_value(ty, &integral(field.kind, value))?,
-        _ => normalize_value(&AttrType::Uuid, value)?,
-    };
-    match unstorable(field.kind, &value) {
-        Some(problem) => Err(problem),
-        None => Ok(value),
+    match &field.origin {
+        Origin::Attribute(ty) => normalize_value(ty, value),
+        _ => normalize_value(&AttrType::Uuid, value),
     }
 }
 
-/// JSON has one kind of number: `5.0` is the integer 5 to JSON Schema, and
-/// some clients write every number that way (Godot's JSON parser reads all
-/// numbers as floats). So for an integer field, or an array of integers, a
-/// float with no fraction that fits in 64 bits is taken as that integer.
-fn integral(kind: Kind, value: &Value) -> Value {
-    let one = |v: &Value| match v.as_f64() {
-        // 2^63 is exactly representable; every float below it and at or
-        // above -2^63 with no fraction converts exactly.
-        Some(x)
-            if v.is_f64() && x.fract() == 0.0 && (-(2f64.powi(63))..2f64.powi(63)).contains(&x) =>
-        {
-            Value::from(x as i64)
-        }
-        _ => v.clone(),
-    };
-    match (kind, value) {
-        (Kind::Integer, v) => one(v),
-        (Kind::Array(ScalarType::Integer), Value::Array(items)) => {
-            Value::Array(items.iter().map(one).collect())
-        }
-        (_, v) => v.clone(),
-    }
-}
-
-/// Turns a constraint the database enforced into the field it concerns.
 /// "a" or "an", by the first letter: "an avatar", "a comment".
 fn article(word: &str) -> &'static str {
     match word.chars().next() {
@@ -673,6 +644,7 @@ fn article(word: &str) -> &'static str {
     }
 }
 
+/// Turns a constraint the database enforced into the field it concerns.
 fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError {
     let Some(db) = e.as_database_error() else {
         return QueryError::Database(e);
