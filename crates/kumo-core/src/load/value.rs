@@ -581,7 +581,7 @@ mod tests {
         );
         assert_eq!(
             normalize_value(&AttrType::Json, &json!({"\u{0}": 1})),
-            Err(nul.clone())
+            Err(nul)
         );
         let strings = AttrType::Array {
             of: ScalarType::String,
