@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, SqlitePool};
 
@@ -31,7 +31,7 @@ impl Target {
                     redact_in(&e.to_string(), url)
                 ))
             })?;
-            Ok(Target::Postgres(options))
+            Ok(Target::Postgres(plain_on_loopback(url, options)))
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| {
@@ -223,6 +223,31 @@ fn is_memory_path(path: &std::path::Path) -> bool {
     name.is_empty() || name.starts_with(":memory:") || name.starts_with("file:sqlx-in-memory-")
 }
 
+/// A PostgreSQL server on this machine is reached without TLS unless the
+/// URL (`sslmode=`) or `PGSSLMODE` asks for it. The driver's default,
+/// `prefer`, encrypts loopback traffic that never leaves the host, which
+/// cost the server and PostgreSQL CPU on every query (BENCHMARKS.md).
+fn plain_on_loopback(url: &str, options: PgConnectOptions) -> PgConnectOptions {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let asked = query
+        .split('&')
+        .any(|p| p.starts_with("sslmode=") || p.starts_with("ssl-mode="))
+        || std::env::var_os("PGSSLMODE").is_some();
+    let host = options.get_host();
+    let loopback = host == "localhost"
+        || host.starts_with('/')
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback && !asked {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    }
+}
+
 /// Connections per pool when `[database] pool_size` is not set: four per
 /// CPU core, from 4 to 32. More connections than the machine can serve
 /// only make the database switch between them: on 2 cores, 8 connections
@@ -299,6 +324,36 @@ fn is_secret_param(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ssl_mode(url: &str) -> PgSslMode {
+        match Target::parse(url).expect("a URL") {
+            Target::Postgres(o) => o.get_ssl_mode(),
+            Target::Sqlite(_) => unreachable!("a postgres URL"),
+        }
+    }
+
+    #[test]
+    fn a_local_postgres_is_reached_without_tls_unless_asked() {
+        // The test environment must not decide for the URL.
+        if std::env::var_os("PGSSLMODE").is_some() {
+            panic!("unset PGSSLMODE to run this test");
+        }
+        for local in [
+            "postgres://u@127.0.0.1:5432/x",
+            "postgres://u@localhost/x",
+            "postgres://u@[::1]:5432/x",
+        ] {
+            assert!(matches!(ssl_mode(local), PgSslMode::Disable), "{local}");
+        }
+        assert!(matches!(
+            ssl_mode("postgres://u@127.0.0.1/x?sslmode=require"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            ssl_mode("postgres://u@db.example.com/x"),
+            PgSslMode::Prefer
+        ));
+    }
 
     #[test]
     fn redact_masks_passwords_in_userinfo_and_query() {
