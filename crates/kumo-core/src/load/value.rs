@@ -230,17 +230,17 @@ fn storable(ty: &AttrType, value: &Value) -> Result<(), String> {
 
 /// JSON has one kind of number: `5.0` is the integer 5 to JSON Schema, and
 /// some clients write every number that way (Godot's JSON parser reads all
-/// numbers as floats). So a float with no fraction that fits in 64 bits is
-/// taken as that integer.
+/// numbers as floats). So a float with no fraction is taken as that
+/// integer while it is exact: up to 2^53 in size. Beyond that a float
+/// stands for many integers (`-9223372036854775809` reads as the float
+/// -2^63), and taking one of them would change the value silently.
 fn as_integer(value: &Value) -> Option<i64> {
     if let Some(n) = value.as_i64() {
         return Some(n);
     }
     let x = value.as_f64().filter(|_| value.is_f64())?;
-    // 2^63 is exactly representable; every float below it and at or above
-    // -2^63 with no fraction converts exactly.
-    let limit = 2f64.powi(63);
-    (x.fract() == 0.0 && (-limit..limit).contains(&x)).then_some(x as i64)
+    let exact = 2f64.powi(53);
+    (x.fract() == 0.0 && x.abs() <= exact).then_some(x as i64)
 }
 
 fn normalize_shape(ty: &AttrType, value: &Value) -> Result<Value, String> {
@@ -560,8 +560,14 @@ mod tests {
             normalize_value(&integer(), &json!(2.5)),
             Err("expected an integer, found `2.5`".to_owned())
         );
-        // 2^63 does not fit in 64 bits.
-        assert!(normalize_value(&integer(), &json!(9_223_372_036_854_775_808.0)).is_err());
+        // Beyond 2^53 a float is not one integer: refused, never rounded.
+        assert_eq!(
+            normalize_value(&integer(), &json!(9_007_199_254_740_992.0)),
+            Ok(json!(9_007_199_254_740_992_i64))
+        );
+        assert!(normalize_value(&integer(), &json!(9_007_199_254_740_994.0)).is_err());
+        let below_i64: Value = serde_json::from_str("-9223372036854775809").unwrap();
+        assert!(normalize_value(&integer(), &below_i64).is_err());
         let array = AttrType::Array {
             of: ScalarType::Integer,
         };
