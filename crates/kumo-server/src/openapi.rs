@@ -741,11 +741,9 @@ impl Builder {
         }
         self.schemas.insert(body_name.clone(), Value::Object(body));
 
-        let policy = action.policy.as_ref().or(match action.kind {
-            ActionKind::Create => r.policies.create.as_ref(),
-            ActionKind::Update => r.policies.update.as_ref(),
-            ActionKind::Destroy => r.policies.destroy.as_ref(),
-        });
+        // An action has only its own policy (none: admins only), never the
+        // resource's policy for its type.
+        let policy = action.policy.as_ref();
         let mut description = action
             .description
             .clone()

@@ -57,19 +57,21 @@ impl<'a> Write<'a> {
         }
     }
 
+    /// The policy that decides this write; `None` means admins only. A named
+    /// action has only its own `policy`: it never borrows the resource's
+    /// policy for its type, since an action may `set` fields the generic
+    /// write cannot (`writable = false` ones), so handing it to everyone who
+    /// may update would widen what they can do.
     fn policy<'e>(self, entry: &'e Entry) -> Option<&'e Policy>
     where
         'a: 'e,
     {
         let policies = &entry.resource.policies;
-        let default = match self.kind() {
-            ActionKind::Create => policies.create.as_ref(),
-            ActionKind::Update => policies.update.as_ref(),
-            ActionKind::Destroy => policies.destroy.as_ref(),
-        };
         match self {
-            Write::Action(a) => a.policy.as_ref().or(default),
-            _ => default,
+            Write::Create => policies.create.as_ref(),
+            Write::Update => policies.update.as_ref(),
+            Write::Destroy => policies.destroy.as_ref(),
+            Write::Action(a) => a.policy.as_ref(),
         }
     }
 }
