@@ -574,8 +574,8 @@ fn secret() -> Vec<u8> {
     match std::env::var("KUMO_SECRET") {
         Ok(s) if !s.is_empty() => s.into_bytes(),
         _ => {
-            tracing::info!(
-                "KUMO_SECRET is not set: page cursors are signed with a random per-process key"
+            tracing::warn!(
+                "KUMO_SECRET is not set: page cursors are signed with a random key and stop working after a restart or on another node (docs/configuration.md)"
             );
             let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
             key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
