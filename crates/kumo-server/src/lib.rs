@@ -2,9 +2,11 @@
 //! an [`AppState`], so tests drive it directly or on a real socket.
 //!
 //! Routes: `GET /health` (the process is up), `GET /ready` (the database
-//! answers and its schema is current) and the resource API under `/api`
-//! ([`api`]). Unknown routes answer a JSON 404 in the one error shape every
-//! Kumo route uses.
+//! answers and its schema is current), the resource API under `/api`
+//! ([`api`]), and its description: `GET /openapi.json` and the viewer at
+//! `GET /docs` ([`openapi`]). Every route is rate-limited per client
+//! ([`ratelimit`]). Unknown routes answer a JSON 404 in the one error shape
+//! every Kumo route uses.
 
 pub mod api;
 pub mod openapi;
