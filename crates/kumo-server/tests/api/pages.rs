@@ -246,3 +246,68 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
         _ => Ordering::Equal,
     }
 }
+
+both!(
+    pages_hold_while_a_writer_runs_at_the_same_time,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let initial: Vec<Value> = (0..40)
+            .map(|i| json!({"name": format!("a{i:02}"), "uploader_id": alice_id, "rating": i % 7}))
+            .collect();
+        api.send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(Value::Array(initial)),
+        )
+        .await;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        // The writer inserts rows all over the sort order until the reader
+        // has walked every page, each insert its own request.
+        let writer = async {
+            let mut written = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = json!({"name": format!("w{written:03}"), "uploader_id": alice_id, "rating": written % 7});
+                let w = api
+                    .send("POST", "/api/avatars", Some(&alice), Some(body))
+                    .await;
+                assert_eq!(w.status, StatusCode::CREATED, "{}", w.body);
+                written += 1;
+            }
+            written
+        };
+        let reader = async {
+            let mut seen = Vec::new();
+            let mut url = "/api/avatars?sort=rating,-name&page[size]=3".to_owned();
+            loop {
+                let r = api.send("GET", &url, Some(&alice), None).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                seen.extend(names(&r));
+                match cursor(&r, "next") {
+                    Some(c) => {
+                        url = format!("/api/avatars?sort=rating,-name&page[size]=3&page[after]={c}")
+                    }
+                    None => break,
+                }
+                tokio::task::yield_now().await;
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            seen
+        };
+        let (written, seen) = tokio::join!(writer, reader);
+        assert!(written > 0, "the writer ran while the pages were read");
+        let originals: Vec<&String> = seen.iter().filter(|n| n.starts_with('a')).collect();
+        assert_eq!(
+            originals.len(),
+            40,
+            "every original row exactly once: {seen:?}"
+        );
+        let mut all = seen.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), seen.len(), "no row appears twice: {seen:?}");
+        api.cleanup().await;
+    }
+);
