@@ -432,7 +432,22 @@ both!(
         assert_eq!(r.status, StatusCode::CREATED);
         assert_eq!(r.data().as_array().map(Vec::len), Some(2));
 
-        // Creating for someone else breaks the create policy: 403, nothing kept.
+        // Creating for someone else breaks the create policy: 403, nothing
+        // kept. Cora is a coordinator, so she can read Alice's user record
+        // and it is the policy, not the `belongs_to` check, that refuses.
+        let cora = api.user("cora", "coordinator").await;
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&cora),
+                Some(json!({"name": "E", "uploader_id": alice_id})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "forbidden");
+        // Bob, a plain user, cannot read Alice's user record, so for him the
+        // key names no record: 422 on `uploader_id`, before any policy.
         let bob = api.user("bob", "user").await;
         let r = api
             .send(
@@ -442,11 +457,9 @@ both!(
                 Some(json!({"name": "E", "uploader_id": alice_id})),
             )
             .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
         assert!(
-            matches!(
-                r.status,
-                StatusCode::FORBIDDEN | StatusCode::UNPROCESSABLE_ENTITY
-            ),
+            r.body["error"]["fields"]["uploader_id"].is_array(),
             "{}",
             r.body
         );

@@ -52,6 +52,7 @@ destroy = "actor.id == record.uploader_id || actor.role == 'admin'"
 type = "update"
 accept = []
 set = { is_public = true }
+policy = "actor.id == record.uploader_id"
 
 [actions.bump]
 type = "update"
