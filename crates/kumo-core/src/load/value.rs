@@ -505,7 +505,7 @@ pub(crate) fn parse_datetime(s: &str) -> Result<String, String> {
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     if !(0..=9999).contains(&y) {
-        return Err(format!("`{s}` is outside the years 0000–9999 in UTC"));
+        return Err(format!("`{s}` is outside the years 0001–9999 in UTC"));
     }
     Ok(format!(
         "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{millis}Z",
@@ -612,6 +612,13 @@ mod tests {
         assert_eq!(
             normalize_value(&AttrType::Date, &json!("0001-01-01")),
             Ok(json!("0001-01-01"))
+        );
+        // The year before 0000 names the range that can be stored (it said
+        // 0000–9999, though 0000 is refused too).
+        let before = "0000-01-01T00:30:00+01:00";
+        assert_eq!(
+            normalize_value(&AttrType::Datetime, &json!(before)),
+            Err(format!("`{before}` is outside the years 0001–9999 in UTC"))
         );
     }
 }
