@@ -298,20 +298,33 @@ impl Engine {
             sql.push(&format!(", {} = ", ident(&field.name)));
             sql.bind_value(field.kind, value);
         }
-        if let Write::Action(action) = write {
-            for (name, amount) in &action.increment {
-                let kind = entry.field(name).map_or(Kind::Integer, |f| f.kind);
-                let c = ident(name);
-                sql.push(&format!(", {c} = COALESCE({c}, 0) + "));
-                sql.bind_value(kind, amount);
-            }
+        let increments = match write {
+            Write::Action(action) => increments(entry, action),
+            _ => Vec::new(),
+        };
+        // The database adds, so concurrent increments never lose one.
+        for inc in &increments {
+            let c = ident(inc.field);
+            sql.push(&format!(", {c} = COALESCE({c}, 0) + "));
+            sql.bind_value(inc.kind, &inc.amount);
         }
         sql.push(&format!(" WHERE {} = ", ident("id")));
         sql.bind_value(Kind::Uuid, &Value::String(id.clone()));
-        tx.exec()
+        for inc in &increments {
+            sql.push(" AND ");
+            inc.push_fits(&mut sql);
+        }
+        let changed = tx
+            .exec()
             .execute(&sql)
             .await
             .map_err(|e| constraint_error(entry, e, false))?;
+        // The row was found and is locked (`FOR UPDATE` on PostgreSQL, the
+        // write lock of `BEGIN IMMEDIATE` on SQLite), so only an increment
+        // that would overflow leaves it unchanged.
+        if changed == 0 && !increments.is_empty() {
+            return Err(self.overflowing(&mut tx, entry, &id, &increments).await);
+        }
         let (mut record, allowed) = self
             .fetch_checked(&mut tx.exec(), entry, &id, &cond, None)
             .await?
@@ -330,6 +343,41 @@ impl Engine {
         let record = rows.pop().unwrap_or_default();
         self.announce_change(entry, write, &record);
         Ok(shape(record, view))
+    }
+
+    /// The error for an update whose increments left the row unchanged:
+    /// each that would overflow, by field.
+    async fn overflowing(
+        &self,
+        tx: &mut Tx,
+        entry: &Entry,
+        id: &str,
+        increments: &[Increment<'_>],
+    ) -> QueryError {
+        let mut errors = FieldErrors::new();
+        for inc in increments {
+            let mut sql = Sql::new(self.db.dialect());
+            sql.push(&format!(
+                "SELECT COUNT(*) FROM {} WHERE {} = ",
+                ident(&entry.table),
+                ident("id")
+            ));
+            sql.bind_value(Kind::Uuid, &Value::String(id.to_owned()));
+            sql.push(" AND NOT ");
+            inc.push_fits(&mut sql);
+            match tx.exec().fetch_integers(&sql).await {
+                Ok(n) if n.first().copied().unwrap_or(0) > 0 => {
+                    errors.insert(inc.field.to_owned(), vec![inc.overflow_message()]);
+                }
+                Ok(_) => {}
+                Err(e) => return QueryError::Database(e),
+            }
+        }
+        if errors.is_empty() {
+            QueryError::NotFound
+        } else {
+            QueryError::invalid(errors)
+        }
     }
 
     /// `DELETE /api/<plural>/<id>`: answers the record as it was.
@@ -638,6 +686,102 @@ fn check_field(field: &Field, value: &Value) -> Result<Value, String> {
     }
 }
 
+/// An action's `increment` of one number field.
+struct Increment<'a> {
+    field: &'a str,
+    kind: Kind,
+    amount: Value,
+    /// The stored values the amount can be added to and still fit the
+    /// field's type (a 64-bit integer or a finite 64-bit float): those at
+    /// most this bound for a positive amount, at least it for a negative
+    /// one. `None` for zero.
+    bound: Option<Value>,
+    up: bool,
+}
+
+/// The increments of `action` on `entry`'s fields.
+fn increments<'a>(entry: &Entry, action: &'a Action) -> Vec<Increment<'a>> {
+    action
+        .increment
+        .iter()
+        .map(|(name, amount)| {
+            let kind = entry.field(name).map_or(Kind::Integer, |f| f.kind);
+            let (bound, up) = match (kind, amount.as_i64(), amount.as_f64()) {
+                (Kind::Integer, Some(a), _) if a > 0 => (Some(Value::from(i64::MAX - a)), true),
+                (Kind::Integer, Some(a), _) if a < 0 => (Some(Value::from(i64::MIN - a)), false),
+                (Kind::Float, _, Some(a)) if a > 0.0 => {
+                    (Some(Value::from(largest_addend(a))), true)
+                }
+                (Kind::Float, _, Some(a)) if a < 0.0 => {
+                    (Some(Value::from(-largest_addend(-a))), false)
+                }
+                _ => (None, true),
+            };
+            Increment {
+                field: name,
+                kind,
+                amount: amount.clone(),
+                bound,
+                up,
+            }
+        })
+        .collect()
+}
+
+impl Increment<'_> {
+    /// A condition that holds when the stored value plus the amount fits
+    /// the field's type. It compares the stored value with a bound rather
+    /// than computing the sum, which PostgreSQL refuses when it overflows.
+    fn push_fits(&self, sql: &mut Sql) {
+        let Some(bound) = &self.bound else {
+            sql.push("TRUE");
+            return;
+        };
+        let c = ident(self.field);
+        sql.push(&format!(
+            "(COALESCE({c}, 0) {} ",
+            if self.up { "<=" } else { ">=" }
+        ));
+        sql.bind_value(self.kind, bound);
+        sql.push(")");
+    }
+
+    fn overflow_message(&self) -> String {
+        format!(
+            "would overflow: adding {} to the stored value goes {} the {} a 64-bit {} holds",
+            self.amount,
+            if self.up { "above" } else { "below" },
+            if self.up { "largest" } else { "smallest" },
+            if self.kind == Kind::Float {
+                "float"
+            } else {
+                "integer"
+            }
+        )
+    }
+}
+
+/// The largest float `b` for which `b + amount` (a positive amount) is
+/// still finite. Adding rounds, so the bound is not simply the largest
+/// float minus the amount; addition is monotone, and positive floats are
+/// ordered as their bits, so it is found by bisecting the bits.
+fn largest_addend(amount: f64) -> f64 {
+    if (f64::MAX + amount).is_finite() {
+        return f64::MAX;
+    }
+    // `lo + amount` is finite, `hi + amount` is not.
+    let (mut lo, mut hi) = (0f64.to_bits(), f64::MAX.to_bits());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if (f64::from_bits(mid) + amount).is_finite() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    f64::from_bits(lo)
+}
+
 /// "a" or "an", by the first letter: "an avatar", "a comment".
 fn article(word: &str) -> &'static str {
     match word.chars().next() {
@@ -751,4 +895,20 @@ fn unique_columns(entry: &Entry, constraint: &str) -> Vec<String> {
         }
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::largest_addend;
+
+    #[test]
+    fn the_largest_addend_is_exactly_the_last_float_that_stays_finite() {
+        for amount in [1e308, 1.7e308, f64::MAX, 1e300, 2f64.powi(970), 3e292] {
+            let b = largest_addend(amount);
+            assert!((b + amount).is_finite(), "{amount}: {b}");
+            assert!((b.next_up() + amount).is_infinite(), "{amount}: {b}");
+        }
+        // Too small to move the largest float: every float takes it.
+        assert_eq!(largest_addend(1.0), f64::MAX);
+    }
 }
