@@ -26,7 +26,9 @@ use kumo_core::resource::{
     Action, ActionKind, AttrType, OnDelete, Policy, RelationshipKind, Resource,
 };
 use kumo_db::query::catalog::Origin;
-use kumo_db::query::params::{DEFAULT_PAGE_SIZE, FilterOp, MAX_OFFSET, MAX_PAGE_SIZE};
+use kumo_db::query::params::{
+    DEFAULT_PAGE_SIZE, FilterOp, MAX_FILTERS, MAX_IN_VALUES, MAX_OFFSET, MAX_PAGE_SIZE,
+};
 use kumo_db::query::read::INCLUDE_LIMIT;
 use kumo_db::query::{Catalog, Entry, Field, Kind};
 use serde_json::{Map, Value, json};
@@ -35,10 +37,9 @@ use crate::AppState;
 use crate::api::BODY_LIMIT;
 
 /// How many `belongs_to` hops the listed filter paths take at most
-/// (`filter[avatar.uploader.username]` is two). The server accepts longer
-/// paths too; listing them all would repeat whole resources, endlessly for
-/// a resource that belongs to itself.
-pub const FILTER_DEPTH: usize = 2;
+/// (`filter[avatar.uploader.username]` is two): all the server takes, so
+/// every path it accepts is listed.
+pub const FILTER_DEPTH: usize = kumo_db::query::params::MAX_FILTER_DEPTH;
 
 /// The generated document as served: its bytes and their entity tag.
 pub struct Document {
@@ -273,7 +274,10 @@ pub fn document(catalog: Option<&Catalog>) -> Value {
         "info": {
             "title": "Kumo API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": INTRODUCTION.replace("{FILTER_DEPTH}", &FILTER_DEPTH.to_string()),
+            "description": INTRODUCTION
+                .replace("{FILTER_DEPTH}", &FILTER_DEPTH.to_string())
+                .replace("{MAX_FILTERS}", &MAX_FILTERS.to_string())
+                .replace("{MAX_IN_VALUES}", &MAX_IN_VALUES.to_string()),
         },
         "servers": [{ "url": "/" }],
         "security": [{}, { "bearer": [] }],
@@ -325,8 +329,9 @@ so both databases refuse them.
 **Lists** take `filter[field][op]=value`, with the operators each \
 `filter[field]` parameter lists for its field, and `filter[field]=value` for \
 equality. Filters reach through `belongs_to` relationships \
-(`filter[uploader.username]=alice`); the parameters list paths up to \
-{FILTER_DEPTH} relationships deep, and longer paths work the same way. `sort` orders by \
+(`filter[uploader.username]=alice`), at most {FILTER_DEPTH} relationships deep. A \
+list takes at most {MAX_FILTERS} filters, and its `in` filters at most {MAX_IN_VALUES} \
+values together. `sort` orders by \
 fields (`-` for descending). Pages are keyset pages: follow `page.next` with \
 `page[after]` and `page.prev` with `page[before]`; `page[offset]` skips rows \
 instead, and `page[count]=true` adds `page.total`.";

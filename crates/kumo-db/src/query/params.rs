@@ -14,6 +14,18 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 250;
 /// The largest `page[offset]`: `i64::MAX`, the most either database takes.
 pub const MAX_OFFSET: u64 = i64::MAX as u64;
+/// Most `belongs_to` hops in a filter path (`filter[avatar.uploader.username]`
+/// takes two). Each hop is a subquery with the related resource's read
+/// policy in it; a path through a resource that belongs to itself could
+/// otherwise nest them until the database refuses the statement. The
+/// OpenAPI document lists every path up to this depth.
+pub const MAX_FILTER_DEPTH: usize = 2;
+/// Most `filter[…]` parameters one list takes.
+pub const MAX_FILTERS: usize = 100;
+/// Most values the `in` filters of one list take together. Each is a bound
+/// parameter, and a statement takes at most 32,766 of them on SQLite and
+/// 65,535 on PostgreSQL.
+pub const MAX_IN_VALUES: usize = 5000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListRequest {
@@ -174,11 +186,29 @@ pub fn parse_list(
         view: View::default(),
     };
     let mut sort_given = false;
+    let mut in_values = 0;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let (key, value) = (key.as_ref(), value.as_ref());
         if let Some(rest) = key.strip_prefix("filter[") {
-            req.filters
-                .push(parse_filter(catalog, entry, key, rest, value)?);
+            if req.filters.len() == MAX_FILTERS {
+                return Err(QueryError::bad_field(
+                    key,
+                    format!("a list takes at most {MAX_FILTERS} filters"),
+                ));
+            }
+            let filter = parse_filter(catalog, entry, key, rest, value)?;
+            if let FilterValue::Many(values) = &filter.value {
+                in_values += values.len();
+                if in_values > MAX_IN_VALUES {
+                    return Err(QueryError::bad_field(
+                        key,
+                        format!(
+                            "`in` takes at most {MAX_IN_VALUES} values, counted over all the `in` filters of a list"
+                        ),
+                    ));
+                }
+            }
+            req.filters.push(filter);
             continue;
         }
         match key {
@@ -414,6 +444,15 @@ fn parse_filter(
     };
     let mut names: Vec<&str> = path.split('.').collect();
     let field_name = names.pop().unwrap_or_default();
+    if names.len() > MAX_FILTER_DEPTH {
+        return Err(QueryError::bad_field(
+            key,
+            format!(
+                "a filter path goes through at most {MAX_FILTER_DEPTH} relationships; this one goes through {}",
+                names.len()
+            ),
+        ));
+    }
     let mut at = entry;
     let mut through = Vec::new();
     for rel in names {

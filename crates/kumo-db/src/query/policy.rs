@@ -393,6 +393,10 @@ fn as_reals(dialect: Dialect, a: &Operand, b: &Operand) -> bool {
     dialect == Dialect::Sqlite && kinds.contains(&Kind::Integer) && kinds.contains(&Kind::Float)
 }
 
+/// The most terms [`Renderer`] writes as one flat `AND` or `OR` chain;
+/// longer ones are nested (see `Renderer::chain`).
+const FLAT_CHAIN: usize = 32;
+
 /// Writes a condition as SQL over the row aliased `alias`.
 pub(crate) struct Renderer {
     alias: String,
@@ -425,14 +429,7 @@ impl Renderer {
             Cond::Not(inner) => self.cond(inner, !negated, sql),
             Cond::And(parts) | Cond::Or(parts) => {
                 let is_and = matches!(c, Cond::And(_)) != negated;
-                sql.push("(");
-                for (i, p) in parts.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(if is_and { " AND " } else { " OR " });
-                    }
-                    self.cond(p, negated, sql);
-                }
-                sql.push(")");
+                self.chain(parts, is_and, negated, sql);
             }
             Cond::Eq(Operand::Field(f), Operand::Value(Value::Null))
             | Cond::Eq(Operand::Value(Value::Null), Operand::Field(f)) => {
@@ -451,6 +448,32 @@ impl Renderer {
             }
             leaf => self.leaf(leaf, sql),
         }
+    }
+
+    /// `parts` joined by AND (`is_and`) or OR, in parentheses. SQLite
+    /// parses `a OR b OR c …` into a tree one level deeper per term and
+    /// refuses one over 1000 levels deep, so a long chain (an `in` filter
+    /// with a thousand values, an include of a thousand ids) is split in
+    /// halves, each in its own parentheses, until every run is short: the
+    /// depth then grows with the logarithm of the length. Both databases
+    /// flatten nested ANDs and ORs again when they plan, so the plan is
+    /// the one the flat chain would have.
+    fn chain(&mut self, parts: &[Cond], is_and: bool, negated: bool, sql: &mut Sql) {
+        sql.push("(");
+        if parts.len() > FLAT_CHAIN {
+            let (left, right) = parts.split_at(parts.len() / 2);
+            self.chain(left, is_and, negated, sql);
+            sql.push(if is_and { " AND " } else { " OR " });
+            self.chain(right, is_and, negated, sql);
+        } else {
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    sql.push(if is_and { " AND " } else { " OR " });
+                }
+                self.cond(p, negated, sql);
+            }
+        }
+        sql.push(")");
     }
 
     fn leaf(&mut self, c: &Cond, sql: &mut Sql) {
@@ -693,5 +716,73 @@ impl Renderer {
         }
         sql.push(&expr.text);
         std::mem::swap(&mut expr.params, &mut sql.params);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The deepest nesting of parentheses in `text`, and the most
+    /// `op`s between two parentheses.
+    fn depth_and_run(text: &str, op: &str) -> (usize, usize) {
+        let (mut depth, mut deepest, mut run, mut longest) = (0usize, 0, 0, 0);
+        for (i, c) in text.char_indices() {
+            match c {
+                '(' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                    run = 0;
+                }
+                ')' => {
+                    depth -= 1;
+                    run = 0;
+                }
+                _ if text[i..].starts_with(op) => {
+                    run += 1;
+                    longest = longest.max(run);
+                }
+                _ => {}
+            }
+        }
+        (deepest, longest)
+    }
+
+    #[test]
+    fn a_long_chain_is_nested_in_halves_so_sqlite_can_parse_it() {
+        let field = || {
+            Operand::Field(FieldRef {
+                start: Start::Column("level".into()),
+                hops: Vec::new(),
+                kind: Kind::Integer,
+            })
+        };
+        let parts: Vec<Cond> = (0..10_000)
+            .map(|i| Cond::eq(field(), Operand::Value(Value::from(i))))
+            .collect();
+        for (cond, op) in [
+            (Cond::Or(parts.clone()), " OR "),
+            (Cond::And(parts.clone()), " AND "),
+            // Negated, an OR is written as an AND of negations.
+            (Cond::not(Cond::Or(parts)), " AND "),
+        ] {
+            let mut sql = Sql::new(Dialect::Sqlite);
+            Renderer::new("r").render(&cond, &mut sql);
+            assert_eq!(sql.params.len(), 10_000);
+            let (depth, run) = depth_and_run(&sql.text, op);
+            // Each term adds a level of its own (`(r."level" = ?1)`).
+            assert!(depth <= 16, "{depth} levels");
+            assert!(run < FLAT_CHAIN, "{run} terms in a row");
+        }
+        // A short chain stays flat.
+        let mut sql = Sql::new(Dialect::Sqlite);
+        let three = (0..3)
+            .map(|i| Cond::eq(field(), Operand::Value(Value::from(i))))
+            .collect();
+        Renderer::new("r").render(&Cond::Or(three), &mut sql);
+        assert_eq!(
+            sql.text,
+            "((r.\"level\" = ?1) OR (r.\"level\" = ?2) OR (r.\"level\" = ?3))"
+        );
     }
 }

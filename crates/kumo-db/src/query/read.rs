@@ -21,6 +21,12 @@ use crate::sql::{SortKeySql, ident};
 /// parent, so one request cannot pull a whole table.
 pub const INCLUDE_LIMIT: usize = 25;
 
+/// Most ids one include query looks up. A batch create can include for as
+/// many records as a 1 MiB body holds; each id is a bound parameter, and a
+/// statement takes at most 32,766 of them on SQLite, so longer lists are
+/// read in parts.
+const IDS_PER_QUERY: usize = 500;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListPage {
     pub data: Vec<Record>,
@@ -416,9 +422,28 @@ impl Engine {
         ids: &[Value],
         capped: bool,
     ) -> Result<Vec<Record>, QueryError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut found = Vec::new();
+        // Every row of one key comes from the same part, so the cap and
+        // the order per key are those of one query.
+        for part in ids.chunks(IDS_PER_QUERY) {
+            found.extend(
+                self.fetch_related_part(exec, actor, target, key, part, capped)
+                    .await?,
+            );
         }
+        Ok(found)
+    }
+
+    /// [`Engine::fetch_related`] for at most [`IDS_PER_QUERY`] ids.
+    async fn fetch_related_part(
+        &self,
+        exec: &mut Exec<'_>,
+        actor: &Value,
+        target: &Entry,
+        key: &str,
+        ids: &[Value],
+        capped: bool,
+    ) -> Result<Vec<Record>, QueryError> {
         let cond = Cond::and(vec![
             self.read_cond(target, actor),
             Cond::or(
@@ -477,9 +502,27 @@ impl Engine {
         else {
             return Ok(Vec::new());
         };
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut found = Vec::new();
+        for part in ids.chunks(IDS_PER_QUERY) {
+            found.extend(
+                self.fetch_through_part(exec, actor, target, through, (&left, &right), part)
+                    .await?,
+            );
         }
+        Ok(found)
+    }
+
+    /// [`Engine::fetch_through`] for at most [`IDS_PER_QUERY`] ids, with
+    /// the join resource's keys to the parent (`left`) and the target.
+    async fn fetch_through_part(
+        &self,
+        exec: &mut Exec<'_>,
+        actor: &Value,
+        target: &Entry,
+        through: &Entry,
+        (left, right): (&str, &str),
+        ids: &[Value],
+    ) -> Result<Vec<(Value, Record)>, QueryError> {
         const JOIN: &str = "j";
         let mut sql = Sql::new(self.db.dialect());
         sql.push("SELECT * FROM (SELECT ");
@@ -488,8 +531,8 @@ impl Engine {
             ", {JOIN}.{left} AS kumo_parent, ROW_NUMBER() OVER (PARTITION BY {JOIN}.{left} ORDER BY {ROW}.\"id\") AS kumo_n FROM {} {ROW} JOIN {} {JOIN} ON {JOIN}.{right} = {ROW}.\"id\" WHERE ",
             ident(&target.table),
             ident(&through.table),
-            left = ident(&left),
-            right = ident(&right),
+            left = ident(left),
+            right = ident(right),
         ));
         Renderer::new(ROW).render(&self.read_cond(target, actor), &mut sql);
         sql.push(" AND ");
@@ -497,7 +540,7 @@ impl Engine {
             self.read_cond(through, actor),
             Cond::or(
                 ids.iter()
-                    .map(|id| Cond::eq(column_of(through, &left), Operand::Value(id.clone())))
+                    .map(|id| Cond::eq(column_of(through, left), Operand::Value(id.clone())))
                     .collect(),
             ),
         ]);

@@ -211,3 +211,367 @@ both!(
         api.cleanup().await;
     }
 );
+
+/// Items that belong to items, with numbers to filter on and actions that
+/// increment them by a lot.
+const ITEM: &str = r#"
+[resource]
+name = "item"
+
+[attributes]
+name  = { type = "string" }
+level = { type = "integer" }
+score = { type = "float" }
+
+[relationships]
+parent   = { belongs_to = "item" }
+children = { has_many = "item", via = "parent" }
+
+[policies]
+read   = "true"
+create = "actor != null"
+update = "actor != null"
+
+[actions.level_up]
+type = "update"
+increment = { level = 1 }
+policy = "actor != null"
+
+[actions.level_down]
+type = "update"
+increment = { level = -1 }
+policy = "actor != null"
+
+[actions.boost]
+type = "update"
+increment = { score = 1e308, level = 1 }
+policy = "actor != null"
+
+[actions.sink]
+type = "update"
+increment = { score = -1e308 }
+policy = "actor != null"
+"#;
+
+async fn items(dialect: Dialect) -> TestApi {
+    TestApi::new(dialect, &[("item", ITEM)]).await
+}
+
+/// `filter[level][in]=a,b,…` for `values`.
+fn in_list(values: std::ops::Range<i64>) -> String {
+    let list: Vec<String> = values.map(|v| v.to_string()).collect();
+    format!("filter[level][in]={}", list.join(","))
+}
+
+both!(
+    a_long_in_list_or_many_filters_was_a_500_on_sqlite,
+    |dialect: Dialect| async move {
+        let api = items(dialect).await;
+        for level in [0, 998, 4999, 5000] {
+            let r = api
+                .send(
+                    "POST",
+                    "/api/items",
+                    Some(ADMIN),
+                    Some(json!({"name": format!("l{level}"), "level": level})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        }
+        let names = |r: &crate::harness::Reply| -> Vec<String> {
+            r.data()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        // SQLite refused 999 values: "Expression tree is too large".
+        let r = api
+            .send(
+                "GET",
+                &format!("/api/items?{}", in_list(0..999)),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(names(&r), ["l0", "l998"]);
+        // The most a list takes (PostgreSQL answered 5,000 before).
+        let r = api
+            .send(
+                "GET",
+                &format!("/api/items?{}", in_list(0..5000)),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(names(&r), ["l0", "l998", "l4999"]);
+        // One more, alone or spread over two filters, is a 400 naming it.
+        for query in [
+            in_list(0..5001),
+            format!("{}&{}", in_list(0..2500), in_list(2500..5001)),
+        ] {
+            let r = api
+                .send("GET", &format!("/api/items?{query}"), None, None)
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+            let why = &r.body["error"]["fields"]["filter[level][in]"][0];
+            assert!(why.as_str().unwrap().contains("at most 5000"), "{why}");
+        }
+        // 100 filters joined by AND work; 1,100 (a 500 on SQLite) are a 400.
+        let filters = |n: i64| -> String {
+            (1..=n)
+                .map(|i| format!("filter[level][ne]={i}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let r = api
+            .send("GET", &format!("/api/items?{}", filters(100)), None, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(names(&r).len(), 4);
+        for n in [101, 1100] {
+            let r = api
+                .send("GET", &format!("/api/items?{}", filters(n)), None, None)
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{n}: {}", r.body);
+            let why = &r.body["error"]["fields"]["filter[level][ne]"][0];
+            assert!(
+                why.as_str().unwrap().contains("at most 100 filters"),
+                "{why}"
+            );
+        }
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_deep_filter_path_was_a_500,
+    |dialect: Dialect| async move {
+        let api = items(dialect).await;
+        let mut parent = serde_json::Value::Null;
+        for name in ["root", "child", "grandchild", "great-grandchild"] {
+            let r = api
+                .send(
+                    "POST",
+                    "/api/items",
+                    Some(ADMIN),
+                    Some(json!({"name": name, "parent_id": parent})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            parent = json!(r.id());
+        }
+        // Two hops, as deep as the OpenAPI document lists, work.
+        let r = api
+            .send(
+                "GET",
+                "/api/items?filter[parent.parent.name]=root",
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.data()[0]["name"], "grandchild");
+        assert_eq!(r.data().as_array().unwrap().len(), 1);
+        // SQLite failed at 24 hops, PostgreSQL at 800.
+        for hops in [3, 24, 800] {
+            let key = format!("filter[{}name]", "parent.".repeat(hops));
+            let r = api
+                .send("GET", &format!("/api/items?{key}=root"), None, None)
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{hops}: {}", r.body);
+            let why = r.body["error"]["fields"][&key][0].as_str().unwrap();
+            assert!(why.contains("at most 2 relationships"), "{hops}: {why}");
+        }
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_batch_create_of_1001_with_includes_was_a_500_on_sqlite,
+    |dialect: Dialect| async move {
+        let api = items(dialect).await;
+        let r = api
+            .send(
+                "POST",
+                "/api/items",
+                Some(ADMIN),
+                Some(json!({"name": "root"})),
+            )
+            .await;
+        let root = r.id();
+        let batch: Vec<serde_json::Value> = (0..1001)
+            .map(|i| json!({"name": format!("n{i}"), "parent_id": root}))
+            .collect();
+        let r = api
+            .send(
+                "POST",
+                "/api/items?include=children,parent&fields=name",
+                Some(ADMIN),
+                Some(json!(batch)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let created = r.data().as_array().unwrap();
+        assert_eq!(created.len(), 1001);
+        assert_eq!(created[1000]["name"], "n1000");
+        assert_eq!(created[1000]["children"], json!([]));
+        assert_eq!(created[1000]["parent"]["name"], "root");
+        // Including the root's 1,001 children gives the first 25.
+        let r = api
+            .send(
+                "GET",
+                &format!("/api/items/{root}?include=children"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.data()["children"].as_array().unwrap().len(), 25);
+        assert_eq!(r.data()["children"][0]["name"], "n0");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    an_increment_that_overflows_was_a_500,
+    |dialect: Dialect| async move {
+        let api = items(dialect).await;
+        let create = |body: serde_json::Value| {
+            let api = &api;
+            async move {
+                let r = api
+                    .send("POST", "/api/items", Some(ADMIN), Some(body))
+                    .await;
+                assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+                r.id()
+            }
+        };
+        let act = |id: String, action: &'static str| {
+            let api = &api;
+            async move {
+                api.send(
+                    "POST",
+                    &format!("/api/items/{id}/{action}"),
+                    Some(ADMIN),
+                    None,
+                )
+                .await
+            }
+        };
+        let get = |id: String| {
+            let api = &api;
+            async move {
+                api.send("GET", &format!("/api/items/{id}"), None, None)
+                    .await
+            }
+        };
+        let overflows = |r: &crate::harness::Reply, field: &str| {
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+            let why = r.body["error"]["fields"][field][0].as_str().unwrap();
+            assert!(why.starts_with("would overflow"), "{why}");
+        };
+
+        let top = create(json!({"level": i64::MAX})).await;
+        overflows(&act(top.clone(), "level_up").await, "level");
+        assert_eq!(get(top.clone()).await.data()["level"], json!(i64::MAX));
+        let r = act(top.clone(), "level_down").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.data()["level"], json!(i64::MAX - 1));
+
+        let bottom = create(json!({"level": i64::MIN})).await;
+        overflows(&act(bottom.clone(), "level_down").await, "level");
+        assert_eq!(get(bottom).await.data()["level"], json!(i64::MIN));
+
+        // PostgreSQL failed; SQLite stored Infinity, read back as null.
+        let big = create(json!({"score": 1.7e308, "level": 1})).await;
+        let r = act(big.clone(), "boost").await;
+        overflows(&r, "score");
+        assert!(
+            r.body["error"]["fields"]["level"].is_null(),
+            "level fits: {}",
+            r.body
+        );
+        let stored = get(big.clone()).await;
+        assert_eq!(
+            stored.data()["score"],
+            json!(1.7e308),
+            "nothing was written"
+        );
+        assert_eq!(stored.data()["level"], json!(1), "nothing was written");
+        let small = create(json!({"score": -1.7e308})).await;
+        overflows(&act(small.clone(), "sink").await, "score");
+        let r = act(small, "boost").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.data()["score"], json!(-1.7e308 + 1e308));
+        // A null counts as 0.
+        let empty = create(json!({})).await;
+        let r = act(empty, "boost").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.data()["score"], json!(1e308));
+        assert_eq!(r.data()["level"], json!(1));
+
+        // Sorting by the score pages through every item, none lost to a
+        // stored Infinity.
+        let r = api
+            .send("GET", "/api/items?sort=score&page[size]=1", None, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let mut seen = 1;
+        let mut next = r.body["page"]["next"].clone();
+        while let Some(cursor) = next.as_str() {
+            let r = api
+                .send(
+                    "GET",
+                    &format!("/api/items?sort=score&page[size]=1&page[after]={cursor}"),
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            seen += r.data().as_array().unwrap().len();
+            next = r.body["page"]["next"].clone();
+        }
+        assert_eq!(seen, 5);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    concurrent_increments_all_count,
+    |dialect: Dialect| async move {
+        let api = std::sync::Arc::new(items(dialect).await);
+        let r = api
+            .send("POST", "/api/items", Some(ADMIN), Some(json!({"level": 0})))
+            .await;
+        let id = r.id();
+        let mut bumps = tokio::task::JoinSet::new();
+        for _ in 0..100 {
+            let (api, id) = (api.clone(), id.clone());
+            bumps.spawn(async move {
+                api.send(
+                    "POST",
+                    &format!("/api/items/{id}/level_up"),
+                    Some(ADMIN),
+                    None,
+                )
+                .await
+                .status
+            });
+        }
+        while let Some(status) = bumps.join_next().await {
+            assert_eq!(status.unwrap(), StatusCode::OK);
+        }
+        let r = api
+            .send("GET", &format!("/api/items/{id}"), None, None)
+            .await;
+        assert_eq!(r.data()["level"], 100);
+        let Ok(api) = std::sync::Arc::try_unwrap(api) else {
+            panic!("every bump has finished");
+        };
+        api.cleanup().await;
+    }
+);
