@@ -185,10 +185,15 @@ pub fn parse_list(
         count: false,
         view: View::default(),
     };
-    let mut sort_given = false;
+    let mut given: Vec<String> = Vec::new();
     let mut in_values = 0;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let (key, value) = (key.as_ref(), value.as_ref());
+        if !key.starts_with("filter[") {
+            // Filters may repeat (they all apply); anything else given
+            // twice is ambiguous, so neither value is guessed at.
+            once(&mut given, key)?;
+        }
         if let Some(rest) = key.strip_prefix("filter[") {
             if req.filters.len() == MAX_FILTERS {
                 return Err(QueryError::bad_field(
@@ -212,11 +217,7 @@ pub fn parse_list(
             continue;
         }
         match key {
-            "sort" => {
-                once(sort_given, key)?;
-                sort_given = true;
-                req.sort = parse_sort(entry, value)?;
-            }
+            "sort" => req.sort = parse_sort(entry, value)?,
             "page[size]" => {
                 let size: usize = value.parse().map_err(|_| {
                     QueryError::bad_field(key, format!("`{value}` is not a whole number"))
@@ -332,7 +333,9 @@ pub fn parse_record_query(
     query: &str,
 ) -> Result<View, QueryError> {
     let mut view = View::default();
+    let mut given: Vec<String> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        once(&mut given, &key)?;
         match key.as_ref() {
             k @ ("include" | "fields") => parse_view(catalog, entry, &mut view, k, &value)?,
             other => return Err(unknown_parameter(other, &["include", "fields"])),
@@ -341,10 +344,12 @@ pub fn parse_record_query(
     Ok(view)
 }
 
-fn once(seen: bool, key: &str) -> Result<(), QueryError> {
-    if seen {
+/// Records `key` as given; an error if it was given before.
+fn once(given: &mut Vec<String>, key: &str) -> Result<(), QueryError> {
+    if given.iter().any(|k| k == key) {
         return Err(QueryError::bad_field(key, "given more than once"));
     }
+    given.push(key.to_owned());
     Ok(())
 }
 

@@ -276,3 +276,66 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    a_parameter_given_twice_is_refused_but_filters_combine,
+    |dialect: Dialect| async move {
+        let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
+        let created = api
+            .send(
+                "POST",
+                "/api/gadgets",
+                Some(ADMIN),
+                Some(Value::Array(rows())),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let id = created.data()[0]["id"].as_str().unwrap().to_owned();
+        for (query, key) in [
+            ("sort=name&sort=-name", "sort"),
+            ("page%5Bsize%5D=1&page%5Bsize%5D=2", "page[size]"),
+            ("page%5Bcount%5D=true&page%5Bcount%5D=false", "page[count]"),
+            ("page%5Boffset%5D=1&page%5Boffset%5D=2", "page[offset]"),
+            ("fields=name&fields=level", "fields"),
+            ("include=&include=", "include"),
+        ] {
+            let r = api
+                .send("GET", &format!("/api/gadgets?{query}"), None, None)
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.body);
+            assert_eq!(
+                r.body["error"]["fields"][key][0], "given more than once",
+                "{query}: {}",
+                r.body
+            );
+        }
+        let one = api
+            .send(
+                "GET",
+                &format!("/api/gadgets/{id}?fields=name&fields=note"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(one.status, StatusCode::BAD_REQUEST, "{}", one.body);
+        // The same filter twice: both apply.
+        let both = api
+        .send(
+            "GET",
+            "/api/gadgets?filter%5Blevel%5D%5Bne%5D=7&filter%5Blevel%5D%5Bne%5D=0&filter%5Blevel%5D%5Bis_nil%5D=false",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(both.status, StatusCode::OK, "{}", both.body);
+        let names: BTreeSet<&str> = both
+            .data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, BTreeSet::from(["g1", "g5"]));
+        api.cleanup().await;
+    }
+);
