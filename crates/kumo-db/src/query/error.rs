@@ -91,6 +91,35 @@ impl QueryError {
         }
     }
 
+    /// The failures of several batch items as one answer: a conflict (409)
+    /// when every item conflicts, otherwise invalid (422), naming every
+    /// field of every item either way.
+    pub(crate) fn merge(failures: Vec<QueryError>) -> QueryError {
+        let all_conflicts = failures
+            .iter()
+            .all(|f| matches!(f, QueryError::Conflict { .. }));
+        let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        let mut fields = FieldErrors::new();
+        for failure in failures {
+            if let QueryError::Conflict { fields: f, .. } | QueryError::Invalid { fields: f, .. } =
+                failure
+            {
+                for (key, mut msgs) in f {
+                    fields.entry(key).or_default().append(&mut msgs);
+                }
+            }
+        }
+        let message = match messages.as_slice() {
+            [one] => one.clone(),
+            _ => format!("{} items were refused; see `fields`", messages.len()),
+        };
+        if all_conflicts {
+            QueryError::Conflict { message, fields }
+        } else {
+            QueryError::Invalid { message, fields }
+        }
+    }
+
     /// Prefixes field names with the batch item they belong to.
     pub(crate) fn in_item(self, index: usize) -> QueryError {
         let prefix = |fields: FieldErrors| -> FieldErrors {

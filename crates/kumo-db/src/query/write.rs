@@ -174,16 +174,33 @@ impl Engine {
         }
         let mut tx = self.begin().await?;
         let mut created = Vec::new();
-        for (i, values) in inputs.into_iter().enumerate() {
-            let at = batch.then_some(i);
-            let record = self
-                .insert(&mut tx, actor, entry, values, &cond)
-                .await
-                .map_err(|e| match at {
-                    Some(i) => e.in_item(i),
-                    None => e,
-                })?;
-            created.push(record);
+        if batch {
+            // Each item under its own savepoint: an item the database
+            // refuses (a taken unique value, a dangling reference) is
+            // noted and the others still tried, so the answer names every
+            // failing item. Any failure rolls the whole batch back.
+            let mut failures = Vec::new();
+            for (i, values) in inputs.into_iter().enumerate() {
+                self.run(&mut tx, "SAVEPOINT kumo_item").await?;
+                match self.insert(&mut tx, actor, entry, values, &cond).await {
+                    Ok(record) => {
+                        self.run(&mut tx, "RELEASE SAVEPOINT kumo_item").await?;
+                        created.push(record);
+                    }
+                    Err(e @ (QueryError::Conflict { .. } | QueryError::Invalid { .. })) => {
+                        self.run(&mut tx, "ROLLBACK TO SAVEPOINT kumo_item").await?;
+                        failures.push(e.in_item(i));
+                    }
+                    Err(e) => return Err(e.in_item(i)),
+                }
+            }
+            if !failures.is_empty() {
+                return Err(QueryError::merge(failures));
+            }
+        } else {
+            for values in inputs {
+                created.push(self.insert(&mut tx, actor, entry, values, &cond).await?);
+            }
         }
         let mut exec = tx.exec();
         self.include(&mut exec, actor, entry, &mut created, view)
@@ -201,6 +218,14 @@ impl Engine {
         } else {
             shaped.pop().unwrap_or(Value::Null)
         })
+    }
+
+    /// A statement without parameters or rows, such as a savepoint.
+    async fn run(&self, tx: &mut Tx, statement: &str) -> Result<(), QueryError> {
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push(statement);
+        tx.exec().execute(&sql).await?;
+        Ok(())
     }
 
     async fn insert(

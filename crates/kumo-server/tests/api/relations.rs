@@ -331,3 +331,93 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    a_batch_names_every_item_the_database_refuses,
+    |dialect: Dialect| async move {
+        let api = boards_api(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let board = create(
+            &api,
+            &alice,
+            "boards",
+            json!({"title": "Plaza", "owner_id": alice_id}),
+        )
+        .await;
+        let labels = create(
+            &api,
+            ADMIN,
+            "labels",
+            json!([{"name": "music"}, {"name": "games"}]),
+        )
+        .await;
+        let music = labels[0]["id"].clone();
+
+        // Two taken names: a 409 naming both items, and nothing kept.
+        let taken = api
+            .send(
+                "POST",
+                "/api/labels",
+                Some(ADMIN),
+                Some(json!([{"name": "music"}, {"name": "new"}, {"name": "games"}])),
+            )
+            .await;
+        assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+        let fields = taken.body["error"]["fields"].as_object().expect("fields");
+        let keys: BTreeSet<&str> = fields.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["[0].name", "[2].name"]),
+            "{}",
+            taken.body
+        );
+        assert_eq!(
+            taken.body["error"]["message"],
+            "2 items were refused; see `fields`"
+        );
+        let all = api
+            .send("GET", "/api/labels?page[count]=true", Some(ADMIN), None)
+            .await;
+        assert_eq!(
+            all.body["page"]["total"], 2,
+            "the batch left nothing behind"
+        );
+
+        // A conflict and a dangling reference: 422 naming both.
+        let missing = "0190b6a4-0000-7000-8000-0000000000ff";
+        let mixed = api
+            .send(
+                "POST",
+                "/api/board_labels",
+                Some(ADMIN),
+                Some(json!([
+                    {"board_id": board["id"], "label_id": music},
+                    {"board_id": board["id"], "label_id": music},
+                    {"board_id": board["id"], "label_id": missing}
+                ])),
+            )
+            .await;
+        assert_eq!(
+            mixed.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            mixed.body
+        );
+        let fields = mixed.body["error"]["fields"].as_object().expect("fields");
+        assert!(fields.contains_key("[1].board_id"), "{}", mixed.body);
+        assert!(fields.contains_key("[1].label_id"), "{}", mixed.body);
+        assert_eq!(
+            fields["[2].label_id"][0],
+            format!("no label with id {missing}"),
+            "{}",
+            mixed.body
+        );
+        assert!(!fields.contains_key("[0].board_id"), "item 0 was fine");
+        let links = api
+            .send("GET", "/api/board_labels", Some(ADMIN), None)
+            .await;
+        assert_eq!(links.data(), &json!([]), "nothing kept");
+        api.cleanup().await;
+    }
+);
