@@ -606,7 +606,8 @@ impl Builder {
                 "content": { JSON: { "schema": {
                     "oneOf": [
                         schema_ref(&format!("{name}.create")),
-                        { "type": "array", "items": schema_ref(&format!("{name}.create")) }
+                        { "type": "array", "items": schema_ref(&format!("{name}.create")),
+                          "maxItems": kumo_db::query::write::MAX_BATCH }
                     ]
                 }}}
             },

@@ -97,6 +97,11 @@ impl Tx {
     }
 }
 
+/// The most records one array body creates. Each row of a batch holds
+/// locks until the commit, and PostgreSQL's lock table is shared by every
+/// client: 15,000 rows ran it out of memory.
+pub const MAX_BATCH: usize = 1000;
+
 /// Now, as Kumo stores datetimes: UTC, milliseconds.
 fn now() -> String {
     let t = time::OffsetDateTime::now_utc();
@@ -158,6 +163,15 @@ impl Engine {
             return Err(forbidden(actor, &format!("create {}", entry.table)));
         }
         let (items, batch) = match body {
+            Value::Array(items) if items.len() > MAX_BATCH => {
+                return Err(QueryError::invalid(one(
+                    "body",
+                    format!(
+                        "a batch creates at most {MAX_BATCH} records; this one has {}",
+                        items.len()
+                    ),
+                )));
+            }
             Value::Array(items) => (items.iter().collect::<Vec<_>>(), true),
             other => (vec![other], false),
         };
@@ -807,14 +821,6 @@ fn largest_addend(amount: f64) -> f64 {
     f64::from_bits(lo)
 }
 
-/// "a" or "an", by the first letter: "an avatar", "a comment".
-fn article(word: &str) -> &'static str {
-    match word.chars().next() {
-        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
-        _ => "a",
-    }
-}
-
 /// Turns a constraint the database enforced into the field it concerns.
 fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError {
     let Some(db) = e.as_database_error() else {
@@ -864,8 +870,7 @@ fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError
             }
             let together = columns.join(", ");
             let message = format!(
-                "{} {} with this {} already exists",
-                article(&entry.resource.name),
+                "another {} has this {}",
                 entry.resource.name,
                 columns.join(" and ")
             );

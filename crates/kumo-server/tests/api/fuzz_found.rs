@@ -391,8 +391,9 @@ both!(
 );
 
 both!(
-    a_batch_create_of_1001_with_includes_was_a_500_on_sqlite,
+    a_full_batch_with_includes_was_a_500_on_sqlite,
     |dialect: Dialect| async move {
+        use kumo_db::query::write::MAX_BATCH;
         let api = items(dialect).await;
         let r = api
             .send(
@@ -403,24 +404,45 @@ both!(
             )
             .await;
         let root = r.id();
-        let batch: Vec<serde_json::Value> = (0..1001)
-            .map(|i| json!({"name": format!("n{i}"), "parent_id": root}))
-            .collect();
+        let batch = |n: usize| -> Vec<serde_json::Value> {
+            (0..n)
+                .map(|i| json!({"name": format!("n{i}"), "parent_id": root}))
+                .collect()
+        };
+        // One more than a batch may hold: refused before anything is written.
+        let r = api
+            .send(
+                "POST",
+                "/api/items",
+                Some(ADMIN),
+                Some(json!(batch(MAX_BATCH + 1))),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert_eq!(
+            r.body["error"]["fields"]["body"][0],
+            format!(
+                "a batch creates at most {MAX_BATCH} records; this one has {}",
+                MAX_BATCH + 1
+            )
+        );
+        // A full batch, with includes looked up in several queries.
         let r = api
             .send(
                 "POST",
                 "/api/items?include=children,parent&fields=name",
                 Some(ADMIN),
-                Some(json!(batch)),
+                Some(json!(batch(MAX_BATCH))),
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         let created = r.data().as_array().unwrap();
-        assert_eq!(created.len(), 1001);
-        assert_eq!(created[1000]["name"], "n1000");
-        assert_eq!(created[1000]["children"], json!([]));
-        assert_eq!(created[1000]["parent"]["name"], "root");
-        // Including the root's 1,001 children gives the first 25.
+        assert_eq!(created.len(), MAX_BATCH);
+        let last = &created[MAX_BATCH - 1];
+        assert_eq!(last["name"], format!("n{}", MAX_BATCH - 1));
+        assert_eq!(last["children"], json!([]));
+        assert_eq!(last["parent"]["name"], "root");
+        // Including the root's children gives the first 25.
         let r = api
             .send(
                 "GET",
