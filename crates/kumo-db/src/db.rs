@@ -202,6 +202,8 @@ impl Target {
                 PgPoolOptions::new()
                     .max_connections(size)
                     .acquire_timeout(Duration::from_secs(5))
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
                     .connect_with(o.clone())
                     .await?,
             ),
@@ -214,6 +216,29 @@ impl Target {
             ),
         })
     }
+}
+
+/// A pooled connection idle for longer than this is pinged before it is
+/// handed out.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// sqlx pings a PostgreSQL connection both when it goes back to the pool and
+/// (by default) when it comes out: two round trips for every query, which
+/// cost a list request 12% of the server's CPU and a round trip's latency.
+/// The ping on release stays and catches a connection that broke during its
+/// use; the one on acquire only matters for a connection that sat idle while
+/// the database dropped it (a restart, an idle timeout, a proxy), so only a
+/// connection idle for [`PING_IF_IDLE_FOR`] is pinged. Under load,
+/// connections are reused within milliseconds and never pay for it.
+async fn ping_if_idle(
+    conn: &mut sqlx::PgConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    if meta.idle_for >= PING_IF_IDLE_FOR {
+        // A failed ping discards the connection; the pool opens another.
+        return Ok(conn.ping().await.is_ok());
+    }
+    Ok(true)
 }
 
 /// Whether a SQLite "file name" is an in-memory database (sqlx names

@@ -10,6 +10,7 @@
 //! - [`runner`]: the order in which migrations are rolled back.
 //! - [`explain`]: the indexes Kumo creates are the ones the list queries
 //!   read, by each database's own query plan.
+//! - [`pool`]: a connection the database dropped while idle is replaced.
 //! - [`policy_props`]: policies compiled to SQL decide what the reference
 //!   evaluator decides, on random policies, actors and rows; hidden records
 //!   leak nothing through filters, sorts and includes.
@@ -24,6 +25,7 @@ mod harness;
 mod live_schema;
 mod merge;
 mod policy_props;
+mod pool;
 mod property;
 mod runner;
 mod sql_snapshots;
