@@ -227,3 +227,74 @@ both!(
         api.cleanup().await;
     }
 );
+
+/// A gift is read only by its recipient, but anyone signed in may give
+/// one; it sits in a room everyone may read.
+const GIFT: &str = r#"
+[resource]
+name = "gift"
+
+[attributes]
+label     = { type = "string", required = true }
+recipient = { type = "uuid", required = true }
+
+[relationships]
+room = { belongs_to = "room", required = true, on_delete = "cascade" }
+
+[policies]
+read   = "actor.id == record.recipient"
+create = "actor != null"
+"#;
+
+const ROOM: &str = r#"
+[resource]
+name = "room"
+
+[attributes]
+name = { type = "string", required = true }
+
+[policies]
+read   = "true"
+create = "true"
+"#;
+
+both!(
+    a_gift_to_another_user_answers_only_its_id_and_includes_nothing,
+    |dialect: Dialect| async move {
+        let api = TestApi::new(dialect, &[("room", ROOM), ("gift", GIFT)]).await;
+        let alice = api.user("alice", "user").await;
+        let bob = api.user("bob", "user").await;
+        let (alice_id, bob_id) = (api.user_id(&alice), api.user_id(&bob));
+        let room = api
+            .send("POST", "/api/rooms", None, Some(json!({"name": "top"})))
+            .await;
+        assert_eq!(room.status, StatusCode::CREATED, "{}", room.body);
+        let room_id = room.id();
+        let r = api
+            .send(
+                "POST",
+                "/api/gifts?include=room",
+                Some(&alice),
+                Some(json!([
+                    {"label": "for bob", "recipient": bob_id, "room_id": room_id},
+                    {"label": "for me", "recipient": alice_id, "room_id": room_id}
+                ])),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let items = r.data().as_array().expect("an array");
+        assert_eq!(items[0], json!({"id": items[0]["id"]}));
+        assert_eq!(items[1]["label"], "for me");
+        assert_eq!(
+            items[1]["room"]["name"], "top",
+            "readable items are included"
+        );
+        let id = items[0]["id"].as_str().unwrap_or_default();
+        let got = api
+            .send("GET", &format!("/api/gifts/{id}"), Some(&bob), None)
+            .await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.data()["label"], "for bob");
+        api.cleanup().await;
+    }
+);
