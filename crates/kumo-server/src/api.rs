@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use kumo_core::actor::Actor;
 use kumo_core::resource::ActionKind;
 use kumo_db::query::{Engine, Entry, QueryError, View, parse_list, parse_record_query};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -187,8 +188,9 @@ fn fail(e: QueryError) -> Response {
 }
 
 /// Reads a JSON body: 415 unless it is declared JSON, 413 when too large,
-/// 400 with the position when it does not parse. An empty body is `null`
-/// where `empty_ok`.
+/// 400 with the position when it does not parse (`malformed_json`) or an
+/// object repeats a key (`bad_request`). An empty body is `null` where
+/// `empty_ok`.
 async fn json_body(headers: &HeaderMap, body: Body, empty_ok: bool) -> Result<Value, Response> {
     let bytes: Bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
         error_response(
@@ -214,14 +216,104 @@ async fn json_body(headers: &HeaderMap, body: Body, empty_ok: bool) -> Result<Va
             None,
         ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        error_response(
+    parse_strict(&bytes).map_err(|e| match e.classify() {
+        // The only data error a `StrictValue` raises is a repeated key.
+        serde_json::error::Category::Data => error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("the body is ambiguous: {e}"),
+            None,
+        ),
+        _ => error_response(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             &format!("the body is not valid JSON: {e}"),
             None,
-        )
+        ),
     })
+}
+
+/// Parses JSON as `serde_json::from_slice` does, except that an object
+/// naming a key twice, at any depth, is an error (with its line and
+/// column) rather than silently keeping the last value: a body that says
+/// two things about one field must not be read as one of them.
+fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Deserializes a `serde_json::Value`, refusing repeated object keys.
+#[derive(Clone, Copy)]
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity, so this is always a number.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                // serde_json adds the position: just after the second key.
+                return Err(serde::de::Error::custom(format!(
+                    "the key `{key}` appears twice in one object"
+                )));
+            }
+            let value = map.next_value_seed(self)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// What every record route needs before it acts: the engine, the resource,
@@ -354,24 +446,7 @@ async fn create_action(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let Call {
-        engine,
-        entry,
-        actor,
-        view,
-    } = call(&state, &plural, &headers, query.as_deref())?;
-    let action = entry
-        .resource
-        .actions
-        .iter()
-        .find(|a| a.name == name && a.kind == ActionKind::Create)
-        .ok_or_else(|| no_action(entry, &name))?;
-    let body = json_body(&headers, body, true).await?;
-    let created = engine
-        .action(&actor, entry, action, None, &body, &view)
-        .await
-        .map_err(fail)?;
-    Ok(data(StatusCode::CREATED, created))
+    action(state, plural, None, name, query, headers, body).await
 }
 
 /// `POST /api/<plural>/<id>/<name>`: a named update or destroy action.
@@ -382,24 +457,45 @@ async fn record_action(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
+    action(state, plural, Some(id), name, query, headers, body).await
+}
+
+/// Runs the named action `name`: a create action without a record `id`
+/// (201), an update or destroy action on the record `id` (200). An action
+/// of the other sort is not found on this route.
+async fn action(
+    state: AppState,
+    plural: String,
+    id: Option<String>,
+    name: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let Call {
         engine,
         entry,
         actor,
         view,
     } = call(&state, &plural, &headers, query.as_deref())?;
+    let creates = id.is_none();
     let action = entry
         .resource
         .actions
         .iter()
-        .find(|a| a.name == name && a.kind != ActionKind::Create)
+        .find(|a| a.name == name && (a.kind == ActionKind::Create) == creates)
         .ok_or_else(|| no_action(entry, &name))?;
     let body = json_body(&headers, body, true).await?;
-    let record = engine
-        .action(&actor, entry, action, Some(&id), &body, &view)
+    let answer = engine
+        .action(&actor, entry, action, id.as_deref(), &body, &view)
         .await
         .map_err(fail)?;
-    Ok(data(StatusCode::OK, record))
+    let status = if creates {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(data(status, answer))
 }
 
 fn no_action(entry: &Entry, name: &str) -> Response {

@@ -9,9 +9,11 @@
 //!    (422), then the statement runs; constraint errors from the database
 //!    become 409 or 422;
 //! 4. the written record is checked against the write policy (create, and
-//!    update's result), and the transaction commits only if it holds.
+//!    update's result), and the transaction commits only if it holds;
+//! 5. the written record is checked against the read policy in the same
+//!    query: one the actor may not read is answered with its id alone.
 //!
-//! Events are announced only after the commit.
+//! Events are announced only after the commit, with the whole record.
 
 use kumo_core::load::normalize_value;
 use kumo_core::resource::{Action, ActionKind, AttrType, Policy};
@@ -74,6 +76,39 @@ impl<'a> Write<'a> {
             Write::Action(a) => a.policy.as_ref(),
         }
     }
+}
+
+/// When a write looks its record up.
+#[derive(Debug, Clone, Copy)]
+enum Lookup<'c> {
+    /// Before the write, under the actor's read condition: a record they
+    /// may not read is not found. Locked on PostgreSQL (`FOR UPDATE`).
+    Before(&'c Cond),
+    /// After the write, whatever the read condition, which is reported:
+    /// the write may have left a record the actor can no longer read.
+    After(&'c Cond),
+}
+
+/// A record looked up inside a write and what the actor's policies say of
+/// it.
+struct Checked {
+    record: Record,
+    /// The write's policy holds for it.
+    allowed: bool,
+    /// The actor may read it (always, for a [`Lookup::Before`]).
+    readable: bool,
+}
+
+/// What a write answers for a record: the record, shaped by the view, when
+/// the actor may read it; otherwise only its id. The write is made either
+/// way, but a record the actor may not read does not exist for them, so
+/// nothing they did not send is told (defaults, `set` values, the stored
+/// record's other fields).
+fn answer(record: Record, readable: bool, view: &View) -> Record {
+    if readable {
+        return shape(record, view);
+    }
+    record.into_iter().filter(|(k, _)| k == "id").collect()
 }
 
 enum Tx {
@@ -186,52 +221,75 @@ impl Engine {
         if !errors.is_empty() {
             return Err(QueryError::invalid(errors));
         }
+        let read = self.read_cond(entry, actor);
         let mut tx = self.begin().await?;
-        let mut created = Vec::new();
-        if batch {
-            // Each item under its own savepoint: an item the database
-            // refuses (a taken unique value, a dangling reference) is
-            // noted and the others still tried, so the answer names every
-            // failing item. Any failure rolls the whole batch back.
-            let mut failures = Vec::new();
-            for (i, values) in inputs.into_iter().enumerate() {
-                self.run(&mut tx, "SAVEPOINT kumo_item").await?;
-                match self.insert(&mut tx, actor, entry, values, &cond).await {
-                    Ok(record) => {
-                        self.run(&mut tx, "RELEASE SAVEPOINT kumo_item").await?;
-                        created.push(record);
-                    }
-                    Err(e @ (QueryError::Conflict { .. } | QueryError::Invalid { .. })) => {
-                        self.run(&mut tx, "ROLLBACK TO SAVEPOINT kumo_item").await?;
-                        failures.push(e.in_item(i));
-                    }
-                    Err(e) => return Err(e.in_item(i)),
+        let mut written = Vec::new();
+        // In a batch, each item runs under its own savepoint: an item the
+        // database refuses (a taken unique value, a dangling reference) is
+        // noted and the others still tried, so the answer names every
+        // failing item. Any failure rolls the whole write back, so a single
+        // record needs no savepoint.
+        let mut failures = Vec::new();
+        for (i, values) in inputs.into_iter().enumerate() {
+            let in_item = |e: QueryError| if batch { e.in_item(i) } else { e };
+            self.savepoint(&mut tx, batch, "SAVEPOINT kumo_item")
+                .await?;
+            match self
+                .insert(&mut tx, actor, entry, values, &cond, &read)
+                .await
+            {
+                Ok(checked) => {
+                    self.savepoint(&mut tx, batch, "RELEASE SAVEPOINT kumo_item")
+                        .await?;
+                    written.push(checked);
                 }
-            }
-            if !failures.is_empty() {
-                return Err(QueryError::merge(failures));
-            }
-        } else {
-            for values in inputs {
-                created.push(self.insert(&mut tx, actor, entry, values, &cond).await?);
+                Err(e @ (QueryError::Conflict { .. } | QueryError::Invalid { .. })) => {
+                    self.savepoint(&mut tx, batch, "ROLLBACK TO SAVEPOINT kumo_item")
+                        .await?;
+                    failures.push(in_item(e));
+                }
+                Err(e) => return Err(in_item(e)),
             }
         }
-        let mut exec = tx.exec();
-        self.include(&mut exec, actor, entry, &mut created, view)
+        if !failures.is_empty() {
+            return Err(QueryError::merge(failures));
+        }
+        // Includes only for the records the actor may read: the others are
+        // answered with their id alone.
+        let mut readable: Vec<Record> = written
+            .iter_mut()
+            .filter(|c| c.readable)
+            .map(|c| std::mem::take(&mut c.record))
+            .collect();
+        self.include(&mut tx.exec(), actor, entry, &mut readable, view)
             .await?;
-        tx.commit().await?;
-        for record in &created {
-            self.announce_change(entry, write, record);
+        let mut readable = readable.into_iter();
+        for c in written.iter_mut().filter(|c| c.readable) {
+            c.record = readable.next().unwrap_or_default();
         }
-        let mut shaped: Vec<Value> = created
+        tx.commit().await?;
+        // Events carry the whole record, readable by this actor or not: the
+        // realtime layer decides per subscriber.
+        for c in &written {
+            self.announce_change(entry, write, &c.record);
+        }
+        let mut answers: Vec<Value> = written
             .into_iter()
-            .map(|r| Value::Object(shape(r, view)))
+            .map(|c| Value::Object(answer(c.record, c.readable, view)))
             .collect();
         Ok(if batch {
-            Value::Array(shaped)
+            Value::Array(answers)
         } else {
-            shaped.pop().unwrap_or(Value::Null)
+            answers.pop().unwrap_or(Value::Null)
         })
+    }
+
+    /// A savepoint statement, run only when `batch` (see `create_with`).
+    async fn savepoint(&self, tx: &mut Tx, batch: bool, statement: &str) -> Result<(), QueryError> {
+        if batch {
+            self.run(tx, statement).await?;
+        }
+        Ok(())
     }
 
     /// A statement without parameters or rows, such as a savepoint.
@@ -249,7 +307,8 @@ impl Engine {
         entry: &Entry,
         values: Vec<(&Field, Value)>,
         cond: &Cond,
-    ) -> Result<Record, QueryError> {
+        read: &Cond,
+    ) -> Result<Checked, QueryError> {
         self.check_references(tx, actor, &values).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let stamp = Value::String(now());
@@ -275,17 +334,17 @@ impl Engine {
             .execute(&sql)
             .await
             .map_err(|e| constraint_error(entry, e, false))?;
-        let (record, allowed) = self
-            .fetch_checked(&mut tx.exec(), entry, &id, cond, None)
+        let checked = self
+            .fetch_checked(&mut tx.exec(), entry, &id, cond, Lookup::After(read))
             .await?
             .ok_or(QueryError::NotFound)?;
-        if !allowed {
+        if !checked.allowed {
             return Err(forbidden(
                 actor,
                 &format!("create this {}", entry.resource.name),
             ));
         }
-        Ok(record)
+        Ok(checked)
     }
 
     /// `PATCH /api/<plural>/<id>`.
@@ -318,11 +377,11 @@ impl Engine {
         let what = format!("{} this {}", write.name(), entry.resource.name);
         let mut tx = self.begin().await?;
         let read = self.read_cond(entry, actor);
-        let (_, allowed) = self
-            .fetch_checked(&mut tx.exec(), entry, &id, &cond, Some(&read))
+        let stored = self
+            .fetch_checked(&mut tx.exec(), entry, &id, &cond, Lookup::Before(&read))
             .await?
             .ok_or(QueryError::NotFound)?;
-        if !allowed {
+        if !stored.allowed {
             return Err(forbidden(actor, &what));
         }
         self.check_references(&mut tx, actor, &values).await?;
@@ -364,8 +423,12 @@ impl Engine {
         if changed == 0 && !increments.is_empty() {
             return Err(self.overflowing(&mut tx, entry, &id, &increments).await);
         }
-        let (mut record, allowed) = self
-            .fetch_checked(&mut tx.exec(), entry, &id, &cond, None)
+        let Checked {
+            record,
+            allowed,
+            readable,
+        } = self
+            .fetch_checked(&mut tx.exec(), entry, &id, &cond, Lookup::After(&read))
             .await?
             .ok_or(QueryError::NotFound)?;
         if !allowed {
@@ -375,13 +438,16 @@ impl Engine {
                 write.name()
             )));
         }
-        let mut rows = vec![std::mem::take(&mut record)];
-        self.include(&mut tx.exec(), actor, entry, &mut rows, view)
-            .await?;
+        let mut rows = vec![record];
+        if readable {
+            self.include(&mut tx.exec(), actor, entry, &mut rows, view)
+                .await?;
+        }
         tx.commit().await?;
         let record = rows.pop().unwrap_or_default();
+        // The whole record, even when this actor may no longer read it.
         self.announce_change(entry, write, &record);
-        Ok(shape(record, view))
+        Ok(answer(record, readable, view))
     }
 
     /// The error for an update whose increments left the row unchanged:
@@ -443,8 +509,12 @@ impl Engine {
         let cond = compile(&self.catalog, entry, write.policy(entry), actor);
         let mut tx = self.begin().await?;
         let read = self.read_cond(entry, actor);
-        let (record, allowed) = self
-            .fetch_checked(&mut tx.exec(), entry, &id, &cond, Some(&read))
+        // Found under the read condition, so the answer, the record as it
+        // was, is one the actor could read.
+        let Checked {
+            record, allowed, ..
+        } = self
+            .fetch_checked(&mut tx.exec(), entry, &id, &cond, Lookup::Before(&read))
             .await?
             .ok_or(QueryError::NotFound)?;
         if !allowed {
@@ -530,45 +600,62 @@ impl Engine {
         });
     }
 
-    /// The record (all public fields) and whether `cond` holds for it;
-    /// with `read`, only if the actor may read it.
+    /// The record (all public fields), whether `cond` holds for it and
+    /// whether the actor may read it; `None` when there is no such record
+    /// (or, looked up before the write, none the actor may read).
     async fn fetch_checked(
         &self,
         exec: &mut Exec<'_>,
         entry: &Entry,
         id: &str,
         cond: &Cond,
-        read: Option<&Cond>,
-    ) -> Result<Option<(Record, bool)>, QueryError> {
+        lookup: Lookup<'_>,
+    ) -> Result<Option<Checked>, QueryError> {
         let mut sql = Sql::new(self.db.dialect());
         sql.push("SELECT ");
         select_list(&mut sql, entry, ROW);
-        // BIGINT on both databases, so it decodes as an i64.
-        sql.push(", CAST(CASE WHEN ");
         let mut renderer = Renderer::new(ROW);
-        renderer.render(cond, &mut sql);
-        sql.push(&format!(
-            " THEN 1 ELSE 0 END AS BIGINT) AS kumo_allowed FROM {} {ROW} WHERE ",
-            ident(&entry.table)
-        ));
+        // BIGINT on both databases, so each flag decodes as an i64.
+        let mut flag = |sql: &mut Sql, cond: &Cond, name: &str| {
+            sql.push(", CAST(CASE WHEN ");
+            renderer.render(cond, sql);
+            sql.push(&format!(" THEN 1 ELSE 0 END AS BIGINT) AS {name}"));
+        };
+        flag(&mut sql, cond, "kumo_allowed");
+        if let Lookup::After(read) = lookup {
+            flag(&mut sql, read, "kumo_readable");
+        }
+        sql.push(&format!(" FROM {} {ROW} WHERE ", ident(&entry.table)));
         let mut filter = vec![Cond::eq(
             id_column(),
             Operand::Value(Value::String(id.to_owned())),
         )];
-        if let Some(read) = read {
+        if let Lookup::Before(read) = lookup {
             filter.push(read.clone());
         }
         renderer.render(&Cond::and(filter), &mut sql);
-        if matches!(exec, Exec::Pg(_)) && read.is_some() {
+        if matches!(exec, Exec::Pg(_)) && matches!(lookup, Lookup::Before(_)) {
             sql.push(" FOR UPDATE");
         }
         let allowed = Field::computed("kumo_allowed", Kind::Integer);
+        let readable = Field::computed("kumo_readable", Kind::Integer);
         let mut fields = public(entry);
         fields.push(&allowed);
+        if matches!(lookup, Lookup::After(_)) {
+            fields.push(&readable);
+        }
         let mut rows = exec.fetch_records(&sql, &fields).await?;
-        Ok(rows.pop().map(|mut r| {
-            let ok = r.remove("kumo_allowed") == Some(Value::from(1));
-            (r, ok)
+        Ok(rows.pop().map(|mut record| {
+            let allowed = record.remove("kumo_allowed") == Some(Value::from(1));
+            let readable = match lookup {
+                Lookup::Before(_) => true,
+                Lookup::After(_) => record.remove("kumo_readable") == Some(Value::from(1)),
+            };
+            Checked {
+                record,
+                allowed,
+                readable,
+            }
         }))
     }
 

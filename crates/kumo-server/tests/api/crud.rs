@@ -523,3 +523,91 @@ both!(events_follow_commits_only, |dialect: Dialect| async move {
     assert_eq!(events.try_recv().expect("destroy event").action, "destroy");
     api.cleanup().await;
 });
+
+both!(
+    a_repeated_json_key_is_a_400_not_the_last_value,
+    |dialect: Dialect| async move {
+        // serde_json keeps the last of two equal keys, so `{"name": "a",
+        // "name": "b"}` was read as `{"name": "b"}`: a body that says two
+        // things about one field now says neither.
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let post = |uri: &str, body: String| {
+            axum::http::Request::builder()
+                .method("POST")
+                .uri(uri)
+                .header("authorization", "Bearer alice")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        // The position is the end of the repeated key's second occurrence.
+        for (body, key) in [
+            (
+                format!(r#"{{"name": "a", "uploader_id": "{alice_id}", "name": "b"}}"#),
+                "name",
+            ),
+            (
+                format!(
+                    "{{\"name\": \"a\", \"uploader_id\": \"{alice_id}\",\n \"metadata\": {{\"rig\": {{\"x\": 1, \"x\": 2}}}}}}"
+                ),
+                "x",
+            ),
+            (
+                format!(
+                    r#"[{{"name": "a", "uploader_id": "{alice_id}"}}, {{"name": "b", "polycount": 1, "polycount": 2}}]"#
+                ),
+                "polycount",
+            ),
+        ] {
+            let end = body.rfind(&format!("\"{key}\"")).unwrap() + key.len() + 2;
+            let line = body[..end].matches('\n').count() + 1;
+            let column = end - body[..end].rfind('\n').map_or(0, |n| n + 1);
+            let r = api.raw(post("/api/avatars", body.clone())).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+            assert_eq!(r.body["error"]["code"], "bad_request", "{body}");
+            let message = r.body["error"]["message"].as_str().unwrap_or_default();
+            assert_eq!(
+                message,
+                format!(
+                    "the body is ambiguous: the key `{key}` appears twice in one object \
+                     at line {line} column {column}"
+                ),
+                "{body}"
+            );
+        }
+        let none = api.send("GET", "/api/avatars", Some(&alice), None).await;
+        assert_eq!(none.data(), &json!([]), "nothing was created");
+
+        // Action bodies too, and equal values are still two keys.
+        let id = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(json!({"name": "A", "uploader_id": alice_id, "is_public": true})),
+            )
+            .await
+            .id();
+        let r = api
+            .raw(post(
+                &format!("/api/avatars/{id}/rate"),
+                r#"{"rating": 1, "rating": 1}"#.to_owned(),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "bad_request");
+        // Equal keys in different objects are not repeats.
+        let r = api
+            .raw(post(
+                "/api/avatars",
+                format!(
+                    r#"{{"name": "B", "uploader_id": "{alice_id}", "metadata": {{"name": {{"name": 1}}}}}}"#
+                ),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        api.cleanup().await;
+    }
+);

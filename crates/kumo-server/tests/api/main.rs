@@ -12,3 +12,4 @@ mod openapi;
 mod pages;
 mod relations;
 mod snapshots;
+mod unreadable_results;
