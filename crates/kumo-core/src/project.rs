@@ -4,6 +4,7 @@
 //! column) and edited with `toml_edit` so that commands such as
 //! `kumo auth add-strategy` keep the user's comments and layout.
 
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -53,29 +54,72 @@ pub struct ServerSection {
 
 /// `[server.rate_limit]`: how many requests one client may make. A client
 /// is an IPv4 address or an IPv6 /64 network (one household or device).
+///
+/// Every value is checked as the file is read, so a mistake is reported
+/// with its line and column and the server takes the section as it is.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSection {
     /// `false` turns the limit off (benchmarks, a trusted network).
     pub enabled: bool,
     /// Sustained requests per second per client.
-    pub per_second: u32,
+    #[serde(deserialize_with = "at_least_one")]
+    pub per_second: NonZeroU32,
     /// Requests a client may make at once before the sustained rate applies.
-    pub burst: u32,
+    #[serde(deserialize_with = "at_least_one")]
+    pub burst: NonZeroU32,
     /// Behind a reverse proxy, the header it puts the client's address in
     /// (`x-forwarded-for`: its last entry is used, the one the proxy added).
     /// Unset: the address of the TCP peer.
-    pub client_ip_header: Option<String>,
+    pub client_ip_header: Option<HeaderName>,
 }
 
 impl Default for RateLimitSection {
     fn default() -> Self {
         RateLimitSection {
             enabled: true,
-            per_second: 100,
-            burst: 200,
+            per_second: NonZeroU32::new(100).expect("100 is not zero"),
+            burst: NonZeroU32::new(200).expect("200 is not zero"),
             client_ip_header: None,
         }
+    }
+}
+
+/// A zero rate or burst would refuse every request; it is refused even with
+/// `enabled = false`, since zero never means "off".
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    NonZeroU32::new(u32::deserialize(d)?).ok_or_else(|| {
+        serde::de::Error::custom(
+            "[server.rate_limit] per_second and burst must be at least 1; \
+             to turn the limit off, set enabled = false",
+        )
+    })
+}
+
+/// An HTTP header name: a non-empty token of RFC 9110 (letters, digits and
+/// ``!#$%&'*+-.^_`|~``), shorter than 64 KiB; exactly what the server's
+/// `http::HeaderName` takes, so it converts without failing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HeaderName(String);
+
+impl HeaderName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HeaderName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<HeaderName, String> {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || name.len() >= 1 << 16 || !name.bytes().all(token) {
+            return Err(format!(
+                "[server.rate_limit] client_ip_header `{name}` is not a header name"
+            ));
+        }
+        Ok(HeaderName(name))
     }
 }
 
@@ -139,15 +183,6 @@ impl Project {
             return Err(ProjectError::Invalid {
                 path,
                 message: "[database] pool_size must be at least 1".into(),
-            });
-        }
-        let limit = &config.server.rate_limit;
-        if limit.enabled && (limit.per_second == 0 || limit.burst == 0) {
-            return Err(ProjectError::Invalid {
-                path,
-                message: "[server.rate_limit] per_second and burst must be at least 1; \
-                          to turn the limit off, set enabled = false"
-                    .into(),
             });
         }
         Ok(Project {
@@ -303,5 +338,44 @@ mod tests {
             resolve_sqlite_path(root, "postgres://u@h/db"),
             "postgres://u@h/db"
         );
+    }
+
+    #[test]
+    fn rate_limit_mistakes_are_reported_with_line_and_column() {
+        let zero =
+            parse_config("[server.rate_limit]\nenabled = true\nper_second = 0\n").unwrap_err();
+        assert!(zero.contains("line 3, column 14"), "{zero}");
+        assert!(
+            zero.contains(
+                "[server.rate_limit] per_second and burst must be at least 1; \
+                 to turn the limit off, set enabled = false"
+            ),
+            "{zero}"
+        );
+        let burst = parse_config("[server.rate_limit]\nburst = 0\n").unwrap_err();
+        assert!(burst.contains("line 2, column 9"), "{burst}");
+        // Zero never means "off", also when the limit is off.
+        let off = parse_config("[server.rate_limit]\nenabled = false\nburst = 0\n").unwrap_err();
+        assert!(off.contains("must be at least 1"), "{off}");
+        for bad in ["bad header", "", "x-forwarded-for:", "ü"] {
+            let text = format!("[server.rate_limit]\nclient_ip_header = \"{bad}\"\n");
+            let err = parse_config(&text).unwrap_err();
+            assert!(err.contains("line 2, column 20"), "{err}");
+            assert!(
+                err.contains(&format!("client_ip_header `{bad}` is not a header name")),
+                "{err}"
+            );
+        }
+        let ok = parse_config(
+            "[server.rate_limit]\nenabled = false\nper_second = 5\nburst = 1\nclient_ip_header = \"X-Forwarded-For\"\n",
+        )
+        .unwrap()
+        .server
+        .rate_limit;
+        assert!(!ok.enabled);
+        assert_eq!((ok.per_second.get(), ok.burst.get()), (5, 1));
+        assert_eq!(ok.client_ip_header.unwrap().as_str(), "X-Forwarded-For");
+        let default = parse_config("").unwrap().server.rate_limit;
+        assert_eq!((default.per_second.get(), default.burst.get()), (100, 200));
     }
 }

@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kumo_core::resource::{
-    Action, ActionKind, AttrType, OnDelete, Policy, RelationshipKind, Resource,
+    Action, ActionKind, AttrType, OnDelete, Policy, RelationshipKind, Resource, ScalarType,
 };
 use kumo_db::query::catalog::Origin;
 use kumo_db::query::params::{
@@ -170,14 +170,15 @@ const BAD_REQUEST: ErrorResponse = ErrorResponse {
     status: "400",
     codes: &["bad_request"],
     description: "A query parameter, filter field, operator, value or cursor the route does \
-                  not take; `fields` names the parameter.",
+                  not take, a parameter other than `filter[…]` given more than once, or a \
+                  percent-escape that does not decode to UTF-8; `fields` names the parameter.",
 };
 const BAD_BODY: ErrorResponse = ErrorResponse {
     name: "bad_request_or_json",
     status: "400",
     codes: &["bad_request", "malformed_json"],
-    description: "A query parameter the route does not take (`bad_request`), or a body that \
-                  is not valid JSON (`malformed_json`).",
+    description: "A query parameter the route does not take or given more than once \
+                  (`bad_request`), or a body that is not valid JSON (`malformed_json`).",
 };
 const UNAUTHENTICATED: ErrorResponse = ErrorResponse {
     name: "unauthenticated",
@@ -223,10 +224,11 @@ const INVALID: ErrorResponse = ErrorResponse {
     name: "invalid",
     status: "422",
     codes: &["invalid"],
-    description: "Values that break the resource's rules: a wrong type, a constraint, an \
-                  unknown or unwritable field, a field the action does not accept, a \
-                  reference to a record that does not exist or cannot be read. `fields` \
-                  names each field (`[i].field` for item `i` of a batch).",
+    description: "Values that break the resource's rules: a wrong type (an integer field \
+                  takes a number with a zero fraction such as `5.0` only up to 2^53 in size), \
+                  a constraint, an unknown or unwritable field, a field the action does not \
+                  accept, a reference to a record that does not exist or cannot be read. \
+                  `fields` names each field (`[i].field` for item `i` of a batch).",
 };
 const RATE_LIMITED: ErrorResponse = ErrorResponse {
     name: "rate_limited",
@@ -241,18 +243,55 @@ const INTERNAL: ErrorResponse = ErrorResponse {
     description: "The database failed. A write that fails this way was not made.",
 };
 
-const ALL_ERRORS: [&ErrorResponse; 11] = [
+/// Not referenced by any operation: an operation is a method the path
+/// takes, and this is the answer to every other method on a path (with
+/// `Allow` listing the methods it takes). The document's description says so.
+const METHOD_NOT_ALLOWED: ErrorResponse = ErrorResponse {
+    name: "method_not_allowed",
+    status: "405",
+    codes: &["method_not_allowed"],
+    description: "The path exists but does not take this method (any method the path does \
+                  not list); `Allow` names the methods it takes. Those include HEAD wherever \
+                  GET is, and POST on `/api/<plural>/{id}`, whose route create actions share \
+                  (`POST /api/<plural>/<action>`): a POST there with an id answers 404.",
+};
+
+const ALL_ERRORS: [&ErrorResponse; 12] = [
     &BAD_REQUEST,
     &BAD_BODY,
     &UNAUTHENTICATED,
     &FORBIDDEN,
     &NOT_FOUND,
+    &METHOD_NOT_ALLOWED,
     &CONFLICT,
     &TOO_LARGE,
     &MEDIA_TYPE,
     &INVALID,
     &RATE_LIMITED,
     &INTERNAL,
+];
+
+/// Answers of the HTTP layer (hyper, HTTP/1.1) that come before any route:
+/// a status line and an empty body, not the error shape. Any request may
+/// get them, so every operation lists them. The limits are hyper's: a
+/// request target (path and query string) over 65,534 bytes, and a request
+/// head over its read buffer (417,792 bytes) or with more than 100 headers.
+const TRANSPORT_ERRORS: [(&str, &str, &str); 2] = [
+    (
+        "uri_too_long",
+        "414",
+        "The path and query string are longer than 65,534 bytes. Answered by the HTTP \
+         layer before any route, with an empty body: not the error shape. A long `in` \
+         filter is the usual cause (about 1,700 UUIDs fit); split the list over several \
+         requests.",
+    ),
+    (
+        "headers_too_large",
+        "431",
+        "The request's head is larger than 417,792 bytes, or it has more than 100 \
+         headers. Answered by the HTTP layer before any route, with an empty body: not \
+         the error shape.",
+    ),
 ];
 
 /// The OpenAPI 3.1 document for the resources of `catalog`, or for the
@@ -268,6 +307,9 @@ pub fn document(catalog: Option<&Catalog>) -> Value {
     let mut responses = Map::new();
     for e in ALL_ERRORS {
         responses.insert(e.name.to_owned(), error_response(e));
+    }
+    for (name, _, description) in TRANSPORT_ERRORS {
+        responses.insert(name.to_owned(), json!({ "description": description }));
     }
     json!({
         "openapi": "3.1.0",
@@ -318,23 +360,40 @@ is a 404. Each operation's description gives the policy that decides it.
 **Errors** all have one shape: \
 `{\"error\": {\"code\": \"…\", \"message\": \"…\", \"fields\": {\"name\": [\"…\"]}}}`; \
 `code` is stable, `message` is for people, `fields` (when present) names what \
-is wrong.
+is wrong. A method a path does not list answers 405 (`method_not_allowed`, \
+the `method_not_allowed` response) with an `Allow` header; a path not listed \
+answers 404. Two answers come from the HTTP layer before any route, with an \
+empty body instead of the error shape: 414 for a path and query string over \
+65,534 bytes, 431 for headers over 417,792 bytes or more than 100 of them.
 
 **Values.** Datetimes are RFC 3339 with an offset and are answered in UTC \
-with milliseconds; dates are `YYYY-MM-DD`. An integer field also takes a \
-number with no fraction (`5.0`). Text cannot contain the NUL character \
-(U+0000) and dates start at 0001-01-01 (UTC): PostgreSQL can store neither, \
-so both databases refuse them.
+with milliseconds (a body's finer digits are dropped; a filter's must be \
+zeros, else 400); dates are `YYYY-MM-DD`. An integer field also takes a \
+number with no fraction (`5.0`) up to 2^53 in size; beyond that only an \
+integer written without a fraction or exponent is exact. Text cannot contain \
+the NUL character (U+0000) and dates start at 0001-01-01 (UTC): PostgreSQL \
+can store neither, so both databases refuse them.
+
+**Query strings** are decoded as `application/x-www-form-urlencoded`; a \
+percent-escape that does not decode to UTF-8 is a 400. A parameter other \
+than `filter[…]` may be given once (twice is a 400); the same filter given \
+twice applies both.
 
 **Lists** take `filter[field][op]=value`, with the operators each \
 `filter[field]` parameter lists for its field, and `filter[field]=value` for \
 equality. Filters reach through `belongs_to` relationships \
-(`filter[uploader.username]=alice`), at most {FILTER_DEPTH} relationships deep. A \
+(`filter[uploader.username]=alice`), at most {FILTER_DEPTH} relationships deep. An \
+enum field's `eq`, `ne` and `in` take only its values (400 otherwise). `in` \
+splits its value at every comma, so a value holding a comma can only be \
+matched by `eq`. A \
 list takes at most {MAX_FILTERS} filters, and its `in` filters at most {MAX_IN_VALUES} \
 values together. `sort` orders by \
 fields (`-` for descending). Pages are keyset pages: follow `page.next` with \
 `page[after]` and `page.prev` with `page[before]`; `page[offset]` skips rows \
 instead, and `page[count]=true` adds `page.total`.";
+
+/// Ends the description of every query parameter but `filter[…]`.
+const ONCE: &str = " At most once: given twice, the request is refused with 400.";
 
 #[derive(Default)]
 struct Builder {
@@ -473,6 +532,47 @@ impl Builder {
                 )
             }}),
         );
+        // The viewer's own files, which its page loads: routes like any
+        // other, so they are listed too.
+        for (path, id, summary, media_type) in [
+            (
+                VIEWER_JS_PATH,
+                "docs.viewer_js",
+                "The viewer's script (Swagger UI; cached for good, the name holds its version)",
+                "text/javascript",
+            ),
+            (
+                VIEWER_CSS_PATH,
+                "docs.viewer_css",
+                "The viewer's stylesheet (Swagger UI; cached for good, the name holds its version)",
+                "text/css",
+            ),
+            (
+                START_JS_PATH,
+                "docs.start_js",
+                "The script that starts the viewer on /openapi.json",
+                "text/javascript",
+            ),
+        ] {
+            self.paths.insert(
+                path.into(),
+                json!({ "get": {
+                    "tags": ["service"],
+                    "operationId": id,
+                    "summary": summary,
+                    "security": [{}],
+                    "responses": with_errors(
+                        json!({
+                            "200": {
+                                "description": "The file.",
+                                "content": { media_type: { "schema": { "type": "string" } } }
+                            }
+                        }),
+                        &[&RATE_LIMITED],
+                    )
+                }}),
+            );
+        }
         self.parameters.insert(
             "kumo.id".into(),
             json!({
@@ -522,7 +622,7 @@ impl Builder {
                 json!({
                     "name": name,
                     "in": "query",
-                    "description": description,
+                    "description": format!("{description}{ONCE}"),
                     "schema": schema
                 }),
             );
@@ -957,7 +1057,7 @@ impl Builder {
                     "description": format!(
                         "Relationships to embed in each record, comma-separated. \
                          `has_many` and `many_to_many` embed at most {INCLUDE_LIMIT} \
-                         records each."
+                         records each.{ONCE}"
                     ),
                     "style": "form",
                     "explode": false,
@@ -976,7 +1076,7 @@ impl Builder {
             json!({
                 "name": "fields",
                 "in": "query",
-                "description": "Answer only these fields (and `id`), comma-separated.",
+                "description": format!("Answer only these fields (and `id`), comma-separated.{ONCE}"),
                 "style": "form",
                 "explode": false,
                 "schema": {
@@ -1000,10 +1100,11 @@ impl Builder {
         json!({
             "name": "sort",
             "in": "query",
-            "description": "Fields to order by, comma-separated, each at most once; `-` \
-                            before a field orders it descending. `null` sorts first \
-                            ascending. `id` always ends the order, so it is total. \
-                            Default: `id`.",
+            "description": format!(
+                "Fields to order by, comma-separated, each at most once; `-` before a \
+                 field orders it descending. `null` sorts first ascending. `id` always \
+                 ends the order, so it is total. Default: `id`.{ONCE}"
+            ),
             "style": "form",
             "explode": false,
             "schema": {
@@ -1070,12 +1171,18 @@ fn json_response(description: &str, schema: Value) -> Value {
     })
 }
 
-/// `responses` plus a reference to each error response.
+/// `responses` plus a reference to each error response, and to the HTTP
+/// layer's own answers, which any request may get.
 fn with_errors(mut responses: Value, errors: &[&ErrorResponse]) -> Value {
-    let mut errors = errors.to_vec();
-    errors.sort_by_key(|e| e.status);
-    for e in errors {
-        responses[e.status] = json!({ "$ref": format!("#/components/responses/{}", e.name) });
+    let mut errors: Vec<(&str, &str)> = errors.iter().map(|e| (e.status, e.name)).collect();
+    errors.extend(
+        TRANSPORT_ERRORS
+            .iter()
+            .map(|(name, status, _)| (*status, *name)),
+    );
+    errors.sort();
+    for (status, name) in errors {
+        responses[status] = json!({ "$ref": format!("#/components/responses/{name}") });
     }
     responses
 }
@@ -1122,6 +1229,13 @@ fn error_response(e: &ErrorResponse) -> Value {
     if e.status == "401" {
         response["headers"] = json!({ "WWW-Authenticate": {
             "description": "`Bearer`.",
+            "required": true,
+            "schema": { "type": "string" }
+        }});
+    }
+    if e.status == "405" {
+        response["headers"] = json!({ "Allow": {
+            "description": "The methods the path takes, comma-separated.",
             "required": true,
             "schema": { "type": "string" }
         }});
@@ -1398,10 +1512,18 @@ fn filter_parameters(
             out.push(json!({
                 "name": format!("filter[{path}]"),
                 "in": "query",
-                "description": format!("Filters on {about}."),
+                "description": format!(
+                    "Filters on {about}. May be given more than once (with the same or \
+                     other operators): every one must hold."
+                ),
                 "style": "deepObject",
                 "explode": true,
-                "schema": schema_ref(&operators_schema(f.kind, schemas))
+                "schema": schema_ref(&match &f.origin {
+                    Origin::Attribute(AttrType::Enum { values }) => {
+                        enum_operators_schema(&at.resource.name, &f.name, values, schemas)
+                    }
+                    _ => operators_schema(f.kind, schemas),
+                })
             }));
         }
         if depth < FILTER_DEPTH {
@@ -1416,6 +1538,38 @@ fn filter_parameters(
         }
     }
     out
+}
+
+/// The operators of an enum field: those of text, with `eq` and `ne` taking
+/// only the enum's values (and `in` only them, which a comma-separated
+/// string cannot say but the description does), as the server checks.
+fn enum_operators_schema(
+    resource: &str,
+    field: &str,
+    values: &[String],
+    schemas: &mut Map<String, Value>,
+) -> String {
+    let name = format!("kumo.filter.{resource}.{field}");
+    if schemas.contains_key(&name) {
+        return name;
+    }
+    let text = operators_schema(Kind::Text, schemas);
+    let mut schema = schemas[&text].clone();
+    for op in ["eq", "ne"] {
+        schema["properties"][op]["enum"] = json!(values);
+    }
+    schema["properties"]["in"]["description"] =
+        json!("is one of the values, separated by commas; each must be one of the enum's");
+    schema["description"] = json!(format!(
+        "The operators a filter on `{field}` of {} {resource} takes, sent as \
+         `filter[field][op]=value`; every one given must hold. `filter[field]=value` is \
+         short for `filter[field][eq]=value`. `eq`, `ne` and `in` take only the enum's \
+         values ({}); any other is refused with 400.",
+        article(resource),
+        values.join(", ")
+    ));
+    schemas.insert(name.clone(), schema);
+    name
 }
 
 /// The name of the schema of the operators a field of `kind` takes (from
@@ -1484,9 +1638,15 @@ fn operators_schema(kind: Kind, schemas: &mut Map<String, Value>) -> String {
             "type": "object",
             "description": format!(
                 "The operators a filter on a field holding {about} takes, sent as \
-                 `filter[field][op]=value`; every one given must hold.{}",
+                 `filter[field][op]=value`; every one given must hold.{}{}",
                 if properties.contains_key("eq") {
                     " `filter[field]=value` is short for `filter[field][eq]=value`."
+                } else {
+                    ""
+                },
+                if matches!(kind, Kind::Datetime | Kind::Array(ScalarType::Datetime)) {
+                    " Datetimes are kept to the millisecond: a value with a nonzero digit \
+                     past the milliseconds (`.1234Z`) is refused with 400."
                 } else {
                     ""
                 }

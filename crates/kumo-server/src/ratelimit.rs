@@ -6,6 +6,7 @@
 //! Behind a reverse proxy the address comes from a configured header; the
 //! proxy appends the peer it saw, so the last entry is the one to trust.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -37,28 +38,25 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// The limit `kumo.toml` asks for; `None` when it is turned off.
-    pub fn from_config(section: &RateLimitSection) -> Result<Option<RateLimit>, String> {
-        if !section.enabled {
-            return Ok(None);
-        }
-        let nonzero = |n: u32, name: &str| {
-            NonZeroU32::new(n)
-                .ok_or_else(|| format!("[server.rate_limit] {name} must be at least 1"))
-        };
-        let client_ip_header = section
-            .client_ip_header
-            .as_deref()
-            .map(|h| {
-                HeaderName::try_from(h).map_err(|_| {
-                    format!("[server.rate_limit] client_ip_header `{h}` is not a header name")
-                })
-            })
-            .transpose()?;
-        Ok(Some(RateLimit {
-            per_second: nonzero(section.per_second, "per_second")?,
-            burst: nonzero(section.burst, "burst")?,
-            client_ip_header,
-        }))
+    ///
+    /// Every value was checked when `kumo.toml` was read
+    /// ([`RateLimitSection`] holds only valid ones), where a mistake is
+    /// reported with its line and column; so this cannot fail.
+    pub fn new(section: &RateLimitSection) -> Option<RateLimit> {
+        section.enabled.then(|| RateLimit {
+            per_second: section.per_second,
+            burst: section.burst,
+            client_ip_header: section.client_ip_header.as_ref().map(|h| {
+                HeaderName::try_from(h.as_str())
+                    .expect("kumo_core::project::HeaderName holds an RFC 9110 token")
+            }),
+        })
+    }
+
+    /// [`RateLimit::new`] for callers written when this could fail; its
+    /// error type has no values.
+    pub fn from_config(section: &RateLimitSection) -> Result<Option<RateLimit>, Infallible> {
+        Ok(RateLimit::new(section))
     }
 }
 
@@ -201,23 +199,17 @@ mod tests {
     }
 
     #[test]
-    fn config_errors_name_the_setting() {
-        let mut section = RateLimitSection {
-            per_second: 0,
-            ..RateLimitSection::default()
-        };
-        assert_eq!(
-            RateLimit::from_config(&section).unwrap_err(),
-            "[server.rate_limit] per_second must be at least 1"
-        );
-        section.per_second = 5;
-        section.client_ip_header = Some("bad header".into());
-        assert!(
-            RateLimit::from_config(&section)
-                .unwrap_err()
-                .contains("`bad header` is not a header name")
-        );
+    fn the_limit_is_the_checked_section() {
+        let mut section: RateLimitSection = kumo_core::project::parse_config(
+            "[server.rate_limit]\nper_second = 5\nburst = 7\nclient_ip_header = \"X-Real-IP\"\n",
+        )
+        .unwrap()
+        .server
+        .rate_limit;
+        let limit = RateLimit::new(&section).unwrap();
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (5, 7));
+        assert_eq!(limit.client_ip_header.unwrap().as_str(), "x-real-ip");
         section.enabled = false;
-        assert!(RateLimit::from_config(&section).unwrap().is_none());
+        assert!(RateLimit::new(&section).is_none());
     }
 }

@@ -7,7 +7,7 @@ use kumo_core::load::normalize_value;
 use kumo_core::resource::{AttrType, RelationshipKind};
 use serde_json::Value;
 
-use super::catalog::{Catalog, Entry, Kind};
+use super::catalog::{Catalog, Entry, Kind, Origin};
 use super::error::QueryError;
 
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -187,8 +187,9 @@ pub fn parse_list(
     };
     let mut given: Vec<String> = Vec::new();
     let mut in_values = 0;
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let (key, value) = (key.as_ref(), value.as_ref());
+    for pair in query_pairs(query) {
+        let (key, value) = pair?;
+        let (key, value) = (key.as_str(), value.as_str());
         if !key.starts_with("filter[") {
             // Filters may repeat (they all apply); anything else given
             // twice is ambiguous, so neither value is guessed at.
@@ -334,14 +335,57 @@ pub fn parse_record_query(
 ) -> Result<View, QueryError> {
     let mut view = View::default();
     let mut given: Vec<String> = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+    for pair in query_pairs(query) {
+        let (key, value) = pair?;
         once(&mut given, &key)?;
-        match key.as_ref() {
+        match key.as_str() {
             k @ ("include" | "fields") => parse_view(catalog, entry, &mut view, k, &value)?,
             other => return Err(unknown_parameter(other, &["include", "fields"])),
         }
     }
     Ok(view)
+}
+
+/// The `key=value` pairs of a query string, decoded as
+/// `application/x-www-form-urlencoded` like [`form_urlencoded::parse`]
+/// (`+` is a space, `%XX` a byte, a `%` without two hex digits after it is
+/// itself, empty pairs are skipped), except that a key or value whose bytes
+/// are not UTF-8 once decoded (`%ff`) is a 400 naming the parameter: the
+/// lossy decoding would turn it into U+FFFD and filter by a value the
+/// client never sent.
+fn query_pairs(query: &str) -> impl Iterator<Item = Result<(String, String), QueryError>> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let not_utf8 = |what: &str| format!("{what} is not UTF-8 once its %-escapes are decoded");
+        let key = String::from_utf8(form_decode(key)).map_err(|e| {
+            QueryError::bad_field(
+                &String::from_utf8_lossy(e.as_bytes()),
+                not_utf8("the parameter's name"),
+            )
+        })?;
+        let value = String::from_utf8(form_decode(value))
+            .map_err(|_| QueryError::bad_field(&key, not_utf8("the value")))?;
+        Ok((key, value))
+    })
+}
+
+/// The bytes a form-encoded key or value stands for.
+fn form_decode(text: &str) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let [first, tail @ ..] = rest {
+        rest = tail;
+        match (*first, tail) {
+            (b'+', _) => out.push(b' '),
+            (b'%', [h, l, after @ ..]) if hex(*h).is_some() && hex(*l).is_some() => {
+                out.push(hex(*h).unwrap_or_default() * 16 + hex(*l).unwrap_or_default());
+                rest = after;
+            }
+            (b, _) => out.push(b),
+        }
+    }
+    out
 }
 
 /// Records `key` as given; an error if it was given before.
@@ -500,14 +544,32 @@ fn parse_filter(
     let parse = |text: &str, kind: Kind| {
         parse_scalar(kind, text).map_err(|m| QueryError::bad_field(key, m))
     };
+    // An enum's values are known: equality with any other value is a
+    // mistake (a typo would otherwise match nothing, silently). Orders and
+    // substrings stay free text, like the value's own comparisons.
+    let member = |text: &str| match &field.origin {
+        Origin::Attribute(ty @ AttrType::Enum { .. }) => {
+            normalize_value(ty, &Value::String(text.to_owned()))
+                .map(|_| ())
+                .map_err(|m| QueryError::bad_field(key, m))
+        }
+        _ => Ok(()),
+    };
     let value = match op {
         FilterOp::IsNil => FilterValue::Flag(parse_flag(key, value)?),
         FilterOp::In => FilterValue::Many(
             value
                 .split(',')
-                .map(|v| parse(v, kind))
+                .map(|v| {
+                    member(v)?;
+                    parse(v, kind)
+                })
                 .collect::<Result<_, _>>()?,
         ),
+        FilterOp::Eq | FilterOp::Ne => {
+            member(value)?;
+            FilterValue::One(parse(value, kind)?)
+        }
         FilterOp::Contains | FilterOp::StartsWith if kind == Kind::Text => {
             FilterValue::One(parse(value, Kind::Text)?)
         }
@@ -549,11 +611,43 @@ pub fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
         },
         Kind::Uuid => normalized(AttrType::Uuid),
         Kind::Date => normalized(AttrType::Date),
-        Kind::Datetime => normalized(AttrType::Datetime),
+        Kind::Datetime => {
+            let value = normalized(AttrType::Datetime)?;
+            finer_than_millis(text)?;
+            Ok(value)
+        }
         Kind::Json | Kind::Array(_) => {
             Err(format!("{} values cannot be compared", kind_name(kind)))
         }
     }
+}
+
+/// Refuses a valid datetime with a nonzero digit past the milliseconds.
+///
+/// Kumo keeps datetimes to the millisecond (SQLite stores the text
+/// `…05.123Z`), and a body's finer digits are dropped when it is written.
+/// A filter's value is a bound, not a value to store: dropping its digits
+/// would move it (`lt …05.1235Z` would leave out a record at `…05.123Z`,
+/// which is before it), and comparing it exactly is not something the
+/// stored text can do. So such a value is refused, alike on both databases;
+/// zeros past the milliseconds (`.123000Z`) change nothing and are taken.
+fn finer_than_millis(text: &str) -> Result<(), String> {
+    let fraction = text
+        .get(19..)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .map(|f| {
+            f.bytes()
+                .take_while(u8::is_ascii_digit)
+                .skip(3)
+                .any(|d| d != b'0')
+        });
+    if fraction == Some(true) {
+        return Err(format!(
+            "`{text}` is more precise than a millisecond; Kumo keeps datetimes to the \
+             millisecond, so give at most three fraction digits (`2026-01-02T03:04:05.123Z`)"
+        ));
+    }
+    Ok(())
 }
 
 pub fn kind_name(kind: Kind) -> &'static str {

@@ -8,6 +8,7 @@ mod filters;
 mod fuzz;
 mod fuzz_found;
 mod harness;
+mod known;
 mod openapi;
 mod pages;
 mod relations;

@@ -48,7 +48,18 @@ fn document_for_the_harness_resources() {
 fn document_without_the_resource_api() {
     let doc = kumo_server::openapi::document(None);
     let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
-    assert_eq!(paths, ["/docs", "/health", "/openapi.json", "/ready"]);
+    assert_eq!(
+        paths,
+        [
+            "/docs",
+            "/docs/docs.js",
+            "/docs/swagger-ui-5.35.0.css",
+            "/docs/swagger-ui-5.35.0.js",
+            "/health",
+            "/openapi.json",
+            "/ready"
+        ]
+    );
 }
 
 #[test]
@@ -156,13 +167,27 @@ async fn docs_viewer_is_served_from_the_binary_under_a_strict_policy() {
     let html = String::from_utf8(body(page).await).unwrap();
     assert!(!html.contains("http://") && !html.contains("https://"));
 
-    // Every script and stylesheet the page names is served here.
+    // Every script and stylesheet the page names is served here, and is
+    // in the document (with the type it is served as).
     let assets: Vec<&str> = html
         .split(['"'])
         .filter(|s| s.starts_with("docs/"))
         .collect();
     assert_eq!(assets.len(), 3, "{html}");
+    let doc = kumo_server::openapi::document(None);
+    let listed: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.starts_with("/docs/"))
+        .map(|p| &p[1..])
+        .collect();
+    let mut named = assets.clone();
+    named.sort_unstable();
+    assert_eq!(listed, named);
     for asset in assets {
+        let content = &doc["paths"][format!("/{asset}")]["get"]["responses"]["200"]["content"];
+        let documented = content.as_object().unwrap().keys().next().unwrap().clone();
         let r = get(&api.state, &format!("/{asset}"), &[]).await;
         assert_eq!(r.status(), StatusCode::OK, "{asset}");
         let content_type = r.headers()[header::CONTENT_TYPE].to_str().unwrap();
@@ -172,6 +197,10 @@ async fn docs_viewer_is_served_from_the_binary_under_a_strict_policy() {
             "text/javascript; charset=utf-8"
         };
         assert_eq!(content_type, expected, "{asset}");
+        assert!(
+            content_type.starts_with(&format!("{documented};")),
+            "{asset}: {documented}"
+        );
         assert_eq!(r.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         let cache = r.headers()[header::CACHE_CONTROL].to_str().unwrap();
         if asset.contains("swagger-ui-") {
@@ -181,5 +210,227 @@ async fn docs_viewer_is_served_from_the_binary_under_a_strict_policy() {
         }
         assert!(!body(r).await.is_empty());
     }
+    api.cleanup().await;
+}
+
+/// What the document says beyond each operation's own answers: other
+/// methods (405), the HTTP layer's 414 and 431 (no error shape), a
+/// parameter given twice, integral floats, enum and datetime filters.
+#[test]
+fn document_describes_what_every_route_shares() {
+    let doc = kumo_server::openapi::document(Some(&harness_catalog()));
+    let responses = &doc["components"]["responses"];
+    let not_allowed = &responses["method_not_allowed"];
+    assert_eq!(
+        not_allowed["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+            ["const"],
+        "method_not_allowed"
+    );
+    assert_eq!(not_allowed["headers"]["Allow"]["required"], true);
+    for name in ["uri_too_long", "headers_too_large"] {
+        let response = responses[name].as_object().unwrap();
+        assert!(!response.contains_key("content"), "{name}: {response:?}");
+        assert!(
+            response["description"]
+                .as_str()
+                .unwrap()
+                .contains("empty body")
+        );
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            assert_eq!(
+                op["responses"]["414"]["$ref"], "#/components/responses/uri_too_long",
+                "{method} {path}"
+            );
+            assert_eq!(
+                op["responses"]["431"]["$ref"], "#/components/responses/headers_too_large",
+                "{method} {path}"
+            );
+        }
+    }
+    let intro = doc["info"]["description"].as_str().unwrap();
+    for said in [
+        "405",
+        "414",
+        "431",
+        "2^53",
+        "twice is a 400",
+        "not decode to UTF-8",
+    ] {
+        assert!(intro.contains(said), "the introduction does not say {said}");
+    }
+    assert!(
+        responses["invalid"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("2^53")
+    );
+    assert!(
+        responses["bad_request"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("given more than once")
+    );
+    for (key, p) in doc["components"]["parameters"].as_object().unwrap() {
+        if p["in"] == "query" {
+            let description = p["description"].as_str().unwrap();
+            assert!(description.contains("At most once"), "{key}: {description}");
+        }
+    }
+    let list = &doc["paths"]["/api/avatars"]["get"];
+    let kind = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "filter[kind]")
+        .expect("filter[kind]");
+    assert!(
+        kind["description"]
+            .as_str()
+            .unwrap()
+            .contains("more than once")
+    );
+    assert_eq!(
+        kind["schema"]["$ref"],
+        "#/components/schemas/kumo.filter.avatar.kind"
+    );
+    let schemas = &doc["components"]["schemas"];
+    let enum_ops = &schemas["kumo.filter.avatar.kind"]["properties"];
+    for op in ["eq", "ne"] {
+        assert_eq!(
+            enum_ops[op]["enum"],
+            serde_json::json!(["humanoid", "creature"]),
+            "{op}"
+        );
+    }
+    assert!(enum_ops["gt"].get("enum").is_none());
+    assert!(
+        schemas["kumo.filter.datetime"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("millisecond")
+    );
+}
+
+/// A method a path does not list answers 405 with `Allow` naming exactly
+/// the methods the document lists for it (and HEAD wherever GET is: the
+/// router answers HEAD like GET without a body).
+#[tokio::test]
+async fn other_methods_answer_405_with_the_documented_methods() {
+    let api = TestApi::avatars(Dialect::Sqlite).await;
+    let doc = kumo_server::openapi::document(Some(&api.state.engine().unwrap().catalog));
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let uri = path.replace("{id}", "0190b6a4-0000-7000-8000-00000000000a");
+        let mut documented: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        if documented.iter().any(|m| m == "GET") {
+            documented.push("HEAD".into());
+        }
+        // `POST /api/<plural>/<action>` (a create action) shares the route of
+        // `/api/<plural>/{id}`, so POST is taken there: with an id, 404.
+        let record = path.starts_with("/api/") && path.ends_with("/{id}");
+        if record {
+            documented.push("POST".into());
+            let r = api.send("POST", &uri, None, None).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "POST {uri}: {}", r.body);
+        }
+        documented.sort();
+        let other = ["PUT", "PATCH", "POST", "DELETE"]
+            .into_iter()
+            .find(|m| !documented.iter().any(|d| d == m))
+            .unwrap_or_else(|| panic!("{path} takes every method"));
+        let r = app(api.state.clone())
+            .oneshot(
+                Request::builder()
+                    .method(other)
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{other} {uri}");
+        let mut allowed: Vec<String> = r.headers()[header::ALLOW]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        allowed.sort();
+        assert_eq!(allowed, documented, "{other} {uri}");
+        let error: Value = serde_json::from_slice(&body(r).await).unwrap();
+        assert_eq!(
+            error["error"]["code"], "method_not_allowed",
+            "{other} {uri}"
+        );
+    }
+    api.cleanup().await;
+}
+
+/// The HTTP layer's own answers, over a real socket: a status line, no
+/// body, and no error shape (what the document says of 414 and 431).
+#[tokio::test]
+async fn a_uri_or_headers_too_large_are_answered_by_the_http_layer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let api = TestApi::avatars(Dialect::Sqlite).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kumo_server::serve(listener, api.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let exchange = |head: String| async move {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        // The server closes the connection after such an answer.
+        let _ = socket.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // About 1,700 UUIDs in an `in` list fit; 1,800 do not.
+    let uuids = |n: usize| vec!["0190b6a4-0000-7000-8000-00000000000a"; n].join(",");
+    let get =
+        |target: String| format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let fits = exchange(get(format!(
+        "/api/avatars?filter%5Bid%5D%5Bin%5D={}",
+        uuids(1700)
+    )))
+    .await;
+    assert!(
+        fits.starts_with("HTTP/1.1 200"),
+        "{}",
+        &fits[..fits.len().min(200)]
+    );
+    let long = exchange(get(format!(
+        "/api/avatars?filter%5Bid%5D%5Bin%5D={}",
+        uuids(1800)
+    )))
+    .await;
+    assert!(long.starts_with("HTTP/1.1 414"), "{long}");
+    let (head, rest) = long.split_once("\r\n\r\n").unwrap();
+    assert!(
+        rest.is_empty() && head.to_lowercase().contains("content-length: 0"),
+        "{long}"
+    );
+
+    let many: String = (0..101).map(|i| format!("x-h{i}: 1\r\n")).collect();
+    let headers = exchange(format!("GET /health HTTP/1.1\r\nHost: x\r\n{many}\r\n")).await;
+    assert!(headers.starts_with("HTTP/1.1 431"), "{headers}");
+    // (Headers over hyper's 417,792-byte buffer are a 431 too, but the
+    // server closes with the rest unread, and the reset can beat the answer.)
+    let (head, rest) = headers.split_once("\r\n\r\n").unwrap();
+    assert!(
+        rest.is_empty() && head.to_lowercase().contains("content-length: 0"),
+        "{headers}"
+    );
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
     api.cleanup().await;
 }
