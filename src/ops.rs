@@ -519,9 +519,7 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
     let schema = load_schema(project)?;
     require_no_pending_changes(project, &schema)?;
     let migrations = read_migrations(project)?;
-    let rate_limit =
-        kumo_server::ratelimit::RateLimit::from_config(&project.config.server.rate_limit)
-            .map_err(|e| anyhow!("{}: {e}", project.root.join(CONFIG_FILE).display()))?;
+    let rate_limit = kumo_server::ratelimit::RateLimit::new(&project.config.server.rate_limit);
     let pool_size = project
         .config
         .database

@@ -178,7 +178,9 @@ const BAD_BODY: ErrorResponse = ErrorResponse {
     status: "400",
     codes: &["bad_request", "malformed_json"],
     description: "A query parameter the route does not take or given more than once \
-                  (`bad_request`), or a body that is not valid JSON (`malformed_json`).",
+                  (`bad_request`), a body whose object repeats a key (`bad_request`, naming \
+                  the key, its line and column), or a body that is not valid JSON \
+                  (`malformed_json`).",
 };
 const UNAUTHENTICATED: ErrorResponse = ErrorResponse {
     name: "unauthenticated",
@@ -355,7 +357,9 @@ actions) or `POST /api/<plural>/<action>` (create actions).
 
 **Policies.** A record the caller may not read does not exist for them: it is \
 absent from lists, counts and includes, never matches a filter, and reading it \
-is a 404. Each operation's description gives the policy that decides it.
+is a 404. Each operation's description gives the policy that decides it. A \
+create, update or action whose result the caller may not read is still made, \
+and answered with the record's `id` alone.
 
 **Errors** all have one shape: \
 `{\"error\": {\"code\": \"…\", \"message\": \"…\", \"fields\": {\"name\": [\"…\"]}}}`; \
@@ -713,7 +717,10 @@ impl Builder {
             },
             "responses": with_errors(
                 json!({ "201": json_response(
-                    &format!("The created {name} (an array for an array body)."),
+                    &format!(
+                        "The created {name} (an array for an array body). A record the \
+                         caller may not read once created is answered with its `id` alone."
+                    ),
                     json!({ "oneOf": [
                         schema_ref(&format!("{name}.one")),
                         schema_ref(&format!("{name}.many"))
@@ -758,6 +765,7 @@ impl Builder {
         if unique {
             update_errors.push(&CONFLICT);
         }
+        let as_changed = changed(name);
         let update = json!({
             "tags": [plural],
             "operationId": format!("{plural}.update"),
@@ -772,7 +780,7 @@ impl Builder {
                 "content": { JSON: { "schema": schema_ref(&format!("{name}.update")) } }
             },
             "responses": with_errors(
-                json!({ "200": json_response(&format!("The {name} as changed."), one.clone()) }),
+                json!({ "200": json_response(&as_changed, one.clone()) }),
                 &update_errors,
             )
         });
@@ -880,7 +888,9 @@ impl Builder {
                     format!("/api/{plural}/{}", action.name),
                     include.to_vec(),
                     "201",
-                    format!("The created {name}."),
+                    format!(
+                        "The created {name}, or only its `id` when the caller may not read it."
+                    ),
                 )
             }
             kind => {
@@ -899,7 +909,7 @@ impl Builder {
                     if kind == ActionKind::Destroy {
                         format!("The deleted {name}, as it was.")
                     } else {
-                        format!("The {name} as changed.")
+                        changed(name)
                     },
                 )
             }
@@ -966,7 +976,8 @@ impl Builder {
             "type": "object",
             "description": format!(
                 "{} {name} as answered: every field below, or with `fields` only those \
-                 named (and `id`), plus the relationships named by `include`.",
+                 named (and `id`), plus the relationships named by `include`. A write \
+                 whose result the caller may not read answers `id` alone.",
                 capitalized(article(name))
             ),
             "required": ["id"],
@@ -1449,6 +1460,12 @@ fn write_rule(policy: Option<&Policy>) -> String {
         Some(p) => format!(" Allowed when `{}`.", p.source),
         None => " Only admins may do this.".to_owned(),
     }
+}
+
+/// What an update or an update action answers: the read policy decides
+/// whether the caller sees the changed record or only its id.
+fn changed(name: &str) -> String {
+    format!("The {name} as changed, or only its `id` when the caller may no longer read it.")
 }
 
 /// Whether the resource has a unique attribute or an identity, so a write

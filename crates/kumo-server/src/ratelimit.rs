@@ -6,7 +6,6 @@
 //! Behind a reverse proxy the address comes from a configured header; the
 //! proxy appends the peer it saw, so the last entry is the one to trust.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -51,12 +50,6 @@ impl RateLimit {
                     .expect("kumo_core::project::HeaderName holds an RFC 9110 token")
             }),
         })
-    }
-
-    /// [`RateLimit::new`] for callers written when this could fail; its
-    /// error type has no values.
-    pub fn from_config(section: &RateLimitSection) -> Result<Option<RateLimit>, Infallible> {
-        Ok(RateLimit::new(section))
     }
 }
 

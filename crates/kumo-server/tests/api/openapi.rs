@@ -9,7 +9,7 @@ use kumo_core::load::load_schema;
 use kumo_db::query::Catalog;
 use kumo_db::sql::Dialect;
 use kumo_server::{AppState, app};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::harness::{AVATAR, COMMENT, TestApi};
@@ -432,5 +432,153 @@ async fn a_uri_or_headers_too_large_are_answered_by_the_http_layer() {
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+    api.cleanup().await;
+}
+
+/// A post with one action of each type, for what the document says of
+/// their answers.
+const POST: &str = r#"
+[resource]
+name = "post"
+
+[attributes]
+title = { type = "string", required = true }
+
+[policies]
+read    = "actor.role == 'admin'"
+create  = "true"
+update  = "true"
+destroy = "true"
+
+[actions.retitle]
+type = "update"
+accept = ["title"]
+policy = "true"
+
+[actions.draft]
+type = "create"
+accept = ["title"]
+policy = "true"
+
+[actions.remove]
+type = "destroy"
+policy = "true"
+"#;
+
+/// A create, update or create/update action whose result the caller may
+/// not read is made and answered with the id alone (`unreadable_results.rs`):
+/// the document says so on each such answer, in the introduction, and its
+/// record schema requires `id` alone, so an id-only answer fits it. A
+/// destroy answers the record as it was (it was found under the read
+/// policy), and says nothing of the kind.
+#[test]
+fn document_says_a_write_the_caller_may_not_read_answers_its_id() {
+    let sources = vec![("resources/post.toml".into(), POST.to_owned())];
+    let catalog = Catalog::new(load_schema(sources, true).unwrap_or_else(|d| panic!("{d}")));
+    let doc = kumo_server::openapi::document(Some(&catalog));
+    let described = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} {status}: no description"))
+            .to_owned()
+    };
+    assert_eq!(
+        described("/api/posts", "post", "201"),
+        "The created post (an array for an array body). A record the caller may not read \
+         once created is answered with its `id` alone."
+    );
+    let changed = "The post as changed, or only its `id` when the caller may no longer read it.";
+    assert_eq!(described("/api/posts/{id}", "patch", "200"), changed);
+    assert_eq!(described("/api/posts/{id}/retitle", "post", "200"), changed);
+    assert_eq!(
+        described("/api/posts/draft", "post", "201"),
+        "The created post, or only its `id` when the caller may not read it."
+    );
+    for (path, method) in [
+        ("/api/posts/{id}", "get"),
+        ("/api/posts/{id}", "delete"),
+        ("/api/posts/{id}/remove", "post"),
+    ] {
+        let d = described(path, method, "200");
+        assert!(!d.contains("`id`"), "{method} {path}: {d}");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["post"]["required"],
+        json!(["id"])
+    );
+    let intro = doc["info"]["description"].as_str().unwrap();
+    let policies = intro
+        .split("\n\n")
+        .find(|p| p.starts_with("**Policies.**"))
+        .expect("a Policies paragraph");
+    assert!(
+        policies.ends_with(
+            "A create, update or action whose result the caller may not read is still made, \
+             and answered with the record's `id` alone."
+        ),
+        "{policies}"
+    );
+}
+
+/// Every route with a body documents 400 as `bad_request_or_json`, which
+/// says what the server answers: a repeated key (at any depth) is a
+/// `bad_request` naming the key, line and column, and a body that does not
+/// parse is `malformed_json`. Both codes are the ones the document lists.
+#[tokio::test]
+async fn a_body_with_a_repeated_key_answers_what_the_document_says() {
+    let api = TestApi::avatars(Dialect::Sqlite).await;
+    let doc = kumo_server::openapi::document(Some(&api.state.engine().unwrap().catalog));
+    let response = &doc["components"]["responses"]["bad_request_or_json"];
+    let description = response["description"].as_str().unwrap();
+    assert_eq!(
+        description,
+        "A query parameter the route does not take or given more than once (`bad_request`), \
+         a body whose object repeats a key (`bad_request`, naming the key, its line and \
+         column), or a body that is not valid JSON (`malformed_json`)."
+    );
+    let codes = &response["content"]["application/json"]["schema"]["properties"]["error"]["properties"]
+        ["code"]["enum"];
+    assert_eq!(codes, &json!(["bad_request", "malformed_json"]));
+    let id = "0190b6a4-0000-7000-8000-00000000000a";
+    for (method, path, uri) in [
+        ("post", "/api/avatars", "/api/avatars".to_owned()),
+        ("patch", "/api/avatars/{id}", format!("/api/avatars/{id}")),
+        (
+            "post",
+            "/api/avatars/{id}/rate",
+            format!("/api/avatars/{id}/rate"),
+        ),
+    ] {
+        assert_eq!(
+            doc["paths"][path][method]["responses"]["400"]["$ref"],
+            "#/components/responses/bad_request_or_json",
+            "{method} {path}"
+        );
+        for (body, code, says) in [
+            (
+                "{\"metadata\": {\"a\": 1,\n \"a\": 2}}",
+                "bad_request",
+                "the key `a` appears twice in one object at line 2 column 4",
+            ),
+            ("{\"name\": ", "malformed_json", "not valid JSON"),
+        ] {
+            let request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            let r = api.raw(request).await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{method} {uri}: {}",
+                r.body
+            );
+            assert_eq!(r.body["error"]["code"], code, "{method} {uri}");
+            let message = r.body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(says), "{method} {uri}: {message}");
+        }
+    }
     api.cleanup().await;
 }
