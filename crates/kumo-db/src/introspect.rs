@@ -137,9 +137,13 @@ fn live_key(column: &str, collate_c: bool, descending: bool, nulls_first: bool) 
     )
 }
 
+/// A type name in one spelling. A `timestamptz` keeps its fractional
+/// precision when it is not PostgreSQL's default (6), as
+/// `timestamptz(3)`: Kumo declares milliseconds, and a column without them
+/// stores finer values than the API reads.
 fn normalise_type(t: &str) -> String {
     match t.to_ascii_lowercase().as_str() {
-        "timestamp with time zone" | "timestamptz" => "timestamptz".into(),
+        "timestamp with time zone" | "timestamptz" | "timestamptz(6)" => "timestamptz".into(),
         "double precision" => "double precision".into(),
         other => other.to_string(),
     }
@@ -158,10 +162,12 @@ fn normalise_default(d: &str) -> String {
             continue;
         }
         match trimmed.rfind("::") {
+            // `::text`, `::timestamp with time zone`, and with a precision
+            // `::timestamp(3) with time zone`.
             Some(i)
                 if trimmed[i + 2..]
                     .chars()
-                    .all(|c| c.is_ascii_alphabetic() || c == ' ') =>
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '(' | ')')) =>
             {
                 s = trimmed[..i].to_string();
             }
@@ -317,7 +323,8 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                     primary_key: Vec::new(),
                 };
                 let rows = sqlx::query(
-                    "SELECT column_name::text, data_type::text, is_nullable::text, column_default::text
+                    "SELECT column_name::text, data_type::text, is_nullable::text, column_default::text,
+                            datetime_precision::int
                      FROM information_schema.columns
                      WHERE table_schema = current_schema() AND table_name = $1",
                 )
@@ -336,10 +343,16 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                 for r in rows {
                     let column: String = r.get(0);
                     let checked = checks.iter().any(|c| mentions(c, &column));
+                    let mut data_type = r.get::<String, _>(1);
+                    if data_type == "timestamp with time zone"
+                        && let Some(precision) = r.get::<Option<i32>, _>(4)
+                    {
+                        data_type = format!("timestamptz({precision})");
+                    }
                     table.columns.insert(
                         column,
                         LiveColumn {
-                            sql_type: normalise_type(&r.get::<String, _>(1)),
+                            sql_type: normalise_type(&data_type),
                             nullable: r.get::<String, _>(2) == "YES",
                             default: r.get::<Option<String>, _>(3).map(|d| normalise_default(&d)),
                             checked,
@@ -663,8 +676,14 @@ pub fn differences(expected: &LiveTable, live: &LiveTable) -> Vec<String> {
         };
         let mut what = Vec::new();
         if have.sql_type != want.sql_type {
+            // Migrations by Kumo versions before `TIMESTAMPTZ(3)`.
+            let hint = if have.sql_type == "timestamptz" && want.sql_type == "timestamptz(3)" {
+                " (microseconds: migrated by an older Kumo; see \"Datetime precision on PostgreSQL\" in docs/migrations.md)"
+            } else {
+                ""
+            };
             what.push(format!(
-                "type {}, expected {}",
+                "type {}, expected {}{hint}",
                 have.sql_type, want.sql_type
             ));
         }
@@ -746,7 +765,7 @@ pub fn differences(expected: &LiveTable, live: &LiveTable) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalise_default;
+    use super::{normalise_default, normalise_type};
 
     #[test]
     fn postgres_defaults_normalise_to_the_literal_kumo_wrote() {
@@ -800,5 +819,18 @@ mod tests {
         );
         assert_eq!(normalise_default("'2024-01-02'::date"), "'2024-01-02'");
         assert_eq!(normalise_default("'not [json'"), "'not [json'");
+        // A `TIMESTAMPTZ(3)` column's default is cast with the precision.
+        assert_eq!(
+            normalise_default("'2024-01-02 03:04:05.25+00'::timestamp(3) with time zone"),
+            "'2024-01-02T03:04:05.25Z'"
+        );
+    }
+
+    #[test]
+    fn a_timestamptz_keeps_its_precision_unless_it_is_the_default() {
+        assert_eq!(normalise_type("TIMESTAMPTZ(3)"), "timestamptz(3)");
+        assert_eq!(normalise_type("timestamptz(6)"), "timestamptz");
+        assert_eq!(normalise_type("TIMESTAMPTZ"), "timestamptz");
+        assert_eq!(normalise_type("timestamp with time zone"), "timestamptz");
     }
 }

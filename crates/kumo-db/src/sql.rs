@@ -70,7 +70,11 @@ pub fn sql_type(ty: &ColumnType, dialect: Dialect) -> &'static str {
             BaseType::Float => "DOUBLE PRECISION",
             BaseType::Boolean => "BOOLEAN",
             BaseType::Date => "DATE",
-            BaseType::Datetime => "TIMESTAMPTZ",
+            // Milliseconds, as the API reads and writes them: PostgreSQL
+            // rounds finer values (`CURRENT_TIMESTAMP`, plain SQL) when it
+            // stores them, so an answered value finds its row and a page
+            // cursor holds exactly what is stored.
+            BaseType::Datetime => "TIMESTAMPTZ(3)",
             BaseType::Json | BaseType::Array => "JSONB",
         },
         Dialect::Sqlite => match ty.base() {
@@ -356,6 +360,43 @@ pub fn render(changes: &[Change], dialect: Dialect) -> String {
     let mut sql = statements.join("\n\n");
     sql.push('\n');
     sql
+}
+
+/// The PostgreSQL migration (up, down) that gives the datetime columns of
+/// `tables` millisecond precision, for a database whose migrations were
+/// generated before Kumo declared `TIMESTAMPTZ(3)`: there they are plain
+/// `TIMESTAMPTZ` (microseconds), while the recorded schema, which names
+/// only the `datetime` type, is the same. Up rounds every stored value to
+/// the millisecond, as PostgreSQL rounds whatever it stores in such a
+/// column; down gives the columns PostgreSQL's default precision back (the
+/// rounded values stay rounded). One `ALTER TABLE` per table, so each
+/// table is rewritten once; its indexes are rebuilt with it. SQLite stores
+/// datetimes as text in one form and needs no such step: both are empty
+/// when no table has a datetime column.
+pub fn datetime_milliseconds_sql(tables: &[Table]) -> (String, String) {
+    let statements = |ty: &str| -> String {
+        let mut sql = String::new();
+        for table in tables {
+            let columns: Vec<String> = table
+                .columns
+                .iter()
+                .filter(|c| c.ty.base() == BaseType::Datetime)
+                .map(|c| format!("  ALTER COLUMN {} TYPE {ty}", ident(&c.name)))
+                .collect();
+            if !columns.is_empty() {
+                if !sql.is_empty() {
+                    sql.push('\n');
+                }
+                sql.push_str(&format!(
+                    "ALTER TABLE {}\n{};\n",
+                    ident(&table.name),
+                    columns.join(",\n")
+                ));
+            }
+        }
+        sql
+    };
+    (statements("TIMESTAMPTZ(3)"), statements("TIMESTAMPTZ"))
 }
 
 fn render_postgres(changes: &[Change]) -> Vec<String> {

@@ -10,6 +10,8 @@
 //! - [`runner`]: the order in which migrations are rolled back.
 //! - [`explain`]: the indexes Kumo creates are the ones the list queries
 //!   read, by each database's own query plan.
+//! - [`datetime_precision`]: PostgreSQL stores datetimes to the
+//!   millisecond, and an older database's microsecond columns are migrated.
 //! - [`pool`]: a connection the database dropped while idle is replaced.
 //! - [`policy_props`]: policies compiled to SQL decide what the reference
 //!   evaluator decides, on random policies, actors and rows; hidden records
@@ -20,6 +22,7 @@
 //! `kumo_test_<uuid>` database and drops it again. SQLite databases live in a
 //! temporary directory.
 
+mod datetime_precision;
 mod explain;
 mod harness;
 mod live_schema;

@@ -36,7 +36,10 @@ async fn a_connection_the_database_dropped_while_idle_is_replaced() {
         .unwrap()
         .get(0);
     assert!(terminated);
-    killer.close().await;
+    killer
+        .close()
+        .await
+        .expect("closing the connection that ended the other");
     tokio::time::sleep(PING_IF_IDLE_FOR + Duration::from_millis(300)).await;
 
     let mut conn = pool

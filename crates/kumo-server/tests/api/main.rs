@@ -4,6 +4,7 @@
 
 mod admin_only;
 mod crud;
+mod datetimes;
 mod filters;
 mod fuzz;
 mod fuzz_found;
