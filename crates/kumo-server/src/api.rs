@@ -179,8 +179,47 @@ fn actor(state: &AppState, headers: &HeaderMap) -> Result<Value, Response> {
     }
 }
 
+/// `{"data": …}` around a record or a list of them.
+#[derive(serde::Serialize)]
+struct Data<T> {
+    data: T,
+}
+
+/// A list's body: the page's records and its cursors.
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    data: &'a [kumo_db::query::Record],
+    page: PageLinks<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct PageLinks<'a> {
+    next: Option<&'a str>,
+    prev: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<i64>,
+}
+
+/// Serialises `body` straight into the response, into a buffer sized for
+/// it. (`Json(json!({…}))` first copied every record into a new `Value`,
+/// then wrote it into a buffer that started at 128 bytes and grew.)
+fn json_response(status: StatusCode, body: &impl serde::Serialize, size_hint: usize) -> Response {
+    let mut bytes = Vec::with_capacity(size_hint);
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        // A `Value` always serialises; this only guards the type.
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialise a response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Bytes a serialised record usually takes, to size the buffer once.
+const RECORD_SIZE_HINT: usize = 512;
+
 fn data(status: StatusCode, value: Value) -> Response {
-    (status, Json(json!({ "data": value }))).into_response()
+    json_response(status, &Data { data: value }, RECORD_SIZE_HINT)
 }
 
 fn fail(e: QueryError) -> Response {
@@ -354,11 +393,16 @@ async fn list(
     let actor = actor(&state, &headers)?;
     let req = parse_list(&engine.catalog, entry, query.as_deref().unwrap_or("")).map_err(fail)?;
     let page = engine.list(&actor, entry, &req).await.map_err(fail)?;
-    let mut meta = json!({ "next": page.next, "prev": page.prev });
-    if let Some(total) = page.total {
-        meta["total"] = json!(total);
-    }
-    Ok(Json(json!({ "data": page.data, "page": meta })).into_response())
+    let body = ListBody {
+        data: &page.data,
+        page: PageLinks {
+            next: page.next.as_deref(),
+            prev: page.prev.as_deref(),
+            total: page.total,
+        },
+    };
+    let size_hint = 256 + page.data.len() * RECORD_SIZE_HINT;
+    Ok(json_response(StatusCode::OK, &body, size_hint))
 }
 
 async fn show(

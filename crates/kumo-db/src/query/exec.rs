@@ -2,6 +2,8 @@
 //! databases, so the rest of the query layer builds one [`Sql`] and never
 //! matches on the dialect to execute it.
 
+use std::fmt::Write as _;
+
 use serde_json::{Map, Number, Value};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -53,9 +55,11 @@ impl Sql {
         self.params.push(p);
         let n = self.params.len();
         match self.dialect {
-            Dialect::Postgres => self.text.push_str(&format!("${n}")),
-            Dialect::Sqlite => self.text.push_str(&format!("?{n}")),
+            Dialect::Postgres => self.text.push('$'),
+            Dialect::Sqlite => self.text.push('?'),
         }
+        // Writing to a String cannot fail.
+        let _ = write!(self.text, "{n}");
         self
     }
 
@@ -104,16 +108,27 @@ pub(crate) fn param_for(kind: Kind, v: &Value) -> Param {
     }
 }
 
-/// The expression that selects a column in its canonical JSON form.
-pub(crate) fn select_expr(dialect: Dialect, alias: &str, field: &Field) -> String {
-    let column = format!("{alias}.{}", ident(&field.name));
-    match (dialect, field.kind) {
+/// Writes the expression that selects a column in its canonical JSON form,
+/// named after the field.
+pub(crate) fn push_select_expr(sql: &mut Sql, alias: &str, field: &Field) {
+    let column = ident(&field.name);
+    let qualified = |sql: &mut Sql| {
+        sql.push(alias).push(".").push(&column);
+    };
+    match (sql.dialect, field.kind) {
         (Dialect::Postgres, Kind::Datetime) => {
-            format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+            sql.push("to_char(");
+            qualified(sql);
+            sql.push(" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')");
         }
-        (Dialect::Postgres, Kind::Date) => format!("to_char({column}, 'YYYY-MM-DD')"),
-        _ => column,
+        (Dialect::Postgres, Kind::Date) => {
+            sql.push("to_char(");
+            qualified(sql);
+            sql.push(", 'YYYY-MM-DD')");
+        }
+        _ => qualified(sql),
     }
+    sql.push(" AS ").push(&column);
 }
 
 pub(crate) fn pg_query(sql: &Sql) -> Query<'static, Postgres, PgArguments> {

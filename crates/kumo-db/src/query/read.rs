@@ -10,7 +10,7 @@ use sqlx::Row as _;
 
 use super::catalog::{Entry, Field, Kind};
 use super::error::QueryError;
-use super::exec::{Exec, Sql, pg_query, select_expr, sqlite_query};
+use super::exec::{Exec, Sql, pg_query, push_select_expr, sqlite_query};
 use super::params::{Filter, FilterOp, FilterValue, ListRequest, Position, SortKey, View};
 use super::policy::{Cond, FieldRef, Operand, Renderer, Start, compile};
 use super::{Engine, Record};
@@ -70,12 +70,12 @@ fn column_of(entry: &Entry, name: &str) -> Operand {
 /// `SELECT <public fields> FROM <table> r` (one column per public field,
 /// in order, each in its canonical form).
 pub(crate) fn select_list(sql: &mut Sql, entry: &Entry, alias: &str) {
-    let dialect = sql.dialect;
-    let list: Vec<String> = entry
-        .public_fields()
-        .map(|f| format!("{} AS {}", select_expr(dialect, alias, f), ident(&f.name)))
-        .collect();
-    sql.push(&list.join(", "));
+    for (i, field) in entry.public_fields().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        push_select_expr(sql, alias, field);
+    }
 }
 
 pub(crate) fn public(entry: &Entry) -> Vec<&Field> {
