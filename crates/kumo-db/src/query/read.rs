@@ -202,15 +202,10 @@ impl Engine {
         }
 
         let mut sql = Sql::new(self.db.dialect());
-        // The page is chosen first and only its rows are formatted: the
-        // canonical datetime text costs a function call per row, and the
-        // database would otherwise compute it for every row it sorts.
         sql.push("SELECT ");
         select_list(&mut sql, entry, ROW);
-        sql.push(&format!(
-            " FROM (SELECT * FROM {} {ROW} WHERE ",
-            ident(&entry.table)
-        ));
+        sql.push(" FROM ").push(&ident(&entry.table)).push(" ");
+        sql.push(ROW).push(" WHERE ");
         Renderer::new(ROW).render(&where_, &mut sql);
         sql.push(" ORDER BY ");
         order_by(&mut sql, entry, &req.sort, backwards);
@@ -218,8 +213,6 @@ impl Engine {
         if let Position::Offset(n) = req.position {
             sql.push(&format!(" OFFSET {n}"));
         }
-        sql.push(&format!(") {ROW} ORDER BY "));
-        order_by(&mut sql, entry, &req.sort, backwards);
         Ok(ListQuery {
             sql,
             filter,

@@ -24,7 +24,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 
 use super::catalog::{Entry, Field, Kind, Origin};
 use super::error::{FieldErrors, QueryError, one};
-use super::exec::{Exec, Sql};
+use super::exec::{Exec, Sql, canonical_datetime};
 use super::params::View;
 use super::policy::{Cond, Operand, Renderer, compile};
 use super::read::{canonical_id, id_column, public, select_list, shape};
@@ -139,17 +139,7 @@ pub const MAX_BATCH: usize = 1000;
 
 /// Now, as Kumo stores datetimes: UTC, milliseconds.
 fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    canonical_datetime(time::OffsetDateTime::now_utc())
 }
 
 fn forbidden(actor: &Value, what: &str) -> QueryError {

@@ -296,7 +296,7 @@ async fn sorted_and_filtered_pages_read_an_index(dialect: Dialect) {
     let sorts = match dialect {
         Dialect::Postgres => without
             .iter()
-            .any(|l| l.contains("Sort Key: r_1.score DESC NULLS LAST")),
+            .any(|l| l.contains("Sort Key: score DESC NULLS LAST")),
         Dialect::Sqlite => without
             .iter()
             .any(|l| l.contains("USE TEMP B-TREE FOR ORDER BY")),
