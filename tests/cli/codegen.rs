@@ -405,10 +405,13 @@ fn a_dropped_relationship_key_suggests_renamed_from_on_the_relationship() {
     let k = Kumo::new();
     k.set_up_project();
     let comment = k.read("app/resources/comment.toml");
-    let renamed = comment.replace(
-        "author = { belongs_to = \"user\", on_delete = \"nullify\" }",
-        "writer = { belongs_to = \"user\", on_delete = \"nullify\" }",
-    );
+    let renamed = comment
+        .replace(
+            "author = { belongs_to = \"user\", on_delete = \"nullify\" }",
+            "writer = { belongs_to = \"user\", on_delete = \"nullify\" }",
+        )
+        // The policies name the relationship's column too.
+        .replace("record.author_id", "record.writer_id");
     assert_ne!(renamed, comment);
     k.write("app/resources/comment.toml", &renamed);
     let run = k

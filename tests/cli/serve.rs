@@ -135,11 +135,11 @@ fn demo_creates_sets_up_and_serves_then_reuses() {
     );
     // The demo migrates by itself; it must not tell the user to.
     assert!(!server.banner.contains("Next:"), "{}", server.banner);
-    // Two users, two worlds, two avatars and a comment.
+    // Two users, two worlds, two avatars and two comments.
     assert!(
         server
             .banner
-            .contains("Seeds: 7 row(s) inserted, 0 already present."),
+            .contains("Seeds: 8 row(s) inserted, 0 already present."),
         "{}",
         server.banner
     );
@@ -156,6 +156,15 @@ fn demo_creates_sets_up_and_serves_then_reuses() {
         assert_eq!(status, 200, "{avatars}");
         assert!(avatars.contains("\"name\":\"Robot\""), "{avatars}");
         assert!(!avatars.contains("Dragon"), "{avatars}");
+        // A comment is as visible as its avatar: the private dragon's is
+        // neither listed nor found through a filter on its avatar.
+        let (status, comments) = server.get("/api/comments");
+        assert_eq!(status, 200, "{comments}");
+        assert!(comments.contains("Love the shine!"), "{comments}");
+        assert!(!comments.contains("wings"), "{comments}");
+        let (status, found) = server.get("/api/comments?filter%5Bavatar.slug%5D=dragon");
+        assert_eq!(status, 200, "{found}");
+        assert!(found.starts_with("{\"data\":[]"), "{found}");
     };
     served(&server);
     drop(server);
@@ -168,7 +177,7 @@ fn demo_creates_sets_up_and_serves_then_reuses() {
     assert!(
         server
             .banner
-            .contains("Seeds: 0 row(s) inserted, 7 already present."),
+            .contains("Seeds: 0 row(s) inserted, 8 already present."),
         "{}",
         server.banner
     );
@@ -277,7 +286,7 @@ fn ready_is_503_after_a_rollback_and_without_the_postgres_database() {
     });
 }
 
-pub(crate) const SEEDS: &str = "[[user]]\nkey = \"alice\"\nemail = \"alice@example.com\"\n\n[[avatar]]\nkey = \"robot\"\nname = \"Robot\"\nuploader = \"alice\"\n";
+pub(crate) const SEEDS: &str = "[[user]]\nkey = \"alice\"\nemail = \"alice@example.com\"\n\n[[avatar]]\nkey = \"robot\"\nname = \"Robot\"\nis_public = true\nuploader = \"alice\"\n";
 
 /// `kumo db reset` used to drop the database first and only then find a
 /// resource change with no migration (or a broken file), losing every row.
