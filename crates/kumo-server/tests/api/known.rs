@@ -87,3 +87,46 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    json_numbers_are_exact_in_64_bits_and_floats_beyond,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let uploader = api.user_id(&alice);
+        // Written by hand: `json!` would turn the big integer into a float
+        // before the server saw it.
+        let body = format!(
+            r#"{{"name":"n","uploader_id":"{uploader}","metadata":{{"big":123456789012345678901234567890,"u64":18446744073709551615,"i64":-9223372036854775808,"nz":-0.0}}}}"#
+        );
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/api/avatars")
+            .header("authorization", format!("Bearer {alice}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        let created = api.raw(request).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let id = created.id();
+        let read = api
+            .send("GET", &format!("/api/avatars/{id}"), Some(&alice), None)
+            .await;
+        let metadata = &read.data()["metadata"];
+        assert_eq!(metadata["u64"], json!(u64::MAX), "{metadata}");
+        assert_eq!(metadata["i64"], json!(i64::MIN), "{metadata}");
+        assert_eq!(
+            metadata["big"].as_f64(),
+            Some(1.234_567_890_123_456_8e29),
+            "{metadata}"
+        );
+        let nz = metadata["nz"].as_f64().expect("a number");
+        assert_eq!(nz, 0.0);
+        assert_eq!(
+            nz.is_sign_negative(),
+            dialect == Dialect::Sqlite,
+            "{metadata}"
+        );
+        api.cleanup().await;
+    }
+);
