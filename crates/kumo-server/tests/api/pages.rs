@@ -311,3 +311,82 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    pages_walked_backwards_neither_skip_nor_repeat_during_inserts,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let initial: Vec<Value> = (0..30)
+        .map(|i| json!({"name": format!("a{i:02}"), "uploader_id": alice_id, "polycount": i % 6}))
+        .collect();
+        api.send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(Value::Array(initial)),
+        )
+        .await;
+        // To the last page first, with no writes.
+        let base = "/api/avatars?sort=-polycount&page[size]=4";
+        let mut last = api.send("GET", base, Some(&alice), None).await;
+        while let Some(c) = cursor(&last, "next") {
+            last = api
+                .send(
+                    "GET",
+                    &format!("{base}&page[after]={c}"),
+                    Some(&alice),
+                    None,
+                )
+                .await;
+        }
+        let mut seen = names(&last);
+        let mut r = last;
+        let mut round = 0;
+        // Then back to the first, inserting rows before, inside and after
+        // each page as it goes.
+        while let Some(c) = cursor(&r, "prev") {
+            let extra: Vec<Value> = (0..3)
+            .map(|k| json!({"name": format!("b{round:02}{k}"), "uploader_id": alice_id, "polycount": (round + k) % 6}))
+            .collect();
+            let w = api
+                .send(
+                    "POST",
+                    "/api/avatars",
+                    Some(&alice),
+                    Some(Value::Array(extra)),
+                )
+                .await;
+            assert_eq!(w.status, StatusCode::CREATED);
+            round += 1;
+            r = api
+                .send(
+                    "GET",
+                    &format!("{base}&page[before]={c}"),
+                    Some(&alice),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let mut page = names(&r);
+            page.extend(seen);
+            seen = page;
+        }
+        let originals: Vec<&String> = seen.iter().filter(|n| n.starts_with('a')).collect();
+        let mut unique = originals.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            originals.len(),
+            "a row was repeated: {seen:?}"
+        );
+        assert_eq!(unique.len(), 30, "a row was skipped: {seen:?}");
+        let mut all = seen.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), seen.len(), "no row, old or new, appears twice");
+        api.cleanup().await;
+    }
+);
