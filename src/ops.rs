@@ -548,11 +548,12 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
             status.edited.join(", ")
         );
     }
+    let secret = secret()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret())
+    let state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret)
         .with_rate_limit(rate_limit.as_ref());
     say!(
         "Kumo is serving {} on http://{local} (ready in {} ms)\n  api:    http://{local}/api/<plural>\n  docs:   http://{local}/docs (OpenAPI: http://{local}/openapi.json)\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
@@ -565,19 +566,32 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
     Ok(())
 }
 
-/// The key that signs page cursors: `KUMO_SECRET`, or a random one that
-/// lives as long as the process (cursors then break on restart, and nodes
-/// behind one load balancer reject each other's).
-fn secret() -> Vec<u8> {
+/// Shortest `KUMO_SECRET` accepted: 32 bytes, as much as the keys derived
+/// from it, so a guessable secret cannot be the weak link.
+const MIN_SECRET_LEN: usize = 32;
+
+/// The server's secret, from which the key that seals page cursors is
+/// derived: `KUMO_SECRET`, or a random one that lives as long as the
+/// process (cursors then break on restart, and nodes behind one load
+/// balancer reject each other's).
+fn secret() -> Result<Vec<u8>> {
     match std::env::var("KUMO_SECRET") {
-        Ok(s) if !s.is_empty() => s.into_bytes(),
+        Ok(s) if !s.is_empty() => {
+            if s.len() < MIN_SECRET_LEN {
+                bail!(
+                    "KUMO_SECRET is {} bytes long; it must be at least {MIN_SECRET_LEN}. Make one with `openssl rand -hex 32`.",
+                    s.len()
+                );
+            }
+            Ok(s.into_bytes())
+        }
         _ => {
             tracing::warn!(
-                "KUMO_SECRET is not set: page cursors are signed with a random key and stop working after a restart or on another node (docs/configuration.md)"
+                "KUMO_SECRET is not set: page cursors are sealed with a random key and stop working after a restart or on another node (docs/configuration.md)"
             );
             let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
             key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-            key
+            Ok(key)
         }
     }
 }

@@ -61,6 +61,27 @@ fn serve_refuses_with_the_fixing_command() {
 }
 
 #[test]
+fn serve_refuses_a_short_secret() {
+    let k = Kumo::new();
+    k.set_up_project();
+    let mut cmd = k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]);
+    cmd.env("KUMO_SECRET", "too-short");
+    let err = Server::start(cmd).err().expect("serve must refuse");
+    assert!(
+        err.contains("KUMO_SECRET is 9 bytes long; it must be at least 32"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("too-short"),
+        "the secret is never printed: {err}"
+    );
+    let mut cmd = k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]);
+    cmd.env("KUMO_SECRET", "x".repeat(32));
+    let server = Server::start(cmd).expect("32 bytes are enough");
+    assert_eq!(server.get("/ready").0, 200);
+}
+
+#[test]
 fn serve_without_a_database_says_to_set_up() {
     let k = Kumo::new();
     k.run(&["new", "app"]).ok();
