@@ -22,6 +22,13 @@ pub const MAX_OFFSET: u64 = i64::MAX as u64;
 pub const MAX_FILTER_DEPTH: usize = 2;
 /// Most `filter[…]` parameters one list takes.
 pub const MAX_FILTERS: usize = 100;
+/// Most relationship paths the filters of one list go through, each prefix
+/// counted (`filter[avatar.uploader.username]` goes through `avatar` and
+/// `avatar.uploader`). The filters through one path share one subquery,
+/// with the related resource's read policy in it; on PostgreSQL each is a
+/// join the planner orders, and planning time grows steeply with their
+/// number, so it is capped like the filters themselves.
+pub const MAX_FILTER_PATHS: usize = 8;
 /// Most values the `in` filters of one list take together. Each is a bound
 /// parameter, and a statement takes at most 32,766 of them on SQLite and
 /// 65,535 on PostgreSQL.
@@ -187,6 +194,8 @@ pub fn parse_list(
     };
     let mut given: Vec<String> = Vec::new();
     let mut in_values = 0;
+    // The relationship paths the filters go through so far.
+    let mut paths: Vec<Vec<String>> = Vec::new();
     for pair in query_pairs(query) {
         let (key, value) = pair?;
         let (key, value) = (key.as_str(), value.as_str());
@@ -212,6 +221,21 @@ pub fn parse_list(
                             "`in` takes at most {MAX_IN_VALUES} values, counted over all the `in` filters of a list"
                         ),
                     ));
+                }
+            }
+            for depth in 1..=filter.through.len() {
+                let path = &filter.through[..depth];
+                if !paths.iter().any(|p| p == path) {
+                    if paths.len() == MAX_FILTER_PATHS {
+                        return Err(QueryError::bad_field(
+                            key,
+                            format!(
+                                "the filters of a list go through at most {MAX_FILTER_PATHS} relationship paths (`a.b.field` goes through `a` and `a.b`); this one would be path {}",
+                                MAX_FILTER_PATHS + 1
+                            ),
+                        ));
+                    }
+                    paths.push(path.to_vec());
                 }
             }
             req.filters.push(filter);

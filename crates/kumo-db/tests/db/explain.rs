@@ -316,3 +316,41 @@ async fn sorted_and_filtered_pages_read_an_index(dialect: Dialect) {
     );
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn postgres_filters_through_one_relationship_read_it_once() {
+    filters_through_one_relationship_read_it_once(Dialect::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_filters_through_one_relationship_read_it_once() {
+    filters_through_one_relationship_read_it_once(Dialect::Sqlite).await;
+}
+
+/// Each filter through `owner` was an `EXISTS` of its own, and PostgreSQL
+/// took minutes to plan 100 of them; the filters through one relationship
+/// now share one subquery, so the plan reads `owners` once, however many
+/// filters go through it (on empty tables: only the plan's shape counts).
+async fn filters_through_one_relationship_read_it_once(dialect: Dialect) {
+    let schema = schema();
+    let migration = Plan::new(Vec::new(), &schema).migration("00000000000001_initial".into());
+    let t = TestDb::new(dialect).await;
+    runner::migrate(&t.db, std::slice::from_ref(&migration))
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", t.name()));
+    let engine = Engine::new(t.db.clone(), schema, CursorKey::new(b"explain"));
+    let filters: Vec<String> = (1..=kumo_db::query::params::MAX_FILTERS - 1)
+        .map(|i| format!("filter[owner.name][ne]=u{i}"))
+        .chain(["filter[score][gt]=0".to_owned()])
+        .collect();
+    let lines = plan(&engine, &filters.join("&")).await;
+    let reads = lines.iter().filter(|l| l.contains("owners")).count();
+    assert_eq!(
+        reads,
+        1,
+        "{}: the plan should read `owners` once:\n{}",
+        t.name(),
+        lines.join("\n")
+    );
+    t.cleanup().await;
+}
