@@ -525,7 +525,16 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
         .database
         .pool_size
         .unwrap_or_else(kumo_db::db::default_pool_size);
-    let db = target.connect_pool(pool_size).await?;
+    let statement_timeout = project
+        .config
+        .database
+        .statement_timeout
+        .unwrap_or(kumo_db::db::DEFAULT_STATEMENT_TIMEOUT_MS);
+    let db = target
+        .clone()
+        .with_statement_timeout(statement_timeout)
+        .connect_pool(pool_size)
+        .await?;
     let status = runner::status(&db, &migrations).await?;
     if !status.pending.is_empty() {
         bail!(

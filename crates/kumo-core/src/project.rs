@@ -41,6 +41,10 @@ pub struct DatabaseSection {
     pub url: Option<String>,
     /// Connections `kumo serve` keeps open; default four per CPU core.
     pub pool_size: Option<u32>,
+    /// Milliseconds a PostgreSQL statement run for the API may take before
+    /// it is cancelled (and the request answered 503); 0 is no limit.
+    /// Default 10 000. Migrations are never cut off.
+    pub statement_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

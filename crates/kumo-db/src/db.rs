@@ -185,6 +185,24 @@ impl Target {
         Ok(true)
     }
 
+    /// The same database, with every statement on PostgreSQL cut off (and
+    /// answered 503) after `millis` milliseconds; 0 leaves statements
+    /// unlimited. For the pool that serves the API: one expensive query
+    /// must not hold a pooled connection forever. Migrations and rollbacks
+    /// open their pools without it, so a long `CREATE INDEX` still
+    /// finishes. SQLite has no statement timeout; its writers wait at most
+    /// its busy timeout (5 s) for the lock.
+    pub fn with_statement_timeout(self, millis: u64) -> Target {
+        match self {
+            // Sent in the startup packet, so every pooled connection,
+            // including one reopened later, has it before its first query.
+            Target::Postgres(o) if millis > 0 => {
+                Target::Postgres(o.options([("statement_timeout", millis)]))
+            }
+            other => other,
+        }
+    }
+
     /// Opens a pool of [`default_pool_size`] connections. A missing
     /// database is an error that says how to create it.
     pub async fn connect(&self) -> Result<Database, Error> {
@@ -272,6 +290,10 @@ fn plain_on_loopback(url: &str, options: PgConnectOptions) -> PgConnectOptions {
         options
     }
 }
+
+/// `[database] statement_timeout` when it is not set: ten seconds, far
+/// beyond any request the API answers normally.
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 10_000;
 
 /// Connections per pool when `[database] pool_size` is not set: four per
 /// CPU core, from 4 to 32. More connections than the machine can serve

@@ -75,6 +75,10 @@ pub(crate) fn error_response(
     (status, Json(json!({ "error": error }))).into_response()
 }
 
+/// What a 503 asks the client to wait before trying again: the database
+/// was busy for a moment, not down.
+pub(crate) const RETRY_AFTER_SECONDS: &str = "1";
+
 struct ApiError(QueryError);
 
 impl From<QueryError> for ApiError {
@@ -93,6 +97,10 @@ impl IntoResponse for ApiError {
             QueryError::NotFound => StatusCode::NOT_FOUND,
             QueryError::Conflict { .. } => StatusCode::CONFLICT,
             QueryError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database busy in an API request");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             QueryError::Database(err) => {
                 tracing::error!(error = %err, "database error in an API request");
                 return error_response(
@@ -112,6 +120,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
         response

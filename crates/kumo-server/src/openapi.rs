@@ -244,6 +244,15 @@ const INTERNAL: ErrorResponse = ErrorResponse {
     codes: &["internal"],
     description: "The database failed. A write that fails this way was not made.",
 };
+const UNAVAILABLE: ErrorResponse = ErrorResponse {
+    name: "unavailable",
+    status: "503",
+    codes: &["unavailable"],
+    description: "The database is too busy to answer now: no connection came free in time, \
+                  it stayed locked, concurrent writes kept colliding, or a statement ran past \
+                  `[database] statement_timeout`. Nothing was changed; retry after \
+                  `Retry-After` seconds.",
+};
 
 /// Not referenced by any operation: an operation is a method the path
 /// takes, and this is the answer to every other method on a path (with
@@ -258,7 +267,7 @@ const METHOD_NOT_ALLOWED: ErrorResponse = ErrorResponse {
                   (`POST /api/<plural>/<action>`): a POST there with an id answers 404.",
 };
 
-const ALL_ERRORS: [&ErrorResponse; 12] = [
+const ALL_ERRORS: [&ErrorResponse; 13] = [
     &BAD_REQUEST,
     &BAD_BODY,
     &UNAUTHENTICATED,
@@ -271,6 +280,7 @@ const ALL_ERRORS: [&ErrorResponse; 12] = [
     &INVALID,
     &RATE_LIMITED,
     &INTERNAL,
+    &UNAVAILABLE,
 ];
 
 /// Answers of the HTTP layer (hyper, HTTP/1.1) that come before any route:
@@ -678,7 +688,7 @@ impl Builder {
                     &format!("A page of {plural}."),
                     schema_ref(&format!("{name}.page")),
                 )}),
-                &[&BAD_REQUEST, &UNAUTHENTICATED, &RATE_LIMITED, &INTERNAL],
+                &[&BAD_REQUEST, &UNAUTHENTICATED, &RATE_LIMITED, &INTERNAL, &UNAVAILABLE],
             )
         });
         let mut create_errors = vec![
@@ -690,6 +700,7 @@ impl Builder {
             &INVALID,
             &RATE_LIMITED,
             &INTERNAL,
+            &UNAVAILABLE,
         ];
         if unique {
             create_errors.push(&CONFLICT);
@@ -748,7 +759,7 @@ impl Builder {
             "parameters": record_routes,
             "responses": with_errors(
                 json!({ "200": json_response(&format!("The {name}."), one.clone()) }),
-                &[&BAD_REQUEST, &UNAUTHENTICATED, &NOT_FOUND, &RATE_LIMITED, &INTERNAL],
+                &[&BAD_REQUEST, &UNAUTHENTICATED, &NOT_FOUND, &RATE_LIMITED, &INTERNAL, &UNAVAILABLE],
             )
         });
         let mut update_errors = vec![
@@ -761,6 +772,7 @@ impl Builder {
             &INVALID,
             &RATE_LIMITED,
             &INTERNAL,
+            &UNAVAILABLE,
         ];
         if unique {
             update_errors.push(&CONFLICT);
@@ -791,6 +803,7 @@ impl Builder {
             &NOT_FOUND,
             &RATE_LIMITED,
             &INTERNAL,
+            &UNAVAILABLE,
         ];
         if still_referenced(catalog, name, &mut BTreeSet::new()) {
             destroy_errors.push(&CONFLICT);
@@ -878,6 +891,7 @@ impl Builder {
             &INVALID,
             &RATE_LIMITED,
             &INTERNAL,
+            &UNAVAILABLE,
         ];
         let (path, params, status, what) = match action.kind {
             ActionKind::Create => {
@@ -1251,7 +1265,7 @@ fn error_response(e: &ErrorResponse) -> Value {
             "schema": { "type": "string" }
         }});
     }
-    if e.status == "429" {
+    if e.status == "429" || e.status == "503" {
         response["headers"] = json!({ "Retry-After": {
             "description": "Seconds to wait before the next request.",
             "required": true,

@@ -1,6 +1,7 @@
 //! The ways an API operation can fail, each with the fields it concerns, and
 //! the mapping from database errors to them. The HTTP layer turns each into
-//! its status code; nothing here is a 500 unless the database itself failed.
+//! its status code; nothing here is a 500 unless the database itself failed,
+//! and a database too busy to answer is a 503 ([`QueryError::Unavailable`]).
 
 use std::collections::BTreeMap;
 
@@ -35,8 +36,70 @@ pub enum QueryError {
         message: String,
         fields: FieldErrors,
     },
+    /// The database is too busy to answer now: no pooled connection came
+    /// free in time, SQLite stayed locked past its busy timeout, PostgreSQL
+    /// kept finding deadlocks, or a statement ran past
+    /// `[database] statement_timeout`. Nothing was changed and the same
+    /// request may succeed later (503 with `Retry-After`).
+    #[error("the server is busy ({0}); nothing was changed, try again shortly")]
+    Unavailable(Busy),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+/// Why the database could not answer now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Every pooled connection stayed in use past the acquire timeout.
+    Pool,
+    /// SQLite stayed locked (SQLITE_BUSY, SQLITE_LOCKED) past its busy
+    /// timeout.
+    Locked,
+    /// PostgreSQL aborted the transaction to break a deadlock (40P01) or a
+    /// serialization failure (40001). A write retries these itself first.
+    Deadlock,
+    /// A statement ran past `[database] statement_timeout` (57014).
+    Timeout,
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Busy::Pool => "no database connection came free in time",
+            Busy::Locked => "the database stayed locked",
+            Busy::Deadlock => "concurrent writes kept colliding",
+            Busy::Timeout => "a database statement took too long",
+        })
+    }
+}
+
+/// Sorts a database error: the ones that say the database is busy become
+/// [`QueryError::Unavailable`] (503), the rest stay internal (500).
+impl From<sqlx::Error> for QueryError {
+    fn from(e: sqlx::Error) -> QueryError {
+        match busy(&e) {
+            Some(cause) => QueryError::Unavailable(cause),
+            None => QueryError::Database(e),
+        }
+    }
+}
+
+fn busy(e: &sqlx::Error) -> Option<Busy> {
+    if matches!(e, sqlx::Error::PoolTimedOut) {
+        return Some(Busy::Pool);
+    }
+    let db = e.as_database_error()?;
+    let code = db.code()?;
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Extended result codes: the primary code is the low byte.
+        let primary = code.parse::<i32>().ok()? & 0xff;
+        return matches!(primary, 5 | 6).then_some(Busy::Locked);
+    }
+    match code.as_ref() {
+        "40P01" | "40001" => Some(Busy::Deadlock),
+        "57014" => Some(Busy::Timeout),
+        _ => None,
+    }
 }
 
 impl QueryError {
@@ -78,8 +141,15 @@ impl QueryError {
             QueryError::NotFound => "not_found",
             QueryError::Conflict { .. } => "conflict",
             QueryError::Invalid { .. } => "invalid",
+            QueryError::Unavailable(_) => "unavailable",
             QueryError::Database(_) => "internal",
         }
+    }
+
+    /// A PostgreSQL deadlock or serialization failure: the transaction was
+    /// rolled back and running it again may well succeed.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, QueryError::Unavailable(Busy::Deadlock))
     }
 
     pub fn fields(&self) -> Option<&FieldErrors> {

@@ -13,7 +13,8 @@
 //! 5. the written record is checked against the read policy in the same
 //!    query: one the actor may not read is answered with its id alone.
 //!
-//! Events are announced only after the commit, with the whole record.
+//! Events are announced only after the commit, with the whole record. A
+//! transaction PostgreSQL aborts for a deadlock runs again ([`retrying`]).
 
 use kumo_core::load::normalize_value;
 use kumo_core::resource::{Action, ActionKind, AttrType, Policy};
@@ -137,6 +138,51 @@ impl Tx {
 /// client: 15,000 rows ran it out of memory.
 pub const MAX_BATCH: usize = 1000;
 
+/// How many times a write runs when PostgreSQL keeps aborting it for a
+/// deadlock or a serialization failure. A retry can deadlock again when the
+/// other write is still inserting what the retry inserts first (a batch
+/// that reaches a value the retry already took), so there is room for more
+/// than one.
+pub const WRITE_ATTEMPTS: u32 = 4;
+
+/// Runs a whole write transaction again when PostgreSQL aborted it to break
+/// a deadlock (40P01) or a serialization failure (40001): two batches that
+/// take the same unique values in opposite orders deadlock, and the one
+/// aborted, run again after the other committed, meets its conflicts and
+/// answers 409 as it would have alone. Each attempt announces its events
+/// only after its own commit, so a failed attempt announces nothing. After
+/// [`WRITE_ATTEMPTS`] the error stands: 503, nothing changed.
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, QueryError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QueryError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_retryable() && tries < WRITE_ATTEMPTS => {
+                tokio::time::sleep(backoff(tries)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// 20–60 ms after the first failure, 40–120 after the second, and so on:
+/// long enough for the write that won to commit, and random, so the writers
+/// that collided do not collide again in step.
+fn backoff(tries: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh `RandomState` is randomly keyed: a random number without a
+    // dependency.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let base = 20 * u64::from(tries);
+    std::time::Duration::from_millis(base + random % (2 * base + 1))
+}
+
 /// Now, as Kumo stores datetimes: UTC, milliseconds.
 fn now() -> String {
     canonical_datetime(time::OffsetDateTime::now_utc())
@@ -176,6 +222,17 @@ impl Engine {
     }
 
     async fn create_with(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        body: &Value,
+        view: &View,
+        write: Write<'_>,
+    ) -> Result<Value, QueryError> {
+        retrying(|| self.create_once(actor, entry, body, view, write)).await
+    }
+
+    async fn create_once(
         &self,
         actor: &Value,
         entry: &Entry,
@@ -359,6 +416,18 @@ impl Engine {
         view: &View,
         write: Write<'_>,
     ) -> Result<Record, QueryError> {
+        retrying(|| self.update_once(actor, entry, id, body, view, write)).await
+    }
+
+    async fn update_once(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        id: &str,
+        body: &Value,
+        view: &View,
+        write: Write<'_>,
+    ) -> Result<Record, QueryError> {
         let values = self
             .check_body(entry, body, write)
             .map_err(QueryError::invalid)?;
@@ -465,7 +534,7 @@ impl Engine {
                     errors.insert(inc.field.to_owned(), vec![inc.overflow_message()]);
                 }
                 Ok(_) => {}
-                Err(e) => return QueryError::Database(e),
+                Err(e) => return QueryError::from(e),
             }
         }
         if errors.is_empty() {
@@ -488,6 +557,17 @@ impl Engine {
     }
 
     async fn destroy_with(
+        &self,
+        actor: &Value,
+        entry: &Entry,
+        id: &str,
+        view: &View,
+        write: Write<'_>,
+    ) -> Result<Record, QueryError> {
+        retrying(|| self.destroy_once(actor, entry, id, view, write)).await
+    }
+
+    async fn destroy_once(
         &self,
         actor: &Value,
         entry: &Entry,
@@ -901,7 +981,7 @@ fn largest_addend(amount: f64) -> f64 {
 /// Turns a constraint the database enforced into the field it concerns.
 fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError {
     let Some(db) = e.as_database_error() else {
-        return QueryError::Database(e);
+        return QueryError::from(e);
     };
     let message = db.message().to_owned();
     let constraint = db.constraint().map(str::to_owned);
@@ -985,7 +1065,7 @@ fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError
                 .unwrap_or_else(|| "body".to_owned());
             QueryError::invalid(one(&field, "is required"))
         }
-        _ => QueryError::Database(e),
+        _ => QueryError::from(e),
     }
 }
 

@@ -77,6 +77,11 @@ impl TestDb {
         }
     }
 
+    /// Where the database lives, to open more pools on it.
+    pub(crate) fn target(&self) -> &Target {
+        self.target.as_ref().expect("a database not cleaned up yet")
+    }
+
     pub(crate) fn dialect(&self) -> Dialect {
         self.db.dialect()
     }

@@ -92,6 +92,7 @@ pub(crate) struct TestApi {
 
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
     pub(crate) body: Value,
 }
 
@@ -112,6 +113,15 @@ pub(crate) const ADMIN: &str = "admin";
 
 impl TestApi {
     pub(crate) async fn new(dialect: Dialect, files: &[(&str, &str)]) -> TestApi {
+        TestApi::with_pool(dialect, files, kumo_db::db::default_pool_size()).await
+    }
+
+    /// A test API whose database pool holds at most `pool_size` connections.
+    pub(crate) async fn with_pool(
+        dialect: Dialect,
+        files: &[(&str, &str)],
+        pool_size: u32,
+    ) -> TestApi {
         let (target, dir) = match dialect {
             Dialect::Postgres => {
                 let base = std::env::var("KUMO_TEST_POSTGRES_URL")
@@ -129,7 +139,7 @@ impl TestApi {
             }
         };
         target.create().await.expect("create the test database");
-        let db = target.connect().await.expect("connect");
+        let db = target.connect_pool(pool_size).await.expect("connect");
         let sources = files
             .iter()
             .map(|(name, text)| (format!("resources/{name}.toml").into(), (*text).to_owned()))
@@ -237,6 +247,7 @@ impl TestApi {
             .await
             .expect("infallible");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
@@ -246,7 +257,11 @@ impl TestApi {
                 String::from_utf8_lossy(&bytes)
             )
         });
-        Reply { status, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub(crate) async fn cleanup(mut self) {
