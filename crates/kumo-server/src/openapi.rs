@@ -27,7 +27,8 @@ use kumo_core::resource::{
 };
 use kumo_db::query::catalog::Origin;
 use kumo_db::query::params::{
-    DEFAULT_PAGE_SIZE, FilterOp, MAX_FILTERS, MAX_IN_VALUES, MAX_OFFSET, MAX_PAGE_SIZE,
+    DEFAULT_PAGE_SIZE, FilterOp, MAX_FILTER_PATHS, MAX_FILTERS, MAX_IN_VALUES, MAX_OFFSET,
+    MAX_PAGE_SIZE,
 };
 use kumo_db::query::read::INCLUDE_LIMIT;
 use kumo_db::query::{Catalog, Entry, Field, Kind};
@@ -331,6 +332,7 @@ pub fn document(catalog: Option<&Catalog>) -> Value {
             "description": INTRODUCTION
                 .replace("{FILTER_DEPTH}", &FILTER_DEPTH.to_string())
                 .replace("{MAX_FILTERS}", &MAX_FILTERS.to_string())
+                .replace("{MAX_FILTER_PATHS}", &MAX_FILTER_PATHS.to_string())
                 .replace("{MAX_IN_VALUES}", &MAX_IN_VALUES.to_string()),
         },
         "servers": [{ "url": "/" }],
@@ -401,7 +403,9 @@ enum field's `eq`, `ne` and `in` take only its values (400 otherwise). `in` \
 splits its value at every comma, so a value holding a comma can only be \
 matched by `eq`. A \
 list takes at most {MAX_FILTERS} filters, and its `in` filters at most {MAX_IN_VALUES} \
-values together. `sort` orders by \
+values together; its filters go through at most {MAX_FILTER_PATHS} distinct \
+relationship paths, each prefix counted (`filter[uploader.team.name]` goes through \
+`uploader` and `uploader.team`; any number of filters may share a path). `sort` orders by \
 fields (`-` for descending). Pages are keyset pages: follow `page.next` with \
 `page[after]` and `page.prev` with `page[before]`; `page[offset]` skips rows \
 instead, and `page[count]=true` adds `page.total`.";
@@ -976,7 +980,7 @@ impl Builder {
                 _ => json!({
                     "description": format!(
                         "With `include={}`: the related records the caller may read, \
-                         oldest first, at most {INCLUDE_LIMIT}.",
+                         in the order of their ids, at most {INCLUDE_LIMIT}.",
                         rel.name
                     ),
                     "type": "array",
