@@ -245,29 +245,51 @@ fn fail(e: QueryError) -> Response {
 /// object repeats a key (`bad_request`). An empty body is `null` where
 /// `empty_ok`.
 async fn json_body(headers: &HeaderMap, body: Body, empty_ok: bool) -> Result<Value, Response> {
-    let bytes: Bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+    let unsupported = |message: &str| {
         error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            &format!("the body is larger than {BODY_LIMIT} bytes"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
             None,
         )
-    })?;
-    if bytes.is_empty() && empty_ok {
-        return Ok(Value::Null);
+    };
+    // Both are decided from the headers, before a byte of the body is read:
+    // a large body of the wrong kind is a 415, not a 413.
+    let encoded = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("identity"));
+    if encoded {
+        return Err(unsupported(
+            "compressed bodies are not accepted: send plain JSON, without `Content-Encoding`",
+        ));
     }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with `Content-Type: application/json`",
-            None,
-        ));
+    let not_json = "send the body as JSON with `Content-Type: application/json`";
+    // A route that takes an empty body takes it without a content type.
+    let limit = match (is_json, empty_ok) {
+        (true, _) => BODY_LIMIT,
+        (false, true) => 0,
+        (false, false) => return Err(unsupported(not_json)),
+    };
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        if is_json {
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("the body is larger than {BODY_LIMIT} bytes"),
+                None,
+            )
+        } else {
+            unsupported(not_json)
+        }
+    })?;
+    if bytes.is_empty() && empty_ok {
+        return Ok(Value::Null);
     }
     parse_strict(&bytes).map_err(|e| match e.classify() {
         // The only data error a `StrictValue` raises is a repeated key.

@@ -221,7 +221,9 @@ const MEDIA_TYPE: ErrorResponse = ErrorResponse {
     name: "unsupported_media_type",
     status: "415",
     codes: &["unsupported_media_type"],
-    description: "A body sent without `Content-Type: application/json`.",
+    description: "A body sent without `Content-Type: application/json`, or with a \
+                  `Content-Encoding` (bodies are taken uncompressed); decided before the body \
+                  is read, so a large body of the wrong kind is a 415, not a 413.",
 };
 const INVALID: ErrorResponse = ErrorResponse {
     name: "invalid",

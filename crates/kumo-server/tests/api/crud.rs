@@ -313,6 +313,24 @@ both!(
         let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
         let r = api.raw(request(&big, "application/json")).await;
         assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+        // The wrong kind of body is refused as such, whatever its size.
+        let r = api.raw(request(&big, "text/plain")).await;
+        assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.body);
+        let mut gzipped = request("{}", "application/json");
+        gzipped.headers_mut().insert(
+            "content-encoding",
+            axum::http::HeaderValue::from_static("gzip"),
+        );
+        let r = api.raw(gzipped).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type".into()
+            ),
+            "{}",
+            r.body
+        );
 
         let r = api
             .send(
