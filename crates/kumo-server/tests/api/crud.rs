@@ -543,6 +543,72 @@ both!(events_follow_commits_only, |dialect: Dialect| async move {
 });
 
 both!(
+    writes_refused_after_they_ran_announce_nothing,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        // A coordinator reads every user, so she can name bob as the
+        // uploader (no 422 for a user she cannot see).
+        let alice = api.user("alice", "coordinator").await;
+        let bob = api.user("bob", "user").await;
+        let alice_id = api.user_id(&alice);
+        let bob_id = api.user_id(&bob);
+        let created = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(json!({"name": "A", "uploader_id": alice_id, "polycount": i64::MAX})),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let id = created.id();
+        let mut events = api.state.engine().unwrap().subscribe();
+
+        // The UPDATE runs, then the result check refuses it (the avatar
+        // would no longer be hers): rolled back, nothing announced.
+        let r = api
+            .send(
+                "PATCH",
+                &format!("/api/avatars/{id}"),
+                Some(&alice),
+                Some(json!({"uploader_id": bob_id})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        // A single create that the database refuses as a duplicate.
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(json!({"name": "A", "uploader_id": alice_id})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        // An increment past the integer range.
+        let r = api
+            .send(
+                "POST",
+                &format!("/api/avatars/{id}/bump"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(
+            events.try_recv().is_err(),
+            "no event for a write that was rolled back"
+        );
+        let stored = api
+            .send("GET", &format!("/api/avatars/{id}"), Some(&alice), None)
+            .await;
+        assert_eq!(stored.data()["uploader_id"], json!(alice_id));
+        assert_eq!(stored.data()["polycount"], json!(i64::MAX));
+        api.cleanup().await;
+    }
+);
+
+both!(
     a_repeated_json_key_is_a_400_not_the_last_value,
     |dialect: Dialect| async move {
         // serde_json keeps the last of two equal keys, so `{"name": "a",
