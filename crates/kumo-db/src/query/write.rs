@@ -173,12 +173,8 @@ where
 /// long enough for the write that won to commit, and random, so the writers
 /// that collided do not collide again in step.
 fn backoff(tries: u32) -> std::time::Duration {
-    use std::hash::{BuildHasher, Hasher};
-    // A fresh `RandomState` is randomly keyed: a random number without a
-    // dependency.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
+    // The random bits of a v4 uuid, from the generator Kumo already uses.
+    let random = uuid::Uuid::new_v4().as_u64_pair().0;
     let base = 20 * u64::from(tries);
     std::time::Duration::from_millis(base + random % (2 * base + 1))
 }

@@ -16,7 +16,7 @@ use kumo_db::sql::Dialect;
 use serde_json::{Map, Value, json};
 
 use crate::both;
-use crate::harness::{ADMIN, TestApi};
+use crate::harness::{ADMIN, Reply, TestApi};
 
 const GADGET: &str = r#"
 [resource]
@@ -44,6 +44,21 @@ const UUID_B: &str = "0190b6a4-0000-7000-8000-00000000000b";
 
 /// Rows with nulls, negatives, zero, the empty string, case and accents,
 /// and two datetimes that are one instant written in two zones.
+/// A database of gadgets holding [`rows`], and the answer that created them.
+async fn gadgets(dialect: Dialect) -> (TestApi, Reply) {
+    let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
+    let created = api
+        .send(
+            "POST",
+            "/api/gadgets",
+            Some(ADMIN),
+            Some(Value::Array(rows())),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    (api, created)
+}
+
 fn rows() -> Vec<Value> {
     vec![
         json!({"name": "g0"}),
@@ -163,16 +178,7 @@ impl Checker<'_> {
 both!(
     every_operator_on_every_kind,
     |dialect: Dialect| async move {
-        let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
-        let created = api
-            .send(
-                "POST",
-                "/api/gadgets",
-                Some(ADMIN),
-                Some(Value::Array(rows())),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let (api, created) = gadgets(dialect).await;
         let stored: Vec<Map<String, Value>> = created
             .data()
             .as_array()
@@ -297,16 +303,7 @@ both!(
 both!(
     a_parameter_given_twice_is_refused_but_filters_combine,
     |dialect: Dialect| async move {
-        let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
-        let created = api
-            .send(
-                "POST",
-                "/api/gadgets",
-                Some(ADMIN),
-                Some(Value::Array(rows())),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let (api, created) = gadgets(dialect).await;
         let id = created.data()[0]["id"].as_str().unwrap().to_owned();
         for (query, key) in [
             ("sort=name&sort=-name", "sort"),
@@ -395,16 +392,7 @@ both!(
     an_enum_filter_takes_only_the_enums_values,
     |dialect: Dialect| async move {
         // It answered 200 with no records: a typo looked like "none match".
-        let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
-        let created = api
-            .send(
-                "POST",
-                "/api/gadgets",
-                Some(ADMIN),
-                Some(Value::Array(rows())),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let (api, _) = gadgets(dialect).await;
         for (query, parameter) in [
             ("filter%5Bgrade%5D=bogus", "filter[grade]"),
             ("filter%5Bgrade%5D%5Beq%5D=Low", "filter[grade][eq]"),
@@ -480,16 +468,7 @@ both!(
     |dialect: Dialect| async move {
         // Finer digits were dropped, which moved the bound: `lt …00.5004Z`
         // left out a record at `…00.500Z`, which is before it.
-        let api = TestApi::new(dialect, &[("gadget", GADGET)]).await;
-        let created = api
-            .send(
-                "POST",
-                "/api/gadgets",
-                Some(ADMIN),
-                Some(Value::Array(rows())),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let (api, _) = gadgets(dialect).await;
         for (query, parameter) in [
             (
                 "filter%5Bseen_at%5D%5Blt%5D=2026-06-15T12:30:00.5004Z",

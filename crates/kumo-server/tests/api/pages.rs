@@ -177,19 +177,7 @@ both!(keyset_pages_in_every_sort, |dialect: Dialect| async move {
 both!(
     pages_neither_skip_nor_repeat_during_inserts,
     |dialect: Dialect| async move {
-        let api = TestApi::avatars(dialect).await;
-        let alice = api.user("alice", "user").await;
-        let alice_id = api.user_id(&alice);
-        let initial: Vec<Value> = (0..30)
-        .map(|i| json!({"name": format!("a{i:02}"), "uploader_id": alice_id, "polycount": i % 6}))
-        .collect();
-        api.send(
-            "POST",
-            "/api/avatars",
-            Some(&alice),
-            Some(Value::Array(initial)),
-        )
-        .await;
+        let (api, alice) = thirty_avatars(dialect).await;
         let mut seen = Vec::new();
         let mut url = "/api/avatars?sort=-polycount&page[size]=4".to_owned();
         let mut round = 0;
@@ -197,18 +185,7 @@ both!(
             let r = api.send("GET", &url, Some(&alice), None).await;
             seen.extend(names(&r));
             // Insert rows that land before, inside and after the current page.
-            let extra: Vec<Value> = (0..3)
-            .map(|k| json!({"name": format!("b{round:02}{k}"), "uploader_id": alice_id, "polycount": (round + k) % 6}))
-            .collect();
-            let w = api
-                .send(
-                    "POST",
-                    "/api/avatars",
-                    Some(&alice),
-                    Some(Value::Array(extra)),
-                )
-                .await;
-            assert_eq!(w.status, StatusCode::CREATED);
+            insert_around(&api, &alice, round).await;
             round += 1;
             match cursor(&r, "next") {
                 Some(c) => {
@@ -217,23 +194,67 @@ both!(
                 None => break,
             }
         }
-        let originals: Vec<&String> = seen.iter().filter(|n| n.starts_with('a')).collect();
-        let mut unique = originals.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(
-            unique.len(),
-            originals.len(),
-            "a row was repeated: {seen:?}"
-        );
-        assert_eq!(unique.len(), 30, "a row was skipped: {seen:?}");
-        let mut all = seen.clone();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), seen.len(), "no row, old or new, appears twice");
+        assert_each_original_once(&seen);
         api.cleanup().await;
     }
 );
+
+/// Alice and 30 avatars of hers, `a00`…`a29`, with polycounts 0 to 5.
+async fn thirty_avatars(dialect: Dialect) -> (TestApi, String) {
+    let api = TestApi::avatars(dialect).await;
+    let alice = api.user("alice", "user").await;
+    let alice_id = api.user_id(&alice);
+    let initial: Vec<Value> = (0..30)
+        .map(|i| json!({"name": format!("a{i:02}"), "uploader_id": alice_id, "polycount": i % 6}))
+        .collect();
+    let r = api
+        .send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(Value::Array(initial)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    (api, alice)
+}
+
+/// Three more avatars (`b<round><k>`) whose polycounts land before, inside
+/// and after any page sorted by polycount.
+async fn insert_around(api: &TestApi, alice: &str, round: usize) {
+    let alice_id = api.user_id(alice);
+    let extra: Vec<Value> = (0..3)
+        .map(|k| json!({"name": format!("b{round:02}{k}"), "uploader_id": alice_id, "polycount": (round + k) % 6}))
+        .collect();
+    let w = api
+        .send(
+            "POST",
+            "/api/avatars",
+            Some(alice),
+            Some(Value::Array(extra)),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::CREATED);
+}
+
+/// Every one of the 30 original avatars was seen exactly once, and no
+/// avatar, old or new, twice.
+fn assert_each_original_once(seen: &[String]) {
+    let originals: Vec<&String> = seen.iter().filter(|n| n.starts_with('a')).collect();
+    let mut unique = originals.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        originals.len(),
+        "a row was repeated: {seen:?}"
+    );
+    assert_eq!(unique.len(), 30, "a row was skipped: {seen:?}");
+    let mut all = seen.to_vec();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), seen.len(), "no row, old or new, appears twice");
+}
 
 fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
     use std::cmp::Ordering;
@@ -315,19 +336,7 @@ both!(
 both!(
     pages_walked_backwards_neither_skip_nor_repeat_during_inserts,
     |dialect: Dialect| async move {
-        let api = TestApi::avatars(dialect).await;
-        let alice = api.user("alice", "user").await;
-        let alice_id = api.user_id(&alice);
-        let initial: Vec<Value> = (0..30)
-        .map(|i| json!({"name": format!("a{i:02}"), "uploader_id": alice_id, "polycount": i % 6}))
-        .collect();
-        api.send(
-            "POST",
-            "/api/avatars",
-            Some(&alice),
-            Some(Value::Array(initial)),
-        )
-        .await;
+        let (api, alice) = thirty_avatars(dialect).await;
         // To the last page first, with no writes.
         let base = "/api/avatars?sort=-polycount&page[size]=4";
         let mut last = api.send("GET", base, Some(&alice), None).await;
@@ -347,18 +356,7 @@ both!(
         // Then back to the first, inserting rows before, inside and after
         // each page as it goes.
         while let Some(c) = cursor(&r, "prev") {
-            let extra: Vec<Value> = (0..3)
-            .map(|k| json!({"name": format!("b{round:02}{k}"), "uploader_id": alice_id, "polycount": (round + k) % 6}))
-            .collect();
-            let w = api
-                .send(
-                    "POST",
-                    "/api/avatars",
-                    Some(&alice),
-                    Some(Value::Array(extra)),
-                )
-                .await;
-            assert_eq!(w.status, StatusCode::CREATED);
+            insert_around(&api, &alice, round).await;
             round += 1;
             r = api
                 .send(
@@ -373,20 +371,7 @@ both!(
             page.extend(seen);
             seen = page;
         }
-        let originals: Vec<&String> = seen.iter().filter(|n| n.starts_with('a')).collect();
-        let mut unique = originals.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(
-            unique.len(),
-            originals.len(),
-            "a row was repeated: {seen:?}"
-        );
-        assert_eq!(unique.len(), 30, "a row was skipped: {seen:?}");
-        let mut all = seen.clone();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), seen.len(), "no row, old or new, appears twice");
+        assert_each_original_once(&seen);
         api.cleanup().await;
     }
 );
