@@ -268,7 +268,9 @@ fn codegen(
     }
     let schema = load_schema(project)?;
     let plan = plan(project, &schema)?;
-    if plan.is_empty() {
+    let existing = read_migrations(project)?;
+    let upgrade_datetimes = files::needs_datetime_milliseconds(&existing);
+    if plan.is_empty() && !upgrade_datetimes {
         let migrations_dir = project.migrations_dir();
         if check || dry_run || !files::recorded_in_old_layout(&migrations_dir)? {
             say!("No changes: the resources match the recorded schema. Nothing written.");
@@ -280,14 +282,22 @@ fn codegen(
         );
         return Ok(Generated::Nothing);
     }
-    let lines = plan.describe();
+    let mut lines = Vec::new();
+    if upgrade_datetimes {
+        lines.push(DATETIME_UPGRADE.to_owned());
+    }
+    lines.extend(plan.describe());
     if check {
         say!("Pending changes with no migration:");
         for line in &lines {
             say!("  {line}");
         }
-        let first = read_migrations(project)?.is_empty();
-        say!("Run: kumo codegen {}", suggested_name(&plan, first));
+        let next = if plan.is_empty() {
+            files::DATETIME_MILLISECONDS.to_owned()
+        } else {
+            suggested_name(&plan, existing.is_empty())
+        };
+        say!("Run: kumo codegen {next}");
         return Ok(Generated::Pending);
     }
     say!("Changes:");
@@ -305,16 +315,30 @@ fn codegen(
             list.join("\n")
         );
     }
-    let name = name.unwrap_or("pending");
-    let existing = read_migrations(project)?;
-    let id = files::next_id(&existing, name, time::OffsetDateTime::now_utc());
-    let migration = plan.migration(id);
+    // The upgrade comes first, under its own name, so that it applies to
+    // the tables the existing migrations made, and the resources' changes
+    // (written at the new precision) come after it.
+    let now = time::OffsetDateTime::now_utc();
+    let mut written = existing;
+    let mut migrations = Vec::new();
+    if upgrade_datetimes {
+        let id = files::next_id(&written, files::DATETIME_MILLISECONDS, now);
+        let migration = files::datetime_milliseconds_migration(id, &plan.old_tables);
+        written.push(migration.clone());
+        migrations.push(migration);
+    }
+    if !plan.is_empty() {
+        let id = files::next_id(&written, name.unwrap_or("pending"), now);
+        migrations.push(plan.migration(id));
+    }
     if dry_run {
-        for dialect in Dialect::ALL {
-            say!("\n-- {} {} up", migration.id, dialect.name());
-            crate::write_stdout(format_args!("{}", migration.up(dialect)));
-            say!("-- {} {} down", migration.id, dialect.name());
-            crate::write_stdout(format_args!("{}", migration.down(dialect)));
+        for migration in &migrations {
+            for dialect in Dialect::ALL {
+                say!("\n-- {} {} up", migration.id, dialect.name());
+                crate::write_stdout(format_args!("{}", migration.up(dialect)));
+                say!("-- {} {} down", migration.id, dialect.name());
+                crate::write_stdout(format_args!("{}", migration.down(dialect)));
+            }
         }
         if !destructive.is_empty() {
             say!("\nnote: writing this migration needs --allow-destructive:");
@@ -325,13 +349,19 @@ fn codegen(
         say!("\nDry run: nothing written.");
         return Ok(Generated::Nothing);
     }
-    let dir = files::write(&project.migrations_dir(), &migration, &plan.new_tables)?;
-    say!(
-        "Wrote {} (PostgreSQL and SQLite, up and down).",
-        display_relative(&project.root, &dir)
-    );
+    for migration in &migrations {
+        let dir = files::write(&project.migrations_dir(), migration, &plan.new_tables)?;
+        say!(
+            "Wrote {} (PostgreSQL and SQLite, up and down).",
+            display_relative(&project.root, &dir)
+        );
+    }
     Ok(Generated::Migration)
 }
+
+/// How `codegen` names the upgrade of migrations from a Kumo before
+/// `TIMESTAMPTZ(3)` in its list of changes.
+const DATETIME_UPGRADE: &str = "store PostgreSQL datetimes to the millisecond (the migrations were made by an older Kumo: see \"Datetime precision on PostgreSQL\" in docs/migrations.md)";
 
 fn display_relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
@@ -363,15 +393,21 @@ fn report_migrated(ids: &[String]) {
 /// migration: migrating or seeding then would not match the resources.
 fn require_no_pending_changes(project: &Project, schema: &Schema) -> Result<()> {
     let plan = plan(project, schema)?;
+    let existing = read_migrations(project)?;
+    if files::needs_datetime_milliseconds(&existing) {
+        bail!(
+            "the migrations need one more:\n  {DATETIME_UPGRADE}\nRun: kumo codegen {}",
+            files::DATETIME_MILLISECONDS
+        );
+    }
     if plan.is_empty() {
         return Ok(());
     }
     let lines: Vec<String> = plan.describe().iter().map(|l| format!("  {l}")).collect();
-    let first = read_migrations(project)?.is_empty();
     bail!(
         "the resources have changes with no migration:\n{}\nRun: kumo codegen {}",
         lines.join("\n"),
-        suggested_name(&plan, first)
+        suggested_name(&plan, existing.is_empty())
     )
 }
 

@@ -531,3 +531,76 @@ fn the_next_codegen_indexes_a_project_made_before_indexes() {
     );
     k.run(&["codegen", "--check", "--project", "app"]).ok();
 }
+
+/// A PostgreSQL project whose migrations were made before Kumo declared
+/// `TIMESTAMPTZ(3)`: its datetime columns keep microseconds and
+/// `db status` shows the drift. The next codegen writes the upgrade first,
+/// under its own name, then the resources' changes; `serve` and `setup`
+/// refuse until it exists.
+#[test]
+fn the_next_codegen_upgrades_datetimes_of_a_project_made_before_milliseconds() {
+    let k = Kumo::postgres();
+    k.run(&["new", "app"]).ok();
+    k.run(&["auth", "add-strategy", "magic_link", "--project", "app"])
+        .ok();
+    k.run(&["codegen", "initial", "--project", "app"]).ok();
+    // What an older Kumo wrote: plain TIMESTAMPTZ.
+    let initial = format!("app/migrations/{}", migration_dirs(&k)[0]);
+    for file in ["postgres.up.sql", "postgres.down.sql"] {
+        let path = format!("{initial}/{file}");
+        k.write(
+            &path,
+            &k.read(&path).replace("TIMESTAMPTZ(3)", "TIMESTAMPTZ"),
+        );
+    }
+    k.run(&["db", "create", "--project", "app"]).ok();
+    k.run(&["migrate", "--project", "app"]).ok();
+    let status = k.run(&["db", "status", "--project", "app"]).fails();
+    assert!(
+        status.stdout.contains("migrated by an older Kumo"),
+        "{}",
+        status.stdout
+    );
+    let check = k.run(&["codegen", "--check", "--project", "app"]).fails();
+    assert!(
+        check
+            .stdout
+            .contains("store PostgreSQL datetimes to the millisecond")
+            && check
+                .stdout
+                .contains("Run: kumo codegen datetime_milliseconds"),
+        "{}",
+        check.stdout
+    );
+    let setup = k.run(&["setup", "--project", "app"]).fails();
+    assert!(
+        setup
+            .stderr
+            .contains("Run: kumo codegen datetime_milliseconds"),
+        "{}",
+        setup.stderr
+    );
+
+    k.write("app/resources/rating.toml", RATING);
+    let run = k.run(&["codegen", "add_ratings", "--project", "app"]).ok();
+    assert!(run.stdout.contains("+ table ratings"), "{}", run.stdout);
+    let dirs = migration_dirs(&k);
+    assert_eq!(dirs.len(), 3, "{dirs:?}");
+    assert!(dirs[1].ends_with("_datetime_milliseconds"), "{dirs:?}");
+    assert!(dirs[2].ends_with("_add_ratings"), "{dirs:?}");
+    let upgrade = k.read(&format!("app/migrations/{}/postgres.up.sql", dirs[1]));
+    assert!(
+        upgrade.contains("ALTER COLUMN \"inserted_at\" TYPE TIMESTAMPTZ(3)")
+            && !upgrade.contains("ratings"),
+        "{upgrade}"
+    );
+    k.run(&["migrate", "--project", "app"]).ok();
+    let status = k.run(&["db", "status", "--project", "app"]).ok();
+    assert!(
+        status.stdout.contains("Live schema: matches"),
+        "{}",
+        status.stdout
+    );
+    let again = k.run(&["codegen", "--check", "--project", "app"]).ok();
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+}

@@ -285,6 +285,50 @@ impl Plan {
     }
 }
 
+/// The name of the migration that gives a PostgreSQL database migrated by
+/// a Kumo before `TIMESTAMPTZ(3)` millisecond datetimes
+/// ([`sql::datetime_milliseconds_sql`]).
+pub const DATETIME_MILLISECONDS: &str = "datetime_milliseconds";
+
+/// Whether `migrations` declared PostgreSQL datetime columns as plain
+/// `TIMESTAMPTZ` (microseconds), as Kumo did before it declared
+/// `TIMESTAMPTZ(3)`, and none of them is the [`DATETIME_MILLISECONDS`]
+/// migration that upgrades them. The recorded schema names only the
+/// `datetime` type, so the migrations' SQL is the only trace of the older
+/// precision. Kumo now writes `TIMESTAMPTZ(3)` everywhere, except in that
+/// migration's down file, which is not read here.
+pub fn needs_datetime_milliseconds(migrations: &[Migration]) -> bool {
+    let upgraded = migrations.iter().any(|m| {
+        m.id.get(15..)
+            .is_some_and(|name| name == DATETIME_MILLISECONDS)
+    });
+    !upgraded
+        && migrations
+            .iter()
+            .any(|m| declares_microsecond_datetimes(&m.postgres_up))
+}
+
+fn declares_microsecond_datetimes(sql: &str) -> bool {
+    let body = strip_header(sql);
+    body.match_indices("TIMESTAMPTZ")
+        .any(|(at, word)| !body[at + word.len()..].starts_with("(3)"))
+}
+
+/// The [`DATETIME_MILLISECONDS`] migration for the `recorded` tables (the
+/// database's tables as the existing migrations made them), with id `id`.
+/// SQLite stores datetimes as text in one form: its files only say so.
+pub fn datetime_milliseconds_migration(id: String, recorded: &[Table]) -> Migration {
+    let (postgres_up, postgres_down) = sql::datetime_milliseconds_sql(recorded);
+    let sqlite = "-- Nothing to do: SQLite stores datetimes as text, to the millisecond.\n";
+    Migration {
+        id,
+        postgres_up,
+        postgres_down,
+        sqlite_up: sqlite.into(),
+        sqlite_down: sqlite.into(),
+    }
+}
+
 /// A new migration id: the UTC time, made later than every existing one so
 /// order is kept even when two migrations are made in the same second.
 pub fn next_id(existing: &[Migration], name: &str, now: time::OffsetDateTime) -> String {
