@@ -5,12 +5,14 @@
 //! - [`secret`]: random one-time secrets (refresh tokens, magic links,
 //!   codes) and the hashes they are stored as.
 //! - [`api_key`]: long-lived keys in a format secret scanners recognise.
+//! - [`password`]: which passwords are accepted; Argon2id hashing.
 //!
 //! Every key is derived from the server's secret (`KUMO_SECRET`) with
 //! HKDF-SHA256 under its own label, so no two features share a key.
 
 pub mod access;
 pub mod api_key;
+pub mod password;
 pub mod secret;
 
 /// Derives a key for one purpose from the server's secret.

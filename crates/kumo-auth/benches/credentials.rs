@@ -1,9 +1,12 @@
-//! Access-token checks per second on one core: the target is 100,000
-//! (issue #4). `cargo bench -p kumo-auth`; results in BENCHMARKS.md.
+//! Credential checks on one core: access tokens (the target is 100,000
+//! checks per second, issue #4), API-key checksums, and Argon2id password
+//! checks at the default cost. `cargo bench -p kumo-auth`; results in
+//! BENCHMARKS.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kumo_auth::access::{AccessKey, Claims};
 use kumo_auth::api_key;
+use kumo_auth::password::{self, Cost, Passwords};
 use kumo_core::actor::Role;
 use std::hint::black_box;
 use uuid::Uuid;
@@ -38,5 +41,19 @@ fn access_tokens(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, access_tokens);
+fn passwords(c: &mut Criterion) {
+    let passwords = Passwords::new(Cost::default()).unwrap();
+    let stored = passwords.hash("violet-tangent-harbor-41").unwrap();
+    let mut group = c.benchmark_group("password");
+    group.sample_size(20);
+    group.bench_function("verify (Argon2id, 19 MiB, t=2, p=1)", |b| {
+        b.iter(|| passwords.verify(black_box("violet-tangent-harbor-41"), &stored))
+    });
+    group.bench_function("strength check (zxcvbn)", |b| {
+        b.iter(|| password::refusal(black_box("violet-tangent-harbor-41"), &[]))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, access_tokens, passwords);
 criterion_main!(benches);
