@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Python tools the tests run into the project-local virtualenv
-# .venv/: schemathesis, which fuzzes the API from its OpenAPI document, and
-# openapi-spec-validator, each pinned with its dependencies in
+# .venv/: schemathesis, which fuzzes the API from its OpenAPI document,
+# openapi-spec-validator, and aiosmtpd, the SMTP server the mail tests
+# deliver to, each pinned with its dependencies in
 # scripts/test-requirements.txt. Quick when they are already installed
 # (.venv/.kumo-requirements records what was); safe to run again.
 #

@@ -27,6 +27,8 @@ pub struct Config {
     pub server: ServerSection,
     #[serde(default)]
     pub auth: AuthSection,
+    #[serde(default)]
+    pub mail: MailSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -133,6 +135,34 @@ pub struct AuthSection {
     #[serde(default)]
     pub strategies: Vec<String>,
     pub registration: Option<String>,
+}
+
+/// `[mail]`: how Kumo sends its emails (sign-in links, password resets).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    /// Where mail goes: to an SMTP server, to the dev mailbox
+    /// (`/dev/mailbox`, the default), or to `.eml` files.
+    #[serde(default)]
+    pub adapter: MailAdapter,
+    /// The sender, `Name <address>` or a bare address.
+    pub from: Option<String>,
+    /// The SMTP server for `adapter = "smtp"`, as a URL:
+    /// `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS) or `smtp://host:25` (plain, for a local relay). `SMTP_URL`
+    /// in the environment overrides it, which keeps the password out of the file.
+    pub url: Option<String>,
+    /// The folder `adapter = "file"` writes to (default `data/mail`).
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailAdapter {
+    Smtp,
+    #[default]
+    Dev,
+    File,
 }
 
 #[derive(Debug, thiserror::Error)]
