@@ -6,6 +6,7 @@
 //!   codes) and the hashes they are stored as.
 //! - [`api_key`]: long-lived keys in a format secret scanners recognise.
 //! - [`password`]: which passwords are accepted; Argon2id hashing.
+//! - [`refresh`]: single-use refresh tokens that recognise their own reuse.
 //!
 //! Every key is derived from the server's secret (`KUMO_SECRET`) with
 //! HKDF-SHA256 under its own label, so no two features share a key.
@@ -13,6 +14,7 @@
 pub mod access;
 pub mod api_key;
 pub mod password;
+pub mod refresh;
 pub mod secret;
 
 /// Derives a key for one purpose from the server's secret.
