@@ -5,6 +5,7 @@
 //! - [`secret`]: random one-time secrets (refresh tokens, magic links,
 //!   codes) and the hashes they are stored as.
 //! - [`api_key`]: long-lived keys in a format secret scanners recognise.
+//! - [`email`]: one spelling per email address.
 //! - [`password`]: which passwords are accepted; Argon2id hashing.
 //! - [`refresh`]: single-use refresh tokens that recognise their own reuse.
 //!
@@ -13,6 +14,7 @@
 
 pub mod access;
 pub mod api_key;
+pub mod email;
 pub mod password;
 pub mod refresh;
 pub mod secret;
