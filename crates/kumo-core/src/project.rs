@@ -129,12 +129,114 @@ impl TryFrom<String> for HeaderName {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[auth]`: sign-in. Every value is checked as the file is read, so a
+/// mistake is reported with its line and column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
-    #[serde(default)]
     pub strategies: Vec<String>,
-    pub registration: Option<String>,
+    /// Whether a sign-in for an unknown address creates the account.
+    pub registration: Registration,
+    /// How long an access token is good for.
+    #[serde(deserialize_with = "access_token_minutes")]
+    pub access_token_minutes: NonZeroU32,
+    /// How long a device stays signed in without using its refresh token.
+    #[serde(deserialize_with = "session_days")]
+    pub session_days: NonZeroU32,
+    /// Whether a password account (and a changed address) must confirm its
+    /// email before it can sign in.
+    pub confirm_email: bool,
+    pub password: PasswordSection,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            strategies: Vec::new(),
+            registration: Registration::default(),
+            access_token_minutes: NonZeroU32::new(15).expect("15 is not zero"),
+            session_days: NonZeroU32::new(30).expect("30 is not zero"),
+            confirm_email: false,
+            password: PasswordSection::default(),
+        }
+    }
+}
+
+/// `open`: the first sign-in of an unknown address creates its account
+/// (what `kumo new` writes). `closed` (the default when unset): only
+/// accounts made by an admin or `kumo user create` can sign in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Open,
+    #[default]
+    Closed,
+}
+
+/// `[auth.password]`: the Argon2id cost of each password hash. The default
+/// is OWASP's (19 MiB, two passes, one lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordSection {
+    #[serde(deserialize_with = "password_memory")]
+    pub memory_kib: u32,
+    #[serde(deserialize_with = "password_iterations")]
+    pub iterations: u32,
+    #[serde(deserialize_with = "password_lanes")]
+    pub lanes: u32,
+}
+
+impl Default for PasswordSection {
+    fn default() -> Self {
+        PasswordSection {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            lanes: 1,
+        }
+    }
+}
+
+fn in_range<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    what: &str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{what} must be from {} to {}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+fn access_token_minutes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    // Revocation reaches access tokens within seconds anyway; a day caps
+    // what a copied token is worth if the revocation list is ever missed.
+    in_range(d, "[auth] access_token_minutes", 1..=1440)
+        .map(|n| NonZeroU32::new(n).expect("the range starts at 1"))
+}
+
+fn session_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    in_range(d, "[auth] session_days", 1..=3650)
+        .map(|n| NonZeroU32::new(n).expect("the range starts at 1"))
+}
+
+fn password_memory<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    // Below 8 MiB Argon2 protects little; over 1 GiB one sign-in could
+    // exhaust the server.
+    in_range(d, "[auth.password] memory_kib", 8 * 1024..=1024 * 1024)
+}
+
+fn password_iterations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "[auth.password] iterations", 1..=20)
+}
+
+fn password_lanes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, "[auth.password] lanes", 1..=16)
 }
 
 /// `[mail]`: how Kumo sends its emails (sign-in links, password resets).
@@ -411,5 +513,88 @@ mod tests {
         assert_eq!(ok.client_ip_header.unwrap().as_str(), "X-Forwarded-For");
         let default = parse_config("").unwrap().server.rate_limit;
         assert_eq!((default.per_second.get(), default.burst.get()), (100, 200));
+    }
+
+    #[test]
+    fn auth_and_mail_settings_are_read_and_checked_with_line_and_column() {
+        let default = parse_config("").unwrap();
+        assert_eq!(default.auth.registration, Registration::Closed);
+        assert_eq!(default.auth.access_token_minutes.get(), 15);
+        assert_eq!(default.auth.session_days.get(), 30);
+        assert!(!default.auth.confirm_email);
+        assert_eq!(default.auth.password, PasswordSection::default());
+        assert_eq!(default.mail.adapter, MailAdapter::Dev);
+
+        let set = parse_config(
+            "[auth]\nregistration = \"open\"\naccess_token_minutes = 5\nsession_days = 90\nconfirm_email = true\n\n[auth.password]\nmemory_kib = 65536\niterations = 3\nlanes = 2\n\n[mail]\nadapter = \"smtp\"\nfrom = \"Game <a@b.example>\"\nurl = \"smtp://localhost:25\"\n",
+        )
+        .unwrap();
+        assert_eq!(set.auth.registration, Registration::Open);
+        assert_eq!(
+            (
+                set.auth.access_token_minutes.get(),
+                set.auth.session_days.get()
+            ),
+            (5, 90)
+        );
+        assert!(set.auth.confirm_email);
+        assert_eq!(
+            set.auth.password,
+            PasswordSection {
+                memory_kib: 65536,
+                iterations: 3,
+                lanes: 2
+            }
+        );
+        assert_eq!(set.mail.adapter, MailAdapter::Smtp);
+
+        for (text, place, message) in [
+            (
+                "[auth]\nregistration = \"invite\"\n",
+                "line 2, column 16",
+                "unknown variant `invite`",
+            ),
+            (
+                "[auth]\naccess_token_minutes = 0\n",
+                "line 2, column 24",
+                "[auth] access_token_minutes must be from 1 to 1440",
+            ),
+            (
+                "[auth]\nsession_days = 5000\n",
+                "line 2, column 16",
+                "[auth] session_days must be from 1 to 3650",
+            ),
+            (
+                "[auth.password]\nmemory_kib = 1024\n",
+                "line 2, column 14",
+                "[auth.password] memory_kib must be from 8192 to 1048576",
+            ),
+            (
+                "[auth.password]\niterations = 0\n",
+                "line 2, column 14",
+                "[auth.password] iterations must be from 1 to 20",
+            ),
+            (
+                "[auth.password]\nlanes = 99\n",
+                "line 2, column 9",
+                "[auth.password] lanes must be from 1 to 16",
+            ),
+            (
+                "[mail]\nadapter = \"pigeon\"\n",
+                "line 2, column 11",
+                "unknown variant `pigeon`",
+            ),
+            (
+                "[mail]\nhost = \"x\"\n",
+                "line 2, column 1",
+                "unknown field `host`",
+            ),
+        ] {
+            let err = parse_config(text).unwrap_err();
+            assert!(
+                err.contains(place) && err.contains(message),
+                "{text}: {err}"
+            );
+        }
     }
 }
