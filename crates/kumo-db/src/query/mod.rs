@@ -9,6 +9,7 @@
 //! - [`exec`]: binding and decoding for both databases.
 //! - [`cursor`]: signed page cursors.
 
+pub mod accounts;
 pub mod catalog;
 pub mod cursor;
 pub mod error;

@@ -975,7 +975,7 @@ fn largest_addend(amount: f64) -> f64 {
 }
 
 /// Turns a constraint the database enforced into the field it concerns.
-fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError {
+pub(super) fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError {
     let Some(db) = e.as_database_error() else {
         return QueryError::from(e);
     };

@@ -1,6 +1,9 @@
 //! Database integration tests for kumo-db: generated migrations applied to
 //! real PostgreSQL and SQLite databases.
 //!
+//! - [`accounts`]: the account store the auth layer writes through: one
+//!   form for rows on both databases, one winner among racing consumers of
+//!   a token, nothing kept from an uncommitted transaction.
 //! - [`live_schema`]: a schema using every feature migrates to exactly the
 //!   schema introspection expects, enforces its constraints, rolls back.
 //! - [`sql_snapshots`]: the generated SQL for typical changes, reviewed as
@@ -22,6 +25,7 @@
 //! `kumo_test_<uuid>` database and drops it again. SQLite databases live in a
 //! temporary directory.
 
+mod accounts;
 mod datetime_precision;
 mod explain;
 mod harness;
