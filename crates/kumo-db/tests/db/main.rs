@@ -13,6 +13,7 @@
 //! - [`datetime_precision`]: PostgreSQL stores datetimes to the
 //!   millisecond, and an older database's microsecond columns are migrated.
 //! - [`pool`]: a connection the database dropped while idle is replaced.
+//! - [`include_order`]: includes embed the oldest related records first.
 //! - [`policy_props`]: policies compiled to SQL decide what the reference
 //!   evaluator decides, on random policies, actors and rows; hidden records
 //!   leak nothing through filters, sorts and includes.
@@ -25,6 +26,7 @@
 mod datetime_precision;
 mod explain;
 mod harness;
+mod include_order;
 mod live_schema;
 mod merge;
 mod policy_props;
