@@ -862,15 +862,18 @@ impl Builder {
         }
         body.insert("properties".into(), Value::Object(properties));
         body.insert("additionalProperties".into(), json!(false));
-        if action.kind == ActionKind::Create {
-            let required: Vec<&str> = fields
+        let required: Vec<&str> = match action.kind {
+            ActionKind::Create => fields
                 .iter()
                 .filter(|f| f.required && !f.has_default && !sets(action, &f.name))
                 .map(|f| f.name.as_str())
-                .collect();
-            if !required.is_empty() {
-                body.insert("required".into(), json!(required));
-            }
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !required.is_empty() {
+            // An empty body (or `null`) is an empty object, which lacks them.
+            body.insert("type".into(), json!("object"));
+            body.insert("required".into(), json!(required));
         }
         self.schemas.insert(body_name.clone(), Value::Object(body));
 
@@ -940,10 +943,21 @@ impl Builder {
             "summary": format!("{} ({} action)", action.name, action.kind.as_str()),
             "description": description.trim_start(),
             "parameters": params,
-            "requestBody": {
-                "required": false,
-                "description": "Optional: an empty body is an empty object.",
-                "content": { JSON: { "schema": schema_ref(&body_name) } }
+            "requestBody": if required.is_empty() {
+                json!({
+                    "required": false,
+                    "description": "Optional: an empty body is an empty object.",
+                    "content": { JSON: { "schema": schema_ref(&body_name) } }
+                })
+            } else {
+                json!({
+                    "required": true,
+                    "description": format!(
+                        "Required: it must set {}.",
+                        required.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                    "content": { JSON: { "schema": schema_ref(&body_name) } }
+                })
             },
             "responses": with_errors(
                 json!({ status: json_response(&what, schema_ref(&format!("{name}.one"))) }),
@@ -982,7 +996,8 @@ impl Builder {
                 _ => json!({
                     "description": format!(
                         "With `include={}`: the related records the caller may read, \
-                         in the order of their ids, at most {INCLUDE_LIMIT}.",
+                         oldest first (by `inserted_at`, then `id`), at most {INCLUDE_LIMIT}: \
+                         the oldest {INCLUDE_LIMIT}.",
                         rel.name
                     ),
                     "type": "array",
@@ -1094,6 +1109,7 @@ impl Builder {
                     "explode": false,
                     "schema": {
                         "type": "array",
+                        "minItems": 1,
                         "items": { "type": "string", "enum": relationships }
                     }
                 }),
@@ -1112,6 +1128,7 @@ impl Builder {
                 "explode": false,
                 "schema": {
                     "type": "array",
+                    "minItems": 1,
                     "items": { "type": "string", "enum": fields }
                 }
             }),
@@ -1132,16 +1149,17 @@ impl Builder {
             "name": "sort",
             "in": "query",
             "description": format!(
-                "Fields to order by, comma-separated, each at most once; `-` before a \
-                 field orders it descending. `null` sorts first ascending. `id` always \
-                 ends the order, so it is total. Default: `id`.{ONCE}"
+                "Fields to order by, comma-separated; `-` before a field orders it \
+                 descending. A field given again is ignored: its first occurrence \
+                 decides the order (`name,-name` is `name`). `null` sorts first \
+                 ascending. `id` always ends the order, so it is total. \
+                 Default: `id`.{ONCE}"
             ),
             "style": "form",
             "explode": false,
             "schema": {
                 "type": "array",
                 "minItems": 1,
-                "uniqueItems": true,
                 "items": { "type": "string", "enum": keys }
             }
         })
@@ -1651,7 +1669,8 @@ fn operators_schema(kind: Kind, schemas: &mut Map<String, Value>) -> String {
             FilterOp::Gte => (value.clone(), "is at least the value"),
             FilterOp::In => (
                 json!({ "type": "string" }),
-                "is one of the values, separated by commas",
+                "is one of the values, separated by commas; each must be a value of the \
+                 field's kind, else the request is refused with 400",
             ),
             FilterOp::Contains => match kind {
                 Kind::Array(of) => (

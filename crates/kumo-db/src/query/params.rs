@@ -192,18 +192,15 @@ pub fn parse_list(
         count: false,
         view: View::default(),
     };
-    let mut given: Vec<String> = Vec::new();
+    let pairs = query_pairs(query).collect::<Result<Vec<_>, _>>()?;
+    // Filters may repeat (they all apply); anything else given twice is
+    // ambiguous, so neither value is guessed at, nor read.
+    once_each(pairs.iter().filter(|(k, _)| !k.starts_with("filter[")))?;
     let mut in_values = 0;
     // The relationship paths the filters go through so far.
     let mut paths: Vec<Vec<String>> = Vec::new();
-    for pair in query_pairs(query) {
-        let (key, value) = pair?;
+    for (key, value) in &pairs {
         let (key, value) = (key.as_str(), value.as_str());
-        if !key.starts_with("filter[") {
-            // Filters may repeat (they all apply); anything else given
-            // twice is ambiguous, so neither value is guessed at.
-            once(&mut given, key)?;
-        }
         if let Some(rest) = key.strip_prefix("filter[") {
             if req.filters.len() == MAX_FILTERS {
                 return Err(QueryError::bad_field(
@@ -306,7 +303,7 @@ pub fn parse_view(
 ) -> Result<(), QueryError> {
     match key {
         "include" => {
-            for name in value.split(',').filter(|s| !s.is_empty()) {
+            for name in names(key, value)? {
                 let known = entry
                     .resource
                     .relationship(name)
@@ -334,7 +331,7 @@ pub fn parse_view(
         }
         _ => {
             let mut fields = vec!["id".to_owned()];
-            for name in value.split(',').filter(|s| !s.is_empty()) {
+            for name in names(key, value)? {
                 if !entry.field(name).is_some_and(|f| f.is_public()) {
                     return Err(QueryError::bad_field(
                         "fields",
@@ -358,10 +355,9 @@ pub fn parse_record_query(
     query: &str,
 ) -> Result<View, QueryError> {
     let mut view = View::default();
-    let mut given: Vec<String> = Vec::new();
-    for pair in query_pairs(query) {
-        let (key, value) = pair?;
-        once(&mut given, &key)?;
+    let pairs = query_pairs(query).collect::<Result<Vec<_>, _>>()?;
+    once_each(pairs.iter())?;
+    for (key, value) in pairs {
         match key.as_str() {
             k @ ("include" | "fields") => parse_view(catalog, entry, &mut view, k, &value)?,
             other => return Err(unknown_parameter(other, &["include", "fields"])),
@@ -412,13 +408,30 @@ fn form_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// Records `key` as given; an error if it was given before.
-fn once(given: &mut Vec<String>, key: &str) -> Result<(), QueryError> {
-    if given.iter().any(|k| k == key) {
-        return Err(QueryError::bad_field(key, "given more than once"));
+/// An error naming the first key given more than once.
+fn once_each<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> Result<(), QueryError> {
+    let mut given: Vec<&str> = Vec::new();
+    for (key, _) in pairs {
+        if given.contains(&key.as_str()) {
+            return Err(QueryError::bad_field(key, "given more than once"));
+        }
+        given.push(key);
     }
-    given.push(key.to_owned());
     Ok(())
+}
+
+/// The comma-separated names of `include` or `fields`. An empty name
+/// (`fields=`, `include=a,`) is refused like any name that is not a
+/// relationship or field: the OpenAPI document lists the names each takes,
+/// and `fields=` would otherwise read as an empty list there.
+fn names<'a>(key: &str, value: &'a str) -> Result<impl Iterator<Item = &'a str>, QueryError> {
+    if value.split(',').any(str::is_empty) {
+        return Err(QueryError::bad_field(
+            key,
+            "an empty name; give one or more names separated by commas",
+        ));
+    }
+    Ok(value.split(','))
 }
 
 fn unknown_parameter(key: &str, known: &[&str]) -> QueryError {
@@ -469,11 +482,12 @@ fn parse_sort(entry: &Entry, value: &str) -> Result<Vec<SortKey>, QueryError> {
                 ),
             ));
         }
+        // Records equal in a field stay equal in it, whichever direction a
+        // later occurrence asks for: the first occurrence decides the
+        // order, so the others are dropped (and not refused, which would
+        // make the OpenAPI document's schema for `sort` unwritable).
         if keys.iter().any(|k| k.field == name) {
-            return Err(QueryError::bad_field(
-                "sort",
-                format!("`{name}` is given twice"),
-            ));
+            continue;
         }
         keys.push(SortKey {
             field: name.to_owned(),

@@ -50,6 +50,16 @@ struct ListQuery {
 /// The row alias in every generated query.
 const ROW: &str = "r";
 
+/// The order of the records an include of a `has_many` or `many_to_many`
+/// returns per parent, and so which [`INCLUDE_LIMIT`] of them it keeps:
+/// oldest first, ties by id. Ids need not follow time (seeded ids are v5,
+/// imported ones anything), so by id alone the 25 would be an arbitrary
+/// 25. Both databases store `inserted_at` so that its order is time order
+/// (`TIMESTAMPTZ`; SQLite's canonical text).
+fn oldest_first() -> String {
+    format!("{ROW}.\"inserted_at\", {ROW}.\"id\"")
+}
+
 /// The row's `id`.
 pub(crate) fn id_column() -> Operand {
     Operand::Field(FieldRef {
@@ -476,8 +486,9 @@ impl Engine {
             sql.push("SELECT * FROM (SELECT ");
             select_list(&mut sql, target, ROW);
             sql.push(&format!(
-                ", ROW_NUMBER() OVER (PARTITION BY {ROW}.{} ORDER BY {ROW}.\"id\") AS kumo_n",
-                ident(key)
+                ", ROW_NUMBER() OVER (PARTITION BY {ROW}.{} ORDER BY {}) AS kumo_n",
+                ident(key),
+                oldest_first()
             ));
         } else {
             sql.push("SELECT ");
@@ -487,7 +498,7 @@ impl Engine {
         Renderer::new(ROW).render(&cond, &mut sql);
         if capped {
             sql.push(&format!(
-                ") AS kumo_page WHERE kumo_n <= {INCLUDE_LIMIT} ORDER BY \"id\""
+                ") AS kumo_page WHERE kumo_n <= {INCLUDE_LIMIT} ORDER BY kumo_n"
             ));
         }
         Ok(exec.fetch_records(&sql, &public(target)).await?)
@@ -547,11 +558,12 @@ impl Engine {
         sql.push("SELECT * FROM (SELECT ");
         select_list(&mut sql, target, ROW);
         sql.push(&format!(
-            ", {JOIN}.{left} AS kumo_parent, ROW_NUMBER() OVER (PARTITION BY {JOIN}.{left} ORDER BY {ROW}.\"id\") AS kumo_n FROM {} {ROW} JOIN {} {JOIN} ON {JOIN}.{right} = {ROW}.\"id\" WHERE ",
+            ", {JOIN}.{left} AS kumo_parent, ROW_NUMBER() OVER (PARTITION BY {JOIN}.{left} ORDER BY {oldest}) AS kumo_n FROM {} {ROW} JOIN {} {JOIN} ON {JOIN}.{right} = {ROW}.\"id\" WHERE ",
             ident(&target.table),
             ident(&through.table),
             left = ident(left),
             right = ident(right),
+            oldest = oldest_first(),
         ));
         Renderer::new(ROW).render(&self.read_cond(target, actor), &mut sql);
         sql.push(" AND ");
@@ -565,7 +577,7 @@ impl Engine {
         ]);
         Renderer::new(JOIN).render(&join_cond, &mut sql);
         sql.push(&format!(
-            ") AS kumo_page WHERE kumo_n <= {INCLUDE_LIMIT} ORDER BY \"id\""
+            ") AS kumo_page WHERE kumo_n <= {INCLUDE_LIMIT} ORDER BY kumo_n"
         ));
         let mut fields = public(target);
         let parent = Field::computed("kumo_parent", Kind::Uuid);

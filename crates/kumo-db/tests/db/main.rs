@@ -16,6 +16,10 @@
 //! - [`datetime_precision`]: PostgreSQL stores datetimes to the
 //!   millisecond, and an older database's microsecond columns are migrated.
 //! - [`pool`]: a connection the database dropped while idle is replaced.
+//! - [`include_order`]: includes embed the oldest related records first.
+//! - [`policy_exhaustive`]: policies compiled to SQL decide what the
+//!   reference evaluator decides for every expression of a bounded grammar,
+//!   every actor kind and every row of a small exhaustive domain.
 //! - [`policy_props`]: policies compiled to SQL decide what the reference
 //!   evaluator decides, on random policies, actors and rows; hidden records
 //!   leak nothing through filters, sorts and includes.
@@ -29,8 +33,10 @@ mod accounts;
 mod datetime_precision;
 mod explain;
 mod harness;
+mod include_order;
 mod live_schema;
 mod merge;
+mod policy_exhaustive;
 mod policy_props;
 mod pool;
 mod property;

@@ -597,3 +597,151 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    a_sort_naming_a_field_twice_was_a_400_though_the_document_allowed_it,
+    |dialect: Dialect| async move {
+        let api = items(dialect).await;
+        for (name, level) in [("b", 2), ("a", 1), ("c", 1), ("a", 3)] {
+            let r = api
+                .send(
+                    "POST",
+                    "/api/items",
+                    Some(ADMIN),
+                    Some(json!({"name": name, "level": level})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        }
+        let order = |query: &str| {
+            let (api, query) = (&api, query.to_owned());
+            async move {
+                let r = api
+                    .send("GET", &format!("/api/items?{query}"), None, None)
+                    .await;
+                assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.body);
+                let ids: Vec<String> = r
+                    .data()
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["id"].as_str().unwrap().to_owned())
+                    .collect();
+                (ids, r.body["page"]["next"].clone())
+            }
+        };
+        // A later occurrence can never reorder records the first one left
+        // equal, so it is dropped: the order (and the cursor's scope) is
+        // that of the first occurrence alone.
+        for (repeated, once) in [
+            ("sort=name,-name", "sort=name"),
+            ("sort=-name,name,-name", "sort=-name"),
+            ("sort=level,name,-level", "sort=level,name"),
+            ("sort=name,name", "sort=name"),
+        ] {
+            assert_eq!(
+                order(repeated).await.0,
+                order(once).await.0,
+                "{repeated} vs {once}"
+            );
+        }
+        let (first, next) = order("sort=name,-name&page[size]=2").await;
+        let cursor = next.as_str().expect("a next page");
+        let (rest, _) = order(&format!("sort=name&page[after]={cursor}")).await;
+        assert_eq!([first, rest].concat(), order("sort=name").await.0);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    an_empty_name_in_fields_or_include_was_taken_though_the_document_refused_it,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(json!({"name": "Robot", "uploader_id": alice_id})),
+            )
+            .await;
+        let id = r.id();
+        // `fields=` read as no fields (`id` alone); the document lists the
+        // names each takes, at least one.
+        for (path, key) in [
+            ("/api/avatars?fields=".to_owned(), "fields"),
+            ("/api/avatars?fields=name,".to_owned(), "fields"),
+            ("/api/avatars?include=".to_owned(), "include"),
+            ("/api/avatars?include=,uploader".to_owned(), "include"),
+            (format!("/api/avatars/{id}?fields="), "fields"),
+            (format!("/api/avatars/{id}?include=comments,"), "include"),
+        ] {
+            let r = api.send("GET", &path, Some(&alice), None).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+            assert!(
+                r.body["error"]["fields"][key][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("empty name"),
+                "{path}: {}",
+                r.body
+            );
+        }
+        let r = api
+            .send(
+                "GET",
+                &format!("/api/avatars/{id}?fields=name&include=comments"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let r = api.send("GET", "/openapi.json", None, None).await;
+        for parameter in ["avatar.fields", "avatar.include"] {
+            let schema = &r.body["components"]["parameters"][parameter]["schema"];
+            assert_eq!(schema["minItems"], 1, "{parameter}: {schema}");
+        }
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_create_action_that_needs_a_field_was_documented_with_an_optional_body,
+    |dialect: Dialect| async move {
+        let api = TestApi::new(
+            dialect,
+            &[
+                ("avatar", crate::harness::AVATAR),
+                ("comment", crate::harness::COMMENT),
+                ("review", crate::fuzz::REVIEW),
+            ],
+        )
+        .await;
+        let doc = api.send("GET", "/openapi.json", None, None).await.body;
+        // `quick` accepts the required `avatar` and sets only `stars`.
+        let body = &doc["paths"]["/api/reviews/quick"]["post"]["requestBody"];
+        assert_eq!(body["required"], true, "{body}");
+        let schema = &doc["components"]["schemas"]["review.actions.quick"];
+        assert_eq!(schema["type"], "object", "{schema}");
+        assert_eq!(schema["required"], json!(["avatar_id"]), "{schema}");
+        // `publish` needs nothing: its body stays optional (or `null`).
+        let body = &doc["paths"]["/api/avatars/{id}/publish"]["post"]["requestBody"];
+        assert_eq!(body["required"], false, "{body}");
+        let alice = api.user("alice", "user").await;
+        for sent in [None, Some(json!(null)), Some(json!({}))] {
+            let r = api
+                .send("POST", "/api/reviews/quick", Some(&alice), sent.clone())
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{sent:?}: {}",
+                r.body
+            );
+            assert_eq!(r.body["error"]["fields"]["avatar_id"][0], "is required");
+        }
+        api.cleanup().await;
+    }
+);
