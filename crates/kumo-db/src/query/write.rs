@@ -13,8 +13,10 @@
 //! 5. the written record is checked against the read policy in the same
 //!    query: one the actor may not read is answered with its id alone.
 //!
-//! Events are announced only after the commit, with the whole record. A
-//! transaction PostgreSQL aborts for a deadlock runs again ([`retrying`]).
+//! Events are announced only after the commit, with the whole record; a
+//! destroy also announces each row its `on_delete` rules deleted or changed
+//! ([`super::cascade`]). A transaction PostgreSQL aborts for a deadlock
+//! runs again ([`retrying`]).
 
 use kumo_core::load::normalize_value;
 use kumo_core::resource::{Action, ActionKind, AttrType, Policy};
@@ -592,6 +594,7 @@ impl Engine {
         let mut rows = vec![record];
         self.include(&mut tx.exec(), actor, entry, &mut rows, view)
             .await?;
+        let fallout = self.fallout(&mut tx.exec(), entry, &id).await?;
         let mut sql = Sql::new(self.db.dialect());
         sql.push(&format!(
             "DELETE FROM {} WHERE {} = ",
@@ -603,9 +606,15 @@ impl Engine {
             .execute(&sql)
             .await
             .map_err(|e| constraint_error(entry, e, true))?;
+        let consequences = self.settle(&mut tx.exec(), fallout).await?;
         tx.commit().await?;
         let record = rows.pop().unwrap_or_default();
         self.announce_change(entry, write, &record);
+        // What the database deleted or changed by itself is announced as
+        // plain destroys and updates: the named action was this record's.
+        for c in consequences {
+            self.announce_record(c.entry, c.action.as_str(), c.record);
+        }
         Ok(shape(record, view))
     }
 
@@ -651,12 +660,15 @@ impl Engine {
     }
 
     fn announce_change(&self, entry: &Entry, write: Write<'_>, record: &Record) {
-        let mut record = record.clone();
+        self.announce_record(entry, &write.name(), record.clone());
+    }
+
+    fn announce_record(&self, entry: &Entry, action: &str, mut record: Record) {
         // Included relationships are the caller's view, not the change.
         record.retain(|k, _| entry.field(k).is_some());
         self.announce(Event {
             resource: entry.resource.name.clone(),
-            action: write.name(),
+            action: action.to_owned(),
             id: record
                 .get("id")
                 .and_then(Value::as_str)

@@ -6,6 +6,7 @@ mod admin_only;
 mod busy;
 mod crud;
 mod datetimes;
+mod events;
 mod filters;
 mod fuzz;
 mod fuzz_found;
