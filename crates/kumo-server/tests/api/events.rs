@@ -2,15 +2,19 @@
 //! every row the database deleted (`on_delete = "cascade"`, down a chain)
 //! or changed (`"nullify"`) because of it; before, only the destroyed
 //! record was announced. A destroy that `restrict` refuses announces
-//! nothing.
+//! nothing. An event comes only after its write commits, and a write whose
+//! client went away is still made and announced.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
+use kumo_db::db::Database;
 use kumo_db::query::Event;
 use kumo_db::sql::Dialect;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use tokio::sync::broadcast;
 
 use crate::both;
@@ -440,3 +444,195 @@ both!(
         api.cleanup().await;
     }
 );
+
+/// The advisory lock the COMMITs of [`hold_commits`] wait for.
+const COMMIT_GATE: i64 = 731_001;
+
+/// Makes every transaction that writes an avatar wait, at its COMMIT, for
+/// the advisory lock [`COMMIT_GATE`]: a deferred constraint trigger runs
+/// when the transaction commits, after every statement of the write.
+async fn hold_commits(pool: &PgPool) {
+    for statement in [
+        "CREATE FUNCTION kumo_test_wait_for_gate() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_advisory_xact_lock(731001); RETURN NULL; END $$",
+        "CREATE CONSTRAINT TRIGGER kumo_test_commit_gate \
+         AFTER INSERT OR UPDATE OR DELETE ON avatars \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kumo_test_wait_for_gate()",
+    ] {
+        sqlx::query(statement)
+            .execute(pool)
+            .await
+            .expect("the commit gate");
+    }
+}
+
+/// Waits until a transaction of this database waits for [`COMMIT_GATE`],
+/// that is, until a write has run every statement and is committing.
+async fn until_a_commit_waits(pool: &PgPool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE d.datname = current_database() AND l.locktype = 'advisory' \
+             AND NOT l.granted AND l.objid = $1",
+        )
+        .bind(COMMIT_GATE)
+        .fetch_one(pool)
+        .await
+        .expect("pg_locks");
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no write reached its COMMIT"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The next event, however long its write takes to commit.
+async fn next_event(events: &mut broadcast::Receiver<Arc<Event>>) -> Arc<Event> {
+    tokio::time::timeout(Duration::from_secs(60), events.recv())
+        .await
+        .expect("the write was never announced")
+        .expect("an event")
+}
+
+/// Each write is held at its COMMIT while the test looks: nothing is
+/// announced yet, and no other connection sees the change. The caller then
+/// goes away (its request's future is dropped, as axum drops a handler's
+/// when the connection closes); once the COMMIT may go on, the write is
+/// made and announced all the same. Before writes ran in a task of their
+/// own, the dropped handler took the announcement with it: the change was
+/// committed by PostgreSQL, and never announced.
+#[tokio::test]
+async fn a_write_whose_caller_went_away_is_still_committed_and_announced() {
+    let api = TestApi::avatars(Dialect::Postgres).await;
+    let alice = api.user("alice", "user").await;
+    let alice_id = api.user_id(&alice);
+    let Database::Postgres(pool) = &api.db else {
+        unreachable!("a PostgreSQL test");
+    };
+    let existing = api
+        .send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(json!({"name": "existing", "uploader_id": alice_id})),
+        )
+        .await;
+    assert_eq!(existing.status, StatusCode::CREATED, "{}", existing.body);
+    let existing = existing.id();
+    hold_commits(pool).await;
+    let mut events = api.state.engine().expect("an API").subscribe();
+    let count_named = async |name: &str| -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM avatars WHERE name = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .expect("count")
+    };
+    let writes: [(&str, String, Option<Value>, &str); 5] = [
+        (
+            "POST",
+            "/api/avatars".into(),
+            Some(json!({"name": "single", "uploader_id": alice_id})),
+            "create",
+        ),
+        (
+            "POST",
+            "/api/avatars".into(),
+            Some(json!([{"name": "batch", "uploader_id": alice_id}])),
+            "create",
+        ),
+        (
+            "PATCH",
+            format!("/api/avatars/{existing}"),
+            Some(json!({"polycount": 7})),
+            "update",
+        ),
+        (
+            "POST",
+            format!("/api/avatars/{existing}/publish"),
+            None,
+            "publish",
+        ),
+        (
+            "DELETE",
+            format!("/api/avatars/{existing}"),
+            None,
+            "destroy",
+        ),
+    ];
+    for (round, (method, uri, body, action)) in writes.into_iter().enumerate() {
+        let mut gate = pool.acquire().await.expect("a connection");
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(COMMIT_GATE)
+            .execute(&mut *gate)
+            .await
+            .expect("take the gate");
+        let caller = api.spawn_send(method, &uri, Some(&alice), body);
+        until_a_commit_waits(pool).await;
+        // Every statement ran; the COMMIT has not: no event, and nothing
+        // another connection can see.
+        assert!(
+            matches!(
+                events.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty)
+            ),
+            "{action}: announced before its commit"
+        );
+        match action {
+            "create" => {
+                let name = if round == 0 { "single" } else { "batch" };
+                assert_eq!(count_named(name).await, 0, "{action}: visible");
+            }
+            "update" | "publish" => {
+                let (polycount, is_public): (Option<i64>, bool) =
+                    sqlx::query_as("SELECT polycount, is_public FROM avatars WHERE id = $1::uuid")
+                        .bind(&existing)
+                        .fetch_one(pool)
+                        .await
+                        .expect("the stored avatar");
+                assert_eq!(
+                    (polycount, is_public),
+                    if action == "update" {
+                        (None, false)
+                    } else {
+                        (Some(7), false)
+                    }
+                );
+            }
+            _ => assert_eq!(count_named("existing").await, 1, "{action}: visible"),
+        }
+        // The first caller waits for its answer; the others go away.
+        let waiting = if round == 0 {
+            Some(caller)
+        } else {
+            caller.abort();
+            assert!(caller.await.expect_err("aborted").is_cancelled());
+            None
+        };
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(COMMIT_GATE)
+            .execute(&mut *gate)
+            .await
+            .expect("open the gate");
+        let event = next_event(&mut events).await;
+        assert_eq!(event.action, action);
+        match action {
+            "create" => {
+                let name = if round == 0 { "single" } else { "batch" };
+                assert_eq!(event.record["name"], name);
+                assert_eq!(count_named(name).await, 1);
+            }
+            _ => assert_eq!(event.id, existing),
+        }
+        if let Some(caller) = waiting {
+            assert_eq!(caller.await.expect("answered"), StatusCode::CREATED);
+        }
+    }
+    assert_eq!(count_named("existing").await, 0, "destroyed");
+    api.cleanup().await;
+}
