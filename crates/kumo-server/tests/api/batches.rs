@@ -178,7 +178,7 @@ both!(
             json!({
                 "amount": i,
                 "patron_id": listed[i % 3],
-                "cosigner_id": if i % 2 == 0 { Value::from(listed[(i + 1) % 3].clone()) } else { Value::Null },
+                "cosigner_id": if i.is_multiple_of(2) { Value::from(listed[(i + 1) % 3].clone()) } else { Value::Null },
                 "fund_id": fund_ids[i % 2],
             })
         };
