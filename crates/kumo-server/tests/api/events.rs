@@ -319,6 +319,46 @@ both!(
 );
 
 both!(
+    a_cycle_of_cascades_announces_each_row_once,
+    |dialect: Dialect| async move {
+        let api = folders(dialect).await;
+        // Two folders each the other's parent, and one its own.
+        let a = create(&api, "folders", json!({"name": "a"})).await;
+        let b = create(&api, "folders", json!({"name": "b", "parent_id": a["id"]})).await;
+        let own = create(&api, "folders", json!({"name": "own"})).await;
+        for (folder, parent) in [(&a, &b), (&own, &own)] {
+            let r = api
+                .send(
+                    "PATCH",
+                    &format!("/api/folders/{}", folder["id"].as_str().unwrap_or_default()),
+                    Some(ADMIN),
+                    Some(json!({"parent_id": parent["id"]})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+        let mut events = api.state.engine().expect("an API").subscribe();
+        for (folder, deleted) in [(&a, vec![&a, &b]), (&own, vec![&own])] {
+            let id = folder["id"].as_str().unwrap_or_default();
+            let r = api
+                .send("DELETE", &format!("/api/folders/{id}"), Some(ADMIN), None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            let announced: Vec<(String, Value)> = drain(&mut events)
+                .iter()
+                .map(|e| (e.action.clone(), Value::from(e.id.clone())))
+                .collect();
+            let want: Vec<(String, Value)> = deleted
+                .iter()
+                .map(|f| ("destroy".to_owned(), f["id"].clone()))
+                .collect();
+            assert_eq!(announced, want);
+        }
+        api.cleanup().await;
+    }
+);
+
+both!(
     destroying_a_user_announces_their_avatars_and_the_comments_on_them,
     |dialect: Dialect| async move {
         let api = TestApi::avatars(dialect).await;
