@@ -158,9 +158,10 @@ pub const WRITE_ATTEMPTS: u32 = 4;
 /// take the same values wait for each other rather than deadlock; writes
 /// can still deadlock over several unique keys, or over rows a destroy's
 /// cascades lock, and the one aborted, run again after the other
-/// committed, meets its conflicts and answers 409 as it would have alone. Each attempt announces its events
-/// only after its own commit, so a failed attempt announces nothing. After
-/// [`WRITE_ATTEMPTS`] the error stands: 503, nothing changed.
+/// committed, meets its conflicts and answers 409 as it would have alone.
+/// Each attempt announces its events only after its own commit, so a
+/// failed attempt announces nothing. After [`WRITE_ATTEMPTS`] the error
+/// stands: 503, nothing changed.
 async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, QueryError>
 where
     F: FnMut() -> Fut,
@@ -930,7 +931,7 @@ fn insertion_order(entry: &Entry, items: &[Vec<(&Field, Value)>]) -> Vec<usize> 
     if unique_columns.is_empty() || items.len() < 2 {
         return order;
     }
-    // A value left out (a default, a null) sorts first, as "".
+    // A value left out (the database fills in its default) sorts first.
     let keys: Vec<Vec<String>> = items
         .iter()
         .map(|item| {
