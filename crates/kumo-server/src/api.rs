@@ -23,6 +23,7 @@ use kumo_db::query::{Engine, Entry, QueryError, View, parse_list, parse_record_q
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 use tokio::task::JoinError;
+use tracing::Instrument;
 
 use crate::AppState;
 
@@ -610,12 +611,16 @@ async fn detached(
 ) -> Result<Value, Response> {
     let state = state.clone();
     let resource = entry.resource.name.clone();
-    let task = tokio::spawn(async move {
-        // The handler found both in this same state, which never changes.
-        let engine = state.engine().ok_or(QueryError::NotFound)?;
-        let entry = engine.catalog.get(&resource).ok_or(QueryError::NotFound)?;
-        write(engine, entry, &actor, &view, call).await
-    });
+    let task = tokio::spawn(
+        async move {
+            // The handler found both in this same state, which never changes.
+            let engine = state.engine().ok_or(QueryError::NotFound)?;
+            let entry = engine.catalog.get(&resource).ok_or(QueryError::NotFound)?;
+            write(engine, entry, &actor, &view, call).await
+        }
+        // What the write logs stays under the request's span.
+        .instrument(tracing::Span::current()),
+    );
     joined(task.await)
 }
 
