@@ -1,6 +1,8 @@
 //! The resource API over HTTP: routes `/api/<plural>…` to the query engine
 //! and turns its results and errors into JSON responses in Kumo's one error
-//! shape, `{"error":{"code","message","fields"}}`.
+//! shape, `{"error":{"code","message","fields"}}`. Writes run in a task of
+//! their own ([`detached`]), so a client that goes away never leaves one
+//! committed but unannounced.
 
 // Handlers return an early `Response` as their error, the axum idiom; it is
 // built only on the failing path, so its size costs nothing.
@@ -20,6 +22,8 @@ use kumo_core::resource::ActionKind;
 use kumo_db::query::{Engine, Entry, QueryError, View, parse_list, parse_record_query};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
+use tokio::task::JoinError;
+use tracing::Instrument;
 
 use crate::AppState;
 
@@ -465,16 +469,10 @@ async fn create(
     body: Body,
 ) -> Reply {
     let Call {
-        engine,
-        entry,
-        actor,
-        view,
+        entry, actor, view, ..
     } = call(&state, &plural, &headers, query.as_deref())?;
     let body = json_body(&headers, body, false).await?;
-    let created = engine
-        .create(&actor, entry, &body, &view)
-        .await
-        .map_err(fail)?;
+    let created = detached(&state, entry, actor, view, WriteCall::Create { body }).await?;
     Ok(data(StatusCode::CREATED, created))
 }
 
@@ -486,17 +484,11 @@ async fn update(
     body: Body,
 ) -> Reply {
     let Call {
-        engine,
-        entry,
-        actor,
-        view,
+        entry, actor, view, ..
     } = call(&state, &plural, &headers, query.as_deref())?;
     let body = json_body(&headers, body, false).await?;
-    let record = engine
-        .update(&actor, entry, &id, &body, &view)
-        .await
-        .map_err(fail)?;
-    Ok(data(StatusCode::OK, Value::Object(record)))
+    let record = detached(&state, entry, actor, view, WriteCall::Update { id, body }).await?;
+    Ok(data(StatusCode::OK, record))
 }
 
 async fn destroy(
@@ -506,16 +498,10 @@ async fn destroy(
     headers: HeaderMap,
 ) -> Reply {
     let Call {
-        engine,
-        entry,
-        actor,
-        view,
+        entry, actor, view, ..
     } = call(&state, &plural, &headers, query.as_deref())?;
-    let record = engine
-        .destroy(&actor, entry, &id, &view)
-        .await
-        .map_err(fail)?;
-    Ok(data(StatusCode::OK, Value::Object(record)))
+    let record = detached(&state, entry, actor, view, WriteCall::Destroy { id }).await?;
+    Ok(data(StatusCode::OK, record))
 }
 
 /// `POST /api/<plural>/<name>`: a named action of type create.
@@ -553,10 +539,7 @@ async fn action(
     body: Body,
 ) -> Reply {
     let Call {
-        engine,
-        entry,
-        actor,
-        view,
+        entry, actor, view, ..
     } = call(&state, &plural, &headers, query.as_deref())?;
     let creates = id.is_none();
     let action = entry
@@ -566,10 +549,12 @@ async fn action(
         .find(|a| a.name == name && (a.kind == ActionKind::Create) == creates)
         .ok_or_else(|| no_action(entry, &name))?;
     let body = json_body(&headers, body, true).await?;
-    let answer = engine
-        .action(&actor, entry, action, id.as_deref(), &body, &view)
-        .await
-        .map_err(fail)?;
+    let call = WriteCall::Action {
+        name: action.name.clone(),
+        id,
+        body,
+    };
+    let answer = detached(&state, entry, actor, view, call).await?;
     let status = if creates {
         StatusCode::CREATED
     } else {
@@ -585,4 +570,127 @@ fn no_action(entry: &Entry, name: &str) -> Response {
         &format!("`{}` has no action `{name}` here", entry.resource.name),
         None,
     )
+}
+
+/// A write a handler asks for, owned, so it can run in a task of its own.
+enum WriteCall {
+    Create {
+        body: Value,
+    },
+    Update {
+        id: String,
+        body: Value,
+    },
+    Destroy {
+        id: String,
+    },
+    /// A named action, already found on the resource: a create action has
+    /// no `id`.
+    Action {
+        name: String,
+        id: Option<String>,
+        body: Value,
+    },
+}
+
+/// Runs a write on `entry` to its end in a task of its own and waits for
+/// its answer. axum drops a handler's future when the client disconnects;
+/// a write dropped between its COMMIT and its announcement would be made
+/// but never announced to the realtime layer. The task is not dropped with
+/// the handler, so a write once begun commits or rolls back, and announces
+/// what it committed, whoever is still waiting.
+///
+/// A panic in the write is a 500, logged, like any internal failure (a
+/// transaction it leaves unfinished is dropped, which rolls it back).
+async fn detached(
+    state: &AppState,
+    entry: &Entry,
+    actor: Value,
+    view: View,
+    call: WriteCall,
+) -> Result<Value, Response> {
+    let state = state.clone();
+    let resource = entry.resource.name.clone();
+    let task = tokio::spawn(
+        async move {
+            // The handler found both in this same state, which never changes.
+            let engine = state.engine().ok_or(QueryError::NotFound)?;
+            let entry = engine.catalog.get(&resource).ok_or(QueryError::NotFound)?;
+            write(engine, entry, &actor, &view, call).await
+        }
+        // What the write logs stays under the request's span.
+        .instrument(tracing::Span::current()),
+    );
+    joined(task.await)
+}
+
+async fn write(
+    engine: &Engine,
+    entry: &Entry,
+    actor: &Value,
+    view: &View,
+    call: WriteCall,
+) -> Result<Value, QueryError> {
+    match call {
+        WriteCall::Create { body } => engine.create(actor, entry, &body, view).await,
+        WriteCall::Update { id, body } => engine
+            .update(actor, entry, &id, &body, view)
+            .await
+            .map(Value::Object),
+        WriteCall::Destroy { id } => engine
+            .destroy(actor, entry, &id, view)
+            .await
+            .map(Value::Object),
+        WriteCall::Action { name, id, body } => {
+            let creates = id.is_none();
+            let action = entry
+                .resource
+                .actions
+                .iter()
+                .find(|a| a.name == name && (a.kind == ActionKind::Create) == creates)
+                .ok_or(QueryError::NotFound)?;
+            engine
+                .action(actor, entry, action, id.as_deref(), &body, view)
+                .await
+        }
+    }
+}
+
+/// The answer of a write's task: its own result, or a 500 when it
+/// panicked (or the runtime shut down under it).
+fn joined<T>(result: Result<Result<T, QueryError>, JoinError>) -> Result<T, Response> {
+    match result {
+        Ok(answer) => answer.map_err(fail),
+        Err(e) => {
+            tracing::error!(error = %e, "a write's task failed");
+            Err(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server failed during this write",
+                None,
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_that_panics_answers_500_in_the_error_shape() {
+        let task = tokio::spawn(async {
+            if true {
+                panic!("a bug in a write");
+            }
+            Ok::<Value, QueryError>(Value::Null)
+        });
+        let response = joined(task.await).expect_err("a panic is an error");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(body["error"]["code"], "internal");
+    }
 }

@@ -5,11 +5,14 @@
 //! - [`catalog`]: per-resource facts computed once (fields, kinds).
 //! - [`params`]: query strings (`filter`, `sort`, `page`, `include`, `fields`).
 //! - [`policy`]: policy expressions compiled to SQL (docs/policies.md).
-//! - [`read`] / [`write`]: the operations.
+//! - [`read`] / [`write`]: the operations; [`cascade`] finds what a
+//!   destroy's `on_delete` rules change, so it is announced too.
 //! - [`exec`]: binding and decoding for both databases.
 //! - [`cursor`]: signed page cursors.
+//! - [`accounts`]: the built-in account resources, for the auth layer.
 
 pub mod accounts;
+mod cascade;
 pub mod catalog;
 pub mod cursor;
 pub mod error;
@@ -36,7 +39,9 @@ use crate::db::Database;
 /// A record as clients see it: field name → canonical JSON value.
 pub type Record = Map<String, Value>;
 
-/// A committed change, for the realtime layer.
+/// A committed change, for the realtime layer. A destroy is followed by an
+/// event for each row the database deleted or changed because of it
+/// (`on_delete = "cascade"`: `destroy`; `"nullify"`: `update`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// The resource name (`avatar`).

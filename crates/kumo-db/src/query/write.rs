@@ -6,15 +6,21 @@
 //! 2. the stored record is read with the read policy (404 when invisible)
 //!    and, for update and destroy, checked against the write policy (403);
 //! 3. related records named by `belongs_to` keys must exist and be readable
-//!    (422), then the statement runs; constraint errors from the database
-//!    become 409 or 422;
+//!    (422; a batch's keys are checked with one query per target resource),
+//!    then the statement runs (a batch's inserts in the order of their
+//!    unique values, [`insertion_order`]); constraint errors from the
+//!    database become 409 or 422;
 //! 4. the written record is checked against the write policy (create, and
 //!    update's result), and the transaction commits only if it holds;
 //! 5. the written record is checked against the read policy in the same
 //!    query: one the actor may not read is answered with its id alone.
 //!
-//! Events are announced only after the commit, with the whole record. A
-//! transaction PostgreSQL aborts for a deadlock runs again ([`retrying`]).
+//! Events are announced only after the commit, with the whole record; a
+//! destroy also announces each row its `on_delete` rules deleted or changed
+//! ([`super::cascade`]). A transaction PostgreSQL aborts for a deadlock
+//! runs again ([`retrying`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use kumo_core::load::normalize_value;
 use kumo_core::resource::{Action, ActionKind, AttrType, Policy};
@@ -23,6 +29,7 @@ use serde_json::Value;
 use sqlx::error::ErrorKind;
 use sqlx::{Postgres, Sqlite, Transaction};
 
+use super::cascade::{KEYS_PER_QUERY, push_keys};
 use super::catalog::{Entry, Field, Kind, Origin};
 use super::error::{FieldErrors, QueryError, one};
 use super::exec::{Exec, Sql, canonical_datetime};
@@ -146,12 +153,15 @@ pub const MAX_BATCH: usize = 1000;
 pub const WRITE_ATTEMPTS: u32 = 4;
 
 /// Runs a whole write transaction again when PostgreSQL aborted it to break
-/// a deadlock (40P01) or a serialization failure (40001): two batches that
-/// take the same unique values in opposite orders deadlock, and the one
-/// aborted, run again after the other committed, meets its conflicts and
-/// answers 409 as it would have alone. Each attempt announces its events
-/// only after its own commit, so a failed attempt announces nothing. After
-/// [`WRITE_ATTEMPTS`] the error stands: 503, nothing changed.
+/// a deadlock (40P01) or a serialization failure (40001). Batches insert
+/// in the order of their unique values ([`insertion_order`]), so two that
+/// take the same values wait for each other rather than deadlock; writes
+/// can still deadlock over several unique keys, or over rows a destroy's
+/// cascades lock, and the one aborted, run again after the other
+/// committed, meets its conflicts and answers 409 as it would have alone.
+/// Each attempt announces its events only after its own commit, so a
+/// failed attempt announces nothing. After [`WRITE_ATTEMPTS`] the error
+/// stands: 503, nothing changed.
 async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, QueryError>
 where
     F: FnMut() -> Fut,
@@ -266,15 +276,25 @@ impl Engine {
         }
         let read = self.read_cond(entry, actor);
         let mut tx = self.begin().await?;
-        let mut written = Vec::new();
+        let mut dangling = self.check_references(&mut tx, actor, &inputs).await?;
+        let order = insertion_order(entry, &inputs);
+        let mut inputs: Vec<Option<_>> = inputs.into_iter().map(Some).collect();
+        // By item, in the caller's order, whatever the order of the inserts.
+        let mut slots: Vec<Option<Checked>> = inputs.iter().map(|_| None).collect();
         // In a batch, each item runs under its own savepoint: an item the
         // database refuses (a taken unique value, a dangling reference) is
         // noted and the others still tried, so the answer names every
         // failing item. Any failure rolls the whole write back, so a single
         // record needs no savepoint.
         let mut failures = Vec::new();
-        for (i, values) in inputs.into_iter().enumerate() {
+        for i in order {
             let in_item = |e: QueryError| if batch { e.in_item(i) } else { e };
+            let dangling = std::mem::take(&mut dangling[i]);
+            if !dangling.is_empty() {
+                failures.push((i, in_item(QueryError::invalid(dangling))));
+                continue;
+            }
+            let values = inputs[i].take().unwrap_or_default();
             self.savepoint(&mut tx, batch, "SAVEPOINT kumo_item")
                 .await?;
             match self
@@ -284,19 +304,23 @@ impl Engine {
                 Ok(checked) => {
                     self.savepoint(&mut tx, batch, "RELEASE SAVEPOINT kumo_item")
                         .await?;
-                    written.push(checked);
+                    slots[i] = Some(checked);
                 }
                 Err(e @ (QueryError::Conflict { .. } | QueryError::Invalid { .. })) => {
                     self.savepoint(&mut tx, batch, "ROLLBACK TO SAVEPOINT kumo_item")
                         .await?;
-                    failures.push(in_item(e));
+                    failures.push((i, in_item(e)));
                 }
                 Err(e) => return Err(in_item(e)),
             }
         }
         if !failures.is_empty() {
-            return Err(QueryError::merge(failures));
+            failures.sort_by_key(|(i, _)| *i);
+            return Err(QueryError::merge(
+                failures.into_iter().map(|(_, e)| e).collect(),
+            ));
         }
+        let mut written: Vec<Checked> = slots.into_iter().flatten().collect();
         // Includes only for the records the actor may read: the others are
         // answered with their id alone.
         let mut readable: Vec<Record> = written
@@ -352,7 +376,6 @@ impl Engine {
         cond: &Cond,
         read: &Cond,
     ) -> Result<Checked, QueryError> {
-        self.check_references(tx, actor, &values).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let stamp = Value::String(now());
         let mut sql = Sql::new(self.db.dialect());
@@ -439,7 +462,12 @@ impl Engine {
         if !stored.allowed {
             return Err(forbidden(actor, &what));
         }
-        self.check_references(&mut tx, actor, &values).await?;
+        let dangling = self
+            .check_references(&mut tx, actor, std::slice::from_ref(&values))
+            .await?;
+        if let Some(errors) = dangling.into_iter().find(|e| !e.is_empty()) {
+            return Err(QueryError::invalid(errors));
+        }
         let mut sql = Sql::new(self.db.dialect());
         sql.push(&format!(
             "UPDATE {} SET {} = ",
@@ -592,6 +620,7 @@ impl Engine {
         let mut rows = vec![record];
         self.include(&mut tx.exec(), actor, entry, &mut rows, view)
             .await?;
+        let fallout = self.fallout(&mut tx.exec(), entry, &id).await?;
         let mut sql = Sql::new(self.db.dialect());
         sql.push(&format!(
             "DELETE FROM {} WHERE {} = ",
@@ -603,9 +632,15 @@ impl Engine {
             .execute(&sql)
             .await
             .map_err(|e| constraint_error(entry, e, true))?;
+        let consequences = self.settle(&mut tx.exec(), fallout).await?;
         tx.commit().await?;
         let record = rows.pop().unwrap_or_default();
         self.announce_change(entry, write, &record);
+        // What the database deleted or changed by itself is announced as
+        // plain destroys and updates: the named action was this record's.
+        for c in consequences {
+            self.announce_record(c.entry, c.action.as_str(), c.record);
+        }
         Ok(shape(record, view))
     }
 
@@ -651,12 +686,15 @@ impl Engine {
     }
 
     fn announce_change(&self, entry: &Entry, write: Write<'_>, record: &Record) {
-        let mut record = record.clone();
+        self.announce_record(entry, &write.name(), record.clone());
+    }
+
+    fn announce_record(&self, entry: &Entry, action: &str, mut record: Record) {
         // Included relationships are the caller's view, not the change.
         record.retain(|k, _| entry.field(k).is_some());
         self.announce(Event {
             resource: entry.resource.name.clone(),
-            action: write.name(),
+            action: action.to_owned(),
             id: record
                 .get("id")
                 .and_then(Value::as_str)
@@ -726,42 +764,62 @@ impl Engine {
     }
 
     /// Every `belongs_to` key given must name a record the actor may read.
+    /// The keys of all `items` (a batch's) are checked together, one query
+    /// per target resource (and per [`KEYS_PER_QUERY`] keys) under its read
+    /// policy: a query per key made a batch of 1,000 pay 1,000 round trips.
+    /// Answers each item's errors, in order, empty where every key names a
+    /// readable record.
     async fn check_references(
         &self,
         tx: &mut Tx,
         actor: &Value,
-        values: &[(&Field, Value)],
-    ) -> Result<(), QueryError> {
-        let mut errors = FieldErrors::new();
-        for (field, value) in values {
-            let (Origin::ForeignKey { target, .. }, Value::String(id)) = (&field.origin, value)
-            else {
-                continue;
-            };
-            let target = self.catalog.entry(target);
-            let mut sql = Sql::new(self.db.dialect());
-            sql.push(&format!(
-                "SELECT COUNT(*) FROM {} {ROW} WHERE ",
-                ident(&target.table)
-            ));
-            let cond = Cond::and(vec![
-                Cond::eq(id_column(), Operand::Value(Value::String(id.clone()))),
-                self.read_cond(target, actor),
-            ]);
-            Renderer::new(ROW).render(&cond, &mut sql);
-            let found = tx.exec().fetch_integers(&sql).await?;
-            if found.first().copied().unwrap_or(0) == 0 {
-                errors.insert(
-                    field.name.clone(),
-                    vec![format!("no {} with id {id}", target.resource.name)],
-                );
+        items: &[Vec<(&Field, Value)>],
+    ) -> Result<Vec<FieldErrors>, QueryError> {
+        let mut wanted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (_, target, id) in items.iter().flat_map(|item| references(item)) {
+            wanted.entry(target).or_default().insert(id);
+        }
+        let mut found: HashSet<(&str, String)> = HashSet::new();
+        for (target, ids) in wanted {
+            let entry = self.catalog.entry(target);
+            let read = self.read_cond(entry, actor);
+            let id_field: Vec<&Field> = entry.field("id").into_iter().collect();
+            let ids: Vec<Value> = ids
+                .into_iter()
+                .map(|id| Value::String(id.to_owned()))
+                .collect();
+            for part in ids.chunks(KEYS_PER_QUERY) {
+                let mut sql = Sql::new(self.db.dialect());
+                sql.push(&format!(
+                    "SELECT {ROW}.{id} AS {id} FROM {} {ROW} WHERE {ROW}.{id} IN (",
+                    ident(&entry.table),
+                    id = ident("id"),
+                ));
+                push_keys(&mut sql, part);
+                sql.push(") AND ");
+                Renderer::new(ROW).render(&read, &mut sql);
+                for mut row in tx.exec().fetch_records(&sql, &id_field).await? {
+                    if let Some(Value::String(id)) = row.remove("id") {
+                        found.insert((target, id));
+                    }
+                }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(QueryError::invalid(errors))
-        }
+        Ok(items
+            .iter()
+            .map(|item| {
+                references(item)
+                    .filter(|(_, target, id)| !found.contains(&(*target, (*id).to_owned())))
+                    .map(|(field, target, id)| {
+                        let target = &self.catalog.entry(target).resource.name;
+                        (
+                            field.name.clone(),
+                            vec![format!("no {target} with id {id}")],
+                        )
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     /// Checks a request body for a write and returns the values to store,
@@ -843,6 +901,68 @@ impl Engine {
             Err(errors)
         }
     }
+}
+
+/// The order in which a batch's items are inserted: by the values of the
+/// resource's unique attributes and identities (in declaration order, each
+/// value as its canonical JSON text), then by position. Two batches that
+/// take the same unique values thus take them in the same order, and the
+/// second waits for the first instead of deadlocking with it (each holding
+/// a value the other is about to insert); the tie-break by position keeps
+/// the first of two equal items the one inserted, so the later one is
+/// refused, as in the caller's order. This holds for one unique key; with
+/// several, batches ordered by the first can still take the others in
+/// opposite orders, and a deadlock between them is retried ([`retrying`]).
+fn insertion_order(entry: &Entry, items: &[Vec<(&Field, Value)>]) -> Vec<usize> {
+    let resource = &entry.resource;
+    let unique_columns: Vec<&str> = resource
+        .attributes
+        .iter()
+        .filter(|a| a.unique)
+        .map(|a| a.name.as_str())
+        .chain(
+            resource
+                .identities
+                .iter()
+                .flat_map(|i| i.columns.iter().map(String::as_str)),
+        )
+        .collect();
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    if unique_columns.is_empty() || items.len() < 2 {
+        return order;
+    }
+    // A value left out (the database fills in its default) sorts first.
+    let keys: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| {
+            unique_columns
+                .iter()
+                .map(|column| {
+                    item.iter()
+                        .find(|(f, _)| f.name == *column)
+                        .map_or_else(String::new, |(_, v)| v.to_string())
+                })
+                .collect()
+        })
+        .collect();
+    // Stable: equal keys keep the caller's order.
+    order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+    order
+}
+
+/// The `belongs_to` keys among an item's values: the field, the target
+/// resource and the id it names.
+fn references<'v>(
+    values: &'v [(&'v Field, Value)],
+) -> impl Iterator<Item = (&'v Field, &'v str, &'v str)> {
+    values
+        .iter()
+        .filter_map(|(field, value)| match (&field.origin, value) {
+            (Origin::ForeignKey { target, .. }, Value::String(id)) => {
+                Some((*field, target.as_str(), id.as_str()))
+            }
+            _ => None,
+        })
 }
 
 fn is_empty_body(body: &Value) -> bool {

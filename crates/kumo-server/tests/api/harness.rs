@@ -295,3 +295,32 @@ macro_rules! both {
         }
     };
 }
+
+impl TestApi {
+    /// Sends a request from a task of its own and answers its status: a
+    /// client the test can make go away before the answer, by aborting the
+    /// task (which drops the request's future, as axum does when the
+    /// connection closes).
+    pub(crate) fn spawn_send(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> tokio::task::JoinHandle<StatusCode> {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let request = request.body(body).expect("request");
+        let router = app(self.state.clone());
+        tokio::spawn(async move { router.oneshot(request).await.expect("infallible").status() })
+    }
+}

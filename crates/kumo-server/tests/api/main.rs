@@ -3,9 +3,11 @@
 //! Every test runs on both databases.
 
 mod admin_only;
+mod batches;
 mod busy;
 mod crud;
 mod datetimes;
+mod events;
 mod filters;
 mod fuzz;
 mod fuzz_found;
