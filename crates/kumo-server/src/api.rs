@@ -54,7 +54,12 @@ pub fn anonymous_only() -> Authenticate {
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/{plural}", get(list).post(create))
+        .route(
+            "/api/{plural}",
+            get(list)
+                .post(create)
+                .fallback(collection_method_not_allowed),
+        )
         .route(
             "/api/{plural}/{id}",
             get(show).patch(update).delete(destroy).post(create_action),
@@ -471,6 +476,9 @@ async fn create(
     let Call {
         entry, actor, view, ..
     } = call(&state, &plural, &headers, query.as_deref())?;
+    if !entry.creatable() {
+        return Err(not_creatable(entry));
+    }
     let body = json_body(&headers, body, false).await?;
     let created = detached(&state, entry, actor, view, WriteCall::Create { body }).await?;
     Ok(data(StatusCode::CREATED, created))
@@ -561,6 +569,48 @@ async fn action(
         StatusCode::OK
     };
     Ok(data(status, answer))
+}
+
+/// A collection whose records only Kumo makes (sessions, tokens) takes no
+/// POST: 405, as for any route without the method.
+fn not_creatable(entry: &Entry) -> Response {
+    collection_405(
+        entry,
+        &format!(
+            "{} are made by Kumo itself, not through the API",
+            entry.resource.plural
+        ),
+    )
+}
+
+/// Another method on `/api/<plural>`. axum's own 405 would offer POST on
+/// every collection, also where there is no create (see [`not_creatable`]).
+async fn collection_method_not_allowed(
+    State(state): State<AppState>,
+    Segments(plural): Segments<String>,
+) -> Response {
+    match engine(&state).and_then(|engine| resource(engine, &plural)) {
+        Ok(entry) => collection_405(entry, "this route does not take that method"),
+        Err(response) => response,
+    }
+}
+
+fn collection_405(entry: &Entry, message: &str) -> Response {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        message,
+        None,
+    );
+    let allow = if entry.creatable() {
+        "GET,HEAD,POST"
+    } else {
+        "GET,HEAD"
+    };
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
 }
 
 fn no_action(entry: &Entry, name: &str) -> Response {

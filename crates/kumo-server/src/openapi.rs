@@ -750,10 +750,13 @@ impl Builder {
         let mut create = create;
         list["responses"]["200"]["links"] = record_links(r, "$response.body#/data/0/id");
         create["responses"]["201"]["links"] = record_links(r, "$response.body#/data/id");
-        self.paths.insert(
-            format!("/api/{plural}"),
-            json!({ "get": list, "post": create }),
-        );
+        // Records only Kumo makes (sessions, tokens) have no create route.
+        let collection = if entry.creatable() {
+            json!({ "get": list, "post": create })
+        } else {
+            json!({ "get": list })
+        };
+        self.paths.insert(format!("/api/{plural}"), collection);
 
         // One record: read, update, destroy.
         let one = schema_ref(&format!("{name}.one"));

@@ -122,6 +122,17 @@ impl Entry {
         self.fields.iter().find(|f| f.name == name)
     }
 
+    /// Whether a client can ever create one: not when a required field
+    /// without a default is one only Kumo writes (`writable = false`), as
+    /// in the sessions, tokens and keys the auth layer makes. The API then
+    /// has no create route for the resource.
+    pub fn creatable(&self) -> bool {
+        !self
+            .fields
+            .iter()
+            .any(|f| f.required && !f.has_default && !f.writable && f.origin != Origin::Managed)
+    }
+
     /// The fields a client may see, in column order.
     pub fn public_fields(&self) -> impl Iterator<Item = &Field> {
         self.fields.iter().filter(|f| f.is_public())

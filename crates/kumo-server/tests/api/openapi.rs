@@ -372,6 +372,64 @@ async fn other_methods_answer_405_with_the_documented_methods() {
     api.cleanup().await;
 }
 
+/// Sessions, tokens, keys and audit events are made by Kumo itself: a
+/// required field of each is one no request may write. Their collections
+/// have no create route, in the document or at run time, even for an
+/// admin; `user`, whose required `email` an admin may write, keeps its own.
+#[tokio::test]
+async fn collections_only_kumo_fills_have_no_create_route() {
+    let api = TestApi::avatars(Dialect::Sqlite).await;
+    let doc = kumo_server::openapi::document(Some(&api.state.engine().unwrap().catalog));
+    for plural in [
+        "sessions",
+        "auth_tokens",
+        "api_keys",
+        "audit_events",
+        "external_identities",
+    ] {
+        let item = &doc["paths"][format!("/api/{plural}")];
+        assert!(
+            item.get("get").is_some() && item.get("post").is_none(),
+            "{plural}: {item}"
+        );
+        let r = api
+            .send(
+                "POST",
+                &format!("/api/{plural}"),
+                Some(crate::harness::ADMIN),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{plural}: {}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["code"], "method_not_allowed");
+        assert_eq!(
+            r.body["error"]["message"],
+            format!("{plural} are made by Kumo itself, not through the API")
+        );
+    }
+    for plural in ["users", "avatars"] {
+        assert!(
+            doc["paths"][format!("/api/{plural}")].get("post").is_some(),
+            "{plural}"
+        );
+    }
+    let created = api
+        .send(
+            "POST",
+            "/api/users",
+            Some(crate::harness::ADMIN),
+            Some(json!({"email": "new@example.com"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    api.cleanup().await;
+}
+
 /// The HTTP layer's own answers, over a real socket: a status line, no
 /// body, and no error shape (what the document says of 414 and 431).
 #[tokio::test]
