@@ -24,11 +24,14 @@ fn assert_unavailable(r: &Reply) {
     );
 }
 
-/// Two batches that create the same names in opposite orders each wait for
-/// the other's uncommitted row: PostgreSQL aborts one with `deadlock
-/// detected` (40P01), which used to answer 500 to it (in each of 5 rounds).
-/// The aborted one now runs again, meets the names the other committed and
-/// answers 409; only the committed batch's records are announced.
+/// Two batches that create the same names in opposite orders each waited
+/// for the other's uncommitted row: PostgreSQL aborted one with `deadlock
+/// detected` (40P01), which answered 500 to it (in each of 5 rounds). Now
+/// a batch inserts its rows in the order of their unique values, so the
+/// second waits for the first instead of deadlocking (and a deadlock that
+/// still happens, between resources with several unique keys, runs again).
+/// Either way the second meets the names the first committed and answers
+/// 409, and only the committed batch's records are announced.
 #[tokio::test]
 async fn reversed_overlapping_batches_deadlocked_into_a_500() {
     let api = TestApi::avatars(Dialect::Postgres).await;
