@@ -9,6 +9,7 @@
 //! every Kumo route uses.
 
 pub mod api;
+pub mod auth;
 pub mod openapi;
 pub mod ratelimit;
 

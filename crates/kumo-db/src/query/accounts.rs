@@ -161,9 +161,11 @@ impl<'e> AccountsTx<'e> {
         Ok(self.find(resource, tests, None, Some(1)).await?.pop())
     }
 
-    /// A new row with a fresh id (UUID v7) and `now` as its `inserted_at`
-    /// and `updated_at`; columns left out take their defaults. A taken
-    /// unique value is a [`QueryError::Conflict`] naming the field.
+    /// A new row with `now` as its `inserted_at` and `updated_at`, and a
+    /// fresh id (UUID v7) unless `values` name one (a session's id is part
+    /// of its refresh token, so it is chosen first); columns left out take
+    /// their defaults. A taken unique value is a [`QueryError::Conflict`]
+    /// naming the field.
     pub async fn insert(
         &mut self,
         resource: &str,
@@ -171,12 +173,14 @@ impl<'e> AccountsTx<'e> {
         now: &str,
     ) -> Result<Record, QueryError> {
         let entry = self.entry(resource);
-        let id = uuid::Uuid::now_v7().to_string();
         let mut columns: Vec<(&Field, Value)> = vec![
-            (field(entry, "id"), Value::String(id)),
             (field(entry, "inserted_at"), Value::String(now.to_owned())),
             (field(entry, "updated_at"), Value::String(now.to_owned())),
         ];
+        if !values.iter().any(|(name, _)| *name == "id") {
+            let id = uuid::Uuid::now_v7().to_string();
+            columns.push((field(entry, "id"), Value::String(id)));
+        }
         for (name, value) in values {
             columns.push((field(entry, name), value.clone()));
         }

@@ -16,5 +16,6 @@ mod known;
 mod openapi;
 mod pages;
 mod relations;
+mod sessions;
 mod snapshots;
 mod unreadable_results;

@@ -1,0 +1,268 @@
+//! Sessions: what a sign-in opens and a refresh keeps going.
+//!
+//! A session is a row in `sessions` (one per signed-in device) and a pair
+//! of tokens: a short-lived access token ([`kumo_auth::access`]), checked
+//! on every request without the database, and a single-use refresh token
+//! ([`kumo_auth::refresh`]), which names its session and generation. A
+//! refresh moves the generation on in one statement that tests the old
+//! generation, so of two refreshes with the same token exactly one
+//! rotates; a token from an earlier generation is a reused token and
+//! revokes the session (within a short grace, a retry after a lost answer
+//! is answered again instead).
+
+use kumo_auth::access::{AccessKey, Claims};
+use kumo_auth::refresh::{RefreshKey, Verdict, verdict};
+use kumo_auth::secret;
+use kumo_core::actor::Role;
+use kumo_db::query::QueryError;
+use kumo_db::query::Record;
+use kumo_db::query::accounts::{Accounts, AccountsTx, Set, Test};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::clock::{parse_stamp, stamp};
+
+/// The keys and lifetimes sessions are made with.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    pub access: AccessKey,
+    pub refresh: RefreshKey,
+    pub access_ttl: time::Duration,
+    pub session_ttl: time::Duration,
+}
+
+/// What the client gets from a sign-in or a refresh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub session_id: Uuid,
+    pub user: Record,
+}
+
+impl Tokens {
+    /// The answer's `data`, as every sign-in and refresh returns it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "session_id": self.session_id,
+            "user": public_user(&self.user),
+        })
+    }
+}
+
+/// A user as the client sees it: never the password hash.
+pub fn public_user(user: &Record) -> Value {
+    let mut user = user.clone();
+    user.remove("password_hash");
+    Value::Object(user)
+}
+
+/// Where a session was opened from, for the owner's list of devices.
+#[derive(Debug, Clone, Default)]
+pub struct Device {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Why a refresh was refused. Each is a 401, except a locked account (403).
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is not valid")]
+    Invalid,
+    #[error("the session has expired; sign in again")]
+    Expired,
+    #[error("the session was signed out")]
+    Revoked,
+    #[error("the refresh token was already used, so it was copied: the session is signed out")]
+    Reused,
+    #[error("the account is locked")]
+    Locked,
+    #[error(transparent)]
+    Store(#[from] QueryError),
+}
+
+impl RefreshError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RefreshError::Invalid => "token_invalid",
+            RefreshError::Expired => "token_expired",
+            RefreshError::Revoked => "session_revoked",
+            RefreshError::Reused => "token_reused",
+            RefreshError::Locked => "account_locked",
+            RefreshError::Store(_) => "internal",
+        }
+    }
+}
+
+/// Opens a session for `user` in `tx` (the sign-in's transaction).
+pub async fn open(
+    tx: &mut AccountsTx<'_>,
+    keys: &Keys,
+    user: Record,
+    device: &Device,
+    now: OffsetDateTime,
+) -> Result<Tokens, QueryError> {
+    let user_id = record_uuid(&user, "id");
+    // The id is chosen here because the refresh token names it.
+    let session_id = Uuid::now_v7();
+    let refresh_token = keys.refresh.token(session_id, 0);
+    tx.insert(
+        "session",
+        &[
+            ("id", json!(session_id)),
+            ("user_id", json!(user_id)),
+            ("refresh_token_hash", json!(secret::hash(&refresh_token))),
+            ("generation", json!(0)),
+            ("ip", json!(device.ip)),
+            ("user_agent", json!(device.user_agent)),
+            ("last_used_at", json!(stamp(now))),
+            ("expires_at", json!(stamp(now + keys.session_ttl))),
+        ],
+        &stamp(now),
+    )
+    .await?;
+    Ok(tokens(keys, user, session_id, refresh_token, now))
+}
+
+fn tokens(
+    keys: &Keys,
+    user: Record,
+    session_id: Uuid,
+    refresh_token: String,
+    now: OffsetDateTime,
+) -> Tokens {
+    let role = user
+        .get("role")
+        .and_then(Value::as_str)
+        .and_then(Role::parse)
+        .unwrap_or(Role::User);
+    let access_token = keys.access.issue(&Claims {
+        user_id: record_uuid(&user, "id"),
+        session_id,
+        role,
+        issued_at: now.unix_timestamp(),
+        expires_at: (now + keys.access_ttl).unix_timestamp(),
+    });
+    Tokens {
+        access_token,
+        refresh_token,
+        expires_in: keys.access_ttl.whole_seconds(),
+        session_id,
+        user,
+    }
+}
+
+/// `POST /auth/token/refresh`.
+pub async fn refresh(
+    accounts: &Accounts<'_>,
+    keys: &Keys,
+    presented_token: &str,
+    now: OffsetDateTime,
+) -> Result<Tokens, RefreshError> {
+    let presented = keys
+        .refresh
+        .open(presented_token)
+        .ok_or(RefreshError::Invalid)?;
+    let id = presented.session_id.to_string();
+    let mut tx = accounts.begin().await?;
+    let session = tx
+        .find_one("session", &[("id", Test::Eq(json!(id)))])
+        .await?
+        .ok_or(RefreshError::Invalid)?;
+    if !session["revoked_at"].is_null() {
+        return Err(RefreshError::Revoked);
+    }
+    let expires_at = stored_time(&session, "expires_at");
+    if expires_at.is_none_or(|at| now >= at) {
+        return Err(RefreshError::Expired);
+    }
+    let user = tx
+        .find_one("user", &[("id", Test::Eq(session["user_id"].clone()))])
+        .await?
+        .ok_or(RefreshError::Invalid)?;
+    if !user["locked_at"].is_null() {
+        return Err(RefreshError::Locked);
+    }
+    let current = session["generation"].as_i64().unwrap_or(0);
+    let rotated_at = stored_time(&session, "last_used_at")
+        .or_else(|| stored_time(&session, "inserted_at"))
+        .map_or(0, OffsetDateTime::unix_timestamp);
+    match verdict(
+        presented.generation,
+        current,
+        rotated_at,
+        now.unix_timestamp(),
+    ) {
+        Verdict::Rotate => {
+            let next = current + 1;
+            let refresh_token = keys.refresh.token(presented.session_id, next);
+            let rotated = tx
+                .update(
+                    "session",
+                    &[
+                        ("generation", Set::To(json!(next))),
+                        (
+                            "refresh_token_hash",
+                            Set::To(json!(secret::hash(&refresh_token))),
+                        ),
+                        ("last_used_at", Set::To(json!(stamp(now)))),
+                        ("expires_at", Set::To(json!(stamp(now + keys.session_ttl)))),
+                    ],
+                    &[
+                        ("id", Test::Eq(json!(id))),
+                        ("generation", Test::Eq(json!(current))),
+                        ("revoked_at", Test::IsNull),
+                    ],
+                    &stamp(now),
+                )
+                .await?;
+            if rotated.is_empty() {
+                // Another refresh with the same token rotated first (on
+                // SQLite the write lock makes this one wait and see it):
+                // answer as to a retry.
+                drop(tx);
+                return Box::pin(refresh(accounts, keys, presented_token, now)).await;
+            }
+            tx.commit().await?;
+            Ok(tokens(keys, user, presented.session_id, refresh_token, now))
+        }
+        Verdict::Retry => {
+            drop(tx);
+            let refresh_token = keys.refresh.token(presented.session_id, current);
+            Ok(tokens(keys, user, presented.session_id, refresh_token, now))
+        }
+        Verdict::Reused => {
+            tx.update(
+                "session",
+                &[("revoked_at", Set::To(json!(stamp(now))))],
+                &[("id", Test::Eq(json!(id))), ("revoked_at", Test::IsNull)],
+                &stamp(now),
+            )
+            .await?;
+            tx.commit().await?;
+            Err(RefreshError::Reused)
+        }
+        Verdict::Invalid => Err(RefreshError::Invalid),
+    }
+}
+
+fn stored_time(record: &Record, field: &str) -> Option<OffsetDateTime> {
+    record
+        .get(field)
+        .and_then(Value::as_str)
+        .and_then(parse_stamp)
+}
+
+fn record_uuid(record: &Record, field: &str) -> Uuid {
+    record
+        .get(field)
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .unwrap_or_else(|| panic!("the store gave a `{field}` that is not a uuid"))
+}
