@@ -13,6 +13,7 @@ mod fuzz;
 mod fuzz_found;
 mod harness;
 mod known;
+mod magic_links;
 mod openapi;
 mod pages;
 mod relations;

@@ -1,0 +1,369 @@
+//! Magic links: sign in by a link or a six-digit code sent by email, on
+//! this device or another (the game polls while the player taps the link
+//! on a phone).
+//!
+//! A request always does the same work and answers the same thing, whether
+//! or not the address has an account: a token row is written and a mail
+//! rendered either way, and the mail is sent only when the address may sign
+//! in (it has an account, or `registration = "open"`). So neither the
+//! answer nor its timing says which addresses exist.
+//!
+//! Consuming is one statement that tests `used_at IS NULL`, so of many
+//! concurrent uses of one token exactly one signs in. The code allows
+//! [`CODE_ATTEMPTS`] tries per token, counted in the same way. The poll
+//! secret is collected once: the device that polls gets its own session.
+
+use kumo_auth::secret::{self, CodeKey};
+use kumo_core::project::Registration;
+use kumo_db::query::QueryError;
+use kumo_db::query::Record;
+use kumo_db::query::accounts::{Accounts, AccountsTx, Order, Set, Test};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::clock::{parse_stamp, stamp};
+use super::session::{self, Device, Keys, Tokens};
+
+/// Tries a token's code allows before it is refused for good.
+pub const CODE_ATTEMPTS: i64 = 5;
+/// How long a link and its code work.
+pub const TOKEN_MINUTES: i64 = 15;
+/// How often the game should poll, in seconds.
+pub const POLL_INTERVAL: u32 = 2;
+
+/// What a request made: the poll handle always, and the secrets to mail
+/// when the address may sign in.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    pub poll_id: Uuid,
+    pub poll_secret: String,
+    /// `(token, code)` to put in the mail; `None`: send nothing.
+    pub mail: Option<(String, String)>,
+}
+
+/// Why a link, code or poll was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("this sign-in link or code is not valid")]
+    Invalid,
+    #[error("this sign-in link or code has expired; ask for a new one")]
+    Expired,
+    #[error("this sign-in link or code was already used; ask for a new one")]
+    Used,
+    #[error("the account is locked")]
+    Locked,
+    #[error(transparent)]
+    Store(#[from] QueryError),
+}
+
+impl Failure {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::Invalid => "token_invalid",
+            Failure::Expired => "token_expired",
+            Failure::Used => "token_used",
+            Failure::Locked => "account_locked",
+            Failure::Store(_) => "internal",
+        }
+    }
+}
+
+/// What a poll finds.
+#[derive(Debug)]
+pub enum Poll {
+    /// Not used yet: poll again.
+    Pending,
+    SignedIn(Tokens),
+}
+
+/// What the magic-link flows need.
+#[derive(Clone, Copy)]
+pub struct MagicLinks<'a> {
+    pub accounts: Accounts<'a>,
+    pub keys: &'a Keys,
+    pub codes: &'a CodeKey,
+    pub registration: Registration,
+}
+
+impl MagicLinks<'_> {
+    /// `POST /auth/magic_link/request`: `email` is already normalised.
+    pub async fn request(&self, email: &str, now: OffsetDateTime) -> Result<Requested, QueryError> {
+        let (accounts, codes, registration) = (&self.accounts, self.codes, self.registration);
+        let token = secret::random_token();
+        let code = secret::six_digit_code();
+        let poll_id = Uuid::now_v7();
+        let poll_secret = secret::random_token();
+        // The code's hash is keyed by the token's id, chosen here.
+        let token_id = Uuid::now_v7();
+        let mut tx = accounts.begin().await?;
+        let user = tx
+            .find_one("user", &[("email", Test::Eq(json!(email)))])
+            .await?;
+        let may_sign_in = match &user {
+            Some(user) => user["locked_at"].is_null(),
+            None => registration == Registration::Open,
+        };
+        tx.insert(
+            "auth_token",
+            &[
+                ("id", json!(token_id)),
+                ("purpose", json!("magic_link")),
+                ("token_hash", json!(secret::hash(&token))),
+                ("email", json!(email)),
+                ("code_hash", json!(codes.hash(&token_id.to_string(), &code))),
+                ("poll_id", json!(poll_id)),
+                ("poll_secret_hash", json!(secret::hash(&poll_secret))),
+                (
+                    "expires_at",
+                    json!(stamp(now + time::Duration::minutes(TOKEN_MINUTES))),
+                ),
+                (
+                    "user_id",
+                    user.as_ref().map_or(Value::Null, |u| u["id"].clone()),
+                ),
+            ],
+            &stamp(now),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Requested {
+            poll_id,
+            poll_secret,
+            mail: may_sign_in.then_some((token, code)),
+        })
+    }
+
+    /// `POST /auth/magic_link/sign_in {token}`, and the button on the link's
+    /// page.
+    pub async fn sign_in_with_token(
+        &self,
+        token: &str,
+        device: &Device,
+        now: OffsetDateTime,
+    ) -> Result<Tokens, Failure> {
+        let (accounts, keys, registration) = (&self.accounts, self.keys, self.registration);
+        let hash = secret::hash(token);
+        let mut tx = accounts.begin().await?;
+        let used = tx
+            .update(
+                "auth_token",
+                &[("used_at", Set::To(json!(stamp(now))))],
+                &[
+                    ("token_hash", Test::Eq(json!(hash))),
+                    ("purpose", Test::Eq(json!("magic_link"))),
+                    ("used_at", Test::IsNull),
+                    ("expires_at", Test::Above(json!(stamp(now)))),
+                ],
+                &stamp(now),
+            )
+            .await?;
+        let Some(row) = used.into_iter().next() else {
+            let found = tx
+                .find_one(
+                    "auth_token",
+                    &[
+                        ("token_hash", Test::Eq(json!(hash))),
+                        ("purpose", Test::Eq(json!("magic_link"))),
+                    ],
+                )
+                .await?;
+            return Err(why_not(found.as_ref()));
+        };
+        let tokens = finish(&mut tx, keys, registration, &row, device, now).await?;
+        tx.commit().await?;
+        Ok(tokens)
+    }
+
+    /// `POST /auth/magic_link/sign_in {email, code}`: the newest unused link of
+    /// `email`, whose code is tried at most [`CODE_ATTEMPTS`] times.
+    pub async fn sign_in_with_code(
+        &self,
+        email: &str,
+        code: &str,
+        device: &Device,
+        now: OffsetDateTime,
+    ) -> Result<Tokens, Failure> {
+        let (accounts, keys, codes, registration) =
+            (&self.accounts, self.keys, self.codes, self.registration);
+        let mut tx = accounts.begin().await?;
+        let newest = tx
+            .find(
+                "auth_token",
+                &[
+                    ("email", Test::Eq(json!(email))),
+                    ("purpose", Test::Eq(json!("magic_link"))),
+                    ("used_at", Test::IsNull),
+                    ("expires_at", Test::Above(json!(stamp(now)))),
+                ],
+                Some(("inserted_at", Order::Descending)),
+                Some(1),
+            )
+            .await?
+            .pop()
+            .ok_or(Failure::Invalid)?;
+        // The try is counted before the code is compared, in one statement, so
+        // parallel guesses cannot share an attempt.
+        let counted = tx
+            .update(
+                "auth_token",
+                &[("code_attempts", Set::Add(1))],
+                &[
+                    ("id", Test::Eq(newest["id"].clone())),
+                    ("used_at", Test::IsNull),
+                    ("code_attempts", Test::Below(json!(CODE_ATTEMPTS))),
+                ],
+                &stamp(now),
+            )
+            .await?;
+        let Some(row) = counted.into_iter().next() else {
+            return Err(Failure::Invalid);
+        };
+        let id = row["id"].as_str().unwrap_or_default();
+        let stored = row["code_hash"].as_str().unwrap_or_default();
+        if !codes.matches(id, code, stored) {
+            // The failed try stays counted.
+            tx.commit().await?;
+            return Err(Failure::Invalid);
+        }
+        let used = tx
+            .update(
+                "auth_token",
+                &[("used_at", Set::To(json!(stamp(now))))],
+                &[("id", Test::Eq(json!(id))), ("used_at", Test::IsNull)],
+                &stamp(now),
+            )
+            .await?;
+        let Some(row) = used.into_iter().next() else {
+            return Err(Failure::Used);
+        };
+        let tokens = finish(&mut tx, keys, registration, &row, device, now).await?;
+        tx.commit().await?;
+        Ok(tokens)
+    }
+
+    /// `POST /auth/magic_link/poll {id, secret}`.
+    pub async fn poll(
+        &self,
+        poll_id: &str,
+        poll_secret: &str,
+        device: &Device,
+        now: OffsetDateTime,
+    ) -> Result<Poll, Failure> {
+        let (accounts, keys) = (&self.accounts, self.keys);
+        let Ok(poll_id) = Uuid::parse_str(poll_id) else {
+            return Err(Failure::Invalid);
+        };
+        let secret_hash = secret::hash(poll_secret);
+        let mut tx = accounts.begin().await?;
+        let row = tx
+            .find_one("auth_token", &[("poll_id", Test::Eq(json!(poll_id)))])
+            .await?
+            .ok_or(Failure::Invalid)?;
+        match row["poll_secret_hash"].as_str() {
+            Some(stored) if secret::equal(stored, &secret_hash) => {}
+            // Collected already (the hash is cleared when it is) or wrong.
+            Some(_) => return Err(Failure::Invalid),
+            None => return Err(Failure::Used),
+        }
+        if row["used_at"].is_null() {
+            return match expired(&row, now) {
+                true => Err(Failure::Expired),
+                false => Ok(Poll::Pending),
+            };
+        }
+        let collected = tx
+            .update(
+                "auth_token",
+                &[("poll_secret_hash", Set::To(Value::Null))],
+                &[
+                    ("id", Test::Eq(row["id"].clone())),
+                    ("poll_secret_hash", Test::Eq(json!(secret_hash))),
+                ],
+                &stamp(now),
+            )
+            .await?;
+        if collected.is_empty() {
+            return Err(Failure::Used);
+        }
+        let user = tx
+            .find_one("user", &[("id", Test::Eq(row["user_id"].clone()))])
+            .await?
+            .ok_or(Failure::Invalid)?;
+        if !user["locked_at"].is_null() {
+            return Err(Failure::Locked);
+        }
+        let tokens = session::open(&mut tx, keys, user, device, now).await?;
+        tx.commit().await?;
+        Ok(Poll::SignedIn(tokens))
+    }
+}
+
+/// After a token was consumed: the account (made now if registration is
+/// open), its email confirmed, the token tied to it, and a session.
+async fn finish(
+    tx: &mut AccountsTx<'_>,
+    keys: &Keys,
+    registration: Registration,
+    token: &Record,
+    device: &Device,
+    now: OffsetDateTime,
+) -> Result<Tokens, Failure> {
+    let email = token["email"].clone();
+    let user = match tx
+        .find_one("user", &[("email", Test::Eq(email.clone()))])
+        .await?
+    {
+        Some(user) => user,
+        None if registration == Registration::Open => {
+            tx.insert(
+                "user",
+                &[("email", email), ("email_confirmed_at", json!(stamp(now)))],
+                &stamp(now),
+            )
+            .await?
+        }
+        // Closed registration mails no link to an unknown address, so
+        // this token was never sent: nobody should hold it.
+        None => return Err(Failure::Invalid),
+    };
+    if !user["locked_at"].is_null() {
+        return Err(Failure::Locked);
+    }
+    let user = if user["email_confirmed_at"].is_null() {
+        tx.update(
+            "user",
+            &[("email_confirmed_at", Set::To(json!(stamp(now))))],
+            &[("id", Test::Eq(user["id"].clone()))],
+            &stamp(now),
+        )
+        .await?
+        .pop()
+        .unwrap_or(user)
+    } else {
+        user
+    };
+    tx.update(
+        "auth_token",
+        &[("user_id", Set::To(user["id"].clone()))],
+        &[("id", Test::Eq(token["id"].clone()))],
+        &stamp(now),
+    )
+    .await?;
+    Ok(session::open(tx, keys, user, device, now).await?)
+}
+
+fn expired(row: &Record, now: OffsetDateTime) -> bool {
+    row["expires_at"]
+        .as_str()
+        .and_then(parse_stamp)
+        .is_none_or(|at| now >= at)
+}
+
+fn why_not(found: Option<&Record>) -> Failure {
+    match found {
+        None => Failure::Invalid,
+        Some(row) if !row["used_at"].is_null() => Failure::Used,
+        Some(_) => Failure::Expired,
+    }
+}
