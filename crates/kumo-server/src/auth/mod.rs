@@ -4,4 +4,5 @@
 
 pub mod clock;
 pub mod magic_link;
+pub mod revocations;
 pub mod session;

@@ -203,3 +203,43 @@ both!(
             .await;
     }
 );
+
+both!(
+    a_revocation_reaches_another_node_at_its_next_reload_and_ages_out,
+    |dialect| async move {
+        use kumo_server::auth::revocations::Revocations;
+
+        let api = TestApi::avatars(dialect).await;
+        let clock = clock();
+        let (_, tokens) = signed_in(&api, &clock, "frank@example.com").await;
+        let accounts = api.state.engine().unwrap().accounts().unwrap();
+        let (here, there) = (Revocations::default(), Revocations::default());
+        let ttl = keys().access_ttl;
+
+        // Signed out on this node: known here at once, there at its reload.
+        let mut tx = accounts.begin().await.unwrap();
+        tx.update(
+            "session",
+            &[("revoked_at", Set::To(json!(stamp(clock.now()))))],
+            &[("id", Test::Eq(json!(tokens.session_id)))],
+            &stamp(clock.now()),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        here.insert(tokens.session_id, clock.now());
+        assert!(here.is_revoked(tokens.session_id));
+        assert!(!there.is_revoked(tokens.session_id));
+        clock.advance(time::Duration::seconds(2));
+        assert_eq!(there.reload(&accounts, ttl, clock.now()).await.unwrap(), 1);
+        assert!(there.is_revoked(tokens.session_id));
+
+        // Once every access token of the session has expired, it is dropped.
+        clock.advance(ttl);
+        assert_eq!(there.reload(&accounts, ttl, clock.now()).await.unwrap(), 0);
+        assert_eq!(here.reload(&accounts, ttl, clock.now()).await.unwrap(), 0);
+        assert!(!there.is_revoked(tokens.session_id));
+        assert!(!here.is_revoked(tokens.session_id));
+        api.cleanup().await;
+    }
+);
