@@ -8,6 +8,8 @@
 // built only on the failing path, so its size costs nothing.
 #![allow(clippy::result_large_err)]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -34,21 +36,26 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthFailure(pub String);
 
+/// What [`Authenticate`] answers, later: checking a credential may read
+/// the database (an API key, the signed-in user's record).
+pub type AuthFuture = Pin<Box<dyn Future<Output = Result<Actor, AuthFailure>> + Send>>;
+
 /// Turns a request's headers into the actor it speaks for. The accounts
 /// layer provides the real one; until then only anonymous requests pass.
-pub type Authenticate = Arc<dyn Fn(&HeaderMap) -> Result<Actor, AuthFailure> + Send + Sync>;
+pub type Authenticate = Arc<dyn Fn(&HeaderMap) -> AuthFuture + Send + Sync>;
 
 /// Anonymous when there is no `Authorization` header; any credential is
 /// refused, since no sign-in method checks it yet.
 pub fn anonymous_only() -> Authenticate {
     Arc::new(|headers: &HeaderMap| {
-        if headers.contains_key(header::AUTHORIZATION) {
+        let answer = if headers.contains_key(header::AUTHORIZATION) {
             Err(AuthFailure(
                 "no sign-in method accepts these credentials".into(),
             ))
         } else {
             Ok(Actor::anonymous())
-        }
+        };
+        Box::pin(std::future::ready(answer))
     })
 }
 
@@ -188,8 +195,8 @@ fn resource<'e>(engine: &'e Engine, plural: &str) -> Result<&'e Entry, Response>
     })
 }
 
-fn actor(state: &AppState, headers: &HeaderMap) -> Result<Value, Response> {
-    match (state.authenticate())(headers) {
+async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Value, Response> {
+    match (state.authenticate())(headers).await {
         Ok(actor) => Ok(actor.value()),
         Err(AuthFailure(message)) => {
             let mut r = error_response(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
@@ -409,7 +416,7 @@ struct Call<'s> {
     view: View,
 }
 
-fn call<'s>(
+async fn call<'s>(
     state: &'s AppState,
     plural: &str,
     headers: &HeaderMap,
@@ -417,7 +424,7 @@ fn call<'s>(
 ) -> Result<Call<'s>, Response> {
     let engine = engine(state)?;
     let entry = resource(engine, plural)?;
-    let actor = actor(state, headers)?;
+    let actor = actor(state, headers).await?;
     let view = parse_record_query(&engine.catalog, entry, query.unwrap_or("")).map_err(fail)?;
     Ok(Call {
         engine,
@@ -435,7 +442,7 @@ async fn list(
 ) -> Reply {
     let engine = engine(&state)?;
     let entry = resource(engine, &plural)?;
-    let actor = actor(&state, &headers)?;
+    let actor = actor(&state, &headers).await?;
     let req = parse_list(&engine.catalog, entry, query.as_deref().unwrap_or("")).map_err(fail)?;
     let page = engine.list(&actor, entry, &req).await.map_err(fail)?;
     let body = ListBody {
@@ -461,7 +468,7 @@ async fn show(
         entry,
         actor,
         view,
-    } = call(&state, &plural, &headers, query.as_deref())?;
+    } = call(&state, &plural, &headers, query.as_deref()).await?;
     let record = engine.get(&actor, entry, &id, &view).await.map_err(fail)?;
     Ok(data(StatusCode::OK, Value::Object(record)))
 }
@@ -475,7 +482,7 @@ async fn create(
 ) -> Reply {
     let Call {
         entry, actor, view, ..
-    } = call(&state, &plural, &headers, query.as_deref())?;
+    } = call(&state, &plural, &headers, query.as_deref()).await?;
     if !entry.creatable() {
         return Err(not_creatable(entry));
     }
@@ -493,7 +500,7 @@ async fn update(
 ) -> Reply {
     let Call {
         entry, actor, view, ..
-    } = call(&state, &plural, &headers, query.as_deref())?;
+    } = call(&state, &plural, &headers, query.as_deref()).await?;
     let body = json_body(&headers, body, false).await?;
     let record = detached(&state, entry, actor, view, WriteCall::Update { id, body }).await?;
     Ok(data(StatusCode::OK, record))
@@ -507,7 +514,7 @@ async fn destroy(
 ) -> Reply {
     let Call {
         entry, actor, view, ..
-    } = call(&state, &plural, &headers, query.as_deref())?;
+    } = call(&state, &plural, &headers, query.as_deref()).await?;
     let record = detached(&state, entry, actor, view, WriteCall::Destroy { id }).await?;
     Ok(data(StatusCode::OK, record))
 }
@@ -548,7 +555,7 @@ async fn action(
 ) -> Reply {
     let Call {
         entry, actor, view, ..
-    } = call(&state, &plural, &headers, query.as_deref())?;
+    } = call(&state, &plural, &headers, query.as_deref()).await?;
     let creates = id.is_none();
     let action = entry
         .resource

@@ -152,26 +152,29 @@ impl TestApi {
         let users: Arc<std::sync::Mutex<HashMap<String, Map<String, Value>>>> = Arc::default();
         let known = users.clone();
         let authenticate: Authenticate = Arc::new(move |headers: &HeaderMap| {
-            let Some(value) = headers.get(header::AUTHORIZATION) else {
-                return Ok(Actor::anonymous());
-            };
-            let token = value
-                .to_str()
-                .unwrap_or_default()
-                .trim_start_matches("Bearer ");
-            if token == ADMIN {
-                let mut admin = Map::new();
-                admin.insert("id".into(), json!("00000000-0000-7000-8000-0000000000ad"));
-                admin.insert("role".into(), json!("admin"));
-                return Ok(Actor::user(admin));
-            }
-            known
-                .lock()
-                .expect("users")
-                .get(token)
-                .cloned()
-                .map(Actor::user)
-                .ok_or_else(|| AuthFailure("unknown test token".into()))
+            let answer = (|| {
+                let Some(value) = headers.get(header::AUTHORIZATION) else {
+                    return Ok(Actor::anonymous());
+                };
+                let token = value
+                    .to_str()
+                    .unwrap_or_default()
+                    .trim_start_matches("Bearer ");
+                if token == ADMIN {
+                    let mut admin = Map::new();
+                    admin.insert("id".into(), json!("00000000-0000-7000-8000-0000000000ad"));
+                    admin.insert("role".into(), json!("admin"));
+                    return Ok(Actor::user(admin));
+                }
+                known
+                    .lock()
+                    .expect("users")
+                    .get(token)
+                    .cloned()
+                    .map(Actor::user)
+                    .ok_or_else(|| AuthFailure("unknown test token".into()))
+            })();
+            Box::pin(std::future::ready(answer))
         });
         let state = AppState::with_api(db.clone(), vec![migration], schema, b"test secret")
             .with_authenticate(authenticate);
