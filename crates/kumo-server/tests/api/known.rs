@@ -130,3 +130,49 @@ both!(
         api.cleanup().await;
     }
 );
+
+/// A unique value is global (docs/policies.md), but a caller whom the
+/// create policy refuses whatever the record holds gets 403 before
+/// anything is written, so not even a taken value shows through a 409.
+const BADGE: &str = r#"
+[resource]
+name = "badge"
+
+[attributes]
+name = { type = "string", required = true, unique = true }
+
+[policies]
+read   = "true"
+create = "actor != null && actor.role == 'admin'"
+"#;
+
+both!(
+    a_caller_the_create_policy_always_refuses_gets_403_not_409,
+    |dialect: Dialect| async move {
+        let api = TestApi::new(dialect, &[("badge", BADGE)]).await;
+        let made = api
+            .send(
+                "POST",
+                "/api/badges",
+                Some(crate::harness::ADMIN),
+                Some(json!({"name": "taken"})),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        let alice = api.user("alice", "user").await;
+        for caller in [None, Some(alice.as_str())] {
+            for name in ["taken", "free"] {
+                let r = api
+                    .send("POST", "/api/badges", caller, Some(json!({"name": name})))
+                    .await;
+                let expected = if caller.is_none() {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(r.status, expected, "{caller:?} {name}: {}", r.body);
+            }
+        }
+        api.cleanup().await;
+    }
+);
