@@ -7,6 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use kumo_auth::access::{AccessKey, Claims};
 use kumo_auth::api_key;
 use kumo_auth::password::{self, Cost, Passwords};
+use kumo_auth::refresh::RefreshKey;
 use kumo_core::actor::Role;
 use std::hint::black_box;
 use uuid::Uuid;
@@ -34,6 +35,11 @@ fn access_tokens(c: &mut Criterion) {
     });
     c.bench_function("access token: issue", |b| {
         b.iter(|| key.issue(black_box(&claims)))
+    });
+    let refresh = RefreshKey::new(b"a benchmark secret of 32 bytes!!");
+    let refresh_token = refresh.token(claims.session_id, 7);
+    c.bench_function("refresh token: open", |b| {
+        b.iter(|| refresh.open(black_box(&refresh_token)).unwrap())
     });
     let made = api_key::generate();
     c.bench_function("API key: check form and checksum", |b| {
