@@ -195,16 +195,28 @@ fn resource<'e>(engine: &'e Engine, plural: &str) -> Result<&'e Entry, Response>
     })
 }
 
-async fn actor(state: &AppState, headers: &HeaderMap) -> Result<Value, Response> {
-    match (state.authenticate())(headers).await {
-        Ok(actor) => Ok(actor.value()),
-        Err(AuthFailure(message)) => {
-            let mut r = error_response(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            Err(r)
+/// The caller of a request, as the state's [`Authenticate`] hook finds it
+/// from the headers. Credentials that do not check out are refused with 401
+/// (and `WWW-Authenticate: Bearer`) before the handler runs, so a handler
+/// that takes a `Caller` is only ever called with a known actor, which it
+/// hands to the engine as it is (an API key stays an API key).
+struct Caller(Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match (state.authenticate())(&parts.headers).await {
+            Ok(actor) => Ok(Caller(actor)),
+            Err(AuthFailure(message)) => {
+                let mut r =
+                    error_response(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                Err(r)
+            }
         }
     }
 }
@@ -412,19 +424,18 @@ impl<'de> Visitor<'de> for StrictValue {
 struct Call<'s> {
     engine: &'s Engine,
     entry: &'s Entry,
-    actor: Value,
+    actor: Actor,
     view: View,
 }
 
-async fn call<'s>(
+fn call<'s>(
     state: &'s AppState,
     plural: &str,
-    headers: &HeaderMap,
+    actor: Actor,
     query: Option<&str>,
 ) -> Result<Call<'s>, Response> {
     let engine = engine(state)?;
     let entry = resource(engine, plural)?;
-    let actor = actor(state, headers).await?;
     let view = parse_record_query(&engine.catalog, entry, query.unwrap_or("")).map_err(fail)?;
     Ok(Call {
         engine,
@@ -438,11 +449,10 @@ async fn list(
     State(state): State<AppState>,
     Segments(plural): Segments<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Caller(actor): Caller,
 ) -> Reply {
     let engine = engine(&state)?;
     let entry = resource(engine, &plural)?;
-    let actor = actor(&state, &headers).await?;
     let req = parse_list(&engine.catalog, entry, query.as_deref().unwrap_or("")).map_err(fail)?;
     let page = engine.list(&actor, entry, &req).await.map_err(fail)?;
     let body = ListBody {
@@ -461,14 +471,14 @@ async fn show(
     State(state): State<AppState>,
     Segments((plural, id)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Caller(actor): Caller,
 ) -> Reply {
     let Call {
         engine,
         entry,
         actor,
         view,
-    } = call(&state, &plural, &headers, query.as_deref()).await?;
+    } = call(&state, &plural, actor, query.as_deref())?;
     let record = engine.get(&actor, entry, &id, &view).await.map_err(fail)?;
     Ok(data(StatusCode::OK, Value::Object(record)))
 }
@@ -477,12 +487,13 @@ async fn create(
     State(state): State<AppState>,
     Segments(plural): Segments<String>,
     RawQuery(query): RawQuery,
+    Caller(actor): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
     let Call {
         entry, actor, view, ..
-    } = call(&state, &plural, &headers, query.as_deref()).await?;
+    } = call(&state, &plural, actor, query.as_deref())?;
     if !entry.creatable() {
         return Err(not_creatable(entry));
     }
@@ -495,12 +506,13 @@ async fn update(
     State(state): State<AppState>,
     Segments((plural, id)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
+    Caller(actor): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
     let Call {
         entry, actor, view, ..
-    } = call(&state, &plural, &headers, query.as_deref()).await?;
+    } = call(&state, &plural, actor, query.as_deref())?;
     let body = json_body(&headers, body, false).await?;
     let record = detached(&state, entry, actor, view, WriteCall::Update { id, body }).await?;
     Ok(data(StatusCode::OK, record))
@@ -510,11 +522,11 @@ async fn destroy(
     State(state): State<AppState>,
     Segments((plural, id)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    Caller(actor): Caller,
 ) -> Reply {
     let Call {
         entry, actor, view, ..
-    } = call(&state, &plural, &headers, query.as_deref()).await?;
+    } = call(&state, &plural, actor, query.as_deref())?;
     let record = detached(&state, entry, actor, view, WriteCall::Destroy { id }).await?;
     Ok(data(StatusCode::OK, record))
 }
@@ -524,10 +536,12 @@ async fn create_action(
     State(state): State<AppState>,
     Segments((plural, name)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
+    Caller(actor): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    action(state, plural, None, name, query, headers, body).await
+    let call = call(&state, &plural, actor, query.as_deref())?;
+    action(&state, call, None, name, headers, body).await
 }
 
 /// `POST /api/<plural>/<id>/<name>`: a named update or destroy action.
@@ -535,27 +549,27 @@ async fn record_action(
     State(state): State<AppState>,
     Segments((plural, id, name)): Segments<(String, String, String)>,
     RawQuery(query): RawQuery,
+    Caller(actor): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    action(state, plural, Some(id), name, query, headers, body).await
+    let call = call(&state, &plural, actor, query.as_deref())?;
+    action(&state, call, Some(id), name, headers, body).await
 }
 
 /// Runs the named action `name`: a create action without a record `id`
 /// (201), an update or destroy action on the record `id` (200). An action
 /// of the other sort is not found on this route.
 async fn action(
-    state: AppState,
-    plural: String,
+    state: &AppState,
+    Call {
+        entry, actor, view, ..
+    }: Call<'_>,
     id: Option<String>,
     name: String,
-    query: Option<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let Call {
-        entry, actor, view, ..
-    } = call(&state, &plural, &headers, query.as_deref()).await?;
     let creates = id.is_none();
     let action = entry
         .resource
@@ -569,7 +583,7 @@ async fn action(
         id,
         body,
     };
-    let answer = detached(&state, entry, actor, view, call).await?;
+    let answer = detached(state, entry, actor, view, call).await?;
     let status = if creates {
         StatusCode::CREATED
     } else {
@@ -662,7 +676,7 @@ enum WriteCall {
 async fn detached(
     state: &AppState,
     entry: &Entry,
-    actor: Value,
+    actor: Actor,
     view: View,
     call: WriteCall,
 ) -> Result<Value, Response> {
@@ -684,7 +698,7 @@ async fn detached(
 async fn write(
     engine: &Engine,
     entry: &Entry,
-    actor: &Value,
+    actor: &Actor,
     view: &View,
     call: WriteCall,
 ) -> Result<Value, QueryError> {

@@ -3,6 +3,7 @@
 //! including those of included records and relationship filters, so a row
 //! the actor may not read is never returned, counted or matched.
 
+use kumo_core::actor::Actor;
 use kumo_core::policy::BinOp;
 use kumo_core::resource::RelationshipKind;
 use serde_json::Value;
@@ -105,10 +106,11 @@ impl Engine {
 
     pub async fn list(
         &self,
-        actor: &Value,
+        actor: &Actor,
         entry: &Entry,
         req: &ListRequest,
     ) -> Result<ListPage, QueryError> {
+        let actor = &actor.value();
         let dialect = self.db.dialect();
         let ListQuery {
             sql,
@@ -238,11 +240,11 @@ impl Engine {
     /// filtered list reads an index rather than sorting the table.
     pub async fn explain_list(
         &self,
-        actor: &Value,
+        actor: &Actor,
         entry: &Entry,
         req: &ListRequest,
     ) -> Result<Vec<String>, QueryError> {
-        let mut sql = self.list_query(actor, entry, req)?.sql;
+        let mut sql = self.list_query(&actor.value(), entry, req)?.sql;
         Ok(match &self.db {
             Database::Postgres(pool) => {
                 sql.text = format!("EXPLAIN {}", sql.text);
@@ -282,11 +284,12 @@ impl Engine {
     /// One record the actor may read, or `NotFound`.
     pub async fn get(
         &self,
-        actor: &Value,
+        actor: &Actor,
         entry: &Entry,
         id: &str,
         view: &View,
     ) -> Result<Record, QueryError> {
+        let actor = &actor.value();
         let mut record = self
             .fetch_readable(&mut Exec::Pool(&self.db), actor, entry, id)
             .await?

@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use kumo_core::actor::Actor;
 use kumo_core::load::normalize_value;
 use kumo_core::resource::{Action, ActionKind, AttrType, Policy};
 use kumo_core::table::constraint_name;
@@ -218,12 +219,12 @@ impl Engine {
     /// each in one transaction (all or nothing).
     pub async fn create(
         &self,
-        actor: &Value,
+        actor: &Actor,
         entry: &Entry,
         body: &Value,
         view: &View,
     ) -> Result<Value, QueryError> {
-        self.create_with(actor, entry, body, view, Write::Create)
+        self.create_with(&actor.value(), entry, body, view, Write::Create)
             .await
     }
 
@@ -416,13 +417,13 @@ impl Engine {
     /// `PATCH /api/<plural>/<id>`.
     pub async fn update(
         &self,
-        actor: &Value,
+        actor: &Actor,
         entry: &Entry,
         id: &str,
         body: &Value,
         view: &View,
     ) -> Result<Record, QueryError> {
-        self.update_with(actor, entry, id, body, view, Write::Update)
+        self.update_with(&actor.value(), entry, id, body, view, Write::Update)
             .await
     }
 
@@ -571,12 +572,12 @@ impl Engine {
     /// `DELETE /api/<plural>/<id>`: answers the record as it was.
     pub async fn destroy(
         &self,
-        actor: &Value,
+        actor: &Actor,
         entry: &Entry,
         id: &str,
         view: &View,
     ) -> Result<Record, QueryError> {
-        self.destroy_with(actor, entry, id, view, Write::Destroy)
+        self.destroy_with(&actor.value(), entry, id, view, Write::Destroy)
             .await
     }
 
@@ -648,13 +649,14 @@ impl Engine {
     /// `POST /api/<plural>/<id>/<name>` (update and destroy actions).
     pub async fn action(
         &self,
-        actor: &Value,
+        actor: &Actor,
         entry: &Entry,
         action: &Action,
         id: Option<&str>,
         body: &Value,
         view: &View,
     ) -> Result<Value, QueryError> {
+        let actor = &actor.value();
         let write = Write::Action(action);
         match (action.kind, id) {
             (ActionKind::Create, None) => {

@@ -9,13 +9,13 @@
 
 use std::path::PathBuf;
 
+use kumo_core::actor::Actor;
 use kumo_core::load::load_schema;
 use kumo_core::resource::Schema;
 use kumo_db::files::Plan;
 use kumo_db::query::{CursorKey, Engine, parse_list};
 use kumo_db::runner;
 use kumo_db::sql::Dialect;
-use serde_json::Value;
 
 use crate::harness::TestDb;
 
@@ -108,7 +108,7 @@ async fn plan(engine: &Engine, query: &str) -> Vec<String> {
     let req =
         parse_list(&engine.catalog, entry, query).unwrap_or_else(|e| panic!("{query}: {e:?}"));
     engine
-        .explain_list(&Value::Null, entry, &req)
+        .explain_list(&Actor::anonymous(), entry, &req)
         .await
         .unwrap_or_else(|e| panic!("{query}: {e:?}"))
 }
@@ -122,7 +122,10 @@ async fn cursor_after(engine: &Engine, query: &str, rows: usize) -> String {
     let mut read = 0;
     while read < rows {
         let req = parse_list(&engine.catalog, entry, &page_query).expect("query");
-        let page = engine.list(&Value::Null, entry, &req).await.expect("page");
+        let page = engine
+            .list(&Actor::anonymous(), entry, &req)
+            .await
+            .expect("page");
         read += page.data.len();
         cursor = page.next.expect("a next page");
         page_query = format!("{query}&page[after]={cursor}");

@@ -4,6 +4,7 @@
 //! their ids sort opposite to their insertion times: ordered by id, the
 //! include would embed the newest records, newest first.
 
+use kumo_core::actor::Actor;
 use kumo_core::load::load_schema;
 use kumo_core::table::{self, Table};
 use kumo_db::files::Plan;
@@ -207,7 +208,7 @@ async fn includes_embed_the_oldest_first(dialect: Dialect) {
         include: vec!["books".into(), "tags".into()],
         fields: None,
     };
-    let anonymous = Value::Null;
+    let anonymous = Actor::anonymous();
     for (s, rack) in racks.iter().enumerate() {
         let record = engine
             .get(&anonymous, entry, rack, &view)

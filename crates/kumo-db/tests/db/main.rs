@@ -1,6 +1,8 @@
 //! Database integration tests for kumo-db: generated migrations applied to
 //! real PostgreSQL and SQLite databases.
 //!
+//! - [`api_keys`]: an API key reaches the engine as such and decides every
+//!   policy as its owner does (refused with 403, not an anonymous 401).
 //! - [`accounts`]: the account store the auth layer writes through: one
 //!   form for rows on both databases, one winner among racing consumers of
 //!   a token, nothing kept from an uncommitted transaction.
@@ -30,6 +32,7 @@
 //! temporary directory.
 
 mod accounts;
+mod api_keys;
 mod datetime_precision;
 mod explain;
 mod harness;

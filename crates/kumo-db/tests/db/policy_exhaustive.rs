@@ -335,16 +335,16 @@ fn items() -> Vec<Record> {
     rows
 }
 
-/// The actors, named, as a policy's `actor` sees them.
-fn actors(users: &[Record]) -> Vec<(&'static str, Value)> {
+/// The actors, named; the evaluator sees each as [`Actor::value`].
+fn actors(users: &[Record]) -> Vec<(&'static str, Actor)> {
     vec![
-        ("anonymous", Actor::anonymous().value()),
-        ("alice (user)", Actor::user(users[0].clone()).value()),
-        ("bob (coordinator)", Actor::user(users[1].clone()).value()),
-        ("carol (admin)", Actor::user(users[2].clone()).value()),
+        ("anonymous", Actor::anonymous()),
+        ("alice (user)", Actor::user(users[0].clone())),
+        ("bob (coordinator)", Actor::user(users[1].clone())),
+        ("carol (admin)", Actor::user(users[2].clone())),
         (
             "an API key of alice's",
-            Actor::api_key(uuid::Uuid::from_u128(1), users[0].clone()).value(),
+            Actor::api_key(uuid::Uuid::from_u128(1), users[0].clone()),
         ),
     ]
 }
@@ -460,6 +460,7 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
         let entry = engine.catalog.get("item").expect("item");
         let resource = schema.resource("item").expect("item");
         for (name, actor) in &actors {
+            let actor_value = actor.value();
             let want: Vec<&str> = items_as_values
                 .iter()
                 .filter(|record| {
@@ -468,7 +469,7 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
                         &EvalContext {
                             schema: &schema,
                             resource,
-                            actor,
+                            actor: &actor_value,
                             record,
                             related: &related,
                         },

@@ -1637,18 +1637,15 @@ fn created(body: &Record) -> Record {
 }
 
 /// The actors of a case, named: anonymous, each user, an API key acting
-/// for the first user. Each is what a policy's `actor` is for them.
-fn actors(data: &Data) -> Vec<(String, Value)> {
-    let mut out = vec![("anonymous".to_owned(), Actor::anonymous().value())];
+/// for the first user. The evaluator sees each as [`Actor::value`].
+fn actors(data: &Data) -> Vec<(String, Actor)> {
+    let mut out = vec![("anonymous".to_owned(), Actor::anonymous())];
     for (i, user) in data.users.iter().enumerate() {
         let role = user["role"].as_str().unwrap_or_default();
-        out.push((
-            format!("user {i} ({role})"),
-            Actor::user(user.clone()).value(),
-        ));
+        out.push((format!("user {i} ({role})"), Actor::user(user.clone())));
     }
     let key = Actor::api_key(uuid::Uuid::from_u128(1), data.users[0].clone());
-    out.push(("API key of user 0".to_owned(), key.value()));
+    out.push(("API key of user 0".to_owned(), key));
     out
 }
 
@@ -1873,9 +1870,10 @@ async fn check_reads(
     engine: &Engine,
     entry: &Entry,
     oracle: &Oracle<'_>,
-    actor: &Value,
+    caller: &Actor,
     gets: &[usize],
 ) -> Result<(), String> {
+    let actor = &caller.value();
     let items = &oracle.data.items;
     let readable: Vec<&Record> = items
         .iter()
@@ -1884,7 +1882,7 @@ async fn check_reads(
     let want = ids(readable.iter().copied());
     let req = parse_list(&engine.catalog, entry, "page[size]=250").map_err(|e| e.to_string())?;
     let page = engine
-        .list(actor, entry, &req)
+        .list(caller, entry, &req)
         .await
         .map_err(|e| format!("list: {e}"))?;
     let got = ids(&page.data);
@@ -1917,7 +1915,7 @@ async fn check_reads(
         } else {
             Outcome::NotFound
         };
-        let got = outcome(engine.get(actor, entry, id, &View::default()).await)?;
+        let got = outcome(engine.get(caller, entry, id, &View::default()).await)?;
         if got != expected {
             return Err(format!(
                 "get item {i}: got {got:?}, the evaluator says {expected:?}"
@@ -1942,16 +1940,17 @@ async fn check_filter(
     engine: &Engine,
     entry: &Entry,
     oracle: &Oracle<'_>,
-    actor: &Value,
+    caller: &Actor,
     filters: &[FilterProbe],
 ) -> Result<(), String> {
+    let actor = &caller.value();
     let query = format!(
         "page[size]=250&page[count]=true&include=owner,parent,children&{}",
         filter_query(filters)
     );
     let req = parse_list(&engine.catalog, entry, &query).map_err(|e| format!("{query}: {e}"))?;
     let page = engine
-        .list(actor, entry, &req)
+        .list(caller, entry, &req)
         .await
         .map_err(|e| format!("list ?{query}: {e}"))?;
     let readable = |resource: &str, id: Option<&str>| -> Option<String> {
@@ -2020,9 +2019,10 @@ async fn check_write(
     engine: &Engine,
     entry: &Entry,
     oracle: &Oracle<'_>,
-    actor: &Value,
+    caller: &Actor,
     write: &Write,
 ) -> Result<(), String> {
+    let actor = &caller.value();
     let view = View::default();
     let data = oracle.data;
     let (op, got) = match write {
@@ -2032,7 +2032,7 @@ async fn check_write(
             let allowed = oracle.allows(oracle.item_policy("create"), "item", actor, &new);
             let references = oracle.references_readable(actor, body);
             let body = Value::Object(body.clone());
-            let got = outcome(engine.create(actor, entry, &body, &view).await)?;
+            let got = outcome(engine.create(caller, entry, &body, &view).await)?;
             let fine = match (allowed, references) {
                 (true, true) => got == Outcome::Ok,
                 (true, false) => got == Outcome::Invalid,
@@ -2079,7 +2079,7 @@ async fn check_write(
             };
             let id = stored["id"].as_str().unwrap_or_default();
             let body = Value::Object(body.clone());
-            let got = outcome(engine.update(actor, entry, id, &body, &view).await)?;
+            let got = outcome(engine.update(caller, entry, id, &body, &view).await)?;
             if got != expected {
                 return Err(format!(
                     "update item {i} with {body}: got {got:?}, the evaluator says {expected:?}"
@@ -2099,7 +2099,7 @@ async fn check_write(
                 Outcome::Ok
             };
             let id = stored["id"].as_str().unwrap_or_default();
-            let got = outcome(engine.destroy(actor, entry, id, &view).await)?;
+            let got = outcome(engine.destroy(caller, entry, id, &view).await)?;
             if got != expected {
                 return Err(format!(
                     "destroy item {i}: got {got:?}, the evaluator says {expected:?}"
@@ -2230,7 +2230,8 @@ async fn an_integer_and_a_float_compare_as_64_bit_floats(dialect: Dialect) {
         ("record.qty in record.nums", &[0, 1]),
         ("9007199254740992 in record.nums", &[]),
     ];
-    let actor = Actor::anonymous().value();
+    let caller = Actor::anonymous();
+    let actor = caller.value();
     for (read, want) in cases {
         let schema = load(&Policies {
             read: (*read).into(),
@@ -2251,7 +2252,7 @@ async fn an_integer_and_a_float_compare_as_64_bit_floats(dialect: Dialect) {
         assert_eq!(evaluated, want, "the evaluator on `{read}`");
         let engine = Engine::new(env.db.db.clone(), schema.clone(), CursorKey::new(b"k"));
         let entry = engine.catalog.get("item").expect("item");
-        if let Err(e) = check_reads(&env, &engine, entry, &oracle, &actor, &[0, 1, 2]).await {
+        if let Err(e) = check_reads(&env, &engine, entry, &oracle, &caller, &[0, 1, 2]).await {
             panic!("{}: `{read}`: {e}", dialect.name());
         }
     }
@@ -2449,7 +2450,7 @@ fn answer<T: serde::Serialize>(result: Result<T, QueryError>) -> Value {
 
 /// A list and every page after it (and the one before the last), cursors
 /// included.
-async fn walk(engine: &Engine, entry: &Entry, actor: &Value, query: &str) -> Value {
+async fn walk(engine: &Engine, entry: &Entry, caller: &Actor, query: &str) -> Value {
     let page_json = |p: &kumo_db::query::ListPage| json!({"data": p.data, "next": p.next, "prev": p.prev, "total": p.total});
     let mut pages = Vec::new();
     let mut query = query.to_owned();
@@ -2458,7 +2459,7 @@ async fn walk(engine: &Engine, entry: &Entry, actor: &Value, query: &str) -> Val
             Ok(req) => req,
             Err(e) => return answer::<()>(Err(e)),
         };
-        let page = match engine.list(actor, entry, &req).await {
+        let page = match engine.list(caller, entry, &req).await {
             Ok(page) => page,
             Err(e) => return answer::<()>(Err(e)),
         };
@@ -2474,7 +2475,10 @@ async fn walk(engine: &Engine, entry: &Entry, actor: &Value, query: &str) -> Val
                 let back = format!("{base}&page[before]={prev}");
                 if let Ok(req) = parse_list(&engine.catalog, entry, &back) {
                     pages.push(answer(
-                        engine.list(actor, entry, &req).await.map(|p| page_json(&p)),
+                        engine
+                            .list(caller, entry, &req)
+                            .await
+                            .map(|p| page_json(&p)),
                     ));
                 }
                 break;
@@ -2487,19 +2491,19 @@ async fn walk(engine: &Engine, entry: &Entry, actor: &Value, query: &str) -> Val
 
 /// Everything `actor` can find out with the probes, by probe; with
 /// `writes`, also by writes that must fail (so not for the owner).
-async fn observe(engine: &Engine, actor: &Value, writes: bool) -> Vec<(String, Value)> {
+async fn observe(engine: &Engine, caller: &Actor, writes: bool) -> Vec<(String, Value)> {
     let entry = engine.catalog.get("item").expect("item");
     let mut out = Vec::new();
     for query in list_probes() {
         out.push((
             format!("list ?{query}"),
-            walk(engine, entry, actor, &query).await,
+            walk(engine, entry, caller, &query).await,
         ));
     }
     let view = parse_record_query(&engine.catalog, entry, "include=parent,owner,children")
         .expect("include");
     for i in [V, H, M, Q] {
-        let got = engine.get(actor, entry, &item_id(i), &view).await;
+        let got = engine.get(caller, entry, &item_id(i), &view).await;
         out.push((format!("get item {i}"), answer(got)));
     }
     if !writes {
@@ -2509,18 +2513,20 @@ async fn observe(engine: &Engine, actor: &Value, writes: bool) -> Vec<(String, V
     // and pointing at it.
     let h = item_id(H);
     let got = engine
-        .update(actor, entry, &h, &json!({"label": "x"}), &view)
+        .update(caller, entry, &h, &json!({"label": "x"}), &view)
         .await;
     out.push(("update H".into(), answer(got)));
-    let got = engine.destroy(actor, entry, &h, &view).await;
+    let got = engine.destroy(caller, entry, &h, &view).await;
     out.push(("destroy H".into(), answer(got)));
     let body = json!({"label": "probe", "owner_id": user_id(MALLORY), "parent_id": h});
     out.push((
         "create under H".into(),
-        answer(engine.create(actor, entry, &body, &view).await),
+        answer(engine.create(caller, entry, &body, &view).await),
     ));
     let body = json!({"parent_id": h});
-    let got = engine.update(actor, entry, &item_id(M), &body, &view).await;
+    let got = engine
+        .update(caller, entry, &item_id(M), &body, &view)
+        .await;
     out.push(("move M under H".into(), answer(got)));
     out
 }
@@ -2569,9 +2575,9 @@ async fn a_hidden_record_leaks_nothing(dialect: Dialect) {
     .unwrap_or_else(|e| panic!("{e}"));
     let engine = Engine::new(env.db.db.clone(), schema, CursorKey::new(b"attack"));
     let data = attack_data();
-    let alice = Actor::user(data.users[ALICE].clone()).value();
-    let mallory = Actor::user(data.users[MALLORY].clone()).value();
-    let anonymous = Actor::anonymous().value();
+    let alice = Actor::user(data.users[ALICE].clone());
+    let mallory = Actor::user(data.users[MALLORY].clone());
+    let anonymous = Actor::anonymous();
 
     let mut seen = Vec::new();
     for world in [attack_data(), decoy_data(), absent_data()] {

@@ -291,6 +291,9 @@ both!(
         );
         let r = api.send("GET", "/api/nothing", a, None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
+        // The caller is checked before the route's resource is looked up.
+        let r = api.send("GET", "/api/nothing", Some("forged"), None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         let r = api.send("GET", "/api/avatars/not-a-uuid", a, None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
 
@@ -692,6 +695,48 @@ both!(
             ))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    an_api_key_acts_as_its_owner,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let bob = api.user("bob", "user").await;
+        let key = format!("key:{alice}");
+        let alice_id = api.user_id(&alice);
+        let created = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&key),
+                Some(json!({"name": "Keyed", "uploader_id": alice_id})),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let id = created.data()["id"].as_str().expect("an id").to_owned();
+        let path = format!("/api/avatars/{id}");
+        for (who, status) in [
+            (&key, StatusCode::OK),
+            (&alice, StatusCode::OK),
+            (&bob, StatusCode::NOT_FOUND),
+        ] {
+            let r = api.send("GET", &path, Some(who), None).await;
+            assert_eq!(r.status, status, "GET as {who}: {}", r.body);
+        }
+        let r = api
+            .send("POST", &format!("{path}/publish"), Some(&key), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // A key refused is a known caller refused: 403, not 401.
+        let r = api
+            .send("DELETE", &path, Some(&format!("key:{bob}")), None)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let r = api.send("DELETE", &path, Some(&key), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         api.cleanup().await;
     }
 );

@@ -166,13 +166,22 @@ impl TestApi {
                     admin.insert("role".into(), json!("admin"));
                     return Ok(Actor::user(admin));
                 }
-                known
+                // `key:<user>` is an API key of that user's.
+                let (owner, key) = match token.strip_prefix("key:") {
+                    Some(owner) => (owner, true),
+                    None => (token, false),
+                };
+                let record = known
                     .lock()
                     .expect("users")
-                    .get(token)
+                    .get(owner)
                     .cloned()
-                    .map(Actor::user)
-                    .ok_or_else(|| AuthFailure("unknown test token".into()))
+                    .ok_or_else(|| AuthFailure("unknown test token".into()))?;
+                Ok(if key {
+                    Actor::api_key(uuid::Uuid::from_u128(1), record)
+                } else {
+                    Actor::user(record)
+                })
             })();
             Box::pin(std::future::ready(answer))
         });
@@ -192,7 +201,8 @@ impl TestApi {
         TestApi::new(dialect, &[("avatar", AVATAR), ("comment", COMMENT)]).await
     }
 
-    /// Creates a user (as admin) and returns the token that acts as them.
+    /// Creates a user (as admin) and returns the token that acts as them;
+    /// `key:<token>` acts as an API key of theirs.
     pub(crate) async fn user(&self, name: &str, role: &str) -> String {
         let r = self
             .send(
