@@ -796,8 +796,8 @@ impl Engine {
             .map(|row| {
                 (
                     row["id"].as_str().unwrap_or_default().to_owned(),
-                    row["kumo_readable"] == Value::from(1),
-                    row["kumo_allowed"] == Value::from(1),
+                    row["kumo_readable"] == 1,
+                    row["kumo_allowed"] == 1,
                 )
             })
             .collect())
