@@ -677,9 +677,9 @@ async fn a_write_whose_caller_went_away_is_still_committed_and_announced() {
     api.cleanup().await;
 }
 
-/// A destroy that cascades over more rows than a subscriber's buffer holds
-/// (`EVENT_BACKLOG`): the subscriber that did not keep up is told how many
-/// events it missed, then reads the rest in order, ending with the last.
+// A destroy that cascades over more rows than a subscriber's buffer holds
+// (`EVENT_BACKLOG`): the subscriber that did not keep up is told how many
+// events it missed, then reads the rest in order, ending with the last.
 both!(
     a_subscriber_that_falls_behind_is_told_how_many_events_it_missed,
     |dialect: Dialect| async move {
