@@ -546,6 +546,13 @@ async fn next_event(events: &mut broadcast::Receiver<Arc<Event>>) -> Arc<Event> 
 /// made and announced all the same. Before writes ran in a task of their
 /// own, the dropped handler took the announcement with it: the change was
 /// committed by PostgreSQL, and never announced.
+///
+/// PostgreSQL only: a deferred constraint trigger can make its COMMIT wait
+/// on a lock the test holds, and SQLite has nothing that holds a COMMIT in
+/// WAL mode (readers never block it, and the writer already holds the
+/// write lock). The order it checks, commit then announce, is in code both
+/// databases share (`write.rs`, `detached` in `api.rs`); on SQLite the
+/// tests check that a refused or rolled-back write announces nothing.
 #[tokio::test]
 async fn a_write_whose_caller_went_away_is_still_committed_and_announced() {
     let api = TestApi::avatars(Dialect::Postgres).await;
