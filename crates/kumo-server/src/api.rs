@@ -77,18 +77,23 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-/// An error response in the one shape every route uses.
+/// An error response in the one shape every route uses. `fields` is always
+/// there, an empty object when the error concerns no field or parameter, so
+/// a client reads it without testing for it.
 pub(crate) fn error_response(
     status: StatusCode,
     code: &str,
     message: &str,
     fields: Option<&Value>,
 ) -> Response {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(f) = fields {
-        error["fields"] = f.clone();
-    }
-    (status, Json(json!({ "error": error }))).into_response()
+    let body = error_body(code, message, fields);
+    (status, Json(json!({ "error": body }))).into_response()
+}
+
+/// The object under `"error"`: `code`, `message` and `fields`.
+pub(crate) fn error_body(code: &str, message: &str, fields: Option<&Value>) -> Value {
+    let fields = fields.cloned().unwrap_or_else(|| json!({}));
+    json!({ "code": code, "message": message, "fields": fields })
 }
 
 /// What a 503 asks the client to wait before trying again: the database

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -141,7 +141,28 @@ pub fn app(state: AppState) -> Router {
             ratelimit::enforce,
         ));
     }
-    router.layer(TraceLayer::new_for_http()).with_state(state)
+    router.layer(request_log()).with_state(state)
+}
+
+/// Each request's span: its method and the route it matched, the path
+/// template (`/api/{plural}/{id}`), never the URI. A query string holds
+/// filter values (emails, names) and a path holds ids, and neither belongs
+/// in a log; headers (credentials) are left out too. The response event
+/// adds the status and latency (`tower_http`'s defaults, at DEBUG).
+fn request_log() -> TraceLayer<
+    tower_http::trace::HttpMakeClassifier,
+    fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,
+> {
+    TraceLayer::new_for_http().make_span_with(request_span as fn(&_) -> _)
+}
+
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    // An unknown route (the 404 fallback) matched no template.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<no route>", MatchedPath::as_str);
+    tracing::debug_span!("request", method = %request.method(), route = %route)
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -193,7 +214,7 @@ fn not_ready(code: &str, message: &str) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
             "status": "not_ready",
-            "error": { "code": code, "message": message }
+            "error": api::error_body(code, message, None)
         })),
     )
         .into_response()
@@ -209,11 +230,5 @@ async fn method_not_allowed() -> Response {
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({
-            "error": { "code": "not_found", "message": "no such route" }
-        })),
-    )
-        .into_response()
+    api::error_response(StatusCode::NOT_FOUND, "not_found", "no such route", None)
 }

@@ -484,11 +484,12 @@ impl Builder {
                 "status": { "const": "not_ready" },
                 "error": {
                     "type": "object",
-                    "required": ["code", "message"],
+                    "required": ["code", "message", "fields"],
                     "additionalProperties": false,
                     "properties": {
                         "code": { "enum": ["database_unavailable", "schema_not_current"] },
-                        "message": { "type": "string" }
+                        "message": { "type": "string" },
+                        "fields": { "type": "object", "maxProperties": 0 }
                     }
                 }
             }
@@ -1253,14 +1254,14 @@ fn error_schema(codes: Option<&[&str]>) -> Value {
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "message"],
+                "required": ["code", "message", "fields"],
                 "additionalProperties": false,
                 "properties": {
                     "code": code,
                     "message": { "type": "string" },
                     "fields": {
                         "type": "object",
-                        "description": "Messages by field or parameter name.",
+                        "description": "Messages by field or parameter name; empty when the error concerns none.",
                         "additionalProperties": {
                             "type": "array",
                             "items": { "type": "string" }

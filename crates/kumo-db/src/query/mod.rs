@@ -55,7 +55,7 @@ pub struct Event {
 }
 
 /// How many events a slow subscriber may fall behind before it misses some.
-const EVENT_BACKLOG: usize = 1024;
+pub const EVENT_BACKLOG: usize = 1024;
 
 pub struct Engine {
     pub db: Database,

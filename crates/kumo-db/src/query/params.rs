@@ -253,10 +253,23 @@ pub fn parse_list(
                 req.size = size;
             }
             "page[after]" | "page[before]" | "page[offset]" => {
-                if req.position != Position::First {
-                    return Err(QueryError::bad_request(
-                        "use only one of page[after], page[before] and page[offset]",
-                    ));
+                let earlier = match req.position {
+                    Position::First => None,
+                    Position::After(_) => Some("page[after]"),
+                    Position::Before(_) => Some("page[before]"),
+                    Position::Offset(_) => Some("page[offset]"),
+                };
+                if let Some(earlier) = earlier {
+                    // Both are named: neither is wrong alone.
+                    let message = "use only one of page[after], page[before] and page[offset]";
+                    let fields = [earlier, key]
+                        .into_iter()
+                        .map(|k| (k.to_owned(), vec![message.to_owned()]))
+                        .collect();
+                    return Err(QueryError::BadRequest {
+                        message: message.to_owned(),
+                        fields,
+                    });
                 }
                 req.position = match key {
                     "page[after]" => Position::After(value.to_owned()),
@@ -631,10 +644,7 @@ pub fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
     let normalized = |ty: AttrType| normalize_value(&ty, &Value::String(text.to_owned()));
     match kind {
         Kind::Text => normalized(AttrType::Text),
-        Kind::Integer => text
-            .parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| format!("`{text}` is not an integer")),
+        Kind::Integer => parse_integer(text),
         Kind::Float => text
             .parse::<f64>()
             .ok()
@@ -658,6 +668,32 @@ pub fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
             Err(format!("{} values cannot be compared", kind_name(kind)))
         }
     }
+}
+
+/// An integer filter value. Digits are read exactly (all of `i64`); a
+/// number spelled as a float (`12000.0`, `1e3`) is taken as that integer by
+/// the rule a body's integer follows (`normalize_value`): no fraction, and
+/// at most 2^53 in size, where a float still stands for one integer.
+fn parse_integer(text: &str) -> Result<Value, String> {
+    if let Ok(n) = text.parse::<i64>() {
+        return Ok(Value::from(n));
+    }
+    let not_integer = || {
+        format!(
+            "`{text}` is not an integer (a number with no fraction, like `5.0`, is taken up to 2^53)"
+        )
+    };
+    let float = text
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .and_then(serde_json::Number::from_f64)
+        .ok_or_else(not_integer)?;
+    let integer = AttrType::Integer {
+        min: None,
+        max: None,
+    };
+    normalize_value(&integer, &Value::Number(float)).map_err(|_| not_integer())
 }
 
 /// Refuses a valid datetime with a nonzero digit past the milliseconds.

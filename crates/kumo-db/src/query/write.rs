@@ -721,15 +721,9 @@ impl Engine {
         sql.push("SELECT ");
         select_list(&mut sql, entry, ROW);
         let mut renderer = Renderer::new(ROW);
-        // BIGINT on both databases, so each flag decodes as an i64.
-        let mut flag = |sql: &mut Sql, cond: &Cond, name: &str| {
-            sql.push(", CAST(CASE WHEN ");
-            renderer.render(cond, sql);
-            sql.push(&format!(" THEN 1 ELSE 0 END AS BIGINT) AS {name}"));
-        };
-        flag(&mut sql, cond, "kumo_allowed");
+        push_flag(&mut sql, &mut renderer, cond, "kumo_allowed");
         if let Lookup::After(read) = lookup {
-            flag(&mut sql, read, "kumo_readable");
+            push_flag(&mut sql, &mut renderer, read, "kumo_readable");
         }
         sql.push(&format!(" FROM {} {ROW} WHERE ", ident(&entry.table)));
         let mut filter = vec![Cond::eq(
@@ -763,6 +757,52 @@ impl Engine {
                 readable,
             }
         }))
+    }
+
+    /// For the exhaustive policy test (crates/kumo-db/tests/db/policy_exhaustive.rs):
+    /// every row of `entry`, in id order, with whether `actor` may read it
+    /// and whether the policy of the `kind` write allows it, each decided by
+    /// the flag SQL a write runs on the record it checks.
+    #[doc(hidden)]
+    pub async fn write_decisions(
+        &self,
+        actor: &kumo_core::actor::Actor,
+        entry: &Entry,
+        kind: ActionKind,
+    ) -> Result<Vec<(String, bool, bool)>, QueryError> {
+        let actor = actor.value();
+        let write = match kind {
+            ActionKind::Create => Write::Create,
+            ActionKind::Update => Write::Update,
+            ActionKind::Destroy => Write::Destroy,
+        };
+        let allowed = compile(&self.catalog, entry, write.policy(entry), &actor);
+        let readable = self.read_cond(entry, &actor);
+        let mut sql = Sql::new(self.db.dialect());
+        sql.push(&format!("SELECT {ROW}.\"id\""));
+        let mut renderer = Renderer::new(ROW);
+        push_flag(&mut sql, &mut renderer, &readable, "kumo_readable");
+        push_flag(&mut sql, &mut renderer, &allowed, "kumo_allowed");
+        sql.push(&format!(
+            " FROM {} {ROW} ORDER BY {ROW}.\"id\"",
+            ident(&entry.table)
+        ));
+        let id = Field::computed("id", Kind::Uuid);
+        let readable = Field::computed("kumo_readable", Kind::Integer);
+        let allowed = Field::computed("kumo_allowed", Kind::Integer);
+        let rows = Exec::Pool(&self.db)
+            .fetch_records(&sql, &[&id, &readable, &allowed])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                (
+                    row["id"].as_str().unwrap_or_default().to_owned(),
+                    row["kumo_readable"] == 1,
+                    row["kumo_allowed"] == 1,
+                )
+            })
+            .collect())
     }
 
     /// Every `belongs_to` key given must name a record the actor may read.
@@ -1097,6 +1137,15 @@ fn largest_addend(amount: f64) -> f64 {
 }
 
 /// Turns a constraint the database enforced into the field it concerns.
+/// A policy decided in the SELECT list, as 1 or 0 (BIGINT on both
+/// databases, so each flag decodes as an i64): `CASE WHEN` takes a NULL
+/// condition as not met, as `WHERE` does.
+fn push_flag(sql: &mut Sql, renderer: &mut Renderer, cond: &Cond, name: &str) {
+    sql.push(", CAST(CASE WHEN ");
+    renderer.render(cond, sql);
+    sql.push(&format!(" THEN 1 ELSE 0 END AS BIGINT) AS {name}"));
+}
+
 pub(super) fn constraint_error(entry: &Entry, e: sqlx::Error, deleting: bool) -> QueryError {
     let Some(db) = e.as_database_error() else {
         return QueryError::from(e);

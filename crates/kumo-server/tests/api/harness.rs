@@ -97,6 +97,26 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
+    /// A response read whole; its body must be JSON.
+    pub(crate) async fn from_response(response: axum::response::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{status}: the body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub(crate) fn data(&self) -> &Value {
         &self.body["data"]
     }
@@ -259,22 +279,7 @@ impl TestApi {
             .oneshot(request)
             .await
             .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!(
-                "{status}: the body is not JSON: {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        });
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::from_response(response).await
     }
 
     pub(crate) async fn cleanup(mut self) {

@@ -17,6 +17,7 @@ mod magic_links;
 mod openapi;
 mod pages;
 mod relations;
+mod request_log;
 mod sessions;
 mod snapshots;
 mod unreadable_results;

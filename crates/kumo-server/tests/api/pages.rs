@@ -375,3 +375,46 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    two_page_positions_were_refused_naming_no_parameter,
+    |dialect: Dialect| async move {
+        // `page[after]` with `page[offset]` answered 400 with no `fields`:
+        // a client could not tell which parameters were at fault. Both are
+        // named now, each with the message.
+        let api = TestApi::avatars(dialect).await;
+        let message = "use only one of page[after], page[before] and page[offset]";
+        for (query, first, second) in [
+            (
+                "page[after]=x&page[offset]=1",
+                "page[after]",
+                "page[offset]",
+            ),
+            (
+                "page[offset]=1&page[before]=x",
+                "page[offset]",
+                "page[before]",
+            ),
+            (
+                "page[before]=x&page[after]=y",
+                "page[before]",
+                "page[after]",
+            ),
+        ] {
+            let r = api
+                .send("GET", &format!("/api/avatars?{query}"), None, None)
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+            assert_eq!(
+                r.body,
+                json!({"error": {
+                    "code": "bad_request",
+                    "message": message,
+                    "fields": { first: [message], second: [message] }
+                }}),
+                "{query}"
+            );
+        }
+        api.cleanup().await;
+    }
+);

@@ -7,13 +7,19 @@
 
 use std::collections::HashMap;
 
+use std::num::NonZeroU32;
+
 use axum::body::Body;
-use axum::http::{Request, header};
+use axum::http::{Request, StatusCode, header};
+use kumo_db::db::Database;
 use kumo_db::sql::Dialect;
+use kumo_server::ratelimit::RateLimit;
+use kumo_server::{AppState, app};
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 use crate::both;
-use crate::harness::TestApi;
+use crate::harness::{AVATAR, COMMENT, Reply, TestApi};
 
 #[derive(Default)]
 struct Redactor {
@@ -86,18 +92,20 @@ impl Transcript {
         body: Option<Value>,
     ) -> Value {
         let reply = api.send(method, uri, who, body.clone()).await;
-        self.record(method, uri, who, body, reply.status.as_u16(), reply.body)
+        self.record(method, uri, who, body, &reply)
     }
 
+    /// Records an exchange; `Retry-After`, the one header a client must
+    /// act on besides the body, is recorded when the reply has it.
     fn record(
         &mut self,
         method: &str,
         uri: &str,
         who: Option<&str>,
         body: Option<Value>,
-        status: u16,
-        response: Value,
+        reply: &Reply,
     ) -> Value {
+        let (status, response) = (reply.status.as_u16(), reply.body.clone());
         let original = response.clone();
         let mut request = json!({ "request": format!("{method} {uri}") });
         if let Some(w) = who {
@@ -107,6 +115,9 @@ impl Transcript {
             request["body"] = b;
         }
         let mut entry = json!({ "request": request, "status": status, "response": response });
+        if let Some(after) = reply.headers.get(header::RETRY_AFTER) {
+            entry["retry_after"] = json!(after.to_str().expect("digits"));
+        }
         self.redactor.redact(&mut entry);
         self.entries.push(entry);
         original
@@ -312,10 +323,61 @@ both!(
                 &format!("/api/avatars ({content_type})"),
                 Some(&alice),
                 Some(json!(shown)),
-                reply.status.as_u16(),
-                reply.body,
+                &reply,
             );
         }
+
+        // 429: a client over its rate limit (one request a second, no
+        // burst), on a server configured with one. Requests are sent until
+        // one is refused, so a slow machine refilling the bucket between
+        // two requests does not change the answer.
+        let limited = app(
+            AppState::new(api.db.clone(), Vec::new()).with_rate_limit(Some(&RateLimit {
+                per_second: NonZeroU32::MIN,
+                burst: NonZeroU32::MIN,
+                client_ip_header: None,
+            })),
+        );
+        let refused = loop {
+            let response = limited
+                .clone()
+                .oneshot(
+                    Request::builder()
+                        .uri("/health")
+                        .body(Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("infallible");
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                break Reply::from_response(response).await;
+            }
+        };
+        t.record("GET", "/health (over the rate limit)", None, None, &refused);
+
+        // 503: the database busy (here its only connection held, as by a
+        // long transaction, past the pool's acquire timeout; see busy.rs).
+        let busy =
+            TestApi::with_pool(dialect, &[("avatar", AVATAR), ("comment", COMMENT)], 1).await;
+        let carol = busy.user("carol", "user").await;
+        let unavailable = match &busy.db {
+            Database::Postgres(pool) => {
+                let _held = pool.begin().await.expect("the only connection");
+                busy.send("GET", "/api/avatars", Some(&carol), None).await
+            }
+            Database::Sqlite(pool) => {
+                let _held = pool.begin().await.expect("the only connection");
+                busy.send("GET", "/api/avatars", Some(&carol), None).await
+            }
+        };
+        t.record(
+            "GET",
+            "/api/avatars (the database busy)",
+            Some(&carol),
+            None,
+            &unavailable,
+        );
+        busy.cleanup().await;
 
         // Both databases answer the same, so they share one snapshot.
         insta::with_settings!({ prepend_module_to_snapshot => false }, {
