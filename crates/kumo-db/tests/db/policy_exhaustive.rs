@@ -1,4 +1,4 @@
-//! Read policies compiled to SQL decide what the reference evaluator
+//! Policies compiled to SQL decide what the reference evaluator
 //! (`kumo_core::policy::eval`) decides for **every** expression of a
 //! bounded grammar, every actor kind and every row of a table holding every
 //! combination of a small value domain (docs/policies.md, "Testing").
@@ -68,8 +68,16 @@
 //! leaves for a compiler case the bound already has (a field compared with
 //! a value, a lookup through a key).
 //!
-//! Each (expression, actor) is one list query for every visible row, and
-//! its ids must be exactly the rows the evaluator allows. The test prints
+//! Each (expression, actor) is decided twice, and both must be exactly the
+//! rows the evaluator allows: as a read, by one list query (the policy in
+//! its `WHERE`), and as a write, by the flags a write computes on the
+//! record it checks (`CASE WHEN … THEN 1 ELSE 0 END`, through
+//! `Engine::write_decisions`; the expression is the update policy as well
+//! as the read one). Create, update, destroy and actions compile their
+//! policies with the same function and check them with the same flag, so
+//! one write kind covers them; which check a write makes when (404 before
+//! 403, the new record for a create, the result of an update) is the
+//! random test's and the API tests' to check. The test prints
 //! how many expressions, queries and rows it checked, and how long it took.
 
 use std::collections::BTreeMap;
@@ -78,7 +86,7 @@ use std::path::PathBuf;
 use kumo_core::actor::Actor;
 use kumo_core::load::load_schema;
 use kumo_core::policy::{BinOp, EvalContext, Expr, eval};
-use kumo_core::resource::{Policy, Schema};
+use kumo_core::resource::{ActionKind, Policy, Schema};
 use kumo_core::table::{self, Table};
 use kumo_db::files::Plan;
 use kumo_db::query::params::{ListRequest, Position, SortKey};
@@ -385,6 +393,9 @@ fn with_read(base: &Schema, expr: &Expr) -> Schema {
     let mut policy: Policy = item.policies.read.clone().expect("a read policy");
     policy.source = expr.to_string();
     policy.expr = expr.clone();
+    // The same expression decides updates, so one evaluator answer checks
+    // both renderings: the list's `WHERE` and the write's flag.
+    item.policies.update = Some(policy.clone());
     item.policies.read = Some(policy);
     schema
 }
@@ -513,7 +524,23 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
                     disputed.join("\n")
                 );
             }
-            queries += 1;
+            // As a write decides it: the flags an update computes on the
+            // stored record (may the caller read it, may they update it).
+            let decisions = engine
+                .write_decisions(actor, entry, ActionKind::Update)
+                .await
+                .unwrap_or_else(|e| panic!("{}: `{expr}` as {name}: {e}", db.name()));
+            assert_eq!(decisions.len(), items.len());
+            for (id, readable, allowed) in &decisions {
+                let wanted = want.contains(&id.as_str());
+                assert!(
+                    *readable == wanted && *allowed == wanted,
+                    "{}: `{expr}` as {name}: row {id}: the write's flags say readable \
+                     {readable}, allowed {allowed}; the evaluator says {wanted}",
+                    db.name()
+                );
+            }
+            queries += 2;
             rows_checked += items.len();
             visible += got.len();
             none_some_all[match got.len() {
@@ -526,7 +553,7 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
     eprintln!(
         "{}: {} expressions ({} well-typed leaves of {candidates} candidates, each alone and \
          negated, by operator {per_operator:?}; {structure_count} boolean structures) × {} \
-         actors = {queries} list queries over {} rows ({rows_checked} row decisions, {visible} \
+         actors = {queries} queries (a list and a write's flags each) over {} rows ({rows_checked} row decisions, {visible} \
          visible; lists showing none/some/all rows: {none_some_all:?}) in {:.1?}",
         db.name(),
         expressions.len(),
