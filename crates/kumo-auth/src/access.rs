@@ -24,21 +24,15 @@
 //! base64url decoding refuses non-zero trailing bits, so a token has one
 //! spelling only: a client cannot make a different string that verifies.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{KeyInit, Mac};
 use kumo_core::actor::Role;
 use uuid::Uuid;
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use crate::sealed::{Sealer, Unopened};
 
 const KEY_LABEL: &[u8] = b"kumo access tokens v1";
 const VERSION: u8 = 1;
+/// The signed bytes; the MAC follows them.
 const SIGNED_LEN: usize = 50;
-const MAC_LEN: usize = 32;
-const TOKEN_LEN: usize = SIGNED_LEN + MAC_LEN;
-/// base64url without padding of [`TOKEN_LEN`] bytes.
-const ENCODED_LEN: usize = (TOKEN_LEN * 4).div_ceil(3);
 
 /// What a token says about its holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,9 +62,7 @@ pub enum TokenError {
 /// secret.
 #[derive(Clone)]
 pub struct AccessKey {
-    /// The HMAC with the key already absorbed: cloning it is cheaper than
-    /// keying a new one for every token.
-    keyed: HmacSha256,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for AccessKey {
@@ -81,44 +73,29 @@ impl std::fmt::Debug for AccessKey {
 
 impl AccessKey {
     pub fn new(secret: &[u8]) -> AccessKey {
-        let key: [u8; 32] = crate::derive_key(secret, KEY_LABEL);
         AccessKey {
-            keyed: HmacSha256::new_from_slice(&key).expect("HMAC takes a key of any length"),
+            sealer: Sealer::new(secret, KEY_LABEL),
         }
     }
 
     pub fn issue(&self, claims: &Claims) -> String {
-        let mut bytes = [0u8; TOKEN_LEN];
+        let mut bytes = [0u8; SIGNED_LEN];
         bytes[0] = VERSION;
         bytes[1..17].copy_from_slice(claims.user_id.as_bytes());
         bytes[17..33].copy_from_slice(claims.session_id.as_bytes());
         bytes[33] = role_byte(claims.role);
         bytes[34..42].copy_from_slice(&claims.issued_at.to_be_bytes());
         bytes[42..50].copy_from_slice(&claims.expires_at.to_be_bytes());
-        let mut mac = self.keyed.clone();
-        mac.update(&bytes[..SIGNED_LEN]);
-        bytes[SIGNED_LEN..].copy_from_slice(&mac.finalize().into_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        self.sealer.seal(&bytes)
     }
 
     /// The claims of a genuine token that has not expired at `now` (Unix
     /// seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
-        if token.len() != ENCODED_LEN {
-            return Err(TokenError::Malformed);
-        }
-        // Room for the decoder's length estimate, which rounds up.
-        let mut bytes = [0u8; TOKEN_LEN + 3];
-        let len = URL_SAFE_NO_PAD
-            .decode_slice(token, &mut bytes)
-            .map_err(|_| TokenError::Malformed)?;
-        if len != TOKEN_LEN {
-            return Err(TokenError::Malformed);
-        }
-        let mut mac = self.keyed.clone();
-        mac.update(&bytes[..SIGNED_LEN]);
-        mac.verify_slice(&bytes[SIGNED_LEN..TOKEN_LEN])
-            .map_err(|_| TokenError::Forged)?;
+        let bytes: [u8; SIGNED_LEN] = self.sealer.open(token).map_err(|e| match e {
+            Unopened::Malformed => TokenError::Malformed,
+            Unopened::Forged => TokenError::Forged,
+        })?;
         // Only this server signs, so a genuine token has a layout it wrote;
         // the checks below guard against a future layout, not an attacker.
         if bytes[0] != VERSION {
@@ -181,7 +158,7 @@ mod tests {
     fn a_token_verifies_to_its_claims_until_it_expires() {
         for role in [Role::User, Role::Coordinator, Role::Admin] {
             let token = key().issue(&claims(role));
-            assert_eq!(token.len(), ENCODED_LEN);
+            assert_eq!(token.len(), 110);
             assert_eq!(key().verify(&token, NOW), Ok(claims(role)));
             assert_eq!(key().verify(&token, NOW + 899), Ok(claims(role)));
             assert_eq!(key().verify(&token, NOW + 900), Err(TokenError::Expired));
@@ -222,14 +199,11 @@ mod tests {
 
     #[test]
     fn a_role_byte_no_server_writes_is_malformed_even_when_signed() {
-        let mut bytes = [0u8; TOKEN_LEN];
+        let mut bytes = [0u8; SIGNED_LEN];
         bytes[0] = VERSION;
         bytes[33] = 7;
         bytes[42..50].copy_from_slice(&(NOW + 60).to_be_bytes());
-        let mut mac = key().keyed;
-        mac.update(&bytes[..SIGNED_LEN]);
-        bytes[SIGNED_LEN..].copy_from_slice(&mac.finalize().into_bytes());
-        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let token = key().sealer.seal(&bytes);
         assert_eq!(key().verify(&token, NOW), Err(TokenError::Malformed));
     }
 

@@ -17,6 +17,7 @@ pub mod api_key;
 pub mod email;
 pub mod password;
 pub mod refresh;
+mod sealed;
 pub mod secret;
 
 /// Derives a key for one purpose from the server's secret.

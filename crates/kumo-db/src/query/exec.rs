@@ -120,7 +120,7 @@ pub(crate) fn push_select_expr(sql: &mut Sql, alias: &str, field: &Field) {
 
 /// A datetime in the canonical form: UTC, to the millisecond
 /// (`2026-01-02T03:04:05.123Z`), as the API writes and SQLite stores it.
-pub(crate) fn canonical_datetime(t: time::OffsetDateTime) -> String {
+pub fn canonical_datetime(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let mut out = String::with_capacity(24);
     // Writing to a String cannot fail.

@@ -31,6 +31,7 @@ use tokio::sync::broadcast;
 pub use catalog::{Catalog, Entry, Field, Kind};
 pub use cursor::CursorKey;
 pub use error::{Busy, FieldErrors, QueryError};
+pub use exec::canonical_datetime;
 pub use params::{ListRequest, View, parse_list, parse_record_query};
 pub use read::ListPage;
 

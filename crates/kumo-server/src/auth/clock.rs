@@ -39,22 +39,11 @@ impl Clock {
     }
 }
 
-/// A time as the account store keeps it: UTC, to the millisecond.
-pub fn stamp(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
+/// A time as the account store keeps it: UTC, to the millisecond, in the
+/// resource API's canonical form.
+pub use kumo_db::query::canonical_datetime as stamp;
 
-/// The Unix seconds of a stored time (`stamp`'s form).
+/// A stored time (`stamp`'s form) read back.
 pub fn parse_stamp(stored: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(stored, &time::format_description::well_known::Rfc3339).ok()
 }
