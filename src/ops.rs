@@ -598,10 +598,30 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret)
+    let mut state = kumo_server::AppState::with_api(db.clone(), migrations, schema, &secret)
         .with_rate_limit(rate_limit.as_ref());
+    let engine = state.shared_engine().context("the API has an engine")?;
+    let auth = kumo_server::auth::Auth::from_project(engine, project, &secret, local)?;
+    if let Some(auth) = &auth {
+        if auth.outbox().dev_mailbox().is_some() && !local.ip().is_loopback() {
+            tracing::warn!(
+                "[mail] adapter = \"dev\" keeps sign-in emails in memory instead of sending them; set up \"smtp\" before players use this server (docs/configuration.md)"
+            );
+        }
+        state = state.with_auth(auth.clone());
+    }
+    let mut sign_in = String::new();
+    if let Some(auth) = &auth {
+        sign_in = format!(
+            "\n  auth:   http://{local}/auth/… ({})",
+            project.config.auth.strategies.join(", ")
+        );
+        if auth.outbox().dev_mailbox().is_some() {
+            sign_in.push_str(&format!("\n  mail:   http://{local}/dev/mailbox"));
+        }
+    }
     say!(
-        "Kumo is serving {} on http://{local} (ready in {} ms)\n  api:    http://{local}/api/<plural>\n  docs:   http://{local}/docs (OpenAPI: http://{local}/openapi.json)\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
+        "Kumo is serving {} on http://{local} (ready in {} ms)\n  api:    http://{local}/api/<plural>\n  docs:   http://{local}/docs (OpenAPI: http://{local}/openapi.json){sign_in}\n  health: http://{local}/health\n  ready:  http://{local}/ready\nPress Ctrl-C to stop.",
         target.describe(),
         started.elapsed().as_millis()
     );

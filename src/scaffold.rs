@@ -151,6 +151,7 @@ pub fn new_project(dir: &Path, database: DatabaseKind) -> Result<()> {
         DatabaseKind::Postgres => format!("postgres://postgres@127.0.0.1:5432/{name}"),
     };
     write_files(dir, NEW_FILES, &[("name", &name), ("database_url", &url)])?;
+    write_secret(dir)?;
     let (place, cd) = if is_current_dir(dir) {
         ("the current directory".to_string(), String::new())
     } else {
@@ -165,5 +166,24 @@ pub fn new_project(dir: &Path, database: DatabaseKind) -> Result<()> {
 
 pub fn demo_project(dir: &Path) -> Result<()> {
     ensure_empty(dir)?;
-    write_files(dir, DEMO_FILES, &[])
+    write_files(dir, DEMO_FILES, &[])?;
+    write_secret(dir)
+}
+
+/// A `.env` (ignored by git) with a fresh `KUMO_SECRET`, so that sign-ins
+/// and page cursors outlive a restart of the project's server from the
+/// start. Production sets its own, the same on every node.
+fn write_secret(dir: &Path) -> Result<()> {
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let text = format!(
+        "# Made by `kumo new`; never commit this file (see .env.example).\n\
+         # Seals sign-in tokens and page cursors: keep it secret.\n\
+         KUMO_SECRET={secret}\n"
+    );
+    let path = dir.join(".env");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }

@@ -30,6 +30,7 @@ use uuid::Uuid;
 use crate::sealed::{Sealer, Unopened};
 
 const KEY_LABEL: &[u8] = b"kumo access tokens v1";
+const BROWSER_KEY_LABEL: &[u8] = b"kumo browser session cookies v1";
 const VERSION: u8 = 1;
 /// The signed bytes; the MAC follows them.
 const SIGNED_LEN: usize = 50;
@@ -75,6 +76,15 @@ impl AccessKey {
     pub fn new(secret: &[u8]) -> AccessKey {
         AccessKey {
             sealer: Sealer::new(secret, KEY_LABEL),
+        }
+    }
+
+    /// The key for a browser's session cookie, which has the same layout:
+    /// its own key, so a cookie never passes as an access token nor an
+    /// access token as a cookie.
+    pub fn for_browser(secret: &[u8]) -> AccessKey {
+        AccessKey {
+            sealer: Sealer::new(secret, BROWSER_KEY_LABEL),
         }
     }
 
@@ -169,6 +179,17 @@ mod tests {
     fn another_servers_token_is_forged() {
         let token = AccessKey::new(b"another server's secret, 32 byte").issue(&claims(Role::Admin));
         assert_eq!(key().verify(&token, NOW), Err(TokenError::Forged));
+    }
+
+    #[test]
+    fn a_browser_cookie_is_not_an_access_token_nor_the_reverse() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let browser = AccessKey::for_browser(secret);
+        let cookie = browser.issue(&claims(Role::Admin));
+        assert_eq!(browser.verify(&cookie, NOW), Ok(claims(Role::Admin)));
+        assert_eq!(key().verify(&cookie, NOW), Err(TokenError::Forged));
+        let token = key().issue(&claims(Role::Admin));
+        assert_eq!(browser.verify(&token, NOW), Err(TokenError::Forged));
     }
 
     #[test]

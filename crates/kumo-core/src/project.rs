@@ -147,6 +147,7 @@ pub struct AuthSection {
     /// email before it can sign in.
     pub confirm_email: bool,
     pub password: PasswordSection,
+    pub rate_limit: AuthRateLimitSection,
 }
 
 impl Default for AuthSection {
@@ -158,8 +159,44 @@ impl Default for AuthSection {
             session_days: NonZeroU32::new(30).expect("30 is not zero"),
             confirm_email: false,
             password: PasswordSection::default(),
+            rate_limit: AuthRateLimitSection::default(),
         }
     }
+}
+
+/// `[auth.rate_limit]`: how many auth requests (sign-ins, refreshes, link
+/// requests…) one client and one target account may make, on top of
+/// `[server.rate_limit]`. Beyond either: 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthRateLimitSection {
+    /// `false` turns these limits off (benchmarks, a trusted network).
+    pub enabled: bool,
+    /// Per client (an IPv4 address or an IPv6 /64), across the auth routes.
+    #[serde(deserialize_with = "auth_limit")]
+    pub per_ip_per_minute: NonZeroU32,
+    /// Per target account (an email, a username, a session).
+    #[serde(deserialize_with = "auth_limit")]
+    pub per_account_per_minute: NonZeroU32,
+}
+
+impl Default for AuthRateLimitSection {
+    fn default() -> Self {
+        AuthRateLimitSection {
+            enabled: true,
+            per_ip_per_minute: NonZeroU32::new(60).expect("60 is not zero"),
+            per_account_per_minute: NonZeroU32::new(10).expect("10 is not zero"),
+        }
+    }
+}
+
+fn auth_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    in_range(
+        d,
+        "[auth.rate_limit] per_ip_per_minute and per_account_per_minute (enabled = false turns them off)",
+        1..=1_000_000,
+    )
+    .map(|n| NonZeroU32::new(n).expect("the range starts at 1"))
 }
 
 /// `open`: the first sign-in of an unknown address creates its account

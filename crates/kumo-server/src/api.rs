@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -32,31 +32,58 @@ use crate::AppState;
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// Why a request carries no usable identity.
+/// Why a request's credentials were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthFailure(pub String);
+pub enum AuthFailure {
+    /// 401: the credentials are not (or no longer) good.
+    Unauthenticated(String),
+    /// 403: an unsafe request authorised by the browser's session cookie
+    /// but sent from another site (CSRF).
+    CrossSite,
+}
 
 /// What [`Authenticate`] answers, later: checking a credential may read
 /// the database (an API key, the signed-in user's record).
 pub type AuthFuture = Pin<Box<dyn Future<Output = Result<Actor, AuthFailure>> + Send>>;
 
-/// Turns a request's headers into the actor it speaks for. The accounts
-/// layer provides the real one; until then only anonymous requests pass.
-pub type Authenticate = Arc<dyn Fn(&HeaderMap) -> AuthFuture + Send + Sync>;
+/// Turns a request's method and headers into the actor it speaks for: the
+/// accounts layer's [`crate::auth::Auth::authenticate`] when a sign-in
+/// strategy is enabled, [`anonymous_only`] otherwise.
+pub type Authenticate = Arc<dyn Fn(&Method, &HeaderMap) -> AuthFuture + Send + Sync>;
 
 /// Anonymous when there is no `Authorization` header; any credential is
-/// refused, since no sign-in method checks it yet.
+/// refused, since no sign-in strategy is enabled to check it.
 pub fn anonymous_only() -> Authenticate {
-    Arc::new(|headers: &HeaderMap| {
+    Arc::new(|_: &Method, headers: &HeaderMap| {
         let answer = if headers.contains_key(header::AUTHORIZATION) {
-            Err(AuthFailure(
-                "no sign-in method accepts these credentials".into(),
+            Err(AuthFailure::Unauthenticated(
+                "no sign-in strategy is enabled on this server".into(),
             ))
         } else {
             Ok(Actor::anonymous())
         };
         Box::pin(std::future::ready(answer))
     })
+}
+
+/// The response to refused credentials.
+pub(crate) fn refusal_response(failure: AuthFailure) -> Response {
+    match failure {
+        AuthFailure::Unauthenticated(message) => {
+            let mut r = error_response(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            r
+        }
+        AuthFailure::CrossSite => error_response(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "a request signed in by the browser's cookie must come from this server's own pages",
+            None,
+        ),
+    }
 }
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -101,6 +128,11 @@ pub(crate) fn error_body(code: &str, message: &str, fields: Option<&Value>) -> V
 pub(crate) const RETRY_AFTER_SECONDS: &str = "1";
 
 struct ApiError(QueryError);
+
+/// The response to an engine error, in the one error shape.
+pub(crate) fn query_error_response(e: QueryError) -> Response {
+    ApiError(e).into_response()
+}
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
@@ -205,24 +237,16 @@ fn resource<'e>(engine: &'e Engine, plural: &str) -> Result<&'e Entry, Response>
 /// (and `WWW-Authenticate: Bearer`) before the handler runs, so a handler
 /// that takes a `Caller` is only ever called with a known actor, which it
 /// hands to the engine as it is (an API key stays an API key).
-struct Caller(Actor);
+pub(crate) struct Caller(pub(crate) Actor);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        match (state.authenticate())(&parts.headers).await {
-            Ok(actor) => Ok(Caller(actor)),
-            Err(AuthFailure(message)) => {
-                let mut r =
-                    error_response(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Bearer"),
-                );
-                Err(r)
-            }
-        }
+        (state.authenticate())(&parts.method, &parts.headers)
+            .await
+            .map(Caller)
+            .map_err(refusal_response)
     }
 }
 

@@ -4,7 +4,9 @@
 //! Routes: `GET /health` (the process is up), `GET /ready` (the database
 //! answers and its schema is current), the resource API under `/api`
 //! ([`api`]), and its description: `GET /openapi.json` and the viewer at
-//! `GET /docs` ([`openapi`]). Every route is rate-limited per client
+//! `GET /docs` ([`openapi`]), and accounts and sign-in under `/auth` with
+//! the development mailbox at `/dev/mailbox` ([`auth`]). Every route is
+//! rate-limited per client
 //! ([`ratelimit`]). Unknown routes answer a JSON 404 in the one error shape
 //! every Kumo route uses.
 
@@ -22,6 +24,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use kumo_core::actor::Actor;
 use kumo_core::resource::Schema;
 use kumo_db::db::Database;
 use kumo_db::files::Migration;
@@ -41,7 +44,9 @@ struct Inner {
     /// The migrations this build of the project expects to be applied.
     migrations: Vec<Migration>,
     /// The resource API; `None` serves only health and readiness.
-    engine: Option<Engine>,
+    engine: Option<Arc<Engine>>,
+    /// Accounts and sign-in; `None` when no strategy is enabled.
+    auth: Option<Arc<auth::Auth>>,
     authenticate: api::Authenticate,
     /// `GET /openapi.json`, generated once from the resources.
     openapi: openapi::Document,
@@ -56,6 +61,7 @@ impl AppState {
                 db,
                 migrations,
                 engine: None,
+                auth: None,
                 authenticate: api::anonymous_only(),
                 openapi: openapi::Document::new(None),
                 rate_limit: None,
@@ -77,7 +83,8 @@ impl AppState {
                 db,
                 migrations,
                 openapi: openapi::Document::new(Some(&engine.catalog)),
-                engine: Some(engine),
+                engine: Some(Arc::new(engine)),
+                auth: None,
                 authenticate: api::anonymous_only(),
                 rate_limit: None,
             }),
@@ -87,6 +94,31 @@ impl AppState {
     /// Replaces how requests are turned into actors.
     pub fn with_authenticate(self, authenticate: api::Authenticate) -> Self {
         self.rebuild(|inner| Inner {
+            authenticate,
+            ..inner
+        })
+    }
+
+    /// Signs requests in with `auth`: its routes are served, and the
+    /// resource API's actor comes from its access tokens, API keys and
+    /// browser cookies.
+    pub fn with_auth(self, auth: Arc<auth::Auth>) -> Self {
+        let checker = auth.clone();
+        let authenticate: api::Authenticate =
+            Arc::new(
+                move |method, headers| match checker.credential(method, headers) {
+                    Ok(auth::credentials::Credential::None) => {
+                        Box::pin(std::future::ready(Ok(Actor::anonymous())))
+                    }
+                    Ok(credential) => {
+                        let auth = checker.clone();
+                        Box::pin(async move { auth.actor(credential).await })
+                    }
+                    Err(refused) => Box::pin(std::future::ready(Err(refused))),
+                },
+            );
+        self.rebuild(|inner| Inner {
+            auth: Some(auth),
             authenticate,
             ..inner
         })
@@ -115,7 +147,16 @@ impl AppState {
     }
 
     pub fn engine(&self) -> Option<&Engine> {
-        self.inner.engine.as_ref()
+        self.inner.engine.as_deref()
+    }
+
+    /// The engine, to share with the auth layer.
+    pub fn shared_engine(&self) -> Option<Arc<Engine>> {
+        self.inner.engine.clone()
+    }
+
+    pub fn auth(&self) -> Option<&Arc<auth::Auth>> {
+        self.inner.auth.as_ref()
     }
 
     pub(crate) fn authenticate(&self) -> &api::Authenticate {
@@ -132,6 +173,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(api::routes())
+        .merge(auth::routes::routes())
         .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

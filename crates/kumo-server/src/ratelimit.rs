@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::Clock;
@@ -98,28 +98,39 @@ impl Limiter {
     }
 
     fn client(&self, request: &Request) -> IpAddr {
-        let from_header = self.client_ip_header.as_ref().and_then(|name| {
-            let value = request.headers().get(name)?.to_str().ok()?;
-            value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
-        });
-        let peer = || {
-            request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip())
-        };
+        let ip = client_address(
+            request.headers(),
+            request.extensions(),
+            self.client_ip_header.as_ref(),
+        );
         // Without a socket (a router driven in-process) every request is
         // one client.
-        let ip = from_header
-            .or_else(peer)
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        bucket_key(ip)
+        bucket_key(ip.unwrap_or(IpAddr::from([0, 0, 0, 0])))
     }
+}
+
+/// The client's address: the last entry of `client_ip_header` when it is
+/// configured and present (the one the proxy added), otherwise the TCP
+/// peer's; `None` without a socket (a router driven in-process).
+pub(crate) fn client_address(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    client_ip_header: Option<&HeaderName>,
+) -> Option<IpAddr> {
+    let from_header = client_ip_header.and_then(|name| {
+        let value = headers.get(name)?.to_str().ok()?;
+        value.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+    });
+    from_header.or_else(|| {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+    })
 }
 
 /// IPv4 as is (also when written as an IPv4-mapped IPv6 address); IPv6
 /// reduced to its /64 network.
-fn bucket_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn bucket_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -144,7 +155,7 @@ pub(crate) async fn enforce(
     }
 }
 
-fn too_many_requests(wait: Duration) -> Response {
+pub(crate) fn too_many_requests(wait: Duration) -> Response {
     // Whole seconds, rounded up: a client retrying after `Retry-After` must
     // not be refused again.
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

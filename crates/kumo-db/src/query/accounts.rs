@@ -81,6 +81,33 @@ impl<'e> Accounts<'e> {
             tx,
         })
     }
+
+    /// Like [`AccountsTx::find`], outside a transaction: for reads on
+    /// every request (the signed-in user, an API key), which must not take
+    /// SQLite's write lock as [`Accounts::begin`] does.
+    pub async fn read(
+        &self,
+        resource: &str,
+        tests: &[(&str, Test)],
+        order: Option<(&str, Order)>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Record>, QueryError> {
+        let entry = account_entry(self.engine, resource);
+        let sql = select(self.engine, entry, tests, order, limit);
+        let fields: Vec<&Field> = entry.fields.iter().collect();
+        Ok(Exec::Pool(&self.engine.db)
+            .fetch_records(&sql, &fields)
+            .await?)
+    }
+
+    /// The first row [`Accounts::read`] would give.
+    pub async fn read_one(
+        &self,
+        resource: &str,
+        tests: &[(&str, Test)],
+    ) -> Result<Option<Record>, QueryError> {
+        Ok(self.read(resource, tests, None, Some(1)).await?.pop())
+    }
 }
 
 enum Txn {
@@ -114,11 +141,7 @@ impl<'e> AccountsTx<'e> {
     /// Borrowed from the engine, not the transaction, so it can be held
     /// while a statement runs.
     fn entry(&self, resource: &str) -> &'e Entry {
-        assert!(
-            RESOURCES.contains(&resource),
-            "`{resource}` is not an account resource"
-        );
-        self.engine.catalog.entry(resource)
+        account_entry(self.engine, resource)
     }
 
     /// The rows of `resource` that pass every test, all fields included,
@@ -131,23 +154,7 @@ impl<'e> AccountsTx<'e> {
         limit: Option<u32>,
     ) -> Result<Vec<Record>, QueryError> {
         let entry = self.entry(resource);
-        let mut sql = Sql::new(self.engine.db.dialect());
-        sql.push("SELECT ");
-        select_all(&mut sql, entry);
-        sql.push(" FROM ").push(&ident(&entry.table));
-        push_where(&mut sql, entry, tests);
-        sql.push(" ORDER BY ");
-        if let Some((column, direction)) = order {
-            sql.push(&ident(&field(entry, column).name))
-                .push(match direction {
-                    Order::Ascending => " ASC, ",
-                    Order::Descending => " DESC, ",
-                });
-        }
-        sql.push("\"id\"");
-        if let Some(limit) = limit {
-            sql.push(&format!(" LIMIT {limit}"));
-        }
+        let sql = select(self.engine, entry, tests, order, limit);
         let fields: Vec<&Field> = entry.fields.iter().collect();
         Ok(self.exec().fetch_records(&sql, &fields).await?)
     }
@@ -268,6 +275,43 @@ impl<'e> AccountsTx<'e> {
             .await
             .map_err(|e| super::write::constraint_error(entry, e, true))
     }
+}
+
+fn account_entry<'e>(engine: &'e Engine, resource: &str) -> &'e Entry {
+    assert!(
+        RESOURCES.contains(&resource),
+        "`{resource}` is not an account resource"
+    );
+    engine.catalog.entry(resource)
+}
+
+/// `SELECT` every column of the rows that pass the tests, in `order` and
+/// then by id, at most `limit`.
+fn select(
+    engine: &Engine,
+    entry: &Entry,
+    tests: &[(&str, Test)],
+    order: Option<(&str, Order)>,
+    limit: Option<u32>,
+) -> Sql {
+    let mut sql = Sql::new(engine.db.dialect());
+    sql.push("SELECT ");
+    select_all(&mut sql, entry);
+    sql.push(" FROM ").push(&ident(&entry.table));
+    push_where(&mut sql, entry, tests);
+    sql.push(" ORDER BY ");
+    if let Some((column, direction)) = order {
+        sql.push(&ident(&field(entry, column).name))
+            .push(match direction {
+                Order::Ascending => " ASC, ",
+                Order::Descending => " DESC, ",
+            });
+    }
+    sql.push("\"id\"");
+    if let Some(limit) = limit {
+        sql.push(&format!(" LIMIT {limit}"));
+    }
+    sql
 }
 
 fn field<'a>(entry: &'a Entry, name: &str) -> &'a Field {

@@ -43,6 +43,18 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    pub fn user_id(&self) -> Uuid {
+        record_uuid(&self.user, "id")
+    }
+
+    pub fn role(&self) -> Role {
+        self.user
+            .get("role")
+            .and_then(Value::as_str)
+            .and_then(Role::parse)
+            .unwrap_or(Role::User)
+    }
+
     /// The answer's `data`, as every sign-in and refresh returns it.
     pub fn to_json(&self) -> Value {
         json!({

@@ -5,14 +5,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use kumo_core::actor::Actor;
 use kumo_core::load::load_schema;
 use kumo_db::db::{Database, Target};
 use kumo_db::files::Plan;
 use kumo_db::runner;
 use kumo_db::sql::Dialect;
+use kumo_mail::Outbox;
+use kumo_mail::templates::Templates;
 use kumo_server::api::{AuthFailure, Authenticate};
+use kumo_server::auth::clock::Clock;
+use kumo_server::auth::{Auth, Settings};
 use kumo_server::{AppState, app};
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
@@ -88,6 +92,10 @@ pub(crate) struct TestApi {
     _dir: Option<TempDir>,
     /// Token → user record, filled by [`TestApi::user`].
     users: Arc<std::sync::Mutex<HashMap<String, Map<String, Value>>>>,
+    /// What the state was built from, to build it again with the real
+    /// auth layer ([`TestApi::sign_ins`]).
+    schema: kumo_core::resource::Schema,
+    migration: kumo_db::files::Migration,
 }
 
 pub(crate) struct Reply {
@@ -171,7 +179,7 @@ impl TestApi {
             .expect("migrate");
         let users: Arc<std::sync::Mutex<HashMap<String, Map<String, Value>>>> = Arc::default();
         let known = users.clone();
-        let authenticate: Authenticate = Arc::new(move |headers: &HeaderMap| {
+        let authenticate: Authenticate = Arc::new(move |_: &Method, headers: &HeaderMap| {
             let answer = (|| {
                 let Some(value) = headers.get(header::AUTHORIZATION) else {
                     return Ok(Actor::anonymous());
@@ -196,7 +204,7 @@ impl TestApi {
                     .expect("users")
                     .get(owner)
                     .cloned()
-                    .ok_or_else(|| AuthFailure("unknown test token".into()))?;
+                    .ok_or_else(|| AuthFailure::Unauthenticated("unknown test token".into()))?;
                 Ok(if key {
                     Actor::api_key(uuid::Uuid::from_u128(1), record)
                 } else {
@@ -205,15 +213,53 @@ impl TestApi {
             })();
             Box::pin(std::future::ready(answer))
         });
-        let state = AppState::with_api(db.clone(), vec![migration], schema, b"test secret")
-            .with_authenticate(authenticate);
+        let state = AppState::with_api(
+            db.clone(),
+            vec![migration.clone()],
+            schema.clone(),
+            b"test secret",
+        )
+        .with_authenticate(authenticate);
         TestApi {
             state,
             db,
             target: Some(target),
             _dir: dir,
             users,
+            schema,
+            migration,
         }
+    }
+
+    /// Serves the auth layer that `settings` describe, with the dev mail
+    /// adapter and a manual clock, in place of the test authenticator.
+    pub(crate) fn sign_ins(
+        &mut self,
+        settings: Settings,
+        secret: &[u8],
+        clock: Clock,
+    ) -> Arc<Auth> {
+        let state = AppState::with_api(
+            self.db.clone(),
+            vec![self.migration.clone()],
+            self.schema.clone(),
+            secret,
+        );
+        let outbox = Outbox::start(kumo_mail::Settings {
+            from: kumo_mail::DEFAULT_FROM.parse().expect("the default sender"),
+            delivery: kumo_mail::Delivery::Dev,
+        });
+        let auth = Auth::start(
+            state.shared_engine().expect("an engine"),
+            settings,
+            secret,
+            outbox,
+            Templates::load(None).expect("the built-in templates"),
+            clock,
+        )
+        .expect("the auth layer starts");
+        self.state = state.with_auth(auth.clone());
+        auth
     }
 
     /// The default test project: avatars and comments, with accounts.

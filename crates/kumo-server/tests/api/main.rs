@@ -3,6 +3,7 @@
 //! Every test runs on both databases.
 
 mod admin_only;
+mod auth_http;
 mod batches;
 mod busy;
 mod crud;

@@ -1,0 +1,776 @@
+//! The `/auth/…` routes and the development mailbox.
+//!
+//! Every sign-in answers `{"data":{access_token, refresh_token,
+//! token_type, expires_in, session_id, user}}`. Errors are in the API's one
+//! shape; a bad body is a 400, a missing or malformed field a 422 naming
+//! it. A strategy that is not enabled answers 404 on its routes, as does
+//! every route here when no strategy is.
+
+// Handlers return an early `Response` as their error, the axum idiom.
+#![allow(clippy::result_large_err)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use kumo_auth::email;
+use kumo_core::actor::Actor;
+use kumo_db::query::QueryError;
+use kumo_db::query::accounts::{Set, Test};
+use kumo_mail::Message;
+use kumo_mail::templates::{Kind, Values};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::audit::Entry;
+use super::clock::stamp;
+use super::magic_link::{self, Failure, Poll};
+use super::session::{self, Device, RefreshError, Tokens, public_user};
+use super::{Auth, pages};
+use crate::AppState;
+use crate::api::{Caller, error_response, query_error_response};
+use crate::ratelimit::{bucket_key, client_address, too_many_requests};
+
+type Reply = Result<Response, Response>;
+
+/// The longest user agent kept with a session.
+const USER_AGENT_MAX: usize = 256;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/magic_link/request", post(magic_link_request))
+        .route("/auth/magic_link/sign_in", post(magic_link_sign_in))
+        .route("/auth/magic_link/poll", post(magic_link_poll))
+        .route(
+            "/auth/magic_link/{token}",
+            get(magic_link_page).post(magic_link_press),
+        )
+        .route("/auth/token/refresh", post(refresh))
+        .route("/auth/me", get(me))
+        .route("/auth/sessions", get(sessions))
+        .route("/auth/sessions/{id}", delete(revoke_session))
+        .route("/auth/sign_out", post(sign_out))
+        .route("/auth/sign_out_everywhere", post(sign_out_everywhere))
+        .route("/dev/mailbox", get(mailbox_page))
+        .route("/dev/mailbox.json", get(mailbox_json))
+}
+
+fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+}
+
+/// The auth layer, or 404 when no strategy is enabled.
+fn auth(state: &AppState) -> Result<&Arc<Auth>, Response> {
+    state.auth().ok_or_else(not_found)
+}
+
+/// The auth layer when `strategy` is enabled, or 404.
+fn with_strategy(state: &AppState, enabled: fn(&Auth) -> bool) -> Result<&Arc<Auth>, Response> {
+    auth(state).and_then(|a| if enabled(a) { Ok(a) } else { Err(not_found()) })
+}
+
+fn magic_link_enabled(auth: &Auth) -> bool {
+    auth.settings.strategies.magic_link
+}
+
+/// Where a request comes from: its address (for rate limits and the audit
+/// log) and the device it describes itself as.
+pub(crate) struct Client {
+    ip: Option<IpAddr>,
+    device: Device,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let header_name = state
+            .auth()
+            .and_then(|a| a.settings.client_ip_header.clone());
+        let ip = client_address(&parts.headers, &parts.extensions, header_name.as_ref());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(USER_AGENT_MAX).collect());
+        Ok(Client {
+            ip,
+            device: Device {
+                ip: ip.map(|ip| ip.to_string()),
+                user_agent,
+            },
+        })
+    }
+}
+
+impl Auth {
+    /// Counts a request against its client's and (when given) its target
+    /// account's allowance; 429 with `Retry-After` beyond either.
+    fn limit(&self, client: &Client, account: Option<String>) -> Result<(), Response> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        let ip = bucket_key(client.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        limits.check_client(ip).map_err(too_many_requests)?;
+        if let Some(account) = account {
+            limits.check_account(account).map_err(too_many_requests)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn forget_idle_limits(&self) {
+        if let Some(limits) = &self.limits {
+            limits.forget_idle();
+        }
+    }
+}
+
+/// A JSON object body, or 400.
+fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be a JSON object",
+            None,
+        )),
+        Err(e) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("the body is not JSON: {e}"),
+            None,
+        )),
+    }
+}
+
+/// The non-empty string fields `names` of `body`, or a 422 naming every
+/// one that is missing or not a string.
+fn strings<'b, const N: usize>(
+    body: &'b Map<String, Value>,
+    names: [&str; N],
+) -> Result<[&'b str; N], Response> {
+    let mut fields = kumo_db::query::FieldErrors::new();
+    let mut found = [""; N];
+    for (slot, name) in found.iter_mut().zip(names) {
+        match body.get(name) {
+            Some(Value::String(s)) if !s.trim().is_empty() => *slot = s,
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                fields.insert(name.to_owned(), vec!["is required".to_owned()]);
+            }
+            Some(_) => {
+                fields.insert(name.to_owned(), vec!["must be a string".to_owned()]);
+            }
+        }
+    }
+    if fields.is_empty() {
+        Ok(found)
+    } else {
+        Err(query_error_response(QueryError::invalid(fields)))
+    }
+}
+
+/// An email field, normalised, or a 422 naming `field`.
+fn email_field(raw: &str, field: &str) -> Result<String, Response> {
+    email::normalize(raw).map_err(|why| {
+        let mut fields = kumo_db::query::FieldErrors::new();
+        fields.insert(field.to_owned(), vec![why.to_owned()]);
+        query_error_response(QueryError::invalid(fields))
+    })
+}
+
+fn signed_in(tokens: &Tokens) -> Response {
+    (StatusCode::OK, Json(json!({ "data": tokens.to_json() }))).into_response()
+}
+
+fn store_failure(e: &QueryError) -> Response {
+    tracing::error!(error = %e, "the account store failed");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the account store failed; nothing was changed",
+        None,
+    )
+}
+
+fn failure_response(failure: &Failure) -> Response {
+    match failure {
+        Failure::Store(e) => match e {
+            QueryError::Unavailable(_) => {
+                query_error_response(QueryError::Unavailable(kumo_db::query::Busy::Pool))
+            }
+            e => store_failure(e),
+        },
+        Failure::Locked => error_response(
+            StatusCode::FORBIDDEN,
+            failure.code(),
+            &failure.to_string(),
+            None,
+        ),
+        _ => error_response(
+            StatusCode::UNAUTHORIZED,
+            failure.code(),
+            &failure.to_string(),
+            None,
+        ),
+    }
+}
+
+fn user_id_of(tokens: &Tokens) -> Option<Value> {
+    tokens.user.get("id").cloned()
+}
+
+// ---- magic links ----------------------------------------------------------
+
+/// `POST /auth/magic_link/request {email}`: always 200 with a poll handle,
+/// whether or not the address may sign in.
+async fn magic_link_request(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = with_strategy(&state, magic_link_enabled)?;
+    let body = object(&body)?;
+    let [raw] = strings(&body, ["email"])?;
+    let address = email_field(raw, "email")?;
+    auth.limit(&client, Some(format!("email:{address}")))?;
+    let now = auth.clock.now();
+    let requested = auth
+        .magic_links()
+        .request(&address, now)
+        .await
+        .map_err(|e| store_failure(&e))?;
+    // Rendered either way, so the answer takes as long for an unknown
+    // address; only sent when the address may sign in.
+    let (token, code) = requested
+        .mail
+        .clone()
+        .unwrap_or_else(|| (kumo_auth::secret::random_token(), "000000".into()));
+    let link = format!("{}/auth/magic_link/{token}", auth.settings.public_url);
+    let values = Values {
+        app: &auth.settings.app_name,
+        email: &address,
+        link: &link,
+        code: Some(&code),
+        minutes: magic_link::TOKEN_MINUTES as u32,
+    };
+    match auth.templates.render(Kind::MagicLink, &values) {
+        Ok(rendered) if requested.mail.is_some() => {
+            auth.outbox.send(Message::new(&address, rendered));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not render the magic-link email"),
+    }
+    auth.audit(Entry {
+        kind: "magic_link_request",
+        strategy: Some("magic_link"),
+        success: true,
+        user_id: None,
+        device: &client.device,
+        detail: json!({ "sent": requested.mail.is_some() }),
+    })
+    .await;
+    Ok(Json(json!({
+        "ok": true,
+        "poll": {
+            "id": requested.poll_id,
+            "secret": requested.poll_secret,
+            "interval": magic_link::POLL_INTERVAL,
+        }
+    }))
+    .into_response())
+}
+
+/// `POST /auth/magic_link/sign_in {token}` or `{email, code}`.
+async fn magic_link_sign_in(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = with_strategy(&state, magic_link_enabled)?;
+    let body = object(&body)?;
+    let now = auth.clock.now();
+    let links = auth.magic_links();
+    let (result, email) = if body.contains_key("token") {
+        let [token] = strings(&body, ["token"])?;
+        auth.limit(&client, None)?;
+        (
+            links.sign_in_with_token(token, &client.device, now).await,
+            None,
+        )
+    } else {
+        let [raw, code] = strings(&body, ["email", "code"])?;
+        let address = email_field(raw, "email")?;
+        auth.limit(&client, Some(format!("email:{address}")))?;
+        (
+            links
+                .sign_in_with_code(&address, code.trim(), &client.device, now)
+                .await,
+            Some(address),
+        )
+    };
+    let tokens = audit_sign_in(auth, &client, "magic_link", result, email).await?;
+    Ok(signed_in(&tokens))
+}
+
+/// Audits a sign-in's outcome; the error is the response to give.
+async fn audit_sign_in(
+    auth: &Auth,
+    client: &Client,
+    strategy: &str,
+    result: Result<Tokens, Failure>,
+    email: Option<String>,
+) -> Result<Tokens, Response> {
+    match result {
+        Ok(tokens) => {
+            auth.audit(Entry {
+                kind: "sign_in",
+                strategy: Some(strategy),
+                success: true,
+                user_id: user_id_of(&tokens),
+                device: &client.device,
+                detail: json!({}),
+            })
+            .await;
+            Ok(tokens)
+        }
+        Err(failure) => {
+            auth.audit(Entry {
+                kind: "sign_in",
+                strategy: Some(strategy),
+                success: false,
+                user_id: None,
+                device: &client.device,
+                detail: json!({ "reason": failure.code(), "email": email }),
+            })
+            .await;
+            Err(failure_response(&failure))
+        }
+    }
+}
+
+/// `POST /auth/magic_link/poll {id, secret}`: 202 while the link is unused,
+/// then this device's own session, once.
+async fn magic_link_poll(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = with_strategy(&state, magic_link_enabled)?;
+    let body = object(&body)?;
+    let [id, poll_secret] = strings(&body, ["id", "secret"])?;
+    // A game polls every few seconds for up to the link's lifetime, so the
+    // poll counts against its handle, not its client's allowance.
+    if let Some(limits) = &auth.limits {
+        limits
+            .check_account(format!("poll:{id}"))
+            .map_err(too_many_requests)?;
+    }
+    let now = auth.clock.now();
+    match auth
+        .magic_links()
+        .poll(id, poll_secret, &client.device, now)
+        .await
+    {
+        Ok(Poll::Pending) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "ok": true, "status": "pending", "interval": magic_link::POLL_INTERVAL })),
+        )
+            .into_response()),
+        Ok(Poll::SignedIn(tokens)) => {
+            let tokens = audit_sign_in(auth, &client, "magic_link", Ok(tokens), None).await?;
+            Ok(signed_in(&tokens))
+        }
+        Err(failure) => Err(failure_response(&failure)),
+    }
+}
+
+/// `GET /auth/magic_link/{token}`: a page with a button; consumes nothing,
+/// so a mail scanner that fetches the link does not use it up.
+async fn magic_link_page(State(state): State<AppState>) -> Reply {
+    let auth = with_strategy(&state, magic_link_enabled)?;
+    Ok(pages::confirm_sign_in(&auth.settings.app_name))
+}
+
+/// The button's `POST`: signs this browser in (a session cookie) and tells
+/// the player to return to the game, whose poll now gets its own session.
+async fn magic_link_press(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+) -> Reply {
+    let auth = with_strategy(&state, magic_link_enabled)?;
+    // Login CSRF: another site must not sign this browser in.
+    if !auth.form_from_own_page(&headers) {
+        return Err(pages::sign_in_failed(
+            StatusCode::FORBIDDEN,
+            "This sign-in must be confirmed from its own page. Open the link from your email again.",
+        ));
+    }
+    if let Err(response) = auth.limit(&client, None) {
+        return Err(pages::sign_in_failed(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts from this network; wait a minute and try again.",
+        )
+        .into_response()
+        .tap_headers(&response));
+    }
+    let now = auth.clock.now();
+    let result = auth
+        .magic_links()
+        .sign_in_with_token(&token, &client.device, now)
+        .await;
+    let app = &auth.settings.app_name;
+    match audit_sign_in(auth, &client, "magic_link", result, None).await {
+        Ok(tokens) => {
+            let mut page = pages::signed_in(app);
+            let cookie = auth.browser_cookie(&tokens, now);
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                page.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            Ok(page)
+        }
+        Err(response) => {
+            let status = response.status();
+            let message = match status {
+                StatusCode::FORBIDDEN => "This account is locked.",
+                StatusCode::INTERNAL_SERVER_ERROR | StatusCode::SERVICE_UNAVAILABLE => {
+                    "Something went wrong on the server; try the link again in a moment."
+                }
+                _ => {
+                    "This link is not valid, has expired, or was already used. Ask your game for a new one."
+                }
+            };
+            Err(pages::sign_in_failed(status, message))
+        }
+    }
+}
+
+trait TapHeaders {
+    fn tap_headers(self, from: &Response) -> Response;
+}
+
+impl TapHeaders for Response {
+    /// Copies `Retry-After` from `from`.
+    fn tap_headers(mut self, from: &Response) -> Response {
+        if let Some(v) = from.headers().get(header::RETRY_AFTER) {
+            self.headers_mut().insert(header::RETRY_AFTER, v.clone());
+        }
+        self
+    }
+}
+
+// ---- sessions ---------------------------------------------------------------
+
+/// `POST /auth/token/refresh {refresh_token}`.
+async fn refresh(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = auth(&state)?;
+    let body = object(&body)?;
+    let [token] = strings(&body, ["refresh_token"])?;
+    let presented = auth.keys.refresh.open(token);
+    auth.limit(
+        &client,
+        presented.map(|p| format!("session:{}", p.session_id)),
+    )?;
+    let now = auth.clock.now();
+    match session::refresh(&auth.accounts(), &auth.keys, token, now).await {
+        Ok(tokens) => Ok(signed_in(&tokens)),
+        Err(e) => {
+            if matches!(e, RefreshError::Reused) {
+                if let Some(p) = presented {
+                    auth.revocations.insert(p.session_id, now);
+                    auth.sessions.forget(&p.session_id.to_string());
+                }
+                auth.audit(Entry {
+                    kind: "refresh_token_reused",
+                    strategy: None,
+                    success: false,
+                    user_id: None,
+                    device: &client.device,
+                    detail: json!({ "session_id": presented.map(|p| p.session_id) }),
+                })
+                .await;
+            } else if matches!(e, RefreshError::Locked) {
+                auth.audit(Entry {
+                    kind: "refresh",
+                    strategy: None,
+                    success: false,
+                    user_id: None,
+                    device: &client.device,
+                    detail: json!({ "reason": "account_locked" }),
+                })
+                .await;
+            }
+            Err(refresh_error(&e))
+        }
+    }
+}
+
+fn refresh_error(e: &RefreshError) -> Response {
+    match e {
+        RefreshError::Store(store) => store_failure(store),
+        RefreshError::Locked => {
+            error_response(StatusCode::FORBIDDEN, e.code(), &e.to_string(), None)
+        }
+        _ => {
+            let mut r = error_response(StatusCode::UNAUTHORIZED, e.code(), &e.to_string(), None);
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+/// The signed-in user's id, or 401 for an anonymous caller.
+fn signed_in_user(actor: &Actor) -> Result<String, Response> {
+    actor.id().map(|id| id.to_string()).ok_or_else(|| {
+        let mut r = error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in first",
+            None,
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    })
+}
+
+/// `GET /auth/me`.
+async fn me(State(state): State<AppState>, Caller(actor): Caller) -> Reply {
+    let auth = auth(&state)?;
+    let id = signed_in_user(&actor)?;
+    let user = auth
+        .accounts()
+        .read_one("user", &[("id", Test::Eq(json!(id)))])
+        .await
+        .map_err(|e| store_failure(&e))?
+        .ok_or_else(not_found)?;
+    Ok(Json(json!({ "data": public_user(&user) })).into_response())
+}
+
+/// `GET /auth/sessions`: the caller's signed-in devices, newest first.
+async fn sessions(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    headers: HeaderMap,
+) -> Reply {
+    let auth = auth(&state)?;
+    let id = signed_in_user(&actor)?;
+    let now = auth.clock.now();
+    let current = auth.current_session(&headers);
+    let rows = auth
+        .accounts()
+        .read(
+            "session",
+            &[
+                ("user_id", Test::Eq(json!(id))),
+                ("revoked_at", Test::IsNull),
+                ("expires_at", Test::Above(json!(stamp(now)))),
+            ],
+            Some(("inserted_at", kumo_db::query::accounts::Order::Descending)),
+            None,
+        )
+        .await
+        .map_err(|e| store_failure(&e))?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "id": row["id"],
+                "created_at": row["inserted_at"],
+                "last_used_at": row["last_used_at"],
+                "expires_at": row["expires_at"],
+                "ip": row["ip"],
+                "user_agent": row["user_agent"],
+                "current": current.is_some_and(|c| row["id"] == json!(c)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+/// `DELETE /auth/sessions/{id}`: signs one of the caller's devices out.
+/// Another user's session is a 404, as a missing one is.
+async fn revoke_session(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    client: Client,
+    Path(session_id): Path<String>,
+) -> Reply {
+    let auth = auth(&state)?;
+    let user_id = signed_in_user(&actor)?;
+    let Ok(session_id) = Uuid::parse_str(&session_id) else {
+        return Err(not_found());
+    };
+    let revoked = auth
+        .revoke(&[
+            ("id", Test::Eq(json!(session_id))),
+            ("user_id", Test::Eq(json!(user_id))),
+        ])
+        .await
+        .map_err(|e| store_failure(&e))?;
+    if revoked == 0 {
+        return Err(not_found());
+    }
+    auth.audit(Entry {
+        kind: "session_revoked",
+        strategy: None,
+        success: true,
+        user_id: Some(json!(user_id)),
+        device: &client.device,
+        detail: json!({ "session_id": session_id }),
+    })
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /auth/sign_out`: ends the session the caller's token or cookie
+/// belongs to (an API key has none: revoke it instead).
+async fn sign_out(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    client: Client,
+    headers: HeaderMap,
+) -> Reply {
+    let auth = auth(&state)?;
+    let user_id = signed_in_user(&actor)?;
+    let Some(session_id) = auth.current_session(&headers) else {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "an API key has no session to sign out of; revoke the key instead",
+            None,
+        ));
+    };
+    auth.revoke(&[("id", Test::Eq(json!(session_id)))])
+        .await
+        .map_err(|e| store_failure(&e))?;
+    auth.audit(Entry {
+        kind: "sign_out",
+        strategy: None,
+        success: true,
+        user_id: Some(json!(user_id)),
+        device: &client.device,
+        detail: json!({ "session_id": session_id }),
+    })
+    .await;
+    let mut response = Json(json!({ "ok": true })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&auth.cleared_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// `POST /auth/sign_out_everywhere`: ends every session of the caller.
+async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    client: Client,
+) -> Reply {
+    let auth = auth(&state)?;
+    let user_id = signed_in_user(&actor)?;
+    let revoked = auth
+        .revoke(&[("user_id", Test::Eq(json!(user_id)))])
+        .await
+        .map_err(|e| store_failure(&e))?;
+    auth.audit(Entry {
+        kind: "sign_out_everywhere",
+        strategy: None,
+        success: true,
+        user_id: Some(json!(user_id)),
+        device: &client.device,
+        detail: json!({ "sessions": revoked }),
+    })
+    .await;
+    let mut response = Json(json!({ "ok": true, "signed_out": revoked })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&auth.cleared_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+impl Auth {
+    /// Revokes the live sessions that pass `tests`, on this node at once
+    /// and on the others within [`super::revocations::RELOAD_EVERY`].
+    pub async fn revoke(&self, tests: &[(&str, Test)]) -> Result<usize, QueryError> {
+        let now = self.clock.now();
+        let mut all = tests.to_vec();
+        all.push(("revoked_at", Test::IsNull));
+        let mut tx = self.accounts().begin().await?;
+        let revoked = tx
+            .update(
+                "session",
+                &[("revoked_at", Set::To(json!(stamp(now))))],
+                &all,
+                &stamp(now),
+            )
+            .await?;
+        tx.commit().await?;
+        for row in &revoked {
+            if let Some(id) = row["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+                self.revocations.insert(id, now);
+                self.sessions.forget(&id.to_string());
+            }
+        }
+        Ok(revoked.len())
+    }
+
+    /// The session of the request's access token or cookie (not of an API
+    /// key). The caller was authenticated already; this reads the claims.
+    fn current_session(&self, headers: &HeaderMap) -> Option<Uuid> {
+        let now = self.clock.now().unix_timestamp();
+        if let Some(bearer) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            return self
+                .keys
+                .access
+                .verify(bearer.trim(), now)
+                .ok()
+                .map(|c| c.session_id);
+        }
+        let cookie = super::credentials::session_cookie(headers)?;
+        self.browser.verify(cookie, now).ok().map(|c| c.session_id)
+    }
+
+    /// Whether a form post comes from this server's own page.
+    fn form_from_own_page(&self, headers: &HeaderMap) -> bool {
+        let has_browser_headers =
+            headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN);
+        !has_browser_headers || self.same_origin(headers)
+    }
+}
+
+// ---- dev mailbox ---------------------------------------------------------
+
+/// The dev adapter's messages, to a client on this machine only: they hold
+/// sign-in links, which would let anyone who can read them sign in as
+/// anyone. Otherwise, and when the adapter is not `dev`, 404.
+fn dev_mailbox(
+    state: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+) -> Result<Vec<kumo_mail::Sent>, Response> {
+    let auth = auth(state)?;
+    let mailbox = auth.outbox.dev_mailbox().ok_or_else(not_found)?;
+    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let local = client.ip.is_none_or(|ip| ip.is_loopback());
+    if proxied || !local {
+        return Err(not_found());
+    }
+    Ok(mailbox.list())
+}
+
+async fn mailbox_page(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Reply {
+    let messages = dev_mailbox(&state, &client, &headers)?;
+    Ok(pages::mailbox(&messages))
+}
+
+async fn mailbox_json(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Reply {
+    let messages = dev_mailbox(&state, &client, &headers)?;
+    let mut response = Json(messages).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

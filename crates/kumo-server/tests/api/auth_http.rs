@@ -1,0 +1,848 @@
+//! The `/auth/…` routes over HTTP on both databases, with the real auth
+//! layer (`AppState::with_auth`), the dev mail adapter and a clock the
+//! tests move: magic links by link, code and poll; refresh rotation and
+//! reuse; sessions and sign-out; the browser cookie and CSRF; lockout;
+//! strategies not enabled; tampered tokens; rate limits; the audit log;
+//! the dev mailbox.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use kumo_core::project::Registration;
+use kumo_db::query::accounts::{Set, Test};
+use kumo_server::app;
+use kumo_server::auth::clock::{Clock, stamp};
+use kumo_server::auth::limits::LimitSettings;
+use kumo_server::auth::{Auth, Settings, Strategies};
+use serde_json::{Value, json};
+use time::macros::datetime;
+use tower::ServiceExt;
+
+use crate::both;
+use crate::harness::{Reply, TestApi};
+
+const SECRET: &[u8] = b"the auth route test's secret, 32";
+const PUBLIC_URL: &str = "http://game.test";
+
+fn settings(registration: Registration) -> Settings {
+    Settings {
+        strategies: Strategies {
+            magic_link: true,
+            password: false,
+            api_key: true,
+        },
+        registration,
+        access_ttl: time::Duration::minutes(15),
+        session_ttl: time::Duration::days(30),
+        public_url: PUBLIC_URL.into(),
+        app_name: "Test Game".into(),
+        limits: None,
+        client_ip_header: None,
+    }
+}
+
+fn clock() -> Clock {
+    Clock::manual(datetime!(2026-11-21 12:00:00 UTC))
+}
+
+async fn signing_in(dialect: kumo_db::sql::Dialect, settings: Settings) -> (TestApi, Arc<Auth>) {
+    let mut api = TestApi::avatars(dialect).await;
+    let auth = api.sign_ins(settings, SECRET, clock());
+    (api, auth)
+}
+
+async fn post(api: &TestApi, uri: &str, body: Value) -> Reply {
+    api.send("POST", uri, None, Some(body)).await
+}
+
+/// A request whose answer may be HTML: status, headers and the body text.
+async fn text(api: &TestApi, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    let response = app(api.state.clone()).oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// The newest mail in the dev mailbox to `to`: its link's token and code.
+async fn mailed(api: &TestApi, to: &str) -> (String, String) {
+    let (status, _, body) = text(
+        api,
+        Request::get("/dev/mailbox.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mails: Value = serde_json::from_str(&body).unwrap();
+    let mail = mails
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["to"] == to)
+        .unwrap_or_else(|| panic!("no mail to {to} in {mails}"));
+    let text = mail["text"].as_str().unwrap();
+    let prefix = format!("{PUBLIC_URL}/auth/magic_link/");
+    let at = text.find(&prefix).expect("the mail holds the link") + prefix.len();
+    let token: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let code = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("the mail holds a six-digit code")
+        .to_owned();
+    for field in ["subject", "html", "sent_at"] {
+        assert!(mail[field].is_string(), "{field} in {mail}");
+    }
+    (token, code)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+async fn me(api: &TestApi, credential: &str) -> Reply {
+    let request = Request::get("/auth/me")
+        .header(header::AUTHORIZATION, bearer(credential))
+        .body(Body::empty())
+        .unwrap();
+    api.raw(request).await
+}
+
+fn session_of(reply: &Reply) -> (String, String) {
+    let data = reply.data();
+    (
+        data["access_token"].as_str().unwrap().to_owned(),
+        data["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+both!(
+    a_magic_link_signs_in_the_browser_and_the_polling_game,
+    |dialect| async move {
+        let (api, _auth) = signing_in(dialect, settings(Registration::Open)).await;
+        let r = post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": " Player@Example.com " }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["ok"], true);
+        let poll = r.body["poll"].clone();
+        assert!(
+            poll["id"].is_string() && poll["secret"].is_string(),
+            "{poll}"
+        );
+        assert_eq!(poll["interval"], 2);
+        let (token, _code) = mailed(&api, "player@example.com").await;
+
+        // The game polls: pending.
+        let r = post(&api, "/auth/magic_link/poll", poll.clone()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        assert_eq!(r.body["status"], "pending");
+
+        // A mail scanner fetches the link: a page with a button, nothing used.
+        let (status, headers, page) = text(
+            &api,
+            Request::get(format!("/auth/magic_link/{token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("<form method=\"post\">"), "{page}");
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        assert!(
+            headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        let r = post(&api, "/auth/magic_link/poll", poll.clone()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+
+        // Another site cannot press the button for the player.
+        let (status, _, _) = text(
+            &api,
+            Request::post(format!("/auth/magic_link/{token}"))
+                .header(header::ORIGIN, "https://evil.test")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // The player presses it: signed in, told to return to the game.
+        let (status, headers, page) = text(
+            &api,
+            Request::post(format!("/auth/magic_link/{token}"))
+                .header(header::ORIGIN, PUBLIC_URL)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("Return to Test Game"), "{page}");
+        let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(cookie.starts_with("kumo_session="), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        let cookie = cookie.split(';').next().unwrap().to_owned();
+
+        // The game's poll now gets its own session, once.
+        let r = post(&api, "/auth/magic_link/poll", poll.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let data = r.data();
+        for field in [
+            "access_token",
+            "refresh_token",
+            "expires_in",
+            "session_id",
+            "user",
+        ] {
+            assert!(!data[field].is_null(), "{field} in {data}");
+        }
+        assert_eq!(data["token_type"], "Bearer");
+        assert_eq!(data["expires_in"], 900);
+        assert_eq!(data["user"]["email"], "player@example.com");
+        assert!(data["user"].get("password_hash").is_none());
+        let r2 = post(&api, "/auth/magic_link/poll", poll).await;
+        assert_eq!(r2.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r2.body["error"]["code"], "token_used");
+
+        // The access token is the player.
+        let (access, _) = session_of(&r);
+        let who = me(&api, &access).await;
+        assert_eq!(who.status, StatusCode::OK, "{}", who.body);
+        assert_eq!(who.data()["email"], "player@example.com");
+
+        // So is the browser's cookie, for reads and same-origin writes;
+        // a write from another site is refused.
+        let (status, _, body) = text(
+            &api,
+            Request::get("/auth/me")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _, body) = text(
+            &api,
+            Request::post("/auth/sign_out")
+                .header(header::COOKIE, &cookie)
+                .header(header::ORIGIN, "https://evil.test")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("cross_site_request"), "{body}");
+        let (status, headers, body) = text(
+            &api,
+            Request::post("/auth/sign_out")
+                .header(header::COOKIE, &cookie)
+                .header("sec-fetch-site", "same-origin")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        // Signed out: the cookie no longer works, the game's session does.
+        let (status, _, _) = text(
+            &api,
+            Request::get("/auth/me")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(me(&api, &access).await.status, StatusCode::OK);
+
+        // The link was used: pressing it again says so.
+        let (status, _, page) = text(
+            &api,
+            Request::post(format!("/auth/magic_link/{token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(page.contains("already used"), "{page}");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_code_signs_in_and_allows_five_tries,
+    |dialect| async move {
+        let (api, _auth) = signing_in(dialect, settings(Registration::Open)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "coder@example.com" }),
+        )
+        .await;
+        let (_, code) = mailed(&api, "coder@example.com").await;
+        let wrong = if code == "000000" { "000001" } else { "000000" };
+        let r = post(
+            &api,
+            "/auth/magic_link/sign_in",
+            json!({ "email": "coder@example.com", "code": wrong }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.body["error"]["code"], "token_invalid");
+        let r = post(
+            &api,
+            "/auth/magic_link/sign_in",
+            json!({ "email": "Coder@example.com", "code": code }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.data()["user"]["email"], "coder@example.com");
+
+        // A new link; five wrong tries use its code up, the right one then fails.
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "coder@example.com" }),
+        )
+        .await;
+        let (_, code) = mailed(&api, "coder@example.com").await;
+        let wrong = if code == "000000" { "000001" } else { "000000" };
+        for _ in 0..5 {
+            let r = post(
+                &api,
+                "/auth/magic_link/sign_in",
+                json!({ "email": "coder@example.com", "code": wrong }),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+        let r = post(
+            &api,
+            "/auth/magic_link/sign_in",
+            json!({ "email": "coder@example.com", "code": code }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_request_answers_the_same_for_unknown_addresses,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Closed)).await;
+        let accounts = auth.accounts();
+        let mut tx = accounts.begin().await.unwrap();
+        tx.insert(
+            "user",
+            &[("email", json!("known@example.com"))],
+            &stamp(auth.clock.now()),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let known = post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "known@example.com" }),
+        )
+        .await;
+        let unknown = post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "nobody@example.com" }),
+        )
+        .await;
+        assert_eq!(known.status, unknown.status);
+        assert_eq!(known.headers.len(), unknown.headers.len());
+        let shape = |body: &Value| {
+            let mut body = body.clone();
+            body["poll"]["id"] = json!("<id>");
+            body["poll"]["secret"] = json!("<secret>");
+            body
+        };
+        assert_eq!(shape(&known.body), shape(&unknown.body));
+        // Only the known address got mail.
+        let (_, _, mails) = text(
+            &api,
+            Request::get("/dev/mailbox.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert!(mails.contains("known@example.com") && !mails.contains("nobody@example.com"));
+        api.cleanup().await;
+    }
+);
+
+both!(
+    refresh_rotates_and_a_reused_token_ends_the_session,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "r@example.com" }),
+        )
+        .await;
+        let (token, _) = mailed(&api, "r@example.com").await;
+        let r = post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let (access, first_refresh) = session_of(&r);
+
+        // Past the retry grace, so a reuse is a reuse.
+        auth.clock.advance(time::Duration::minutes(1));
+        let r = post(
+            &api,
+            "/auth/token/refresh",
+            json!({ "refresh_token": first_refresh }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let (new_access, new_refresh) = session_of(&r);
+        assert_ne!(new_refresh, first_refresh);
+        assert_eq!(me(&api, &new_access).await.status, StatusCode::OK);
+
+        auth.clock.advance(time::Duration::minutes(1));
+        let r = post(
+            &api,
+            "/auth/token/refresh",
+            json!({ "refresh_token": first_refresh }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "token_reused");
+        // The whole session is gone: its newest refresh token, and at once
+        // its access tokens.
+        let r = post(
+            &api,
+            "/auth/token/refresh",
+            json!({ "refresh_token": new_refresh }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(me(&api, &new_access).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(me(&api, &access).await.status, StatusCode::UNAUTHORIZED);
+
+        // The audit log has the sign-in and the reuse.
+        let mut tx = auth.accounts().begin().await.unwrap();
+        let events = tx.find("audit_event", &[], None, None).await.unwrap();
+        drop(tx);
+        let kinds: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e["kind"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+            .collect();
+        assert!(kinds.contains(&("sign_in", "success")), "{kinds:?}");
+        assert!(
+            kinds.contains(&("refresh_token_reused", "failure")),
+            "{kinds:?}"
+        );
+        api.cleanup().await;
+    }
+);
+
+both!(sessions_are_listed_and_signed_out, |dialect| async move {
+    let (api, _auth) = signing_in(dialect, settings(Registration::Open)).await;
+    let mut sessions = Vec::new();
+    for device in ["Quest", "Phone"] {
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "s@example.com" }),
+        )
+        .await;
+        let (token, _) = mailed(&api, "s@example.com").await;
+        let request = Request::post("/auth/magic_link/sign_in")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, device)
+            .body(Body::from(json!({ "token": token }).to_string()))
+            .unwrap();
+        let r = api.raw(request).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        sessions.push((
+            session_of(&r).0,
+            r.data()["session_id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (quest, quest_id) = sessions[0].clone();
+    let (phone, phone_id) = sessions[1].clone();
+    let list = api.send("GET", "/auth/sessions", Some(&quest), None).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let rows = list.data().as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let quest_row = rows.iter().find(|r| r["id"] == quest_id.as_str()).unwrap();
+    assert_eq!(quest_row["current"], true);
+    assert_eq!(quest_row["user_agent"], "Quest");
+    for field in ["created_at", "last_used_at", "ip", "expires_at"] {
+        assert!(quest_row.get(field).is_some(), "{field}");
+    }
+
+    // Another user cannot end these sessions.
+    post(
+        &api,
+        "/auth/magic_link/request",
+        json!({ "email": "other@example.com" }),
+    )
+    .await;
+    let (token, _) = mailed(&api, "other@example.com").await;
+    let other =
+        session_of(&post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await).0;
+    let r = api
+        .send(
+            "DELETE",
+            &format!("/auth/sessions/{phone_id}"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(me(&api, &phone).await.status, StatusCode::OK);
+
+    // The owner ends the phone's from the headset.
+    let (status, _, body) = text(
+        &api,
+        Request::delete(format!("/auth/sessions/{phone_id}"))
+            .header(header::AUTHORIZATION, bearer(&quest))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(body, "");
+    assert_eq!(me(&api, &phone).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&api, &quest).await.status, StatusCode::OK);
+
+    // Everywhere: the headset too.
+    let r = api
+        .send("POST", "/auth/sign_out_everywhere", Some(&quest), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["signed_out"], 1);
+    assert_eq!(me(&api, &quest).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&api, &other).await.status, StatusCode::OK);
+    api.cleanup().await;
+});
+
+both!(
+    a_locked_account_cannot_sign_in_or_refresh,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "l@example.com" }),
+        )
+        .await;
+        let (token, _) = mailed(&api, "l@example.com").await;
+        let r = post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await;
+        let (access, refresh) = session_of(&r);
+        // A second link, asked for before the lock.
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "l@example.com" }),
+        )
+        .await;
+        let (fresh, _) = mailed(&api, "l@example.com").await;
+        assert_ne!(fresh, token);
+        // Cached as signed in…
+        assert_eq!(me(&api, &access).await.status, StatusCode::OK);
+        let now = stamp(auth.clock.now());
+        let mut tx = auth.accounts().begin().await.unwrap();
+        tx.update(
+            "user",
+            &[("locked_at", Set::To(json!(now)))],
+            &[("email", Test::Eq(json!("l@example.com")))],
+            &now,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        // The user cache keeps a record for a couple of seconds at most.
+        tokio::time::sleep(kumo_server::auth::credentials::USER_FRESH_FOR).await;
+        assert_eq!(me(&api, &access).await.status, StatusCode::UNAUTHORIZED);
+        auth.clock.advance(time::Duration::minutes(1));
+        let r = post(
+            &api,
+            "/auth/token/refresh",
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "account_locked");
+        let r = post(&api, "/auth/magic_link/sign_in", json!({ "token": fresh })).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "account_locked");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    bad_and_tampered_credentials_are_401_never_500,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "t@example.com" }),
+        )
+        .await;
+        let (token, _) = mailed(&api, "t@example.com").await;
+        let r = post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await;
+        let (access, refresh) = session_of(&r);
+        let other_server = {
+            let key = kumo_auth::access::AccessKey::new(b"another server's secret, 32 byte");
+            let claims = auth
+                .keys()
+                .access
+                .verify(&access, auth.clock.now().unix_timestamp())
+                .unwrap();
+            key.issue(&claims)
+        };
+        let mut flipped = access.clone().into_bytes();
+        flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        for bad in [
+            flipped.as_str(),
+            &access[..access.len() - 3],
+            other_server.as_str(),
+            "",
+            "kumo_notakey_000000",
+            "\u{7f}",
+        ] {
+            let request = Request::get("/api/avatars")
+                .header(header::AUTHORIZATION, format!("Bearer {bad}"))
+                .body(Body::empty());
+            let Ok(request) = request else { continue };
+            let r = api.raw(request).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{bad}: {}", r.body);
+            assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+        }
+        let r = api
+            .raw(
+                Request::get("/api/avatars")
+                    .header(header::AUTHORIZATION, "Basic dXNlcjpwYXNz")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        for bad in [&refresh[..refresh.len() - 2], "x", &access] {
+            let r = post(&api, "/auth/token/refresh", json!({ "refresh_token": bad })).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{bad}: {}", r.body);
+        }
+        // Expired: fifteen minutes on.
+        auth.clock.advance(time::Duration::minutes(15));
+        let r = me(&api, &access).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expired")
+        );
+        api.cleanup().await;
+    }
+);
+
+both!(
+    bad_bodies_are_400_or_a_422_naming_the_field,
+    |dialect| async move {
+        let (api, _auth) = signing_in(dialect, settings(Registration::Open)).await;
+        let raw = |body: &'static str| {
+            Request::post("/auth/magic_link/request")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let r = api.raw(raw("{not json")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let r = api.raw(raw("[]")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        let r = post(&api, "/auth/magic_link/request", json!({})).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body["error"]["fields"]["email"].is_array(), "{}", r.body);
+        let r = post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "not an address" }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body["error"]["fields"]["email"].is_array(), "{}", r.body);
+        let r = post(&api, "/auth/magic_link/request", json!({ "email": 7 })).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let r = post(
+            &api,
+            "/auth/magic_link/sign_in",
+            json!({ "email": "a@example.com" }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body["error"]["fields"]["code"].is_array(), "{}", r.body);
+        let r = post(
+            &api,
+            "/auth/magic_link/poll",
+            json!({ "id": "nope", "secret": "x" }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.body["error"]["code"], "token_invalid");
+        api.cleanup().await;
+    }
+);
+
+both!(a_strategy_not_enabled_answers_404, |dialect| async move {
+    let mut only_keys = settings(Registration::Open);
+    only_keys.strategies.magic_link = false;
+    let (api, _auth) = signing_in(dialect, only_keys).await;
+    let r = post(
+        &api,
+        "/auth/magic_link/request",
+        json!({ "email": "a@example.com" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let (status, _, _) = text(
+        &api,
+        Request::get("/auth/magic_link/abc")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The session routes stay: API keys sign in too.
+    let r = api.send("GET", "/auth/me", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    api.cleanup().await;
+
+    // No strategy at all: no auth routes.
+    let api = TestApi::avatars(dialect).await;
+    let r = api.send("GET", "/auth/me", None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = post(&api, "/auth/token/refresh", json!({ "refresh_token": "x" })).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    api.cleanup().await;
+});
+
+both!(auth_routes_are_rate_limited, |dialect| async move {
+    let mut limited = settings(Registration::Open);
+    limited.limits = Some(LimitSettings {
+        per_ip_per_minute: 100.try_into().unwrap(),
+        per_account_per_minute: 3.try_into().unwrap(),
+    });
+    let (api, _auth) = signing_in(dialect, limited).await;
+    for _ in 0..3 {
+        let r = post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "rl@example.com" }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = post(
+        &api,
+        "/auth/magic_link/request",
+        json!({ "email": "RL@example.com" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // Another account is not held up.
+    let r = post(
+        &api,
+        "/auth/magic_link/request",
+        json!({ "email": "rl2@example.com" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    api.cleanup().await;
+
+    let mut limited = settings(Registration::Open);
+    limited.limits = Some(LimitSettings {
+        per_ip_per_minute: 5.try_into().unwrap(),
+        per_account_per_minute: 100.try_into().unwrap(),
+    });
+    let (api, _auth) = signing_in(dialect, limited).await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": format!("ip{i}@example.com") }),
+        )
+        .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses[..5], [StatusCode::OK; 5]);
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    api.cleanup().await;
+});
+
+both!(
+    the_dev_mailbox_is_for_this_machine_only,
+    |dialect| async move {
+        let (api, _auth) = signing_in(dialect, settings(Registration::Open)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "m@example.com" }),
+        )
+        .await;
+        let (status, headers, page) = text(
+            &api,
+            Request::get("/dev/mailbox").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("m@example.com"), "{page}");
+        assert!(
+            headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        // Through a proxy, or from another machine: not there.
+        let (status, _, _) = text(
+            &api,
+            Request::get("/dev/mailbox.json")
+                .header("x-forwarded-for", "203.0.113.9")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let mut remote = Request::get("/dev/mailbox.json")
+            .body(Body::empty())
+            .unwrap();
+        remote.extensions_mut().insert(axum::extract::ConnectInfo(
+            "203.0.113.9:5000".parse::<std::net::SocketAddr>().unwrap(),
+        ));
+        let (status, _, _) = text(&api, remote).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        api.cleanup().await;
+    }
+);
