@@ -95,9 +95,7 @@ impl<'e> Accounts<'e> {
         let entry = account_entry(self.engine, resource);
         let sql = select(self.engine, entry, tests, order, limit);
         let fields: Vec<&Field> = entry.fields.iter().collect();
-        Ok(Exec::Pool(&self.engine.db)
-            .fetch_records(&sql, &fields)
-            .await?)
+        Ok(self.engine.reader().fetch_records(&sql, &fields).await?)
     }
 
     /// The first row [`Accounts::read`] would give.

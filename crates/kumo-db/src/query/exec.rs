@@ -242,8 +242,10 @@ pub(crate) fn decode_sqlite(
     Ok(record)
 }
 
-/// Where a statement runs: the pool (reads) or a transaction's connection.
+/// Where a statement runs: the read connections (PostgreSQL), the pool
+/// (SQLite reads), or a transaction's connection.
 pub(crate) enum Exec<'a> {
+    Reads(&'a super::reads::Reads),
     Pool(&'a Database),
     Pg(&'a mut PgConnection),
     Sqlite(&'a mut SqliteConnection),
@@ -258,6 +260,7 @@ enum Rows {
 impl Exec<'_> {
     async fn fetch_rows(&mut self, sql: &Sql) -> Result<Rows, sqlx::Error> {
         Ok(match self {
+            Exec::Reads(reads) => Rows::Pg(reads.fetch_all(pg_query(sql)).await?),
             Exec::Pool(Database::Postgres(pool)) => Rows::Pg(pg_query(sql).fetch_all(pool).await?),
             Exec::Pg(conn) => Rows::Pg(pg_query(sql).fetch_all(&mut **conn).await?),
             Exec::Pool(Database::Sqlite(pool)) => {
@@ -288,6 +291,7 @@ impl Exec<'_> {
 
     pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<u64, sqlx::Error> {
         Ok(match self {
+            Exec::Reads(reads) => reads.execute(pg_query(sql)).await?,
             Exec::Pool(Database::Postgres(pool)) => {
                 pg_query(sql).execute(pool).await?.rows_affected()
             }

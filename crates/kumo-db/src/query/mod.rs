@@ -20,6 +20,7 @@ mod exec;
 pub mod params;
 mod policy;
 pub mod read;
+mod reads;
 pub mod write;
 
 use std::sync::Arc;
@@ -63,16 +64,42 @@ pub struct Engine {
     pub catalog: Catalog,
     pub cursors: CursorKey,
     events: broadcast::Sender<Arc<Event>>,
+    /// On PostgreSQL, the connections reads go through ([`reads`]).
+    reads: Option<reads::Reads>,
 }
 
 impl Engine {
     pub fn new(db: Database, schema: Schema, cursors: CursorKey) -> Engine {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let reads = match &db {
+            Database::Postgres(pool) => Some(reads::Reads::new(
+                (*pool.connect_options()).clone(),
+                pool.options().get_max_connections(),
+            )),
+            Database::Sqlite(_) => None,
+        };
         Engine {
             db,
             catalog: Catalog::new(schema),
             cursors,
             events,
+            reads,
+        }
+    }
+
+    /// Where a read outside a transaction runs.
+    pub(crate) fn reader(&self) -> exec::Exec<'_> {
+        match &self.reads {
+            Some(reads) => exec::Exec::Reads(reads),
+            None => exec::Exec::Pool(&self.db),
+        }
+    }
+
+    /// Closes the read connections (the pool of writes is the caller's to
+    /// close).
+    pub fn close_reads(&self) {
+        if let Some(reads) = &self.reads {
+            reads.close();
         }
     }
 

@@ -119,7 +119,7 @@ impl Engine {
             scope,
         } = self.list_query(actor, entry, req)?;
         let fields = public(entry);
-        let mut rows = Exec::Pool(&self.db).fetch_records(&sql, &fields).await?;
+        let mut rows = self.reader().fetch_records(&sql, &fields).await?;
         let more = rows.len() > req.size;
         rows.truncate(req.size);
         if backwards {
@@ -149,22 +149,12 @@ impl Engine {
                 ident(&entry.table)
             ));
             Renderer::new(ROW).render(&filter, &mut sql);
-            Exec::Pool(&self.db)
-                .fetch_integers(&sql)
-                .await?
-                .first()
-                .copied()
+            self.reader().fetch_integers(&sql).await?.first().copied()
         } else {
             None
         };
-        self.include(
-            &mut Exec::Pool(&self.db),
-            actor,
-            entry,
-            &mut rows,
-            &req.view,
-        )
-        .await?;
+        self.include(&mut self.reader(), actor, entry, &mut rows, &req.view)
+            .await?;
         let data = rows.into_iter().map(|r| shape(r, &req.view)).collect();
         Ok(ListPage {
             data,
@@ -291,11 +281,11 @@ impl Engine {
     ) -> Result<Record, QueryError> {
         let actor = &actor.value();
         let mut record = self
-            .fetch_readable(&mut Exec::Pool(&self.db), actor, entry, id)
+            .fetch_readable(&mut self.reader(), actor, entry, id)
             .await?
             .ok_or(QueryError::NotFound)?;
         let mut rows = vec![std::mem::take(&mut record)];
-        self.include(&mut Exec::Pool(&self.db), actor, entry, &mut rows, view)
+        self.include(&mut self.reader(), actor, entry, &mut rows, view)
             .await?;
         Ok(shape(rows.pop().unwrap_or_default(), view))
     }

@@ -790,7 +790,8 @@ impl Engine {
         let id = Field::computed("id", Kind::Uuid);
         let readable = Field::computed("kumo_readable", Kind::Integer);
         let allowed = Field::computed("kumo_allowed", Kind::Integer);
-        let rows = Exec::Pool(&self.db)
+        let rows = self
+            .reader()
             .fetch_records(&sql, &[&id, &readable, &allowed])
             .await?;
         Ok(rows
