@@ -96,11 +96,15 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route(
             "/api/{plural}/{id}",
-            get(show).patch(update).delete(destroy).post(create_action),
+            get(show)
+                .patch(update)
+                .delete(destroy)
+                .post(create_action)
+                .fallback(record_method_not_allowed),
         )
         .route(
             "/api/{plural}/{id}/{action}",
-            axum::routing::post(record_action),
+            axum::routing::post(record_action).fallback(record_method_not_allowed),
         )
 }
 
@@ -643,6 +647,33 @@ async fn collection_method_not_allowed(
         Ok(entry) => collection_405(entry, "this route does not take that method"),
         Err(response) => response,
     }
+}
+
+/// A method a record or action route does not take: 404 when the path
+/// names no resource (as every other method would answer), else 405.
+async fn record_method_not_allowed(
+    State(state): State<AppState>,
+    Segments(segments): Segments<Vec<String>>,
+) -> Response {
+    let plural = segments.first().map_or("", String::as_str);
+    if let Err(response) = engine(&state).and_then(|engine| resource(engine, plural)) {
+        return response;
+    }
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+        None,
+    );
+    let allow = if segments.len() == 3 {
+        "POST"
+    } else {
+        "GET,HEAD,PATCH,DELETE,POST"
+    };
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
 }
 
 fn collection_405(entry: &Entry, message: &str) -> Response {

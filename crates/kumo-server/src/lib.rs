@@ -31,6 +31,7 @@ use kumo_db::files::Migration;
 use kumo_db::query::{CursorKey, Engine};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 /// What every request can reach. Cheap to clone.
@@ -183,7 +184,24 @@ pub fn app(state: AppState) -> Router {
             ratelimit::enforce,
         ));
     }
-    router.layer(request_log()).with_state(state)
+    router
+        .layer(CatchPanicLayer::custom(panicked as fn(_) -> Response))
+        .layer(request_log())
+        .with_state(state)
+}
+
+/// A bug that panicked in a handler: the client gets a 500 in the one
+/// error shape rather than a dropped connection, and the panic is logged.
+/// (Writes run in tasks of their own, which turn a panic into the same
+/// answer after rolling back.)
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    api::error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed on this request",
+        None,
+    )
 }
 
 /// Each request's span: its method and the route it matched, the path

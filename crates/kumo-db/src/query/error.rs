@@ -204,6 +204,9 @@ impl QueryError {
                 message: format!("[{index}]: {message}"),
                 fields: prefix(fields),
             },
+            QueryError::Forbidden(message) => {
+                QueryError::Forbidden(format!("[{index}]: {message}"))
+            }
             other => other,
         }
     }

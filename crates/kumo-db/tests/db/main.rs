@@ -13,6 +13,8 @@
 //! - [`property`]: random sequences of resource edits, applied step by step
 //!   to both databases, keeping the data in untouched columns.
 //! - [`runner`]: the order in which migrations are rolled back.
+//! - [`merge`]: two git branches that change the same table merge into
+//!   migrations that apply (or a real conflict refused clearly).
 //! - [`explain`]: the indexes Kumo creates are the ones the list queries
 //!   read, by each database's own query plan.
 //! - [`datetime_precision`]: PostgreSQL stores datetimes to the

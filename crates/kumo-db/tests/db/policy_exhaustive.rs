@@ -72,8 +72,8 @@
 //! rows the evaluator allows: as a read, by one list query (the policy in
 //! its `WHERE`), and as a write, by the flags a write computes on the
 //! record it checks (`CASE WHEN … THEN 1 ELSE 0 END`, through
-//! `Engine::write_decisions`; the expression is the update policy as well
-//! as the read one). Create, update, destroy and actions compile their
+//! `Engine::write_decisions`, with the expression's negation as the update
+//! policy, so a mix-up of the two policies shows on every row). Create, update, destroy and actions compile their
 //! policies with the same function and check them with the same flag, so
 //! one write kind covers them; which check a write makes when (404 before
 //! 403, the new record for a create, the result of an update) is the
@@ -393,11 +393,19 @@ fn with_read(base: &Schema, expr: &Expr) -> Schema {
     let mut policy: Policy = item.policies.read.clone().expect("a read policy");
     policy.source = expr.to_string();
     policy.expr = expr.clone();
-    // The same expression decides updates, so one evaluator answer checks
-    // both renderings: the list's `WHERE` and the write's flag.
-    item.policies.update = Some(policy.clone());
+    // Updates are decided by its negation: a write whose flags mixed up
+    // the read and update policies would then disagree on every row.
+    let mut update = policy.clone();
+    update.expr = update_policy(expr);
+    update.source = update.expr.to_string();
+    item.policies.update = Some(update);
     item.policies.read = Some(policy);
     schema
+}
+
+/// The update policy the test pairs with the read policy `expr`.
+fn update_policy(expr: &Expr) -> Expr {
+    Expr::Not(Box::new(expr.clone()))
 }
 
 async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
@@ -472,22 +480,26 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
         let resource = schema.resource("item").expect("item");
         for (name, actor) in &actors {
             let actor_value = actor.value();
-            let want: Vec<&str> = items_as_values
-                .iter()
-                .filter(|record| {
-                    eval(
-                        expr,
-                        &EvalContext {
-                            schema: &schema,
-                            resource,
-                            actor: &actor_value,
-                            record,
-                            related: &related,
-                        },
-                    )
-                })
-                .map(|r| r["id"].as_str().unwrap_or_default())
-                .collect();
+            let allows = |policy: &Expr| -> Vec<&str> {
+                items_as_values
+                    .iter()
+                    .filter(|record| {
+                        eval(
+                            policy,
+                            &EvalContext {
+                                schema: &schema,
+                                resource,
+                                actor: &actor_value,
+                                record,
+                                related: &related,
+                            },
+                        )
+                    })
+                    .map(|r| r["id"].as_str().unwrap_or_default())
+                    .collect()
+            };
+            let want = allows(expr);
+            let want_update = allows(&update_policy(expr));
             let page = engine
                 .list(actor, entry, &request)
                 .await
@@ -533,10 +545,12 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
             assert_eq!(decisions.len(), items.len());
             for (id, readable, allowed) in &decisions {
                 let wanted = want.contains(&id.as_str());
+                let wanted_update = want_update.contains(&id.as_str());
                 assert!(
-                    *readable == wanted && *allowed == wanted,
+                    *readable == wanted && *allowed == wanted_update,
                     "{}: `{expr}` as {name}: row {id}: the write's flags say readable \
-                     {readable}, allowed {allowed}; the evaluator says {wanted}",
+                     {readable}, allowed {allowed}; the evaluator says {wanted}, \
+                     {wanted_update}",
                     db.name()
                 );
             }

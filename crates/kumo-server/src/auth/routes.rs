@@ -189,7 +189,23 @@ fn signed_in(tokens: &Tokens) -> Response {
     (StatusCode::OK, Json(json!({ "data": tokens.to_json() }))).into_response()
 }
 
+/// A failure of the account store: 503 with `Retry-After` when the
+/// database was busy for a moment, 500 otherwise.
 fn store_failure(e: &QueryError) -> Response {
+    if let QueryError::Unavailable(cause) = e {
+        tracing::warn!(%cause, "database busy in an auth request");
+        let mut r = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database is busy; try again in a moment",
+            None,
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(crate::api::RETRY_AFTER_SECONDS),
+        );
+        return r;
+    }
     tracing::error!(error = %e, "the account store failed");
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -738,12 +738,21 @@ both!(a_strategy_not_enabled_answers_404, |dialect| async move {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     api.cleanup().await;
 
-    // No strategy at all: no auth routes.
-    let api = TestApi::avatars(dialect).await;
+    // No strategy at all: no auth routes, anonymous requests only.
+    let mut api = TestApi::avatars(dialect).await;
+    api.without_sign_in();
     let r = api.send("GET", "/auth/me", None, None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = post(&api, "/auth/token/refresh", json!({ "refresh_token": "x" })).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api.send("GET", "/api/avatars", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api
+        .send("GET", "/api/avatars", Some("anything"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(r.body["error"]["fields"], json!({}));
     api.cleanup().await;
 });
 
@@ -846,3 +855,19 @@ both!(
         api.cleanup().await;
     }
 );
+
+/// A bug that panics while a request is handled (here, in the
+/// authenticator) answers 500 in the one error shape, not a dropped
+/// connection.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_in_the_error_shape() {
+    let mut api = TestApi::avatars(kumo_db::sql::Dialect::Sqlite).await;
+    api.authenticating_with(Arc::new(|_: &axum::http::Method, _: &HeaderMap| {
+        panic!("a bug")
+    }));
+    let r = api.send("GET", "/api/avatars", None, None).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.body["error"]["code"], "internal");
+    assert_eq!(r.body["error"]["fields"], json!({}));
+    api.cleanup().await;
+}

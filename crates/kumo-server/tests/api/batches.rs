@@ -307,3 +307,32 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    a_batch_item_the_create_policy_refuses_is_named_and_nothing_is_stored,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        // A coordinator may read every user, so bob's key passes its check
+        // and only the create policy (uploader = caller) refuses item 1.
+        let alice = api.user("alice", "coordinator").await;
+        let bob = api.user("bob", "user").await;
+        let batch = json!([
+            { "name": "mine", "uploader_id": api.user_id(&alice) },
+            { "name": "bob's", "uploader_id": api.user_id(&bob) },
+        ]);
+        let r = api
+            .send("POST", "/api/avatars", Some(&alice), Some(batch))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("[1]: "), "{message}");
+        let stored = api.send("GET", "/api/avatars", Some(ADMIN), None).await;
+        assert_eq!(
+            stored.data().as_array().unwrap().len(),
+            0,
+            "{}",
+            stored.body
+        );
+        api.cleanup().await;
+    }
+);

@@ -231,6 +231,24 @@ impl TestApi {
         }
     }
 
+    /// Serves what `kumo serve` does when no strategy is enabled: the
+    /// resource API with no authenticator but the anonymous one.
+    pub(crate) fn without_sign_in(&mut self) {
+        self.state = AppState::with_api(
+            self.db.clone(),
+            vec![self.migration.clone()],
+            self.schema.clone(),
+            b"test secret",
+        );
+    }
+
+    /// Serves the resource API with `authenticate` as its hook.
+    pub(crate) fn authenticating_with(&mut self, authenticate: Authenticate) {
+        self.without_sign_in();
+        let state = std::mem::replace(&mut self.state, AppState::new(self.db.clone(), Vec::new()));
+        self.state = state.with_authenticate(authenticate);
+    }
+
     /// Serves the auth layer that `settings` describe, with the dev mail
     /// adapter and a manual clock, in place of the test authenticator.
     pub(crate) fn sign_ins(

@@ -640,3 +640,43 @@ async fn a_body_with_a_repeated_key_answers_what_the_document_says() {
     }
     api.cleanup().await;
 }
+
+/// A method no route takes, on a path that names no resource, is a 404 as
+/// every other method there is: the path is wrong before the method is.
+#[tokio::test]
+async fn an_unknown_resource_is_404_whatever_the_method() {
+    let api = TestApi::avatars(Dialect::Sqlite).await;
+    for (method, uri) in [
+        ("PUT", "/api/nothing"),
+        ("PUT", "/api/nothing/x"),
+        ("GET", "/api/nothing/x/act"),
+        ("PUT", "/api/nothing/x/act"),
+    ] {
+        let r = app(api.state.clone())
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {uri}");
+        let error: Value = serde_json::from_slice(&body(r).await).unwrap();
+        assert_eq!(error["error"]["code"], "not_found", "{method} {uri}");
+    }
+    let r = app(api.state.clone())
+        .oneshot(
+            Request::builder()
+                .method("GET")
+                .uri("/api/avatars/x/publish")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()[header::ALLOW], "POST");
+    api.cleanup().await;
+}

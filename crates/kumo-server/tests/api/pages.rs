@@ -418,3 +418,35 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(a_list_without_a_size_has_fifty_rows, |dialect| async move {
+    let api = TestApi::avatars(dialect).await;
+    let alice = api.user("alice", "user").await;
+    let uploader = api.user_id(&alice);
+    let batch: Vec<Value> = (0..51)
+        .map(|i| json!({ "name": format!("a{i:02}"), "uploader_id": uploader }))
+        .collect();
+    let r = api
+        .send(
+            "POST",
+            "/api/avatars",
+            Some(&alice),
+            Some(Value::Array(batch)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let first = api.send("GET", "/api/avatars", Some(&alice), None).await;
+    assert_eq!(names(&first).len(), 50);
+    let next = cursor(&first, "next").expect("a next page");
+    let rest = api
+        .send(
+            "GET",
+            &format!("/api/avatars?page[after]={next}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(names(&rest).len(), 1);
+    assert_eq!(cursor(&rest, "next"), None);
+    api.cleanup().await;
+});
