@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use kumo_auth::email;
-use kumo_core::actor::Actor;
+use kumo_core::actor::{Actor, ActorKind};
 use kumo_db::query::QueryError;
 use kumo_db::query::accounts::{Set, Test};
 use kumo_mail::Message;
@@ -57,6 +57,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/auth/sessions/{id}", delete(revoke_session))
         .route("/auth/sign_out", post(sign_out))
         .route("/auth/sign_out_everywhere", post(sign_out_everywhere))
+        .route("/auth/api_keys", get(list_api_keys).post(create_api_key))
+        .route("/auth/api_keys/{id}", delete(revoke_api_key))
         .route("/dev/mailbox", get(mailbox_page))
         .route("/dev/mailbox.json", get(mailbox_json))
 }
@@ -77,6 +79,10 @@ fn with_strategy(state: &AppState, enabled: fn(&Auth) -> bool) -> Result<&Arc<Au
 
 fn magic_link_enabled(auth: &Auth) -> bool {
     auth.settings.strategies.magic_link
+}
+
+fn api_key_enabled(auth: &Auth) -> bool {
+    auth.settings.strategies.api_key
 }
 
 /// Where a request comes from: its address (for rate limits and the audit
@@ -699,6 +705,208 @@ async fn sign_out_everywhere(
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(response)
+}
+
+// ---- API keys -------------------------------------------------------------
+
+/// The longest name a key may have (as `api_key.name` allows).
+const API_KEY_NAME_MAX: usize = 64;
+
+/// A key as its owner's list shows it: never the key nor its hash.
+fn api_key_json(row: &kumo_db::query::Record) -> Value {
+    json!({
+        "id": row["id"],
+        "name": row["name"],
+        "prefix": row["prefix"],
+        "created_at": row["inserted_at"],
+        "expires_at": row["expires_at"],
+        "last_used_at": row["last_used_at"],
+        "revoked_at": row["revoked_at"],
+    })
+}
+
+/// The caller's user id when signed in by a session (an access token or
+/// the cookie); an API key may not make or list keys, so a leaked key
+/// cannot make itself a successor.
+fn session_user(actor: &Actor) -> Result<String, Response> {
+    let id = signed_in_user(actor)?;
+    if matches!(actor.kind, ActorKind::ApiKey { .. }) {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "API keys are managed from a signed-in session, not with another key",
+            None,
+        ));
+    }
+    Ok(id)
+}
+
+/// `POST /auth/api_keys {name, expires_at?}`: the key, shown this once.
+async fn create_api_key(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    client: Client,
+    body: Bytes,
+) -> Reply {
+    let auth = with_strategy(&state, api_key_enabled)?;
+    let user_id = session_user(&actor)?;
+    let body = object(&body)?;
+    let [name] = strings(&body, ["name"])?;
+    let name = name.trim();
+    let now = auth.clock.now();
+    let mut fields = kumo_db::query::FieldErrors::new();
+    if name.chars().count() > API_KEY_NAME_MAX {
+        fields.insert(
+            "name".into(),
+            vec![format!("must be at most {API_KEY_NAME_MAX} characters")],
+        );
+    }
+    let expires_at = match body.get("expires_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => match super::clock::parse_stamp(text) {
+            Some(at) if at > now => Some(stamp(at)),
+            Some(_) => {
+                fields.insert("expires_at".into(), vec!["must be in the future".into()]);
+                None
+            }
+            None => {
+                fields.insert(
+                    "expires_at".into(),
+                    vec!["must be an RFC 3339 date and time, such as 2027-01-31T12:00:00Z".into()],
+                );
+                None
+            }
+        },
+        Some(_) => {
+            fields.insert("expires_at".into(), vec!["must be a string".into()]);
+            None
+        }
+    };
+    if !fields.is_empty() {
+        return Err(query_error_response(QueryError::invalid(fields)));
+    }
+    auth.limit(&client, Some(format!("user:{user_id}")))?;
+    let key = kumo_auth::api_key::generate();
+    let mut tx = auth
+        .accounts()
+        .begin()
+        .await
+        .map_err(|e| store_failure(&e))?;
+    let row = tx
+        .insert(
+            "api_key",
+            &[
+                ("name", json!(name)),
+                ("prefix", json!(key.prefix)),
+                ("key_hash", json!(key.hash)),
+                ("expires_at", json!(expires_at)),
+                ("user_id", json!(user_id)),
+            ],
+            &stamp(now),
+        )
+        .await
+        .map_err(|e| store_failure(&e))?;
+    auth.audit_in(
+        &mut tx,
+        &Entry {
+            kind: "api_key_created",
+            strategy: Some("api_key"),
+            success: true,
+            user_id: Some(json!(user_id)),
+            device: &client.device,
+            detail: json!({ "api_key_id": row["id"], "name": name }),
+        },
+    )
+    .await
+    .map_err(|e| store_failure(&e))?;
+    tx.commit().await.map_err(|e| store_failure(&e))?;
+    let mut data = api_key_json(&row);
+    data["key"] = json!(key.key);
+    Ok((StatusCode::CREATED, Json(json!({ "data": data }))).into_response())
+}
+
+/// `GET /auth/api_keys`: the caller's keys, newest first, revoked ones too.
+async fn list_api_keys(State(state): State<AppState>, Caller(actor): Caller) -> Reply {
+    let auth = with_strategy(&state, api_key_enabled)?;
+    let user_id = session_user(&actor)?;
+    let rows = auth
+        .accounts()
+        .read(
+            "api_key",
+            &[("user_id", Test::Eq(json!(user_id)))],
+            Some(("inserted_at", kumo_db::query::accounts::Order::Descending)),
+            None,
+        )
+        .await
+        .map_err(|e| store_failure(&e))?;
+    let data: Vec<Value> = rows.iter().map(api_key_json).collect();
+    Ok(Json(json!({ "data": data })).into_response())
+}
+
+/// `DELETE /auth/api_keys/{id}`: the key stops working at once (keys are
+/// looked up on every use). Another user's key is a 404.
+async fn revoke_api_key(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    client: Client,
+    Path(key_id): Path<String>,
+) -> Reply {
+    let auth = with_strategy(&state, api_key_enabled)?;
+    let user_id = signed_in_user(&actor)?;
+    let Ok(key_id) = Uuid::parse_str(&key_id) else {
+        return Err(not_found());
+    };
+    let now = auth.clock.now();
+    let mut tx = auth
+        .accounts()
+        .begin()
+        .await
+        .map_err(|e| store_failure(&e))?;
+    let revoked = tx
+        .update(
+            "api_key",
+            &[("revoked_at", Set::To(json!(stamp(now))))],
+            &[
+                ("id", Test::Eq(json!(key_id))),
+                ("user_id", Test::Eq(json!(user_id))),
+                ("revoked_at", Test::IsNull),
+            ],
+            &stamp(now),
+        )
+        .await
+        .map_err(|e| store_failure(&e))?;
+    if revoked.is_empty() {
+        let exists = tx
+            .find_one(
+                "api_key",
+                &[
+                    ("id", Test::Eq(json!(key_id))),
+                    ("user_id", Test::Eq(json!(user_id))),
+                ],
+            )
+            .await
+            .map_err(|e| store_failure(&e))?;
+        // Revoking a revoked key of one's own is done already.
+        return match exists {
+            Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+            None => Err(not_found()),
+        };
+    }
+    auth.audit_in(
+        &mut tx,
+        &Entry {
+            kind: "api_key_revoked",
+            strategy: Some("api_key"),
+            success: true,
+            user_id: Some(json!(user_id)),
+            device: &client.device,
+            detail: json!({ "api_key_id": key_id }),
+        },
+    )
+    .await
+    .map_err(|e| store_failure(&e))?;
+    tx.commit().await.map_err(|e| store_failure(&e))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 impl Auth {

@@ -871,3 +871,145 @@ async fn a_panicking_handler_answers_500_in_the_error_shape() {
     assert_eq!(r.body["error"]["fields"], json!({}));
     api.cleanup().await;
 }
+
+/// Signs `email` in by a magic link; its access token.
+async fn signed_in_as(api: &TestApi, email: &str) -> String {
+    post(api, "/auth/magic_link/request", json!({ "email": email })).await;
+    let (token, _) = mailed(api, email).await;
+    let r = post(api, "/auth/magic_link/sign_in", json!({ "token": token })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    session_of(&r).0
+}
+
+both!(
+    api_keys_are_shown_once_and_act_as_their_owner,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        let owner = signed_in_as(&api, "owner@example.com").await;
+        let r = api
+            .send(
+                "POST",
+                "/auth/api_keys",
+                Some(&owner),
+                Some(json!({ "name": "dedicated server" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let key = r.data()["key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("kumo_") && key.len() == 44, "{key}");
+        assert_eq!(r.data()["prefix"], key[..12]);
+        assert!(r.data().get("key_hash").is_none());
+        let key_id = r.data()["id"].as_str().unwrap().to_owned();
+
+        // The key is its owner, for the resource API and the auth routes.
+        let who = me(&api, &key).await;
+        assert_eq!(who.status, StatusCode::OK, "{}", who.body);
+        assert_eq!(who.data()["email"], "owner@example.com");
+        // But it cannot make more keys, nor list them.
+        let r = api
+            .send(
+                "POST",
+                "/auth/api_keys",
+                Some(&key),
+                Some(json!({ "name": "x" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let list = api.send("GET", "/auth/api_keys", Some(&owner), None).await;
+        assert_eq!(list.status, StatusCode::OK);
+        let keys = list.data().as_array().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert!(
+            keys[0].get("key").is_none() && keys[0].get("key_hash").is_none(),
+            "{}",
+            keys[0]
+        );
+        assert_eq!(keys[0]["name"], "dedicated server");
+
+        // A mistyped key fails its checksum.
+        let mut typo = key.clone().into_bytes();
+        typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
+        let r = me(&api, &String::from_utf8(typo).unwrap()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        // Bad expiries are named.
+        for (expires_at, _) in [("2020-01-01T00:00:00Z", "past"), ("tomorrow", "format")] {
+            let r = api
+                .send(
+                    "POST",
+                    "/auth/api_keys",
+                    Some(&owner),
+                    Some(json!({ "name": "k", "expires_at": expires_at })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+            assert!(r.body["error"]["fields"]["expires_at"].is_array());
+        }
+        // A key that expires stops working then.
+        let soon = stamp(auth.clock.now() + time::Duration::minutes(5));
+        let r = api
+            .send(
+                "POST",
+                "/auth/api_keys",
+                Some(&owner),
+                Some(json!({ "name": "brief", "expires_at": soon })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let brief = r.data()["key"].as_str().unwrap().to_owned();
+        assert_eq!(me(&api, &brief).await.status, StatusCode::OK);
+
+        // Another user cannot revoke it; its owner can, and it stops at once.
+        let other = signed_in_as(&api, "other@example.com").await;
+        let revoke = |token: String| {
+            Request::delete(format!("/auth/api_keys/{key_id}"))
+                .header(header::AUTHORIZATION, bearer(&token))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, _, _) = text(&api, revoke(other)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(me(&api, &key).await.status, StatusCode::OK);
+        let (status, _, _) = text(&api, revoke(owner.clone())).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let r = me(&api, &key).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("revoked")
+        );
+
+        auth.clock.advance(time::Duration::minutes(6));
+        // The owner's access token has expired by now too: sign in again.
+        let r = me(&api, &brief).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expired")
+        );
+        api.cleanup().await;
+    }
+);
+
+both!(api_key_routes_need_their_strategy, |dialect| async move {
+    let mut links_only = settings(Registration::Open);
+    links_only.strategies.api_key = false;
+    let (api, _auth) = signing_in(dialect, links_only).await;
+    let owner = signed_in_as(&api, "owner@example.com").await;
+    let r = api
+        .send(
+            "POST",
+            "/auth/api_keys",
+            Some(&owner),
+            Some(json!({ "name": "k" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = me(&api, "kumo_0123456789abcdefghijABCDEFGHIJ01_abcdef").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    api.cleanup().await;
+});
