@@ -95,6 +95,17 @@ impl Engine {
         }
     }
 
+    /// Takes one of the read connections until the returned guard drops
+    /// (`None` on SQLite, whose reads share the pool): for tests of a
+    /// server whose connections are all busy.
+    #[doc(hidden)]
+    pub async fn hold_a_read_connection(&self) -> Result<Option<impl Send + use<>>, sqlx::Error> {
+        match &self.reads {
+            Some(reads) => Ok(Some(reads.hold().await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Closes the read connections (the pool of writes is the caller's to
     /// close).
     pub fn close_reads(&self) {

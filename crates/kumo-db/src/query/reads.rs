@@ -113,6 +113,11 @@ impl Reads {
         done
     }
 
+    /// A connection, held until the returned lease drops.
+    pub(crate) async fn hold(&self) -> Result<Object<Connector>, sqlx::Error> {
+        self.lease().await
+    }
+
     /// Closes every idle connection; those in use close as they come back.
     pub(crate) fn close(&self) {
         self.pool.close();

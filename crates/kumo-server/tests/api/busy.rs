@@ -91,6 +91,14 @@ both!(
         // longer than the pool's acquire timeout.
         let (list, created) = match &api.db {
             Database::Postgres(pool) => {
+                // Reads have connections of their own: hold that one too.
+                let _reading = api
+                    .state
+                    .engine()
+                    .unwrap()
+                    .hold_a_read_connection()
+                    .await
+                    .expect("the only read connection");
                 let _held = pool.begin().await.expect("the only connection");
                 (
                     api.send("GET", "/api/avatars", Some(&alice), None).await,

@@ -362,6 +362,14 @@ both!(
         let carol = busy.user("carol", "user").await;
         let unavailable = match &busy.db {
             Database::Postgres(pool) => {
+                // Reads have connections of their own: hold that one too.
+                let _reading = busy
+                    .state
+                    .engine()
+                    .unwrap()
+                    .hold_a_read_connection()
+                    .await
+                    .expect("the only read connection");
                 let _held = pool.begin().await.expect("the only connection");
                 busy.send("GET", "/api/avatars", Some(&carol), None).await
             }
