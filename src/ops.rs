@@ -593,7 +593,7 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
             status.edited.join(", ")
         );
     }
-    let secret = secret()?;
+    let secret = secret(project)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -639,9 +639,18 @@ const MIN_SECRET_LEN: usize = 32;
 /// derived: `KUMO_SECRET`, or a random one that lives as long as the
 /// process (cursors then break on restart, and nodes behind one load
 /// balancer reject each other's).
-fn secret() -> Result<Vec<u8>> {
-    match std::env::var("KUMO_SECRET") {
-        Ok(s) if !s.is_empty() => {
+fn secret(project: &Project) -> Result<Vec<u8>> {
+    // `kumo demo` reads no `.env` into the environment (a DATABASE_URL
+    // there is the user's, not the demo's), so its own is read here.
+    let from_file = || {
+        dotenvy::from_path_iter(project.root.join(".env"))
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|(name, _)| name == "KUMO_SECRET")
+            .map(|(_, value)| value)
+    };
+    match std::env::var("KUMO_SECRET").ok().or_else(from_file) {
+        Some(s) if !s.is_empty() => {
             if s.len() < MIN_SECRET_LEN {
                 bail!(
                     "KUMO_SECRET is {} bytes long; it must be at least {MIN_SECRET_LEN}. Make one with `openssl rand -hex 32`.",
@@ -652,7 +661,7 @@ fn secret() -> Result<Vec<u8>> {
         }
         _ => {
             tracing::warn!(
-                "KUMO_SECRET is not set: page cursors are sealed with a random key and stop working after a restart or on another node (docs/configuration.md)"
+                "KUMO_SECRET is not set: page cursors and sign-ins are sealed with a random key and stop working after a restart or on another node (docs/configuration.md)"
             );
             let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
             key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());

@@ -13,6 +13,7 @@ fn new_writes_a_complete_project() {
     );
     let files = files_under(&k.path("mygame"));
     for expected in [
+        ".env",
         ".env.example",
         ".gitignore",
         "README.md",
@@ -32,6 +33,22 @@ fn new_writes_a_complete_project() {
     let config = k.read("mygame/kumo.toml");
     assert!(config.contains("name = \"mygame\""));
     assert!(config.contains("url = \"sqlite://data/kumo.db\""));
+    // A secret of its own from the start, in the file git ignores, so
+    // sign-ins and cursors outlive a restart.
+    let secret = |dir: &str| {
+        let env = k.read(&format!("{dir}/.env"));
+        let line = env
+            .lines()
+            .find_map(|l| l.strip_prefix("KUMO_SECRET="))
+            .unwrap_or_else(|| panic!("no KUMO_SECRET in {env}"))
+            .to_owned();
+        assert_eq!(line.len(), 64, "{line}");
+        assert!(line.chars().all(|c| c.is_ascii_hexdigit()), "{line}");
+        line
+    };
+    assert!(k.read("mygame/.gitignore").lines().any(|l| l == ".env"));
+    k.run(&["new", "other"]).ok();
+    assert_ne!(secret("mygame"), secret("other"));
 }
 
 #[test]
