@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use kumo_db::query::accounts::AccountsTx;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use super::Auth;
 use super::clock::stamp;
@@ -51,7 +52,18 @@ impl Auth {
         tx: &mut AccountsTx<'_>,
         entry: &Entry<'_>,
     ) -> Result<(), kumo_db::query::QueryError> {
-        let now = stamp(self.clock.now());
+        insert(tx, self.clock.now(), entry).await
+    }
+}
+
+/// Writes `entry` at `now` in `tx`, so it commits with what it records.
+pub async fn insert(
+    tx: &mut AccountsTx<'_>,
+    now: OffsetDateTime,
+    entry: &Entry<'_>,
+) -> Result<(), kumo_db::query::QueryError> {
+    {
+        let now = stamp(now);
         tx.insert(
             "audit_event",
             &[

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::audit;
 use super::clock::{parse_stamp, stamp};
 use super::session::{self, Device, Keys, Tokens};
 
@@ -84,6 +85,10 @@ pub struct MagicLinks<'a> {
     pub keys: &'a Keys,
     pub codes: &'a CodeKey,
     pub registration: Registration,
+    /// Whether a successful sign-in writes its audit event in its own
+    /// transaction (the server's routes; a failed one is audited by the
+    /// caller, since its transaction is rolled back).
+    pub audited: bool,
 }
 
 impl MagicLinks<'_> {
@@ -171,6 +176,7 @@ impl MagicLinks<'_> {
             return Err(why_not(found.as_ref()));
         };
         let tokens = finish(&mut tx, keys, registration, &row, device, now).await?;
+        self.audit_success(&mut tx, &tokens, device, now).await?;
         tx.commit().await?;
         Ok(tokens)
     }
@@ -238,6 +244,7 @@ impl MagicLinks<'_> {
             return Err(Failure::Used);
         };
         let tokens = finish(&mut tx, keys, registration, &row, device, now).await?;
+        self.audit_success(&mut tx, &tokens, device, now).await?;
         tx.commit().await?;
         Ok(tokens)
     }
@@ -294,8 +301,32 @@ impl MagicLinks<'_> {
             return Err(Failure::Locked);
         }
         let tokens = session::open(&mut tx, keys, user, device, now).await?;
+        self.audit_success(&mut tx, &tokens, device, now).await?;
         tx.commit().await?;
         Ok(Poll::SignedIn(tokens))
+    }
+}
+
+impl MagicLinks<'_> {
+    async fn audit_success(
+        &self,
+        tx: &mut AccountsTx<'_>,
+        tokens: &Tokens,
+        device: &Device,
+        now: OffsetDateTime,
+    ) -> Result<(), QueryError> {
+        if !self.audited {
+            return Ok(());
+        }
+        let entry = audit::Entry {
+            kind: "sign_in",
+            strategy: Some("magic_link"),
+            success: true,
+            user_id: tokens.user.get("id").cloned(),
+            device,
+            detail: json!({}),
+        };
+        audit::insert(tx, now, &entry).await
     }
 }
 

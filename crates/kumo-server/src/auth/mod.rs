@@ -251,6 +251,7 @@ impl Auth {
             keys: &self.keys,
             codes: &self.codes,
             registration: self.settings.registration,
+            audited: true,
         }
     }
 }

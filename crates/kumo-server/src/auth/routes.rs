@@ -244,10 +244,6 @@ fn failure_response(failure: &Failure) -> Response {
     }
 }
 
-fn user_id_of(tokens: &Tokens) -> Option<Value> {
-    tokens.user.get("id").cloned()
-}
-
 // ---- magic links ----------------------------------------------------------
 
 /// `POST /auth/magic_link/request {email}`: always 200 with a poll handle,
@@ -333,7 +329,8 @@ async fn magic_link_sign_in(State(state): State<AppState>, client: Client, body:
     Ok(signed_in(&tokens))
 }
 
-/// Audits a sign-in's outcome; the error is the response to give.
+/// Audits a failed sign-in (a successful one wrote its event in its own
+/// transaction); the error is the response to give.
 async fn audit_sign_in(
     auth: &Auth,
     client: &Client,
@@ -342,18 +339,8 @@ async fn audit_sign_in(
     email: Option<String>,
 ) -> Result<Tokens, Response> {
     match result {
-        Ok(tokens) => {
-            auth.audit(Entry {
-                kind: "sign_in",
-                strategy: Some(strategy),
-                success: true,
-                user_id: user_id_of(&tokens),
-                device: &client.device,
-                detail: json!({}),
-            })
-            .await;
-            Ok(tokens)
-        }
+        // The sign-in's transaction wrote its audit event.
+        Ok(tokens) => Ok(tokens),
         Err(failure) => {
             auth.audit(Entry {
                 kind: "sign_in",

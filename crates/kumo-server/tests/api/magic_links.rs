@@ -57,6 +57,7 @@ fn links<'a>(
         keys,
         codes,
         registration,
+        audited: false,
     }
 }
 
