@@ -30,6 +30,10 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             add_strategy(&project.dir(), &name)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::User(command) => {
+            crate::users::run(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Codegen {
             name,
             check,
@@ -148,7 +152,7 @@ impl std::fmt::Display for Report {
 
 impl std::error::Error for Report {}
 
-fn target(project: &Project) -> Result<Target> {
+pub(crate) fn target(project: &Project) -> Result<Target> {
     Ok(Target::parse(&project.database_url())?)
 }
 
@@ -640,6 +644,19 @@ const MIN_SECRET_LEN: usize = 32;
 /// process (cursors then break on restart, and nodes behind one load
 /// balancer reject each other's).
 fn secret() -> Result<Vec<u8>> {
+    if let Some(secret) = configured_secret()? {
+        return Ok(secret);
+    }
+    tracing::warn!(
+        "KUMO_SECRET is not set: page cursors are sealed with a random key and stop working after a restart or on another node (docs/configuration.md)"
+    );
+    let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    Ok(key)
+}
+
+/// `KUMO_SECRET`, if it is set; refused when it is too short.
+pub(crate) fn configured_secret() -> Result<Option<Vec<u8>>> {
     match std::env::var("KUMO_SECRET") {
         Ok(s) if !s.is_empty() => {
             if s.len() < MIN_SECRET_LEN {
@@ -648,16 +665,9 @@ fn secret() -> Result<Vec<u8>> {
                     s.len()
                 );
             }
-            Ok(s.into_bytes())
+            Ok(Some(s.into_bytes()))
         }
-        _ => {
-            tracing::warn!(
-                "KUMO_SECRET is not set: page cursors are sealed with a random key and stop working after a restart or on another node (docs/configuration.md)"
-            );
-            let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
-            key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-            Ok(key)
-        }
+        _ => Ok(None),
     }
 }
 
