@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kumo_core::actor::Role;
 
 use crate::ops;
 
@@ -12,7 +13,7 @@ use crate::ops;
     name = "kumo",
     version,
     about = "One binary that gives a Godot game its whole cloud",
-    after_help = "Examples:\n  kumo new mygame && cd mygame\n  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo serve"
+    after_help = "Examples:\n  kumo new mygame && cd mygame\n  kumo auth add-strategy magic_link\n  kumo codegen initial\n  kumo db create\n  kumo setup\n  kumo user create you@example.com --role admin\n  kumo serve"
 )]
 pub struct Cli {
     /// The project directory (default: the current directory); also taken
@@ -60,6 +61,12 @@ pub enum Command {
         after_help = "Example:\n  kumo auth add-strategy magic_link   # sign-in by emailed link; adds the user resource"
     )]
     Auth(AuthCommand),
+    /// Create accounts, change their role, lock them out
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kumo user create admin@example.com --role admin --username boss\n  kumo user set-role ada@example.com coordinator\n  kumo user lock troll@example.com"
+    )]
+    User(UserCommand),
     /// Write a migration for the changes in resources/
     #[command(
         after_help = "Examples:\n  kumo codegen initial\n  kumo codegen add_ratings --dry-run\n  kumo codegen --check            # in CI: exit 1 if a migration is missing\n  kumo codegen drop_legacy --allow-destructive"
@@ -156,6 +163,57 @@ pub enum AuthCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account and print a one-time sign-in link for it
+    ///
+    /// The link is made with KUMO_SECRET, which must be the server's.
+    #[command(
+        after_help = "Example:\n  kumo user create admin@example.com --role admin --username boss"
+    )]
+    Create {
+        email: String,
+        /// user, coordinator or admin
+        #[arg(long, default_value = "user", value_parser = parse_role)]
+        role: Role,
+        /// 3 to 16 of a-z, 0-9 and _
+        #[arg(long)]
+        username: Option<String>,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Change an account's role (user, coordinator or admin)
+    #[command(after_help = "Example:\n  kumo user set-role ada@example.com coordinator")]
+    SetRole {
+        email: String,
+        /// user, coordinator or admin
+        #[arg(value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Lock an account: it cannot sign in, and its sessions are signed out
+    #[command(after_help = "Example:\n  kumo user lock troll@example.com")]
+    Lock {
+        email: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Let a locked account sign in again
+    #[command(after_help = "Example:\n  kumo user unlock troll@example.com")]
+    Unlock {
+        email: String,
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+}
+
+/// A role as `user.role` stores it.
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a role; give user, coordinator or admin"))
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Create the database
     #[command(after_help = "Example:\n  kumo db create")]
@@ -193,6 +251,12 @@ impl Command {
         let project = match self {
             Command::New { .. } | Command::Demo { .. } => return None,
             Command::Auth(AuthCommand::AddStrategy { project, .. })
+            | Command::User(
+                UserCommand::Create { project, .. }
+                | UserCommand::SetRole { project, .. }
+                | UserCommand::Lock { project, .. }
+                | UserCommand::Unlock { project, .. },
+            )
             | Command::Codegen { project, .. }
             | Command::Db(
                 DbCommand::Create { project }

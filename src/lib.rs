@@ -4,6 +4,7 @@
 //! - [`cli`]: the commands and their arguments (clap).
 //! - [`scaffold`]: `kumo new` and `kumo demo` project templates.
 //! - [`ops`]: what each command does, in terms of `kumo-core` and `kumo-db`.
+//! - [`users`]: `kumo user`, accounts managed through the auth layer's store.
 
 /// `println!` for command output, except that a closed stdout ends the
 /// process quietly instead of panicking: in `kumo db status | head -1` the
@@ -20,6 +21,7 @@ macro_rules! say {
 pub mod cli;
 pub mod ops;
 pub mod scaffold;
+pub mod users;
 
 /// Writes to stdout; see [`say!`]. Other write errors panic, as `println!`'s do.
 pub(crate) fn write_stdout(text: std::fmt::Arguments<'_>) {

@@ -30,6 +30,10 @@ pub async fn run(command: Command) -> Result<ExitCode> {
             add_strategy(&project.dir(), &name)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::User(command) => {
+            crate::users::run(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Codegen {
             name,
             check,
@@ -148,7 +152,7 @@ impl std::fmt::Display for Report {
 
 impl std::error::Error for Report {}
 
-fn target(project: &Project) -> Result<Target> {
+pub(crate) fn target(project: &Project) -> Result<Target> {
     Ok(Target::parse(&project.database_url())?)
 }
 
@@ -640,8 +644,22 @@ const MIN_SECRET_LEN: usize = 32;
 /// process (cursors then break on restart, and nodes behind one load
 /// balancer reject each other's).
 fn secret(project: &Project) -> Result<Vec<u8>> {
-    // `kumo demo` reads no `.env` into the environment (a DATABASE_URL
-    // there is the user's, not the demo's), so its own is read here.
+    if let Some(secret) = configured_secret(project)? {
+        return Ok(secret);
+    }
+    tracing::warn!(
+        "KUMO_SECRET is not set: page cursors and sign-ins are sealed with a random key and stop working after a restart or on another node (docs/configuration.md)"
+    );
+    let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    Ok(key)
+}
+
+/// `KUMO_SECRET` from the environment or, failing that, from the project's
+/// `.env`, if it is set; refused when it is too short. (`kumo demo` reads
+/// no `.env` into the environment, since a DATABASE_URL there is the
+/// user's, not the demo's, so the file is read here too.)
+pub(crate) fn configured_secret(project: &Project) -> Result<Option<Vec<u8>>> {
     let from_file = || {
         dotenvy::from_path_iter(project.root.join(".env"))
             .ok()?
@@ -657,16 +675,9 @@ fn secret(project: &Project) -> Result<Vec<u8>> {
                     s.len()
                 );
             }
-            Ok(s.into_bytes())
+            Ok(Some(s.into_bytes()))
         }
-        _ => {
-            tracing::warn!(
-                "KUMO_SECRET is not set: page cursors and sign-ins are sealed with a random key and stop working after a restart or on another node (docs/configuration.md)"
-            );
-            let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
-            key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-            Ok(key)
-        }
+        _ => Ok(None),
     }
 }
 

@@ -6,6 +6,7 @@ mod project;
 mod rate_limit;
 mod serve;
 mod services;
+mod users;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -215,15 +216,40 @@ impl HttpResponse {
 
 /// A GET with extra request headers.
 pub fn http_request(addr: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_exchange(addr, "GET", path, headers, "")
+}
+
+/// A POST of a JSON body, as a game (not a browser) sends it.
+pub fn http_post_json(addr: &str, path: &str, body: &str) -> HttpResponse {
+    http_exchange(
+        addr,
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )
+}
+
+fn http_exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
     head.push_str("\r\n");
+    head.push_str(body);
     stream.write_all(head.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();

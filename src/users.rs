@@ -1,0 +1,420 @@
+//! `kumo user`: accounts managed from the command line, through the same
+//! account store the auth layer uses, so what the CLI writes is what the
+//! server reads (one email spelling, canonical times, one audit log).
+//!
+//! Each command is one transaction: the change and its `audit_event` row
+//! commit together, and locking an account signs out its sessions in the
+//! same stroke.
+
+use anyhow::{Context, Result, anyhow, bail};
+use kumo_auth::access::AccessKey;
+use kumo_auth::refresh::RefreshKey;
+use kumo_auth::secret::CodeKey;
+use kumo_core::actor::Role;
+use kumo_core::project::Project;
+use kumo_db::query::accounts::{Accounts, AccountsTx, Set, Test};
+use kumo_db::query::{CursorKey, Engine, QueryError, Record};
+use kumo_db::runner;
+use kumo_server::auth::clock::stamp;
+use kumo_server::auth::magic_link::{MagicLinks, TOKEN_MINUTES};
+use kumo_server::auth::session::Keys;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::cli::UserCommand;
+use crate::ops;
+
+pub async fn run(command: UserCommand) -> Result<()> {
+    match command {
+        UserCommand::Create {
+            email,
+            role,
+            username,
+            project,
+        } => {
+            let email = normalize_email(&email)?;
+            if let Some(username) = &username {
+                check_username(username)?;
+            }
+            let project = ops::load_project(&project.dir())?;
+            // A link sealed with any other key than the server's would be
+            // refused by the server, so a random key is no fallback here.
+            let secret = ops::configured_secret(&project)?.ok_or_else(|| {
+                anyhow!(
+                    "KUMO_SECRET is not set, and the sign-in link must be made with the server's secret. Set it in the project's .env (KUMO_SECRET=..., at least 32 bytes: `openssl rand -hex 32`), the same value `kumo serve` uses."
+                )
+            })?;
+            let engine = open(&project, &secret).await?;
+            let link = create(
+                &project,
+                accounts(&engine)?,
+                &secret,
+                &email,
+                role,
+                username.as_deref(),
+            )
+            .await;
+            engine.db.close().await;
+            let link = link?;
+            say!(
+                "Created {email} ({}{}).",
+                role.as_str(),
+                username
+                    .map(|u| format!(", username {u}"))
+                    .unwrap_or_default()
+            );
+            say!(
+                "One-time sign-in link (valid for {TOKEN_MINUTES} minutes, once):\n  {}\nOr sign in with {email} and the code {}.",
+                link.url,
+                link.code
+            );
+        }
+        UserCommand::SetRole {
+            email,
+            role,
+            project,
+        } => {
+            let email = normalize_email(&email)?;
+            let engine = open_without_secret(&ops::load_project(&project.dir())?).await?;
+            let changed = set_role(accounts(&engine)?, &email, role).await;
+            engine.db.close().await;
+            match changed? {
+                Some(old) if old == role.as_str() => {
+                    say!("{email} is already {old}; nothing changed.")
+                }
+                Some(old) => say!("{email}: {old} → {}", role.as_str()),
+                None => bail!(no_such_user(&email)),
+            }
+        }
+        UserCommand::Lock { email, project } => {
+            let email = normalize_email(&email)?;
+            let engine = open_without_secret(&ops::load_project(&project.dir())?).await?;
+            let locked = lock(accounts(&engine)?, &email).await;
+            engine.db.close().await;
+            let Locked {
+                newly,
+                sessions_revoked,
+            } = locked?.ok_or_else(|| anyhow!(no_such_user(&email)))?;
+            if newly {
+                say!("Locked {email}: they cannot sign in or refresh.");
+            } else {
+                say!("{email} was already locked.");
+            }
+            say!("Signed out {sessions_revoked} session(s).");
+        }
+        UserCommand::Unlock { email, project } => {
+            let email = normalize_email(&email)?;
+            let engine = open_without_secret(&ops::load_project(&project.dir())?).await?;
+            let unlocked = unlock(accounts(&engine)?, &email).await;
+            engine.db.close().await;
+            match unlocked? {
+                Some(true) => say!("Unlocked {email}: they can sign in again."),
+                Some(false) => say!("{email} is not locked; nothing changed."),
+                None => bail!(no_such_user(&email)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn normalize_email(input: &str) -> Result<String> {
+    kumo_auth::email::normalize(input).map_err(|why| anyhow!("the email `{}` {why}", input.trim()))
+}
+
+/// The rules of `user.username` (crates/kumo-core/src/system/user.toml),
+/// checked here so the message names them rather than the database's
+/// constraint.
+fn check_username(username: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    if !(3..=16).contains(&username.len()) || !username.chars().all(allowed) {
+        bail!(
+            "the username `{username}` must be 3 to 16 characters of a-z, 0-9 and _ (lower case)"
+        );
+    }
+    Ok(())
+}
+
+fn no_such_user(email: &str) -> String {
+    format!("there is no account with the email {email}; make one with `kumo user create {email}`")
+}
+
+/// The project's engine over its database, which must be set up: the
+/// account tables come from its migrations.
+async fn open(project: &Project, secret: &[u8]) -> Result<Engine> {
+    let schema = ops::load_schema(project)?;
+    let target = ops::target(project)?;
+    if !target.exists().await? {
+        bail!("the {} does not exist: run `kumo setup`", target.describe());
+    }
+    let db = target.connect().await?;
+    let migrations = kumo_db::files::read_migrations(&project.migrations_dir())?;
+    let status = runner::status(&db, &migrations).await?;
+    if !status.pending.is_empty() {
+        db.close().await;
+        bail!(
+            "{} migration(s) are not applied to the {}: {}\nRun: kumo migrate",
+            status.pending.len(),
+            target.describe(),
+            status.pending.join(", ")
+        );
+    }
+    Ok(Engine::new(db, schema, CursorKey::new(secret)))
+}
+
+/// [`open`] for the commands that seal nothing: the engine's cursor key is
+/// never used by them, so a random one does.
+async fn open_without_secret(project: &Project) -> Result<Engine> {
+    let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    open(project, &key).await
+}
+
+fn accounts(engine: &Engine) -> Result<Accounts<'_>> {
+    engine.accounts().ok_or_else(|| {
+        anyhow!(
+            "no sign-in strategy is enabled, so the project has no accounts: run `kumo auth add-strategy magic_link`, `kumo codegen`, `kumo migrate` first"
+        )
+    })
+}
+
+/// A one-time sign-in link and its code.
+struct Link {
+    url: String,
+    code: String,
+}
+
+async fn create(
+    project: &Project,
+    accounts: Accounts<'_>,
+    secret: &[u8],
+    email: &str,
+    role: Role,
+    username: Option<&str>,
+) -> Result<Link> {
+    let now = OffsetDateTime::now_utc();
+    let mut tx = accounts.begin().await?;
+    if tx
+        .find_one("user", &[("email", Test::Eq(json!(email)))])
+        .await?
+        .is_some()
+    {
+        bail!("an account with the email {email} already exists");
+    }
+    if let Some(username) = username
+        && tx
+            .find_one("user", &[("username", Test::Eq(json!(username)))])
+            .await?
+            .is_some()
+    {
+        bail!("the username {username} is taken");
+    }
+    let mut values = vec![("email", json!(email)), ("role", json!(role.as_str()))];
+    if let Some(username) = username {
+        values.push(("username", json!(username)));
+    }
+    let user = match tx.insert("user", &values, &stamp(now)).await {
+        // Another writer took the email or username since the checks above.
+        Err(QueryError::Conflict { message, .. }) => bail!("cannot create {email}: {message}"),
+        other => other?,
+    };
+    audit(
+        &mut tx,
+        "user_created",
+        &user,
+        json!({ "by": "cli", "role": role.as_str() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+
+    // The link is requested as `POST /auth/magic_link/request` would, so it
+    // is the same one-time, fifteen-minute token the server accepts.
+    let auth = &project.config.auth;
+    let keys = Keys {
+        access: AccessKey::new(secret),
+        refresh: RefreshKey::new(secret),
+        access_ttl: time::Duration::minutes(i64::from(auth.access_token_minutes.get())),
+        session_ttl: time::Duration::days(i64::from(auth.session_days.get())),
+    };
+    let links = MagicLinks {
+        accounts,
+        keys: &keys,
+        codes: &CodeKey::new(secret),
+        registration: auth.registration,
+        // Nobody signs in here; the link's use is audited by the server.
+        audited: false,
+    };
+    // The account is committed by now, so a failure here says it exists.
+    let requested = links.request(email, now).await.with_context(|| {
+        format!(
+            "created {email}, but could not make a sign-in link; they can ask for one when they sign in"
+        )
+    })?;
+    let (token, code) = requested
+        .mail
+        .context("the new account may not sign in; is it locked?")?;
+    Ok(Link {
+        url: format!("{}/auth/magic_link/{token}", public_url(project)),
+        code,
+    })
+}
+
+/// Where players reach the server, as the links in its emails say:
+/// `[server] public_url`, else the address `kumo serve` listens on.
+fn public_url(project: &Project) -> String {
+    let url = match &project.config.server.public_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}", project.addr()),
+    };
+    url.trim_end_matches('/').to_owned()
+}
+
+/// The account's role before the change, or `None` when there is no such
+/// account.
+async fn set_role(accounts: Accounts<'_>, email: &str, role: Role) -> Result<Option<String>> {
+    let now = OffsetDateTime::now_utc();
+    let mut tx = accounts.begin().await?;
+    let Some(user) = tx
+        .find_one("user", &[("email", Test::Eq(json!(email)))])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let old = user["role"].as_str().unwrap_or_default().to_owned();
+    if old == role.as_str() {
+        return Ok(Some(old));
+    }
+    tx.update(
+        "user",
+        &[("role", Set::To(json!(role.as_str())))],
+        &[("id", Test::Eq(user["id"].clone()))],
+        &stamp(now),
+    )
+    .await?;
+    audit(
+        &mut tx,
+        "role_changed",
+        &user,
+        json!({ "by": "cli", "from": old, "to": role.as_str() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(old))
+}
+
+struct Locked {
+    /// False when the account was locked already.
+    newly: bool,
+    sessions_revoked: usize,
+}
+
+/// Locks the account and revokes its live sessions, so the server refuses
+/// their refresh tokens at once and their access tokens as soon as it
+/// reloads revocations. `None` when there is no such account.
+async fn lock(accounts: Accounts<'_>, email: &str) -> Result<Option<Locked>> {
+    let now = OffsetDateTime::now_utc();
+    let mut tx = accounts.begin().await?;
+    let Some(user) = tx
+        .find_one("user", &[("email", Test::Eq(json!(email)))])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let newly = !tx
+        .update(
+            "user",
+            &[("locked_at", Set::To(json!(stamp(now))))],
+            &[
+                ("id", Test::Eq(user["id"].clone())),
+                ("locked_at", Test::IsNull),
+            ],
+            &stamp(now),
+        )
+        .await?
+        .is_empty();
+    // Revoked even when the account was locked already: a session that
+    // outlived an earlier lock (made before it, say) must not stay.
+    let sessions_revoked = tx
+        .update(
+            "session",
+            &[("revoked_at", Set::To(json!(stamp(now))))],
+            &[
+                ("user_id", Test::Eq(user["id"].clone())),
+                ("revoked_at", Test::IsNull),
+            ],
+            &stamp(now),
+        )
+        .await?
+        .len();
+    if newly || sessions_revoked > 0 {
+        audit(
+            &mut tx,
+            "user_locked",
+            &user,
+            json!({ "by": "cli", "sessions_revoked": sessions_revoked }),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Some(Locked {
+        newly,
+        sessions_revoked,
+    }))
+}
+
+/// Whether the account was locked (and now is not), or `None` when there is
+/// no such account.
+async fn unlock(accounts: Accounts<'_>, email: &str) -> Result<Option<bool>> {
+    let now = OffsetDateTime::now_utc();
+    let mut tx = accounts.begin().await?;
+    let Some(user) = tx
+        .find_one("user", &[("email", Test::Eq(json!(email)))])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let unlocked = !tx
+        .update(
+            "user",
+            &[("locked_at", Set::To(Value::Null))],
+            &[
+                ("id", Test::Eq(user["id"].clone())),
+                ("locked_at", Test::NotNull),
+            ],
+            &stamp(now),
+        )
+        .await?
+        .is_empty();
+    if unlocked {
+        audit(&mut tx, "user_unlocked", &user, json!({ "by": "cli" }), now).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(unlocked))
+}
+
+/// An `audit_event` row for a change made from the command line: no
+/// strategy, no device, always a success (a refused command changes
+/// nothing and is not recorded).
+async fn audit(
+    tx: &mut AccountsTx<'_>,
+    kind: &str,
+    user: &Record,
+    detail: Value,
+    now: OffsetDateTime,
+) -> Result<(), QueryError> {
+    tx.insert(
+        "audit_event",
+        &[
+            ("kind", json!(kind)),
+            ("strategy", Value::Null),
+            ("outcome", json!("success")),
+            ("detail", detail),
+            ("user_id", user["id"].clone()),
+        ],
+        &stamp(now),
+    )
+    .await?;
+    Ok(())
+}
