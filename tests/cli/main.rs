@@ -6,6 +6,7 @@ mod project;
 mod rate_limit;
 mod serve;
 mod services;
+mod sign_in;
 mod users;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -228,6 +229,11 @@ pub fn http_post_json(addr: &str, path: &str, body: &str) -> HttpResponse {
         &[("content-type", "application/json")],
         body,
     )
+}
+
+/// A POST with extra request headers (a browser's `Origin`, a token).
+pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    http_exchange(addr, "POST", path, headers, body)
 }
 
 fn http_exchange(
