@@ -390,8 +390,9 @@ async fn magic_link_poll(State(state): State<AppState>, client: Client, body: By
 
 /// `GET /auth/magic_link/{token}`: a page with a button; consumes nothing,
 /// so a mail scanner that fetches the link does not use it up.
-async fn magic_link_page(State(state): State<AppState>) -> Reply {
+async fn magic_link_page(State(state): State<AppState>, client: Client) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
+    auth.limit(&client, None)?;
     Ok(pages::confirm_sign_in(&auth.settings.app_name))
 }
 
@@ -541,8 +542,9 @@ fn signed_in_user(actor: &Actor) -> Result<String, Response> {
 }
 
 /// `GET /auth/me`.
-async fn me(State(state): State<AppState>, Caller(actor): Caller) -> Reply {
+async fn me(State(state): State<AppState>, Caller(actor): Caller, client: Client) -> Reply {
     let auth = auth(&state)?;
+    auth.limit(&client, None)?;
     let id = signed_in_user(&actor)?;
     let user = auth
         .accounts()
@@ -557,9 +559,11 @@ async fn me(State(state): State<AppState>, Caller(actor): Caller) -> Reply {
 async fn sessions(
     State(state): State<AppState>,
     Caller(actor): Caller,
+    client: Client,
     headers: HeaderMap,
 ) -> Reply {
     let auth = auth(&state)?;
+    auth.limit(&client, None)?;
     let id = signed_in_user(&actor)?;
     let now = auth.clock.now();
     let current = auth.current_session(&headers);
@@ -603,6 +607,7 @@ async fn revoke_session(
     Path(session_id): Path<String>,
 ) -> Reply {
     let auth = auth(&state)?;
+    auth.limit(&client, None)?;
     let user_id = signed_in_user(&actor)?;
     let Ok(session_id) = Uuid::parse_str(&session_id) else {
         return Err(not_found());
@@ -638,6 +643,7 @@ async fn sign_out(
     headers: HeaderMap,
 ) -> Reply {
     let auth = auth(&state)?;
+    auth.limit(&client, None)?;
     let user_id = signed_in_user(&actor)?;
     let Some(session_id) = auth.current_session(&headers) else {
         return Err(error_response(
@@ -673,6 +679,7 @@ async fn sign_out_everywhere(
     client: Client,
 ) -> Reply {
     let auth = auth(&state)?;
+    auth.limit(&client, None)?;
     let user_id = signed_in_user(&actor)?;
     let revoked = auth
         .revoke(&[("user_id", Test::Eq(json!(user_id)))])
@@ -813,8 +820,13 @@ async fn create_api_key(
 }
 
 /// `GET /auth/api_keys`: the caller's keys, newest first, revoked ones too.
-async fn list_api_keys(State(state): State<AppState>, Caller(actor): Caller) -> Reply {
+async fn list_api_keys(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    client: Client,
+) -> Reply {
     let auth = with_strategy(&state, api_key_enabled)?;
+    auth.limit(&client, None)?;
     let user_id = session_user(&actor)?;
     let rows = auth
         .accounts()
@@ -839,6 +851,7 @@ async fn revoke_api_key(
     Path(key_id): Path<String>,
 ) -> Reply {
     let auth = with_strategy(&state, api_key_enabled)?;
+    auth.limit(&client, None)?;
     let user_id = signed_in_user(&actor)?;
     let Ok(key_id) = Uuid::parse_str(&key_id) else {
         return Err(not_found());

@@ -808,6 +808,11 @@ both!(auth_routes_are_rate_limited, |dialect| async move {
     }
     assert_eq!(statuses[..5], [StatusCode::OK; 5]);
     assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    // Every auth route counts against the client: the signed-in ones too.
+    for uri in ["/auth/me", "/auth/sessions", "/auth/api_keys"] {
+        let r = api.send("GET", uri, None, None).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+    }
     api.cleanup().await;
 });
 
