@@ -28,6 +28,9 @@ use super::session::{self, Device, Keys, Tokens};
 
 /// Tries a token's code allows before it is refused for good.
 pub const CODE_ATTEMPTS: i64 = 5;
+/// Code tries one address may make in an hour, over all its links: the
+/// link in the mail still works after it.
+pub const CODE_ATTEMPTS_PER_HOUR: i64 = 10;
 /// How long a link and its code work.
 pub const TOKEN_MINUTES: i64 = 15;
 /// How often the game should poll, in seconds.
@@ -193,6 +196,31 @@ impl MagicLinks<'_> {
         let (accounts, keys, codes, registration) =
             (&self.accounts, self.keys, self.codes, self.registration);
         let mut tx = accounts.begin().await?;
+        // Each link allows CODE_ATTEMPTS tries, and asking for links is
+        // free: without a cap per address, guessing would go on link
+        // after link. The tries of the last hour's links are counted.
+        let recent = tx
+            .find(
+                "auth_token",
+                &[
+                    ("email", Test::Eq(json!(email))),
+                    ("purpose", Test::Eq(json!("magic_link"))),
+                    (
+                        "inserted_at",
+                        Test::Above(json!(stamp(now - time::Duration::hours(1)))),
+                    ),
+                ],
+                None,
+                None,
+            )
+            .await?;
+        let tries: i64 = recent
+            .iter()
+            .map(|row| row["code_attempts"].as_i64().unwrap_or(0))
+            .sum();
+        if tries >= CODE_ATTEMPTS_PER_HOUR {
+            return Err(Failure::Invalid);
+        }
         let newest = tx
             .find(
                 "auth_token",

@@ -12,7 +12,9 @@ use kumo_auth::secret::CodeKey;
 use kumo_core::project::Registration;
 use kumo_db::query::accounts::{Set, Test};
 use kumo_server::auth::clock::{Clock, stamp};
-use kumo_server::auth::magic_link::{CODE_ATTEMPTS, Failure, MagicLinks, Poll};
+use kumo_server::auth::magic_link::{
+    CODE_ATTEMPTS, CODE_ATTEMPTS_PER_HOUR, Failure, MagicLinks, Poll,
+};
 use kumo_server::auth::session::{Device, Keys};
 use serde_json::json;
 use time::macros::datetime;
@@ -239,6 +241,64 @@ both!(the_code_allows_five_tries, |dialect| async move {
     );
     api.cleanup().await;
 });
+
+both!(
+    code_tries_are_capped_per_address_across_links,
+    |dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let (keys, codes, clock) = (keys(), codes(), clock());
+        let links = links(&api, &keys, &codes, Registration::Open);
+        let address = "target@example.com";
+        // A guesser asks for link after link and spends each one's tries.
+        let mut spent = 0;
+        while spent < CODE_ATTEMPTS_PER_HOUR {
+            let (_, code) = links
+                .request(address, clock.now())
+                .await
+                .unwrap()
+                .mail
+                .unwrap();
+            let wrong = if code == "000000" { "000001" } else { "000000" };
+            for _ in 0..CODE_ATTEMPTS.min(CODE_ATTEMPTS_PER_HOUR - spent) {
+                let r = links
+                    .sign_in_with_code(address, wrong, &device(), clock.now())
+                    .await;
+                assert!(matches!(r, Err(Failure::Invalid)), "{r:?}");
+                spent += 1;
+            }
+        }
+        // A fresh link's right code is now refused too…
+        let (token, code) = links
+            .request(address, clock.now())
+            .await
+            .unwrap()
+            .mail
+            .unwrap();
+        let r = links
+            .sign_in_with_code(address, &code, &device(), clock.now())
+            .await;
+        assert!(matches!(r, Err(Failure::Invalid)), "{r:?}");
+        // …but its link, which only the mailbox's owner has, still works.
+        let tokens = links
+            .sign_in_with_token(&token, &device(), clock.now())
+            .await
+            .expect("the link still signs in");
+        assert_eq!(tokens.user["email"], address);
+        // An hour on, codes work again.
+        clock.advance(time::Duration::minutes(61));
+        let (_, code) = links
+            .request(address, clock.now())
+            .await
+            .unwrap()
+            .mail
+            .unwrap();
+        links
+            .sign_in_with_code(address, &code, &device(), clock.now())
+            .await
+            .expect("the cap counts the last hour only");
+        api.cleanup().await;
+    }
+);
 
 both!(
     links_and_polls_expire_after_fifteen_minutes,
