@@ -150,6 +150,20 @@ impl MagicLinks<'_> {
         device: &Device,
         now: OffsetDateTime,
     ) -> Result<Tokens, Failure> {
+        match self.sign_in_with_token_once(token, device, now).await {
+            Err(e) if made_the_account_meanwhile(&e) => {
+                self.sign_in_with_token_once(token, device, now).await
+            }
+            other => other,
+        }
+    }
+
+    async fn sign_in_with_token_once(
+        &self,
+        token: &str,
+        device: &Device,
+        now: OffsetDateTime,
+    ) -> Result<Tokens, Failure> {
         let (accounts, keys, registration) = (&self.accounts, self.keys, self.registration);
         let hash = secret::hash(token);
         let mut tx = accounts.begin().await?;
@@ -187,6 +201,21 @@ impl MagicLinks<'_> {
     /// `POST /auth/magic_link/sign_in {email, code}`: the newest unused link of
     /// `email`, whose code is tried at most [`CODE_ATTEMPTS`] times.
     pub async fn sign_in_with_code(
+        &self,
+        email: &str,
+        code: &str,
+        device: &Device,
+        now: OffsetDateTime,
+    ) -> Result<Tokens, Failure> {
+        match self.sign_in_with_code_once(email, code, device, now).await {
+            Err(e) if made_the_account_meanwhile(&e) => {
+                self.sign_in_with_code_once(email, code, device, now).await
+            }
+            other => other,
+        }
+    }
+
+    async fn sign_in_with_code_once(
         &self,
         email: &str,
         code: &str,
@@ -410,6 +439,14 @@ async fn finish(
     )
     .await?;
     Ok(session::open(tx, keys, user, device, now).await?)
+}
+
+/// Two links of a new address used at once (a double tap, the link and
+/// the code): both try to make the account, and the second insert finds
+/// the email taken. Its transaction rolled back, token and all, so the
+/// sign-in runs again and finds the account.
+fn made_the_account_meanwhile(failure: &Failure) -> bool {
+    matches!(failure, Failure::Store(QueryError::Conflict { .. }))
 }
 
 fn expired(row: &Record, now: OffsetDateTime) -> bool {

@@ -416,3 +416,35 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    two_links_of_a_new_address_used_at_once_both_sign_in,
+    |dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let (keys, codes, clock) = (keys(), codes(), clock());
+        let links = links(&api, &keys, &codes, Registration::Open);
+        for round in 0..10 {
+            let address = format!("double{round}@example.com");
+            let (first, _) = links
+                .request(&address, clock.now())
+                .await
+                .unwrap()
+                .mail
+                .unwrap();
+            let (second, _) = links
+                .request(&address, clock.now())
+                .await
+                .unwrap()
+                .mail
+                .unwrap();
+            let here = device();
+            let (a, b) = tokio::join!(
+                links.sign_in_with_token(&first, &here, clock.now()),
+                links.sign_in_with_token(&second, &here, clock.now()),
+            );
+            let (a, b) = (a.expect("the first link"), b.expect("the second link"));
+            assert_eq!(a.user["id"], b.user["id"], "one account");
+        }
+        api.cleanup().await;
+    }
+);
