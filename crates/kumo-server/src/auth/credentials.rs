@@ -336,7 +336,17 @@ impl Auth {
             expires_at: (now + self.settings.session_ttl).unix_timestamp(),
         };
         let value = self.browser.issue(&claims);
-        let max_age = self.settings.session_ttl.whole_seconds();
+        self.set_cookie(&value, self.settings.session_ttl.whole_seconds())
+    }
+
+    /// A `Set-Cookie` value that removes the browser's session cookie.
+    pub(crate) fn cleared_cookie(&self) -> String {
+        self.set_cookie("", 0)
+    }
+
+    /// The session cookie with `value` for `max_age` seconds: `Secure`
+    /// and `__Host-` named when the public URL is HTTPS.
+    fn set_cookie(&self, value: &str, max_age: i64) -> String {
         let secure = self.settings.public_url.starts_with("https://");
         let name = if secure { COOKIE_SECURE } else { COOKIE_PLAIN };
         format!(
@@ -345,14 +355,16 @@ impl Auth {
         )
     }
 
-    /// A `Set-Cookie` value that removes the browser's session cookie.
-    pub(crate) fn cleared_cookie(&self) -> String {
-        let secure = self.settings.public_url.starts_with("https://");
-        let name = if secure { COOKIE_SECURE } else { COOKIE_PLAIN };
-        format!(
-            "{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
-            if secure { "; Secure" } else { "" }
-        )
+    /// The session of the request's access token or cookie (an API key has
+    /// none): the credential as the authenticator reads it.
+    pub(crate) fn current_session(&self, headers: &HeaderMap) -> Option<Uuid> {
+        let now = self.clock.now().unix_timestamp();
+        let claims = match self.credential(&Method::GET, headers).ok()? {
+            Credential::AccessToken(token) => self.keys.access.verify(&token, now),
+            Credential::Cookie(cookie) => self.browser.verify(&cookie, now),
+            Credential::ApiKey(_) | Credential::None => return None,
+        };
+        claims.ok().map(|c| c.session_id)
     }
 }
 

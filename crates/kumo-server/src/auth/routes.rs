@@ -34,7 +34,7 @@ use super::magic_link::{self, Failure, Poll};
 use super::session::{self, Device, RefreshError, Tokens, public_user};
 use super::{Auth, pages};
 use crate::AppState;
-use crate::api::{Caller, error_response, query_error_response};
+use crate::api::{AuthFailure, Caller, error_response, query_error_response, refusal_response};
 use crate::ratelimit::{bucket_key, client_address, too_many_requests};
 
 type Reply = Result<Response, Response>;
@@ -195,40 +195,12 @@ fn signed_in(tokens: &Tokens) -> Response {
     (StatusCode::OK, Json(json!({ "data": tokens.to_json() }))).into_response()
 }
 
-/// A failure of the account store: 503 with `Retry-After` when the
-/// database was busy for a moment, 500 otherwise.
-fn store_failure(e: &QueryError) -> Response {
-    if let QueryError::Unavailable(cause) = e {
-        tracing::warn!(%cause, "database busy in an auth request");
-        let mut r = error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the database is busy; try again in a moment",
-            None,
-        );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(crate::api::RETRY_AFTER_SECONDS),
-        );
-        return r;
-    }
-    tracing::error!(error = %e, "the account store failed");
-    error_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "the account store failed; nothing was changed",
-        None,
-    )
-}
-
-fn failure_response(failure: &Failure) -> Response {
+/// A refused sign-in as the API answers it; a failure of the account
+/// store is answered as the resource API answers one (503 with
+/// `Retry-After` when the database is busy, 500 otherwise).
+fn failure_response(failure: Failure) -> Response {
     match failure {
-        Failure::Store(e) => match e {
-            QueryError::Unavailable(_) => {
-                query_error_response(QueryError::Unavailable(kumo_db::query::Busy::Pool))
-            }
-            e => store_failure(e),
-        },
+        Failure::Store(e) => query_error_response(e),
         Failure::Locked => error_response(
             StatusCode::FORBIDDEN,
             failure.code(),
@@ -259,7 +231,7 @@ async fn magic_link_request(State(state): State<AppState>, client: Client, body:
         .magic_links()
         .request(&address, now)
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     // Rendered either way, so the answer takes as long for an unknown
     // address; only sent when the address may sign in.
     let (token, code) = requested
@@ -351,7 +323,7 @@ async fn audit_sign_in(
                 detail: json!({ "reason": failure.code(), "email": email }),
             })
             .await;
-            Err(failure_response(&failure))
+            Err(failure_response(failure))
         }
     }
 }
@@ -384,7 +356,7 @@ async fn magic_link_poll(State(state): State<AppState>, client: Client, body: By
             let tokens = audit_sign_in(auth, &client, "magic_link", Ok(tokens), None).await?;
             Ok(signed_in(&tokens))
         }
-        Err(failure) => Err(failure_response(&failure)),
+        Err(failure) => Err(failure_response(failure)),
     }
 }
 
@@ -412,13 +384,15 @@ async fn magic_link_press(
             "This sign-in must be confirmed from its own page. Open the link from your email again.",
         ));
     }
-    if let Err(response) = auth.limit(&client, None) {
-        return Err(pages::sign_in_failed(
+    if let Err(limited) = auth.limit(&client, None) {
+        let mut page = pages::sign_in_failed(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many sign-in attempts from this network; wait a minute and try again.",
-        )
-        .into_response()
-        .tap_headers(&response));
+        );
+        if let Some(wait) = limited.headers().get(header::RETRY_AFTER) {
+            page.headers_mut().insert(header::RETRY_AFTER, wait.clone());
+        }
+        return Err(page);
     }
     let now = auth.clock.now();
     let result = auth
@@ -448,20 +422,6 @@ async fn magic_link_press(
             };
             Err(pages::sign_in_failed(status, message))
         }
-    }
-}
-
-trait TapHeaders {
-    fn tap_headers(self, from: &Response) -> Response;
-}
-
-impl TapHeaders for Response {
-    /// Copies `Retry-After` from `from`.
-    fn tap_headers(mut self, from: &Response) -> Response {
-        if let Some(v) = from.headers().get(header::RETRY_AFTER) {
-            self.headers_mut().insert(header::RETRY_AFTER, v.clone());
-        }
-        self
     }
 }
 
@@ -506,14 +466,14 @@ async fn refresh(State(state): State<AppState>, client: Client, body: Bytes) -> 
                 })
                 .await;
             }
-            Err(refresh_error(&e))
+            Err(refresh_error(e))
         }
     }
 }
 
-fn refresh_error(e: &RefreshError) -> Response {
+fn refresh_error(e: RefreshError) -> Response {
     match e {
-        RefreshError::Store(store) => store_failure(store),
+        RefreshError::Store(store) => query_error_response(store),
         RefreshError::Locked => {
             error_response(StatusCode::FORBIDDEN, e.code(), &e.to_string(), None)
         }
@@ -528,17 +488,10 @@ fn refresh_error(e: &RefreshError) -> Response {
 
 /// The signed-in user's id, or 401 for an anonymous caller.
 fn signed_in_user(actor: &Actor) -> Result<String, Response> {
-    actor.id().map(|id| id.to_string()).ok_or_else(|| {
-        let mut r = error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in first",
-            None,
-        );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        r
-    })
+    actor
+        .id()
+        .map(|id| id.to_string())
+        .ok_or_else(|| refusal_response(AuthFailure::Unauthenticated("sign in first".into())))
 }
 
 /// `GET /auth/me`.
@@ -550,7 +503,7 @@ async fn me(State(state): State<AppState>, Caller(actor): Caller, client: Client
         .accounts()
         .read_one("user", &[("id", Test::Eq(json!(id)))])
         .await
-        .map_err(|e| store_failure(&e))?
+        .map_err(query_error_response)?
         .ok_or_else(not_found)?;
     Ok(Json(json!({ "data": public_user(&user) })).into_response())
 }
@@ -580,7 +533,7 @@ async fn sessions(
             None,
         )
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     let data: Vec<Value> = rows
         .iter()
         .map(|row| {
@@ -618,7 +571,7 @@ async fn revoke_session(
             ("user_id", Test::Eq(json!(user_id))),
         ])
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     if revoked == 0 {
         return Err(not_found());
     }
@@ -655,7 +608,7 @@ async fn sign_out(
     };
     auth.revoke(&[("id", Test::Eq(json!(session_id)))])
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     auth.audit(Entry {
         kind: "sign_out",
         strategy: None,
@@ -684,7 +637,7 @@ async fn sign_out_everywhere(
     let revoked = auth
         .revoke(&[("user_id", Test::Eq(json!(user_id)))])
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     auth.audit(Entry {
         kind: "sign_out_everywhere",
         strategy: None,
@@ -785,7 +738,7 @@ async fn create_api_key(
         .accounts()
         .begin()
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     let row = tx
         .insert(
             "api_key",
@@ -799,7 +752,7 @@ async fn create_api_key(
             &stamp(now),
         )
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     auth.audit_in(
         &mut tx,
         &Entry {
@@ -812,8 +765,8 @@ async fn create_api_key(
         },
     )
     .await
-    .map_err(|e| store_failure(&e))?;
-    tx.commit().await.map_err(|e| store_failure(&e))?;
+    .map_err(query_error_response)?;
+    tx.commit().await.map_err(query_error_response)?;
     let mut data = api_key_json(&row);
     data["key"] = json!(key.key);
     Ok((StatusCode::CREATED, Json(json!({ "data": data }))).into_response())
@@ -837,7 +790,7 @@ async fn list_api_keys(
             None,
         )
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     let data: Vec<Value> = rows.iter().map(api_key_json).collect();
     Ok(Json(json!({ "data": data })).into_response())
 }
@@ -861,7 +814,7 @@ async fn revoke_api_key(
         .accounts()
         .begin()
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     let revoked = tx
         .update(
             "api_key",
@@ -874,7 +827,7 @@ async fn revoke_api_key(
             &stamp(now),
         )
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(query_error_response)?;
     if revoked.is_empty() {
         let exists = tx
             .find_one(
@@ -885,7 +838,7 @@ async fn revoke_api_key(
                 ],
             )
             .await
-            .map_err(|e| store_failure(&e))?;
+            .map_err(query_error_response)?;
         // Revoking a revoked key of one's own is done already.
         return match exists {
             Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -904,8 +857,8 @@ async fn revoke_api_key(
         },
     )
     .await
-    .map_err(|e| store_failure(&e))?;
-    tx.commit().await.map_err(|e| store_failure(&e))?;
+    .map_err(query_error_response)?;
+    tx.commit().await.map_err(query_error_response)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -933,26 +886,6 @@ impl Auth {
             }
         }
         Ok(revoked.len())
-    }
-
-    /// The session of the request's access token or cookie (not of an API
-    /// key). The caller was authenticated already; this reads the claims.
-    fn current_session(&self, headers: &HeaderMap) -> Option<Uuid> {
-        let now = self.clock.now().unix_timestamp();
-        if let Some(bearer) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        {
-            return self
-                .keys
-                .access
-                .verify(bearer.trim(), now)
-                .ok()
-                .map(|c| c.session_id);
-        }
-        let cookie = super::credentials::session_cookie(headers)?;
-        self.browser.verify(cookie, now).ok().map(|c| c.session_id)
     }
 
     /// Whether a form post comes from this server's own page.
