@@ -29,6 +29,8 @@ pub const RESOURCES: [&str; 5] = ["user", "session", "auth_token", "api_key", "a
 #[derive(Debug, Clone, PartialEq)]
 pub enum Test {
     Eq(Value),
+    /// Not equal (a NULL column is neither equal nor unequal: it fails).
+    Ne(Value),
     IsNull,
     NotNull,
     /// Strictly less than.
@@ -96,6 +98,17 @@ impl<'e> Accounts<'e> {
         let sql = select(self.engine, entry, tests, order, limit);
         let fields: Vec<&Field> = entry.fields.iter().collect();
         Ok(self.engine.reader().fetch_records(&sql, &fields).await?)
+    }
+
+    /// `value` in the canonical form `resource.field` stores, checked
+    /// against the field's declared type and rules (length, pattern, enum
+    /// values), or what is wrong with it: the same check the resource API
+    /// makes, for values the auth layer takes from a request.
+    pub fn check(&self, resource: &str, field: &str, value: &Value) -> Result<Value, String> {
+        super::write::check_field(
+            self::field(account_entry(self.engine, resource), field),
+            value,
+        )
     }
 
     /// The first row [`Accounts::read`] would give.
@@ -338,6 +351,10 @@ fn push_where(sql: &mut Sql, entry: &Entry, tests: &[(&str, Test)]) {
         match test {
             Test::Eq(v) => {
                 sql.push(" = ");
+                sql.bind_value(f.kind, v);
+            }
+            Test::Ne(v) => {
+                sql.push(" <> ");
                 sql.bind_value(f.kind, v);
             }
             Test::IsNull => {

@@ -1027,7 +1027,7 @@ fn prefix(fields: FieldErrors, index: Option<usize>) -> FieldErrors {
 }
 
 /// A value for `field` in canonical form, or what is wrong with it.
-fn check_field(field: &Field, value: &Value) -> Result<Value, String> {
+pub(super) fn check_field(field: &Field, value: &Value) -> Result<Value, String> {
     if value.is_null() {
         return if field.required {
             Err("is required".to_owned())

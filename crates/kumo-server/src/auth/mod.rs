@@ -4,20 +4,24 @@
 //! - [`clock`]: the clock token lifetimes are decided against;
 //! - [`session`]: sessions with rotating refresh tokens;
 //! - [`magic_link`]: sign-in by an emailed link or code, on any device;
+//! - [`password`]: passwords (Argon2id off the async workers), resets,
+//!   and confirming and changing email addresses;
 //! - [`revocations`]: signed-out sessions, so their access tokens stop
 //!   working within seconds;
 //! - [`credentials`]: the authenticator (access tokens, API keys, the
 //!   browser's session cookie) and its cache of signed-in users;
 //! - [`limits`]: per-IP and per-account rate limits on the auth routes;
 //! - [`audit`]: the audit log;
-//! - [`routes`] and [`pages`]: HTTP.
+//! - [`routes`], [`account_routes`] and [`pages`]: HTTP.
 
+mod account_routes;
 pub mod audit;
 pub mod clock;
 pub mod credentials;
 pub mod limits;
 pub mod magic_link;
 mod pages;
+pub mod password;
 pub mod revocations;
 pub mod routes;
 pub mod session;
@@ -81,6 +85,11 @@ pub struct Settings {
     /// Behind a reverse proxy, the header holding the client's address
     /// (`[server.rate_limit] client_ip_header`).
     pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Whether password accounts, and changed addresses, must confirm
+    /// their email before they count.
+    pub confirm_email: bool,
+    /// The Argon2id cost of new password hashes.
+    pub password_cost: kumo_auth::password::Cost,
 }
 
 impl Settings {
@@ -99,6 +108,12 @@ impl Settings {
             app_name: app_name.to_owned(),
             limits: limits::LimitSettings::from_config(&section.rate_limit),
             client_ip_header,
+            confirm_email: section.confirm_email,
+            password_cost: kumo_auth::password::Cost {
+                memory_kib: section.password.memory_kib,
+                iterations: section.password.iterations,
+                lanes: section.password.lanes,
+            },
         }
     }
 }
@@ -119,6 +134,7 @@ pub struct Auth {
     outbox: Outbox,
     templates: Templates,
     limits: Option<Limits>,
+    hasher: password::Hasher,
 }
 
 impl std::fmt::Debug for Auth {
@@ -140,6 +156,8 @@ pub enum StartError {
     Mail(#[from] kumo_mail::MailError),
     #[error("mail template {0}")]
     Template(#[from] kumo_mail::templates::TemplateError),
+    #[error("[auth.password]: {0}")]
+    Password(#[from] kumo_auth::password::PasswordError),
 }
 
 impl Auth {
@@ -209,6 +227,7 @@ impl Auth {
             users: RecordCache::default(),
             sessions: RecordCache::default(),
             limits: settings.limits.as_ref().map(Limits::new),
+            hasher: password::Hasher::new(settings.password_cost)?,
             engine,
             settings,
             clock,

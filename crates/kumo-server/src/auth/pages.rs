@@ -1,6 +1,7 @@
 //! The few HTML pages of the auth layer: a magic link's page (a button, so
 //! that a mail scanner fetching the link consumes nothing), what pressing
-//! it gives, and the development mailbox.
+//! it gives, a password reset's form, an email confirmation's button, and
+//! the development mailbox.
 //!
 //! Every page is sent with a CSP that allows no script and only its own
 //! inline style, `Referrer-Policy: no-referrer` (a link's URL holds its
@@ -95,6 +96,63 @@ pub(super) fn sign_in_failed(status: StatusCode, message: &str) -> Response {
         &format!(
             "<h1>Sign-in failed</h1><p class=\"error\">{}</p>",
             escape(message)
+        ),
+    )
+}
+
+/// A page that says something went wrong, under `title`.
+pub(super) fn failed(status: StatusCode, title: &str, message: &str) -> Response {
+    page(
+        status,
+        title,
+        &format!(
+            "<h1>{}</h1><p class=\"error\">{}</p>",
+            escape(title),
+            escape(message)
+        ),
+    )
+}
+
+/// A page that says something worked, under `title`.
+pub(super) fn done(title: &str, message: &str) -> Response {
+    page(
+        StatusCode::OK,
+        title,
+        &format!("<h1>{}</h1><p>{}</p>", escape(title), escape(message)),
+    )
+}
+
+/// `GET /auth/password/reset/{token}`: a form for the new password that
+/// posts back to the link; `error` is the last try's refusal.
+pub(super) fn reset_form(status: StatusCode, app: &str, error: Option<&str>) -> Response {
+    let error = error
+        .map(|e| format!("<p class=\"error\" id=\"password-error\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    page(
+        status,
+        &format!("New password for {app}"),
+        &format!(
+            "<h1>Choose a new password for {}</h1>\
+             <form method=\"post\"><p><label for=\"password\">New password</label><br>\
+             <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" \
+             required minlength=\"8\" maxlength=\"128\" aria-describedby=\"password-error\"></p>{error}\
+             <button type=\"submit\">Set password</button></form>\
+             <p><small>A few unrelated words make a strong password. Every device signed in \
+             to the account is signed out.</small></p>",
+            escape(app)
+        ),
+    )
+}
+
+/// `GET /auth/email/confirm/{token}`: a button that posts back to the link.
+pub(super) fn confirm_email(app: &str) -> Response {
+    page(
+        StatusCode::OK,
+        "Confirm your email",
+        &format!(
+            "<h1>Confirm your email for {}</h1><p>Press the button to confirm this address.</p>\
+             <form method=\"post\"><button type=\"submit\">Confirm</button></form>",
+            escape(app)
         ),
     )
 }

@@ -37,7 +37,7 @@ use crate::AppState;
 use crate::api::{AuthFailure, Caller, error_response, query_error_response, refusal_response};
 use crate::ratelimit::{bucket_key, client_address, too_many_requests};
 
-type Reply = Result<Response, Response>;
+pub(super) type Reply = Result<Response, Response>;
 
 /// The longest user agent kept with a session.
 const USER_AGENT_MAX: usize = 256;
@@ -59,21 +59,25 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/auth/sign_out_everywhere", post(sign_out_everywhere))
         .route("/auth/api_keys", get(list_api_keys).post(create_api_key))
         .route("/auth/api_keys/{id}", delete(revoke_api_key))
+        .merge(super::account_routes::routes())
         .route("/dev/mailbox", get(mailbox_page))
         .route("/dev/mailbox.json", get(mailbox_json))
 }
 
-fn not_found() -> Response {
+pub(super) fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such route", None)
 }
 
 /// The auth layer, or 404 when no strategy is enabled.
-fn auth(state: &AppState) -> Result<&Arc<Auth>, Response> {
+pub(super) fn auth(state: &AppState) -> Result<&Arc<Auth>, Response> {
     state.auth().ok_or_else(not_found)
 }
 
 /// The auth layer when `strategy` is enabled, or 404.
-fn with_strategy(state: &AppState, enabled: fn(&Auth) -> bool) -> Result<&Arc<Auth>, Response> {
+pub(super) fn with_strategy(
+    state: &AppState,
+    enabled: fn(&Auth) -> bool,
+) -> Result<&Arc<Auth>, Response> {
     auth(state).and_then(|a| if enabled(a) { Ok(a) } else { Err(not_found()) })
 }
 
@@ -88,8 +92,8 @@ fn api_key_enabled(auth: &Auth) -> bool {
 /// Where a request comes from: its address (for rate limits and the audit
 /// log) and the device it describes itself as.
 pub(crate) struct Client {
-    ip: Option<IpAddr>,
-    device: Device,
+    pub(super) ip: Option<IpAddr>,
+    pub(super) device: Device,
 }
 
 impl FromRequestParts<AppState> for Client {
@@ -118,7 +122,7 @@ impl FromRequestParts<AppState> for Client {
 impl Auth {
     /// Counts a request against its client's and (when given) its target
     /// account's allowance; 429 with `Retry-After` beyond either.
-    fn limit(&self, client: &Client, account: Option<String>) -> Result<(), Response> {
+    pub(super) fn limit(&self, client: &Client, account: Option<String>) -> Result<(), Response> {
         let Some(limits) = &self.limits else {
             return Ok(());
         };
@@ -138,7 +142,7 @@ impl Auth {
 }
 
 /// A JSON object body, or 400.
-fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+pub(super) fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(error_response(
@@ -158,7 +162,7 @@ fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
 
 /// The non-empty string fields `names` of `body`, or a 422 naming every
 /// one that is missing or not a string.
-fn strings<'b, const N: usize>(
+pub(super) fn strings<'b, const N: usize>(
     body: &'b Map<String, Value>,
     names: [&str; N],
 ) -> Result<[&'b str; N], Response> {
@@ -183,7 +187,7 @@ fn strings<'b, const N: usize>(
 }
 
 /// An email field, normalised, or a 422 naming `field`.
-fn email_field(raw: &str, field: &str) -> Result<String, Response> {
+pub(super) fn email_field(raw: &str, field: &str) -> Result<String, Response> {
     email::normalize(raw).map_err(|why| {
         let mut fields = kumo_db::query::FieldErrors::new();
         fields.insert(field.to_owned(), vec![why.to_owned()]);
@@ -191,7 +195,7 @@ fn email_field(raw: &str, field: &str) -> Result<String, Response> {
     })
 }
 
-fn signed_in(tokens: &Tokens) -> Response {
+pub(super) fn signed_in(tokens: &Tokens) -> Response {
     (StatusCode::OK, Json(json!({ "data": tokens.to_json() }))).into_response()
 }
 
@@ -487,7 +491,7 @@ fn refresh_error(e: RefreshError) -> Response {
 }
 
 /// The signed-in user's id, or 401 for an anonymous caller.
-fn signed_in_user(actor: &Actor) -> Result<String, Response> {
+pub(super) fn signed_in_user(actor: &Actor) -> Result<String, Response> {
     actor
         .id()
         .map(|id| id.to_string())
@@ -675,7 +679,7 @@ fn api_key_json(row: &kumo_db::query::Record) -> Value {
 /// The caller's user id when signed in by a session (an access token or
 /// the cookie); an API key may not make or list keys, so a leaked key
 /// cannot make itself a successor.
-fn session_user(actor: &Actor) -> Result<String, Response> {
+pub(super) fn session_user(actor: &Actor) -> Result<String, Response> {
     let id = signed_in_user(actor)?;
     if matches!(actor.kind, ActorKind::ApiKey { .. }) {
         return Err(error_response(
@@ -889,7 +893,7 @@ impl Auth {
     }
 
     /// Whether a form post comes from this server's own page.
-    fn form_from_own_page(&self, headers: &HeaderMap) -> bool {
+    pub(super) fn form_from_own_page(&self, headers: &HeaderMap) -> bool {
         let has_browser_headers =
             headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN);
         !has_browser_headers || self.same_origin(headers)

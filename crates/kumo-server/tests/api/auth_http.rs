@@ -39,6 +39,12 @@ fn settings(registration: Registration) -> Settings {
         app_name: "Test Game".into(),
         limits: None,
         client_ip_header: None,
+        confirm_email: false,
+        password_cost: kumo_auth::password::Cost {
+            memory_kib: 8,
+            iterations: 1,
+            lanes: 1,
+        },
     }
 }
 

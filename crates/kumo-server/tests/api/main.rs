@@ -17,6 +17,7 @@ mod known;
 mod magic_links;
 mod openapi;
 mod pages;
+mod passwords;
 mod relations;
 mod request_log;
 mod sessions;

@@ -1,0 +1,544 @@
+//! The password routes (`/auth/password/…`) and the email routes
+//! (`/auth/email/…`): register, sign in, reset a forgotten password (by a
+//! mailed link whose page has a form), change a password, change and
+//! confirm an address.
+//!
+//! A reset or confirmation link's `GET` shows a page and consumes nothing,
+//! as a magic link's does, so a mail scanner fetching it changes nothing.
+
+// Handlers return an early `Response` as their error, the axum idiom.
+#![allow(clippy::result_large_err)]
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kumo_core::actor::{Actor, ActorKind};
+use kumo_db::query::{FieldErrors, QueryError};
+use kumo_mail::Message;
+use kumo_mail::templates::{Kind, Values};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::audit::Entry;
+use super::password::{self, Failure, Login, Mail, Registered};
+use super::routes::{
+    Client, Reply, auth, email_field, object, signed_in, signed_in_user, strings, with_strategy,
+};
+use super::session::public_user;
+use super::{Auth, pages};
+use crate::AppState;
+use crate::api::{Caller, error_response, query_error_response};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/password/register", post(register))
+        .route("/auth/password/sign_in", post(sign_in))
+        .route("/auth/password/reset_request", post(reset_request))
+        .route("/auth/password/reset", post(reset))
+        .route(
+            "/auth/password/reset/{token}",
+            get(reset_page).post(reset_form),
+        )
+        .route("/auth/password/change", post(change_password))
+        .route("/auth/email/change", post(change_email))
+        .route("/auth/email/confirm", post(confirm_email))
+        .route(
+            "/auth/email/confirm/{token}",
+            get(confirm_page).post(confirm_press),
+        )
+}
+
+fn password_enabled(auth: &Auth) -> bool {
+    auth.settings.strategies.password
+}
+
+fn failure_response(failure: Failure) -> Response {
+    let (code, message) = (failure.code(), failure.to_string());
+    let status = match failure {
+        Failure::Invalid(fields) => return query_error_response(QueryError::invalid(fields)),
+        Failure::Taken(fields) => return query_error_response(QueryError::conflict(fields)),
+        Failure::Store(e) => return query_error_response(e),
+        Failure::Hash(e) => {
+            tracing::error!(error = %e, "password hashing failed");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the password could not be checked; nothing was changed",
+                None,
+            );
+        }
+        Failure::Busy(_) => {
+            let mut response =
+                error_response(StatusCode::SERVICE_UNAVAILABLE, code, &message, None);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        Failure::Credentials
+        | Failure::TokenInvalid
+        | Failure::TokenExpired
+        | Failure::TokenUsed => StatusCode::UNAUTHORIZED,
+        Failure::Locked | Failure::Unconfirmed | Failure::RegistrationClosed => {
+            StatusCode::FORBIDDEN
+        }
+    };
+    error_response(status, code, &message, None)
+}
+
+/// Sends a one-time link. Rendered even when there is nothing to send, so
+/// that answering takes as long either way.
+fn mail_link(auth: &Auth, mail: Option<&Mail>, to: &str) {
+    let kind = mail.map_or(Kind::PasswordReset, |m| m.kind);
+    let (path, minutes) = match kind {
+        Kind::EmailConfirmation => ("email/confirm", password::CONFIRM_MINUTES),
+        _ => ("password/reset", password::RESET_MINUTES),
+    };
+    let token = mail.map_or_else(kumo_auth::secret::random_token, |m| m.token.clone());
+    let to = mail.map_or(to, |m| m.to.as_str());
+    let link = format!("{}/auth/{path}/{token}", auth.settings.public_url);
+    let values = Values {
+        app: &auth.settings.app_name,
+        email: to,
+        link: &link,
+        code: None,
+        minutes: minutes as u32,
+    };
+    match auth.templates.render(kind, &values) {
+        Ok(rendered) if mail.is_some() => auth.outbox.send(Message::new(to, rendered)),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, kind = kind.name(), "could not render an email"),
+    }
+}
+
+/// A user attribute from the body, lower-cased when `lower`, checked
+/// against the `user` resource's rules; `None` when absent or null.
+fn optional_attribute(
+    auth: &Auth,
+    body: &Map<String, Value>,
+    name: &str,
+    lower: bool,
+    fields: &mut FieldErrors,
+) -> Option<String> {
+    let value = match body.get(name) {
+        None | Some(Value::Null) => return None,
+        Some(Value::String(s)) if lower => json!(s.trim().to_lowercase()),
+        Some(Value::String(s)) => json!(s.trim()),
+        Some(other) => other.clone(),
+    };
+    match auth.accounts().check("user", name, &value) {
+        Ok(Value::String(s)) => Some(s),
+        Ok(_) => None,
+        Err(why) => {
+            fields.insert(name.to_owned(), vec![why]);
+            None
+        }
+    }
+}
+
+/// The signed-in user's id for changing their account: a session (token
+/// or cookie) may, an API key may not, so a leaked key cannot take the
+/// account over.
+fn from_session(actor: &Actor) -> Result<String, Response> {
+    let id = signed_in_user(actor)?;
+    if matches!(actor.kind, ActorKind::ApiKey { .. }) {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an account's password and address are changed from a signed-in session, not with an API key",
+            None,
+        ));
+    }
+    Ok(id)
+}
+
+// ---- passwords --------------------------------------------------------------
+
+/// `POST /auth/password/register {email, password, username?, display_name?}`.
+async fn register(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = with_strategy(&state, password_enabled)?;
+    let body = object(&body)?;
+    let [raw, password] = strings(&body, ["email", "password"])?;
+    let email = email_field(raw, "email")?;
+    let mut fields = FieldErrors::new();
+    let username = optional_attribute(auth, &body, "username", true, &mut fields);
+    let display_name = optional_attribute(auth, &body, "display_name", false, &mut fields);
+    if !fields.is_empty() {
+        return Err(query_error_response(QueryError::invalid(fields)));
+    }
+    auth.limit(&client, Some(format!("email:{email}")))?;
+    let registered = auth
+        .register(
+            &email,
+            password,
+            username.as_deref(),
+            display_name.as_deref(),
+            &client.device,
+        )
+        .await;
+    match registered {
+        Ok(Registered::SignedIn(tokens)) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "data": tokens.to_json() })),
+        )
+            .into_response()),
+        Ok(Registered::Confirm(mail)) => {
+            mail_link(auth, mail.as_ref(), &email);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "ok": true, "confirmation_sent": true })),
+            )
+                .into_response())
+        }
+        Err(failure) => {
+            auth.audit(Entry {
+                kind: "register",
+                strategy: Some("password"),
+                success: false,
+                user_id: None,
+                device: &client.device,
+                detail: json!({ "reason": failure.code(), "email": email }),
+            })
+            .await;
+            Err(failure_response(failure))
+        }
+    }
+}
+
+/// `POST /auth/password/sign_in {email | username, password}`.
+async fn sign_in(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = with_strategy(&state, password_enabled)?;
+    let body = object(&body)?;
+    let login = if body.contains_key("username") && !body.contains_key("email") {
+        let [username, _] = strings(&body, ["username", "password"])?;
+        Login::Username(username.trim().to_lowercase())
+    } else {
+        let [raw, _] = strings(&body, ["email", "password"])?;
+        Login::Email(email_field(raw, "email")?)
+    };
+    // Not trimmed: spaces may be part of a password.
+    let password = body["password"].as_str().unwrap_or_default();
+    auth.limit(&client, Some(login.key()))?;
+    match auth
+        .password_sign_in(&login, password, &client.device)
+        .await
+    {
+        Ok(tokens) => Ok(signed_in(&tokens)),
+        Err(refused) => {
+            if let Some(mail) = &refused.mail {
+                mail_link(auth, Some(mail), &mail.to);
+            }
+            let login = match &login {
+                Login::Email(e) => json!({ "email": e }),
+                Login::Username(u) => json!({ "username": u }),
+            };
+            auth.audit(Entry {
+                kind: "sign_in",
+                strategy: Some("password"),
+                success: false,
+                user_id: refused.user_id,
+                device: &client.device,
+                detail: json!({ "reason": refused.failure.code(), "login": login }),
+            })
+            .await;
+            Err(failure_response(refused.failure))
+        }
+    }
+}
+
+/// `POST /auth/password/reset_request {email}`: always 200, whether or
+/// not the address has an account.
+async fn reset_request(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = with_strategy(&state, password_enabled)?;
+    let body = object(&body)?;
+    let [raw] = strings(&body, ["email"])?;
+    let email = email_field(raw, "email")?;
+    auth.limit(&client, Some(format!("email:{email}")))?;
+    let mail = auth
+        .reset_request(&email)
+        .await
+        .map_err(query_error_response)?;
+    mail_link(auth, mail.as_ref(), &email);
+    auth.audit(Entry {
+        kind: "password_reset_request",
+        strategy: Some("password"),
+        success: true,
+        user_id: None,
+        device: &client.device,
+        detail: json!({ "sent": mail.is_some() }),
+    })
+    .await;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
+
+/// Resets the password and forgets the signed-out sessions on this node
+/// (the others reload them within seconds); audits a refusal.
+async fn reset_with(
+    auth: &Auth,
+    client: &Client,
+    token: &str,
+    password: &str,
+) -> Result<super::session::Tokens, Failure> {
+    match auth.reset_password(token, password, &client.device).await {
+        Ok((tokens, revoked)) => {
+            auth.forget_sessions(&revoked);
+            Ok(tokens)
+        }
+        Err(failure) => {
+            if !matches!(failure, Failure::Invalid(_)) {
+                auth.audit(Entry {
+                    kind: "password_reset",
+                    strategy: Some("password"),
+                    success: false,
+                    user_id: None,
+                    device: &client.device,
+                    detail: json!({ "reason": failure.code() }),
+                })
+                .await;
+            }
+            Err(failure)
+        }
+    }
+}
+
+/// `POST /auth/password/reset {token, password}`: a session, with every
+/// other device signed out.
+async fn reset(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = with_strategy(&state, password_enabled)?;
+    let body = object(&body)?;
+    let [token, password] = strings(&body, ["token", "password"])?;
+    auth.limit(&client, None)?;
+    let tokens = reset_with(auth, &client, token.trim(), password)
+        .await
+        .map_err(failure_response)?;
+    Ok(signed_in(&tokens))
+}
+
+/// `GET /auth/password/reset/{token}`: the form; consumes nothing.
+async fn reset_page(State(state): State<AppState>, client: Client) -> Reply {
+    let auth = with_strategy(&state, password_enabled)?;
+    auth.limit(&client, None)?;
+    Ok(pages::reset_form(
+        StatusCode::OK,
+        &auth.settings.app_name,
+        None,
+    ))
+}
+
+/// The form's `POST` (`password=…`, form-encoded): sets the password and
+/// says to return to the game; a refused password shows the form again.
+async fn reset_form(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let auth = with_strategy(&state, password_enabled)?;
+    let app = &auth.settings.app_name;
+    if !auth.form_from_own_page(&headers) {
+        return Err(pages::failed(
+            StatusCode::FORBIDDEN,
+            "Password not changed",
+            "This form must be sent from its own page. Open the link from your email again.",
+        ));
+    }
+    if auth.limit(&client, None).is_err() {
+        return Err(pages::failed(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Password not changed",
+            "Too many attempts from this network; wait a minute and try again.",
+        ));
+    }
+    let password = form_urlencoded::parse(&body)
+        .find(|(name, _)| name == "password")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    match reset_with(auth, &client, &token, &password).await {
+        Ok(_) => Ok(pages::done(
+            "Password changed",
+            &format!(
+                "Your new password is set and every device was signed out. Return to {app} and sign in with it."
+            ),
+        )),
+        Err(Failure::Invalid(fields)) => {
+            let why = fields
+                .values()
+                .flatten()
+                .next()
+                .map(|m| format!("The password {m}."))
+                .unwrap_or_default();
+            Err(pages::reset_form(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                app,
+                Some(&why),
+            ))
+        }
+        Err(failure) => {
+            let status = failure_response(failure).status();
+            let message = match status {
+                StatusCode::FORBIDDEN => "This account is locked.",
+                StatusCode::UNAUTHORIZED => {
+                    "This link is not valid, has expired, or was already used. Ask your game for a new one."
+                }
+                _ => "Something went wrong on the server; try again in a moment.",
+            };
+            Err(pages::failed(status, "Password not changed", message))
+        }
+    }
+}
+
+/// `POST /auth/password/change {current_password, new_password}`: every
+/// other device is signed out; this one stays.
+async fn change_password(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    client: Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let auth = with_strategy(&state, password_enabled)?;
+    let user_id = from_session(&actor)?;
+    let body = object(&body)?;
+    let [current, new] = strings(&body, ["current_password", "new_password"])?;
+    auth.limit(&client, Some(format!("user:{user_id}")))?;
+    let keep = auth.current_session(&headers);
+    let revoked = auth
+        .change_password(&user_id, current, new, keep, &client.device)
+        .await
+        .map_err(failure_response)?;
+    auth.forget_sessions(&revoked);
+    Ok(Json(json!({ "ok": true, "signed_out": revoked.len() })).into_response())
+}
+
+// ---- email addresses --------------------------------------------------------
+
+/// `POST /auth/email/change {email}`: with `confirm_email`, 202 and a
+/// link to the new address; without, 200 and the changed account.
+async fn change_email(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    client: Client,
+    body: Bytes,
+) -> Reply {
+    let auth = auth(&state)?;
+    let user_id = from_session(&actor)?;
+    let body = object(&body)?;
+    let [raw] = strings(&body, ["email"])?;
+    let email = email_field(raw, "email")?;
+    auth.limit(&client, Some(format!("user:{user_id}")))?;
+    let (user, mail) = auth
+        .change_email(&user_id, &email, &client.device)
+        .await
+        .map_err(failure_response)?;
+    if auth.settings.confirm_email {
+        mail_link(auth, mail.as_ref(), &email);
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "ok": true, "confirmation_sent": true })),
+        )
+            .into_response());
+    }
+    Ok(Json(json!({ "data": public_user(&user) })).into_response())
+}
+
+/// Confirms an address; audits a refusal.
+async fn confirm_with(
+    auth: &Auth,
+    client: &Client,
+    token: &str,
+) -> Result<kumo_db::query::Record, Failure> {
+    let result = auth.confirm_email(token, &client.device).await;
+    if let Err(failure) = &result {
+        auth.audit(Entry {
+            kind: "email_confirmed",
+            strategy: None,
+            success: false,
+            user_id: None,
+            device: &client.device,
+            detail: json!({ "reason": failure.code() }),
+        })
+        .await;
+    }
+    result
+}
+
+/// `POST /auth/email/confirm {token}`: the confirmed account.
+async fn confirm_email(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+    let auth = auth(&state)?;
+    let body = object(&body)?;
+    let [token] = strings(&body, ["token"])?;
+    auth.limit(&client, None)?;
+    let user = confirm_with(auth, &client, token.trim())
+        .await
+        .map_err(failure_response)?;
+    Ok(Json(json!({ "data": public_user(&user) })).into_response())
+}
+
+/// `GET /auth/email/confirm/{token}`: a button; consumes nothing.
+async fn confirm_page(State(state): State<AppState>, client: Client) -> Reply {
+    let auth = auth(&state)?;
+    auth.limit(&client, None)?;
+    Ok(pages::confirm_email(&auth.settings.app_name))
+}
+
+/// The button's `POST`.
+async fn confirm_press(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    client: Client,
+    headers: HeaderMap,
+) -> Reply {
+    let auth = auth(&state)?;
+    let title = "Email not confirmed";
+    if !auth.form_from_own_page(&headers) {
+        return Err(pages::failed(
+            StatusCode::FORBIDDEN,
+            title,
+            "This confirmation must be sent from its own page. Open the link from your email again.",
+        ));
+    }
+    if auth.limit(&client, None).is_err() {
+        return Err(pages::failed(
+            StatusCode::TOO_MANY_REQUESTS,
+            title,
+            "Too many attempts from this network; wait a minute and try again.",
+        ));
+    }
+    match confirm_with(auth, &client, &token).await {
+        Ok(user) => Ok(pages::done(
+            "Email confirmed",
+            &format!(
+                "{} is confirmed. Return to {} now.",
+                user["email"].as_str().unwrap_or("Your address"),
+                auth.settings.app_name
+            ),
+        )),
+        Err(failure) => {
+            let response = failure_response(failure);
+            let message = match response.status() {
+                StatusCode::CONFLICT => "Another account uses this address now.",
+                StatusCode::UNAUTHORIZED => {
+                    "This link is not valid, has expired, or was already used."
+                }
+                _ => "Something went wrong on the server; try again in a moment.",
+            };
+            Err(pages::failed(response.status(), title, message))
+        }
+    }
+}
+
+impl Auth {
+    /// Drops sessions signed out by a password change or reset from this
+    /// node's caches at once.
+    fn forget_sessions(&self, revoked: &[Uuid]) {
+        let now = self.clock.now();
+        for id in revoked {
+            self.revocations.insert(*id, now);
+            self.sessions.forget(&id.to_string());
+        }
+    }
+}
