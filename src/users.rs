@@ -225,10 +225,10 @@ async fn create(
         now,
     )
     .await?;
-    tx.commit().await?;
 
     // The link is requested as `POST /auth/magic_link/request` would, so it
-    // is the same one-time, fifteen-minute token the server accepts.
+    // is the same one-time, fifteen-minute token the server accepts; in
+    // the account's transaction, so a failure leaves no account behind.
     let auth = &project.config.auth;
     let keys = Keys {
         access: AccessKey::new(secret),
@@ -244,15 +244,11 @@ async fn create(
         // Nobody signs in here; the link's use is audited by the server.
         audited: false,
     };
-    // The account is committed by now, so a failure here says it exists.
-    let requested = links.request(email, now).await.with_context(|| {
-        format!(
-            "created {email}, but could not make a sign-in link; they can ask for one when they sign in"
-        )
-    })?;
+    let requested = links.request_in(&mut tx, email, now).await?;
     let (token, code) = requested
         .mail
         .context("the new account may not sign in; is it locked?")?;
+    tx.commit().await?;
     Ok(Link {
         url: format!("{}/auth/magic_link/{token}", public_url(project)),
         code,

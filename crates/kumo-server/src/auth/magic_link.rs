@@ -97,14 +97,27 @@ pub struct MagicLinks<'a> {
 impl MagicLinks<'_> {
     /// `POST /auth/magic_link/request`: `email` is already normalised.
     pub async fn request(&self, email: &str, now: OffsetDateTime) -> Result<Requested, QueryError> {
-        let (accounts, codes, registration) = (&self.accounts, self.codes, self.registration);
+        let mut tx = self.accounts.begin().await?;
+        let requested = self.request_in(&mut tx, email, now).await?;
+        tx.commit().await?;
+        Ok(requested)
+    }
+
+    /// [`MagicLinks::request`] in `tx`, so a link can commit with what
+    /// made it (`kumo user create`: the account and its first link).
+    pub async fn request_in(
+        &self,
+        tx: &mut AccountsTx<'_>,
+        email: &str,
+        now: OffsetDateTime,
+    ) -> Result<Requested, QueryError> {
+        let (codes, registration) = (self.codes, self.registration);
         let token = secret::random_token();
         let code = secret::six_digit_code();
         let poll_id = Uuid::now_v7();
         let poll_secret = secret::random_token();
         // The code's hash is keyed by the token's id, chosen here.
         let token_id = Uuid::now_v7();
-        let mut tx = accounts.begin().await?;
         let user = tx
             .find_one("user", &[("email", Test::Eq(json!(email)))])
             .await?;
@@ -134,7 +147,6 @@ impl MagicLinks<'_> {
             &stamp(now),
         )
         .await?;
-        tx.commit().await?;
         Ok(Requested {
             poll_id,
             poll_secret,
