@@ -45,12 +45,19 @@ impl RateLimit {
         section.enabled.then(|| RateLimit {
             per_second: section.per_second,
             burst: section.burst,
-            client_ip_header: section.client_ip_header.as_ref().map(|h| {
-                HeaderName::try_from(h.as_str())
-                    .expect("kumo_core::project::HeaderName holds an RFC 9110 token")
-            }),
+            client_ip_header: client_ip_header(section),
         })
     }
+}
+
+/// `client_ip_header`, whether or not the limit is enabled: it says where
+/// a client's address comes from, which the auth layer's limits, its audit
+/// log and the dev mailbox need even with this limit turned off.
+pub fn client_ip_header(section: &RateLimitSection) -> Option<HeaderName> {
+    section.client_ip_header.as_ref().map(|h| {
+        HeaderName::try_from(h.as_str())
+            .expect("kumo_core::project::HeaderName holds an RFC 9110 token")
+    })
 }
 
 pub(crate) struct Limiter {
@@ -215,5 +222,7 @@ mod tests {
         assert_eq!(limit.client_ip_header.unwrap().as_str(), "x-real-ip");
         section.enabled = false;
         assert!(RateLimit::new(&section).is_none());
+        // The header still says where clients' addresses come from.
+        assert_eq!(client_ip_header(&section).unwrap().as_str(), "x-real-ip");
     }
 }

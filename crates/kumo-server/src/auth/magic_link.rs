@@ -309,15 +309,12 @@ impl MagicLinks<'_> {
     /// `POST /auth/magic_link/poll {id, secret}`.
     pub async fn poll(
         &self,
-        poll_id: &str,
+        poll_id: Uuid,
         poll_secret: &str,
         device: &Device,
         now: OffsetDateTime,
     ) -> Result<Poll, Failure> {
         let (accounts, keys) = (&self.accounts, self.keys);
-        let Ok(poll_id) = Uuid::parse_str(poll_id) else {
-            return Err(Failure::Invalid);
-        };
         let secret_hash = secret::hash(poll_secret);
         let mut tx = accounts.begin().await?;
         let row = tx

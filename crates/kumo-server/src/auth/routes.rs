@@ -92,6 +92,14 @@ pub(crate) struct Client {
     device: Device,
 }
 
+impl Client {
+    /// The rate limits' key for this client. Without a socket (a router
+    /// driven in-process) every request is one client.
+    fn bucket(&self) -> IpAddr {
+        bucket_key(self.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])))
+    }
+}
+
 impl FromRequestParts<AppState> for Client {
     type Rejection = Response;
 
@@ -122,12 +130,25 @@ impl Auth {
         let Some(limits) = &self.limits else {
             return Ok(());
         };
-        let ip = bucket_key(client.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])));
-        limits.check_client(ip).map_err(too_many_requests)?;
+        limits
+            .check_client(client.bucket())
+            .map_err(too_many_requests)?;
         if let Some(account) = account {
             limits.check_account(account).map_err(too_many_requests)?;
         }
         Ok(())
+    }
+
+    /// Counts a magic-link poll against its client's poll allowance, which
+    /// is larger than the other auth routes' (a game polls every few
+    /// seconds); 429 with `Retry-After` beyond it.
+    fn limit_poll(&self, client: &Client) -> Result<(), Response> {
+        match &self.limits {
+            Some(limits) => limits
+                .check_poll(client.bucket())
+                .map_err(too_many_requests),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn forget_idle_limits(&self) {
@@ -182,17 +203,21 @@ fn strings<'b, const N: usize>(
     }
 }
 
-/// An email field, normalised, or a 422 naming `field`.
-fn email_field(raw: &str, field: &str) -> Result<String, Response> {
-    email::normalize(raw).map_err(|why| {
-        let mut fields = kumo_db::query::FieldErrors::new();
-        fields.insert(field.to_owned(), vec![why.to_owned()]);
-        query_error_response(QueryError::invalid(fields))
-    })
+/// A 422 naming `field` and what is wrong with it.
+fn invalid_field(field: &str, why: &str) -> Response {
+    let mut fields = kumo_db::query::FieldErrors::new();
+    fields.insert(field.to_owned(), vec![why.to_owned()]);
+    query_error_response(QueryError::invalid(fields))
 }
 
-fn signed_in(tokens: &Tokens) -> Response {
-    (StatusCode::OK, Json(json!({ "data": tokens.to_json() }))).into_response()
+/// An email field, normalised, or a 422 naming `field`.
+fn email_field(raw: &str, field: &str) -> Result<String, Response> {
+    email::normalize(raw).map_err(|why| invalid_field(field, why))
+}
+
+fn signed_in(auth: &Auth, tokens: &Tokens) -> Response {
+    let data = tokens.to_json(&auth.engine().catalog);
+    (StatusCode::OK, Json(json!({ "data": data }))).into_response()
 }
 
 /// A refused sign-in as the API answers it; a failure of the account
@@ -298,7 +323,7 @@ async fn magic_link_sign_in(State(state): State<AppState>, client: Client, body:
         )
     };
     let tokens = audit_sign_in(auth, &client, "magic_link", result, email).await?;
-    Ok(signed_in(&tokens))
+    Ok(signed_in(auth, &tokens))
 }
 
 /// Audits a failed sign-in (a successful one wrote its event in its own
@@ -329,35 +354,35 @@ async fn audit_sign_in(
 }
 
 /// `POST /auth/magic_link/poll {id, secret}`: 202 while the link is unused,
-/// then this device's own session, once.
+/// then this device's own session, once. An `id` that is not a UUID is a
+/// 422 naming it: no handle was ever issued with it.
 async fn magic_link_poll(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
     let body = object(&body)?;
     let [id, poll_secret] = strings(&body, ["id", "secret"])?;
-    // A game polls every few seconds for up to the link's lifetime, so the
-    // poll counts against its handle, not its client's allowance.
-    if let Some(limits) = &auth.limits {
-        limits
-            .check_account(format!("poll:{id}"))
-            .map_err(too_many_requests)?;
-    }
+    let poll_id = Uuid::parse_str(id.trim())
+        .map_err(|_| invalid_field("id", "must be the poll id a link request answered"))?;
+    auth.limit_poll(&client)?;
     let now = auth.clock.now();
-    match auth
+    let result = match auth
         .magic_links()
-        .poll(id, poll_secret, &client.device, now)
+        .poll(poll_id, poll_secret, &client.device, now)
         .await
     {
-        Ok(Poll::Pending) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "ok": true, "status": "pending", "interval": magic_link::POLL_INTERVAL })),
-        )
-            .into_response()),
-        Ok(Poll::SignedIn(tokens)) => {
-            let tokens = audit_sign_in(auth, &client, "magic_link", Ok(tokens), None).await?;
-            Ok(signed_in(&tokens))
+        Ok(Poll::Pending) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "ok": true, "status": "pending", "interval": magic_link::POLL_INTERVAL })),
+            )
+                .into_response());
         }
-        Err(failure) => Err(failure_response(failure)),
-    }
+        Ok(Poll::SignedIn(tokens)) => Ok(tokens),
+        Err(failure) => Err(failure),
+    };
+    // A refused poll (a wrong secret, a handle collected already) is a
+    // failed sign-in attempt like a wrong code, so it is audited as one.
+    let tokens = audit_sign_in(auth, &client, "magic_link", result, None).await?;
+    Ok(signed_in(auth, &tokens))
 }
 
 /// `GET /auth/magic_link/{token}`: a page with a button; consumes nothing,
@@ -439,7 +464,7 @@ async fn refresh(State(state): State<AppState>, client: Client, body: Bytes) -> 
     )?;
     let now = auth.clock.now();
     match session::refresh(&auth.accounts(), &auth.keys, token, now).await {
-        Ok(tokens) => Ok(signed_in(&tokens)),
+        Ok(tokens) => Ok(signed_in(auth, &tokens)),
         Err(e) => {
             if matches!(e, RefreshError::Reused) {
                 if let Some(p) = presented {
@@ -505,7 +530,7 @@ async fn me(State(state): State<AppState>, Caller(actor): Caller, client: Client
         .await
         .map_err(query_error_response)?
         .ok_or_else(not_found)?;
-    Ok(Json(json!({ "data": public_user(&user) })).into_response())
+    Ok(Json(json!({ "data": public_user(&user, &auth.engine().catalog) })).into_response())
 }
 
 /// `GET /auth/sessions`: the caller's signed-in devices, newest first.
@@ -908,14 +933,54 @@ fn dev_mailbox(
 ) -> Result<Vec<kumo_mail::Sent>, Response> {
     let auth = auth(state)?;
     let mailbox = auth.outbox.dev_mailbox().ok_or_else(not_found)?;
-    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
-        .iter()
-        .any(|h| headers.contains_key(*h));
-    let local = client.ip.is_none_or(|ip| ip.is_loopback());
-    if proxied || !local {
+    if !auth.is_local_request(client, headers) {
         return Err(not_found());
     }
     Ok(mailbox.list())
+}
+
+impl Auth {
+    /// Whether a request comes from this machine to a server players
+    /// reach on this machine only:
+    ///
+    /// - `public_url` is a loopback URL: one that points elsewhere means
+    ///   the server is reached from other machines, perhaps through a proxy
+    ///   on this one, whose requests arrive from a loopback peer;
+    /// - the request carries no proxy header (the usual ones, nor the
+    ///   configured `client_ip_header`), since a proxy on this machine
+    ///   forwards other machines' requests from a loopback address;
+    /// - its peer is a loopback address. A request with no peer address
+    ///   (no socket) is not known to be local, so it is not.
+    fn is_local_request(&self, client: &Client, headers: &HeaderMap) -> bool {
+        let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+            .iter()
+            .any(|h| headers.contains_key(*h))
+            || self
+                .settings
+                .client_ip_header
+                .as_ref()
+                .is_some_and(|h| headers.contains_key(h));
+        // Without a proxy header, `client.ip` is the TCP peer's address.
+        is_loopback_url(&self.settings.public_url)
+            && !proxied
+            && client.ip.is_some_and(|ip| ip.is_loopback())
+    }
+}
+
+/// Whether `url`'s host is `localhost` or a loopback address
+/// (`http://127.0.0.1:4000`, `http://[::1]:4000`, `http://localhost`).
+fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn mailbox_page(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Reply {
@@ -930,4 +995,33 @@ async fn mailbox_json(State(state): State<AppState>, client: Client, headers: He
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn loopback_urls_are_told_from_others() {
+        for url in [
+            "http://127.0.0.1:4000",
+            "http://localhost",
+            "https://LOCALHOST:8443/game",
+            "http://[::1]:4000/",
+            "http://127.0.0.2",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://0.0.0.0:4000",
+            "https://game.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1@evil.example",
+            "http://[2001:db8::1]:4000",
+            "127.0.0.1:4000",
+            "",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 }
