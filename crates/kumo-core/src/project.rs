@@ -299,6 +299,11 @@ pub struct MailSection {
     pub url: Option<String>,
     /// The folder `adapter = "file"` writes to (default `data/mail`).
     pub dir: Option<PathBuf>,
+    /// A PEM file (relative to the project) of certificate authorities to
+    /// trust for the SMTP server's certificate, on top of the usual public
+    /// ones: for a server whose certificate a private CA signed. Nothing is
+    /// trusted less with it.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
