@@ -163,6 +163,12 @@ pub(crate) async fn enforce(
 }
 
 pub(crate) fn too_many_requests(wait: Duration) -> Response {
+    too_many(wait, "from this client")
+}
+
+/// A 429 whose message says whose allowance ran out (`from this client`,
+/// `for this account`), with `Retry-After`.
+pub(crate) fn too_many(wait: Duration, whose: &str) -> Response {
     // Whole seconds, rounded up: a client retrying after `Retry-After` must
     // not be refused again.
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -170,7 +176,7 @@ pub(crate) fn too_many_requests(wait: Duration) -> Response {
     let mut response = error_response(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        &format!("too many requests from this client; retry in {seconds} s"),
+        &format!("too many requests {whose}; retry in {seconds} s"),
         None,
     );
     response.headers_mut().insert(

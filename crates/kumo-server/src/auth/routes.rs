@@ -35,7 +35,7 @@ use super::session::{self, Device, RefreshError, Tokens, public_user};
 use super::{Auth, pages};
 use crate::AppState;
 use crate::api::{AuthFailure, Caller, error_response, query_error_response, refusal_response};
-use crate::ratelimit::{bucket_key, client_address, too_many_requests};
+use crate::ratelimit::{bucket_key, client_address, too_many, too_many_requests};
 
 type Reply = Result<Response, Response>;
 
@@ -134,7 +134,9 @@ impl Auth {
             .check_client(client.bucket())
             .map_err(too_many_requests)?;
         if let Some(account) = account {
-            limits.check_account(account).map_err(too_many_requests)?;
+            limits
+                .check_account(account)
+                .map_err(|wait| too_many(wait, "for this account"))?;
         }
         Ok(())
     }
@@ -304,30 +306,26 @@ async fn magic_link_sign_in(State(state): State<AppState>, client: Client, body:
     let body = object(&body)?;
     let now = auth.clock.now();
     let links = auth.magic_links();
-    let (result, email) = if body.contains_key("token") {
+    let tokens = if body.contains_key("token") {
         let [token] = strings(&body, ["token"])?;
         auth.limit(&client, None)?;
-        (
-            links.sign_in_with_token(token, &client.device, now).await,
-            None,
-        )
+        let result = links.sign_in_with_token(token, &client.device, now).await;
+        audit_attempt(auth, &client, "magic_link", result, Target::Link(token)).await?
     } else {
         let [raw, code] = strings(&body, ["email", "code"])?;
         let address = email_field(raw, "email")?;
         auth.limit(&client, Some(format!("email:{address}")))?;
-        (
-            links
-                .sign_in_with_code(&address, code.trim(), &client.device, now)
-                .await,
-            Some(address),
-        )
+        let result = links
+            .sign_in_with_code(&address, code.trim(), &client.device, now)
+            .await;
+        audit_sign_in(auth, &client, "magic_link", result, Some(address)).await?
     };
-    let tokens = audit_sign_in(auth, &client, "magic_link", result, email).await?;
     Ok(signed_in(auth, &tokens))
 }
 
 /// Audits a failed sign-in (a successful one wrote its event in its own
-/// transaction); the error is the response to give.
+/// transaction); the error is the response to give. The account aimed at
+/// is recorded when it is known: the user with `email`.
 async fn audit_sign_in(
     auth: &Auth,
     client: &Client,
@@ -335,15 +333,76 @@ async fn audit_sign_in(
     result: Result<Tokens, Failure>,
     email: Option<String>,
 ) -> Result<Tokens, Response> {
+    let target = match &email {
+        Some(email) => Target::Email(email),
+        None => Target::Unknown,
+    };
+    audit_attempt(auth, client, strategy, result, target).await
+}
+
+/// Which account a sign-in attempt aimed at, as far as the request says.
+enum Target<'a> {
+    Unknown,
+    /// A code's or a password's address.
+    Email(&'a str),
+    /// A magic link, by its token.
+    Link(&'a str),
+    /// A magic link, by its poll handle.
+    Poll(Uuid),
+}
+
+impl Auth {
+    /// The id of the account `target` names, if it exists: one read, made
+    /// only for a failed attempt.
+    async fn target_user(&self, target: &Target<'_>) -> Option<Value> {
+        let link = |tests| async move {
+            let row = self.accounts().read_one("auth_token", tests).await.ok()??;
+            Some(row["user_id"].clone()).filter(|id| !id.is_null())
+        };
+        match target {
+            Target::Unknown => None,
+            Target::Email(email) => self
+                .accounts()
+                .read_one("user", &[("email", Test::Eq(json!(email)))])
+                .await
+                .ok()?
+                .map(|user| user["id"].clone()),
+            Target::Link(token) => {
+                link(&[
+                    (
+                        "token_hash",
+                        Test::Eq(json!(kumo_auth::secret::hash(token))),
+                    ),
+                    ("purpose", Test::Eq(json!("magic_link"))),
+                ])
+                .await
+            }
+            Target::Poll(id) => link(&[("poll_id", Test::Eq(json!(id)))]).await,
+        }
+    }
+}
+
+/// [`audit_sign_in`] for any [`Target`].
+async fn audit_attempt(
+    auth: &Auth,
+    client: &Client,
+    strategy: &str,
+    result: Result<Tokens, Failure>,
+    target: Target<'_>,
+) -> Result<Tokens, Response> {
     match result {
         // The sign-in's transaction wrote its audit event.
         Ok(tokens) => Ok(tokens),
         Err(failure) => {
+            let email = match target {
+                Target::Email(email) => Some(email.to_owned()),
+                _ => None,
+            };
             auth.audit(Entry {
                 kind: "sign_in",
                 strategy: Some(strategy),
                 success: false,
-                user_id: None,
+                user_id: auth.target_user(&target).await,
                 device: &client.device,
                 detail: json!({ "reason": failure.code(), "email": email }),
             })
@@ -381,7 +440,7 @@ async fn magic_link_poll(State(state): State<AppState>, client: Client, body: By
     };
     // A refused poll (a wrong secret, a handle collected already) is a
     // failed sign-in attempt like a wrong code, so it is audited as one.
-    let tokens = audit_sign_in(auth, &client, "magic_link", result, None).await?;
+    let tokens = audit_attempt(auth, &client, "magic_link", result, Target::Poll(poll_id)).await?;
     Ok(signed_in(auth, &tokens))
 }
 
@@ -425,7 +484,7 @@ async fn magic_link_press(
         .sign_in_with_token(&token, &client.device, now)
         .await;
     let app = &auth.settings.app_name;
-    match audit_sign_in(auth, &client, "magic_link", result, None).await {
+    match audit_attempt(auth, &client, "magic_link", result, Target::Link(&token)).await {
         Ok(tokens) => {
             let mut page = pages::signed_in(app);
             let cookie = auth.browser_cookie(&tokens, now);
@@ -464,7 +523,22 @@ async fn refresh(State(state): State<AppState>, client: Client, body: Bytes) -> 
     )?;
     let now = auth.clock.now();
     match session::refresh(&auth.accounts(), &auth.keys, token, now).await {
-        Ok(tokens) => Ok(signed_in(auth, &tokens)),
+        Ok(tokens) => {
+            if tokens.repeated {
+                // Most likely a retry after a lost answer, but a copy of
+                // the token used within the grace looks the same.
+                auth.audit(Entry {
+                    kind: "refresh_repeated",
+                    strategy: None,
+                    success: true,
+                    user_id: tokens.user.get("id").cloned(),
+                    device: &client.device,
+                    detail: json!({ "session_id": tokens.session_id }),
+                })
+                .await;
+            }
+            Ok(signed_in(auth, &tokens))
+        }
         Err(e) => {
             if matches!(e, RefreshError::Reused) {
                 if let Some(p) = presented {

@@ -40,6 +40,10 @@ pub struct Tokens {
     pub expires_in: i64,
     pub session_id: Uuid,
     pub user: Record,
+    /// A refresh answered again within the retry grace (its first answer
+    /// was lost) rather than rotated: audited, since a copied token used
+    /// within the grace looks the same.
+    pub repeated: bool,
 }
 
 impl Tokens {
@@ -177,6 +181,7 @@ fn tokens(
         expires_in: keys.access_ttl.whole_seconds(),
         session_id,
         user,
+        repeated: false,
     }
 }
 
@@ -257,7 +262,9 @@ pub async fn refresh(
         Verdict::Retry => {
             drop(tx);
             let refresh_token = keys.refresh.token(presented.session_id, current);
-            Ok(tokens(keys, user, presented.session_id, refresh_token, now))
+            let mut again = tokens(keys, user, presented.session_id, refresh_token, now);
+            again.repeated = true;
+            Ok(again)
         }
         Verdict::Reused => {
             tx.update(

@@ -791,6 +791,9 @@ both!(auth_routes_are_rate_limited, |dialect| async move {
     .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // The message says whose allowance ran out.
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("for this account"), "{message}");
     // Another account is not held up.
     let r = post(
         &api,
@@ -1214,6 +1217,109 @@ both!(
             difference <= bound,
             "median {known:?} for an account, {unknown:?} for none"
         );
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_used_or_expired_code_says_so_and_names_the_account,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        let email = "typist@example.com";
+        post(&api, "/auth/magic_link/request", json!({ "email": email })).await;
+        let (_, code) = mailed(&api, email).await;
+        let sign_in = json!({ "email": email, "code": code });
+        let r = post(&api, "/auth/magic_link/sign_in", sign_in.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let user_id = r.data()["user"]["id"].clone();
+        // The same code again: that link was used (it said token_invalid).
+        let r = post(&api, "/auth/magic_link/sign_in", sign_in).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "token_used");
+
+        // A new link whose code is typed too late.
+        post(&api, "/auth/magic_link/request", json!({ "email": email })).await;
+        let (_, code) = mailed(&api, email).await;
+        auth.clock.advance(time::Duration::minutes(16));
+        let r = post(
+            &api,
+            "/auth/magic_link/sign_in",
+            json!({ "email": email, "code": code }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "token_expired");
+
+        // The failures name the account they aimed at.
+        let mut tx = auth.accounts().begin().await.unwrap();
+        let failures = tx
+            .find(
+                "audit_event",
+                &[("outcome", Test::Eq(json!("failure")))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        for failure in &failures {
+            assert_eq!(failure["user_id"], user_id, "{failure:?}");
+        }
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_refresh_repeated_within_the_grace_is_audited,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "again@example.com" }),
+        )
+        .await;
+        let (token, _) = mailed(&api, "again@example.com").await;
+        let r = post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await;
+        let (_, refresh) = session_of(&r);
+        let first = post(
+            &api,
+            "/auth/token/refresh",
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        let again = post(
+            &api,
+            "/auth/token/refresh",
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+        assert_eq!(session_of(&again).1, session_of(&first).1);
+        let mut tx = auth.accounts().begin().await.unwrap();
+        let repeated = tx
+            .find(
+                "audit_event",
+                &[("kind", Test::Eq(json!("refresh_repeated")))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(repeated.len(), 1, "{repeated:?}");
+        assert_eq!(repeated[0]["user_id"], r.data()["user"]["id"]);
+
+        // The scheme is case-insensitive (RFC 9110): `bearer` works too.
+        let (access, _) = session_of(&again);
+        let request = Request::get("/auth/me")
+            .header(header::AUTHORIZATION, format!("bearer {access}"))
+            .body(Body::empty())
+            .unwrap();
+        let r = api.raw(request).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         api.cleanup().await;
     }
 );

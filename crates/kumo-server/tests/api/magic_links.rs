@@ -87,11 +87,11 @@ both!(
             .sign_in_with_token("not-a-token", &device(), clock.now())
             .await;
         assert!(matches!(forged, Err(Failure::Invalid)), "{forged:?}");
-        // Its code went with it.
+        // Its code went with it, and says so.
         let by_code = links
             .sign_in_with_code("new@example.com", &code, &device(), clock.now())
             .await;
-        assert!(matches!(by_code, Err(Failure::Invalid)), "{by_code:?}");
+        assert!(matches!(by_code, Err(Failure::Used)), "{by_code:?}");
         api.cleanup().await;
     }
 );
@@ -319,7 +319,7 @@ both!(
         let r = links
             .sign_in_with_code("slow@example.com", &code, &device(), clock.now())
             .await;
-        assert!(matches!(r, Err(Failure::Invalid)), "{r:?}");
+        assert!(matches!(r, Err(Failure::Expired)), "{r:?}");
         let r = links
             .poll(
                 requested.poll_id,

@@ -123,6 +123,7 @@ both!(
             .await
             .unwrap();
         assert_eq!(retried.refresh_token, second.refresh_token);
+        assert!(!second.repeated && retried.repeated);
         let row = session_row(&api, &first).await;
         assert!(row["revoked_at"].is_null());
         assert_eq!(row["generation"], 1);
