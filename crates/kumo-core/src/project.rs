@@ -178,6 +178,10 @@ pub struct AuthRateLimitSection {
     /// Per target account (an email, a username, a session).
     #[serde(deserialize_with = "auth_limit")]
     pub per_account_per_minute: NonZeroU32,
+    /// Magic-link polls per client: a game polls every few seconds while
+    /// its player opens the mail, and players may share an address.
+    #[serde(deserialize_with = "auth_limit")]
+    pub polls_per_ip_per_minute: NonZeroU32,
 }
 
 impl Default for AuthRateLimitSection {
@@ -186,6 +190,8 @@ impl Default for AuthRateLimitSection {
             enabled: true,
             per_ip_per_minute: NonZeroU32::new(60).expect("60 is not zero"),
             per_account_per_minute: NonZeroU32::new(10).expect("10 is not zero"),
+            // Ten games polling every two seconds from one address.
+            polls_per_ip_per_minute: NonZeroU32::new(300).expect("300 is not zero"),
         }
     }
 }
@@ -193,7 +199,7 @@ impl Default for AuthRateLimitSection {
 fn auth_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
     in_range(
         d,
-        "[auth.rate_limit] per_ip_per_minute and per_account_per_minute (enabled = false turns them off)",
+        "[auth.rate_limit] per_ip_per_minute, per_account_per_minute and polls_per_ip_per_minute (enabled = false turns them off)",
         1..=1_000_000,
     )
     .map(|n| NonZeroU32::new(n).expect("the range starts at 1"))
@@ -293,6 +299,11 @@ pub struct MailSection {
     pub url: Option<String>,
     /// The folder `adapter = "file"` writes to (default `data/mail`).
     pub dir: Option<PathBuf>,
+    /// A PEM file (relative to the project) of certificate authorities to
+    /// trust for the SMTP server's certificate, on top of the usual public
+    /// ones: for a server whose certificate a private CA signed. Nothing is
+    /// trusted less with it.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

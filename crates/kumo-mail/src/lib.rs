@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use kumo_core::project::{MailAdapter, MailSection};
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
@@ -37,8 +38,9 @@ pub const DEV_MAILBOX_SIZE: usize = 500;
 const QUEUE_SIZE: usize = 10_000;
 /// Deliveries in flight at once.
 const CONCURRENT_SENDS: usize = 8;
-/// An SMTP conversation that takes longer than this fails (and is retried).
-const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+/// An SMTP conversation (or connecting) that takes longer than this fails
+/// (and is retried).
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// An email to send.
 #[derive(Clone, PartialEq, Eq)]
@@ -133,6 +135,8 @@ pub enum MailError {
     BadRecipient(String),
     #[error("could not send: {0}")]
     Send(String),
+    #[error("[mail] tls_ca_file {path}: {problem}")]
+    CaFile { path: PathBuf, problem: String },
 }
 
 /// How to deliver, from `[mail]` (and `SMTP_URL`, which wins over
@@ -178,12 +182,54 @@ impl Settings {
                     .ok_or(MailError::NoSmtpUrl)?;
                 // The error text of a URL parser can quote the URL, and
                 // with it the password: only the kind of mistake is kept.
-                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
                     .map_err(|e| MailError::BadSmtpUrl(smtp_url_problem(&e)))?;
+                if let Some(file) = &section.tls_ca_file {
+                    builder = builder.tls(tls_trusting(&url, &root.join(file))?);
+                }
                 Delivery::Smtp(builder.timeout(Some(SMTP_TIMEOUT)).build())
             }
         };
         Ok(Settings { from, delivery })
+    }
+}
+
+/// The TLS the SMTP URL asks for (`smtps://` from the start,
+/// `?tls=required` or `?tls=opportunistic` by STARTTLS), trusting the
+/// certificate authorities in the PEM file `ca_file` as well as the usual
+/// public ones. The server's certificate and name are checked as without
+/// it. A plain `smtp://` URL has no TLS to trust them for: refused, rather
+/// than sending in clear a mail that was meant to be protected.
+fn tls_trusting(url: &str, ca_file: &std::path::Path) -> Result<Tls, MailError> {
+    let problem = |problem: &str| MailError::CaFile {
+        path: ca_file.to_owned(),
+        problem: problem.to_owned(),
+    };
+    // lettre parsed this URL already; a failure here is the same mistake.
+    let bad_url = || MailError::BadSmtpUrl("check the scheme, host, port and tls parameter".into());
+    let parsed = url::Url::parse(url).map_err(|_| bad_url())?;
+    let host = parsed.host_str().ok_or_else(bad_url)?.to_owned();
+    let mode = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let pem = std::fs::read(ca_file).map_err(|e| problem(&e.to_string()))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(problem("holds no PEM certificate"));
+    }
+    let certificate =
+        Certificate::from_pem(&pem).map_err(|_| problem("is not a PEM certificate file"))?;
+    let parameters = TlsParameters::builder(host)
+        .add_root_certificate(certificate)
+        .build_rustls()
+        .map_err(|e| problem(&e.to_string()))?;
+    match (parsed.scheme(), mode.as_deref()) {
+        ("smtps", _) => Ok(Tls::Wrapper(parameters)),
+        ("smtp", Some("required")) => Ok(Tls::Required(parameters)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(parameters)),
+        _ => Err(problem(
+            "the SMTP URL uses no TLS: use smtps:// or smtp://…?tls=required",
+        )),
     }
 }
 
@@ -310,11 +356,19 @@ impl Sender {
             ))
             .map_err(|e| MailError::Send(e.to_string()))?;
         match &self.delivery {
-            Delivery::Smtp(smtp) => smtp
-                .send(email)
-                .await
-                .map(drop)
-                .map_err(|e| MailError::Send(e.to_string())),
+            // lettre's own timeout covers connecting only: a server that
+            // stops answering mid-conversation (as one may after a refused
+            // password) would hold this send, and one of the
+            // CONCURRENT_SENDS slots, for ever.
+            Delivery::Smtp(smtp) => {
+                match tokio::time::timeout(SMTP_TIMEOUT, smtp.send(email)).await {
+                    Ok(sent) => sent.map(drop).map_err(|e| MailError::Send(e.to_string())),
+                    Err(_) => Err(MailError::Send(format!(
+                        "the SMTP server did not answer within {} s",
+                        SMTP_TIMEOUT.as_secs()
+                    ))),
+                }
+            }
             Delivery::File(dir) => {
                 tokio::fs::create_dir_all(dir)
                     .await

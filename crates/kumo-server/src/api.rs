@@ -530,7 +530,8 @@ async fn create(
     if !entry.creatable() {
         return Err(not_creatable(entry));
     }
-    let body = json_body(&headers, body, false).await?;
+    let mut body = json_body(&headers, body, false).await?;
+    account_fields(entry, &mut body, Write::Create)?;
     let created = detached(&state, entry, actor, view, WriteCall::Create { body }).await?;
     Ok(data(StatusCode::CREATED, created))
 }
@@ -546,7 +547,8 @@ async fn update(
     let Call {
         entry, actor, view, ..
     } = call(&state, &plural, actor, query.as_deref())?;
-    let body = json_body(&headers, body, false).await?;
+    let mut body = json_body(&headers, body, false).await?;
+    account_fields(entry, &mut body, Write::Update)?;
     let record = detached(&state, entry, actor, view, WriteCall::Update { id, body }).await?;
     Ok(data(StatusCode::OK, record))
 }
@@ -610,7 +612,8 @@ async fn action(
         .iter()
         .find(|a| a.name == name && (a.kind == ActionKind::Create) == creates)
         .ok_or_else(|| no_action(entry, &name))?;
-    let body = json_body(&headers, body, true).await?;
+    let mut body = json_body(&headers, body, true).await?;
+    account_fields(entry, &mut body, Write::Action)?;
     let call = WriteCall::Action {
         name: action.name.clone(),
         id,
@@ -623,6 +626,74 @@ async fn action(
         StatusCode::OK
     };
     Ok(data(status, answer))
+}
+
+/// Which kind of write a body is for, as [`account_fields`] checks it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Create,
+    Update,
+    Action,
+}
+
+/// What the generic API must hold to on Kumo's own account resources, on
+/// top of what their files declare:
+///
+/// - `user.email` in its one spelling (trimmed, lower case), as the auth
+///   layer and `kumo user create` store it, so its unique constraint holds
+///   case-insensitively whichever way an account was made or changed, and
+///   an account made here signs in with its address however it is typed.
+///   One that cannot be mailed is a 422 naming `email` (`[i].email` in a
+///   batch).
+/// - `session.revoked_at` only ever set: an admin signs a session out by
+///   setting it (picked up like any revocation), but a revoked session is
+///   never signed back in by clearing it, since it may have been revoked
+///   for a stolen refresh token.
+fn account_fields(entry: &Entry, body: &mut Value, write: Write) -> Result<(), Response> {
+    if !entry.resource.system {
+        return Ok(());
+    }
+    let mut fields = kumo_db::query::FieldErrors::new();
+    let batch = matches!(body, Value::Array(_));
+    let items: Vec<&mut Value> = match body {
+        Value::Array(items) => items.iter_mut().collect(),
+        other => vec![other],
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let key = |field: &str| match batch {
+            true => format!("[{i}].{field}"),
+            false => field.to_owned(),
+        };
+        match entry.resource.name.as_str() {
+            "user" => {
+                if let Some(Value::String(email)) = item.get_mut("email") {
+                    match kumo_auth::email::normalize(email) {
+                        Ok(normal) => *email = normal,
+                        Err(why) => {
+                            let why = match why {
+                                "is required" => "is not an email address (it is blank)",
+                                why => why,
+                            };
+                            fields.insert(key("email"), vec![why.to_owned()]);
+                        }
+                    }
+                }
+            }
+            "session"
+                if write == Write::Update && item.get("revoked_at").is_some_and(Value::is_null) =>
+            {
+                fields.insert(
+                    key("revoked_at"),
+                    vec!["cannot be cleared: a revoked session stays signed out".into()],
+                );
+            }
+            _ => {}
+        }
+    }
+    match fields.is_empty() {
+        true => Ok(()),
+        false => Err(fail(QueryError::invalid(fields))),
+    }
 }
 
 /// A collection whose records only Kumo makes (sessions, tokens) takes no

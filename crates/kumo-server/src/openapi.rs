@@ -1499,6 +1499,11 @@ fn read_rule(r: &Resource) -> String {
 
 fn write_rule(policy: Option<&Policy>) -> String {
     match policy {
+        // The built-in audit log, tokens and sessions: "allowed when
+        // `false`" would read as a riddle.
+        Some(p) if p.expr == kumo_core::policy::Expr::Bool(false) => {
+            " Nobody may do this through the API, admins included (403).".to_owned()
+        }
         Some(p) => format!(" Allowed when `{}`.", p.source),
         None => " Only admins may do this.".to_owned(),
     }

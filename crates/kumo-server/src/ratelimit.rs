@@ -45,12 +45,19 @@ impl RateLimit {
         section.enabled.then(|| RateLimit {
             per_second: section.per_second,
             burst: section.burst,
-            client_ip_header: section.client_ip_header.as_ref().map(|h| {
-                HeaderName::try_from(h.as_str())
-                    .expect("kumo_core::project::HeaderName holds an RFC 9110 token")
-            }),
+            client_ip_header: client_ip_header(section),
         })
     }
+}
+
+/// `client_ip_header`, whether or not the limit is enabled: it says where
+/// a client's address comes from, which the auth layer's limits, its audit
+/// log and the dev mailbox need even with this limit turned off.
+pub fn client_ip_header(section: &RateLimitSection) -> Option<HeaderName> {
+    section.client_ip_header.as_ref().map(|h| {
+        HeaderName::try_from(h.as_str())
+            .expect("kumo_core::project::HeaderName holds an RFC 9110 token")
+    })
 }
 
 pub(crate) struct Limiter {
@@ -156,6 +163,12 @@ pub(crate) async fn enforce(
 }
 
 pub(crate) fn too_many_requests(wait: Duration) -> Response {
+    too_many(wait, "from this client")
+}
+
+/// A 429 whose message says whose allowance ran out (`from this client`,
+/// `for this account`), with `Retry-After`.
+pub(crate) fn too_many(wait: Duration, whose: &str) -> Response {
     // Whole seconds, rounded up: a client retrying after `Retry-After` must
     // not be refused again.
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -163,7 +176,7 @@ pub(crate) fn too_many_requests(wait: Duration) -> Response {
     let mut response = error_response(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        &format!("too many requests from this client; retry in {seconds} s"),
+        &format!("too many requests {whose}; retry in {seconds} s"),
         None,
     );
     response.headers_mut().insert(
@@ -215,5 +228,7 @@ mod tests {
         assert_eq!(limit.client_ip_header.unwrap().as_str(), "x-real-ip");
         section.enabled = false;
         assert!(RateLimit::new(&section).is_none());
+        // The header still says where clients' addresses come from.
+        assert_eq!(client_ip_header(&section).unwrap().as_str(), "x-real-ip");
     }
 }

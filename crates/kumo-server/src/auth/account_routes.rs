@@ -182,7 +182,7 @@ async fn register(State(state): State<AppState>, client: Client, body: Bytes) ->
     match registered {
         Ok(Registered::SignedIn(tokens)) => Ok((
             StatusCode::CREATED,
-            Json(json!({ "data": tokens.to_json() })),
+            Json(json!({ "data": tokens.to_json(&auth.engine().catalog) })),
         )
             .into_response()),
         Ok(Registered::Confirm(mail)) => {
@@ -226,7 +226,7 @@ async fn sign_in(State(state): State<AppState>, client: Client, body: Bytes) -> 
         .password_sign_in(&login, password, &client.device)
         .await
     {
-        Ok(tokens) => Ok(signed_in(&tokens)),
+        Ok(tokens) => Ok(signed_in(auth, &tokens)),
         Err(refused) => {
             if let Some(mail) = &refused.mail {
                 mail_link(auth, Some(mail), &mail.to);
@@ -314,7 +314,7 @@ async fn reset(State(state): State<AppState>, client: Client, body: Bytes) -> Re
     let tokens = reset_with(auth, &client, token.trim(), password)
         .await
         .map_err(failure_response)?;
-    Ok(signed_in(&tokens))
+    Ok(signed_in(auth, &tokens))
 }
 
 /// `GET /auth/password/reset/{token}`: the form; consumes nothing.
@@ -442,7 +442,7 @@ async fn change_email(
         )
             .into_response());
     }
-    Ok(Json(json!({ "data": public_user(&user) })).into_response())
+    Ok(Json(json!({ "data": public_user(&user, &auth.engine().catalog) })).into_response())
 }
 
 /// Confirms an address; audits a refusal.
@@ -475,7 +475,7 @@ async fn confirm_email(State(state): State<AppState>, client: Client, body: Byte
     let user = confirm_with(auth, &client, token.trim())
         .await
         .map_err(failure_response)?;
-    Ok(Json(json!({ "data": public_user(&user) })).into_response())
+    Ok(Json(json!({ "data": public_user(&user, &auth.engine().catalog) })).into_response())
 }
 
 /// `GET /auth/email/confirm/{token}`: a button; consumes nothing.

@@ -1,7 +1,9 @@
 //! Rate limits on the auth routes, on top of the server-wide one: per
 //! client (an IPv4 address or an IPv6 /64) across every auth route, and
 //! per target account (an email address, a username, a session), so that
-//! guessing at one account is slow from any number of addresses.
+//! guessing at one account is slow from any number of addresses. A game
+//! polling for a magic link counts against an allowance of its own, per
+//! client, since it asks every few seconds for as long as the link lives.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -11,11 +13,15 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use kumo_core::project::AuthRateLimitSection;
 
-/// The two allowances, per minute; a full minute's worth may come at once.
+/// The allowances, per minute; a full minute's worth may come at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
     pub per_ip_per_minute: NonZeroU32,
     pub per_account_per_minute: NonZeroU32,
+    /// Magic-link polls per client: larger, since a game polls every
+    /// [`super::magic_link::POLL_INTERVAL`] seconds while its player opens
+    /// the mail, and several players may share an address.
+    pub polls_per_ip_per_minute: NonZeroU32,
 }
 
 impl LimitSettings {
@@ -24,6 +30,7 @@ impl LimitSettings {
         section.enabled.then_some(LimitSettings {
             per_ip_per_minute: section.per_ip_per_minute,
             per_account_per_minute: section.per_account_per_minute,
+            polls_per_ip_per_minute: section.polls_per_ip_per_minute,
         })
     }
 }
@@ -31,6 +38,7 @@ impl LimitSettings {
 pub(crate) struct Limits {
     clients: DefaultKeyedRateLimiter<IpAddr>,
     accounts: DefaultKeyedRateLimiter<String>,
+    polls: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl Limits {
@@ -39,6 +47,7 @@ impl Limits {
         Limits {
             clients: RateLimiter::keyed(quota(settings.per_ip_per_minute)),
             accounts: RateLimiter::keyed(quota(settings.per_account_per_minute)),
+            polls: RateLimiter::keyed(quota(settings.polls_per_ip_per_minute)),
         }
     }
 
@@ -57,6 +66,13 @@ impl Limits {
             .map_err(|n| n.wait_time_from(self.accounts.clock().now()))
     }
 
+    /// `Err(wait)` when `client` must wait before its next magic-link poll.
+    pub(crate) fn check_poll(&self, client: IpAddr) -> Result<(), Duration> {
+        self.polls
+            .check_key(&client)
+            .map_err(|n| n.wait_time_from(self.polls.clock().now()))
+    }
+
     /// Drops the buckets of clients and accounts that are full again, so
     /// memory follows recent use.
     pub(crate) fn forget_idle(&self) {
@@ -64,5 +80,7 @@ impl Limits {
         self.clients.shrink_to_fit();
         self.accounts.retain_recent();
         self.accounts.shrink_to_fit();
+        self.polls.retain_recent();
+        self.polls.shrink_to_fit();
     }
 }

@@ -275,8 +275,10 @@ impl MagicLinks<'_> {
                 Some(1),
             )
             .await?
-            .pop()
-            .ok_or(Failure::Invalid)?;
+            .pop();
+        let Some(newest) = newest else {
+            return Err(why_not_code(codes, &recent, code, now));
+        };
         // The try is counted before the code is compared, in one statement, so
         // parallel guesses cannot share an attempt.
         let counted = tx
@@ -299,7 +301,7 @@ impl MagicLinks<'_> {
         if !codes.matches(id, code, stored) {
             // The failed try stays counted.
             tx.commit().await?;
-            return Err(Failure::Invalid);
+            return Err(why_not_code(codes, &recent, code, now));
         }
         let used = tx
             .update(
@@ -321,15 +323,12 @@ impl MagicLinks<'_> {
     /// `POST /auth/magic_link/poll {id, secret}`.
     pub async fn poll(
         &self,
-        poll_id: &str,
+        poll_id: Uuid,
         poll_secret: &str,
         device: &Device,
         now: OffsetDateTime,
     ) -> Result<Poll, Failure> {
         let (accounts, keys) = (&self.accounts, self.keys);
-        let Ok(poll_id) = Uuid::parse_str(poll_id) else {
-            return Err(Failure::Invalid);
-        };
         let secret_hash = secret::hash(poll_secret);
         let mut tx = accounts.begin().await?;
         let row = tx
@@ -466,6 +465,23 @@ fn expired(row: &Record, now: OffsetDateTime) -> bool {
         .as_str()
         .and_then(parse_stamp)
         .is_none_or(|at| now >= at)
+}
+
+/// Why a code that signs nothing in was refused: `token_used` or
+/// `token_expired` when it is the code of one of the address's links of
+/// the last hour that was used or has expired (the player typed an old
+/// mail's code), else `token_invalid`.
+fn why_not_code(codes: &CodeKey, recent: &[Record], code: &str, now: OffsetDateTime) -> Failure {
+    let matched = recent.iter().find(|row| {
+        let id = row["id"].as_str().unwrap_or_default();
+        let stored = row["code_hash"].as_str().unwrap_or_default();
+        codes.matches(id, code, stored)
+    });
+    match matched {
+        Some(row) if !row["used_at"].is_null() => Failure::Used,
+        Some(row) if expired(row, now) => Failure::Expired,
+        _ => Failure::Invalid,
+    }
 }
 
 fn why_not(found: Option<&Record>) -> Failure {

@@ -186,8 +186,9 @@ impl Auth {
             .name
             .clone()
             .unwrap_or_else(|| "your game".to_owned());
-        let client_ip_header = crate::ratelimit::RateLimit::new(&config.server.rate_limit)
-            .and_then(|limit| limit.client_ip_header);
+        // Read whether or not the server-wide limit is on: behind a proxy
+        // the auth limits and the audit log need the client's address too.
+        let client_ip_header = crate::ratelimit::client_ip_header(&config.server.rate_limit);
         let settings =
             Settings::from_config(&config.auth, client_ip_header, &public_url, &app_name);
         let mail = kumo_mail::Settings::from_config(
@@ -297,6 +298,16 @@ async fn keep_fresh(auth: Weak<Auth>) {
                 let Some(auth) = auth.upgrade() else { return };
                 match change {
                     Ok(event) if event.resource == "user" => auth.users.forget(&event.id),
+                    // An admin revoking a session through the API: on
+                    // this node at once, as the auth routes' revocations
+                    // are (the others reload it within RELOAD_EVERY).
+                    Ok(event) if event.resource == "session" => {
+                        auth.sessions.forget(&event.id);
+                        let revoked = !event.record.get("revoked_at").is_none_or(|v| v.is_null());
+                        if let (true, Ok(id)) = (revoked, uuid::Uuid::parse_str(&event.id)) {
+                            auth.revocations.insert(id, auth.clock.now());
+                        }
+                    }
                     Ok(_) => {}
                     // Missed some: any of them may have been a user.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => auth.users.clear(),

@@ -35,7 +35,7 @@ use super::session::{self, Device, RefreshError, Tokens, public_user};
 use super::{Auth, pages};
 use crate::AppState;
 use crate::api::{AuthFailure, Caller, error_response, query_error_response, refusal_response};
-use crate::ratelimit::{bucket_key, client_address, too_many_requests};
+use crate::ratelimit::{bucket_key, client_address, too_many, too_many_requests};
 
 pub(super) type Reply = Result<Response, Response>;
 
@@ -96,6 +96,14 @@ pub(crate) struct Client {
     pub(super) device: Device,
 }
 
+impl Client {
+    /// The rate limits' key for this client. Without a socket (a router
+    /// driven in-process) every request is one client.
+    fn bucket(&self) -> IpAddr {
+        bucket_key(self.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])))
+    }
+}
+
 impl FromRequestParts<AppState> for Client {
     type Rejection = Response;
 
@@ -126,12 +134,27 @@ impl Auth {
         let Some(limits) = &self.limits else {
             return Ok(());
         };
-        let ip = bucket_key(client.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])));
-        limits.check_client(ip).map_err(too_many_requests)?;
+        limits
+            .check_client(client.bucket())
+            .map_err(too_many_requests)?;
         if let Some(account) = account {
-            limits.check_account(account).map_err(too_many_requests)?;
+            limits
+                .check_account(account)
+                .map_err(|wait| too_many(wait, "for this account"))?;
         }
         Ok(())
+    }
+
+    /// Counts a magic-link poll against its client's poll allowance, which
+    /// is larger than the other auth routes' (a game polls every few
+    /// seconds); 429 with `Retry-After` beyond it.
+    fn limit_poll(&self, client: &Client) -> Result<(), Response> {
+        match &self.limits {
+            Some(limits) => limits
+                .check_poll(client.bucket())
+                .map_err(too_many_requests),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn forget_idle_limits(&self) {
@@ -186,17 +209,21 @@ pub(super) fn strings<'b, const N: usize>(
     }
 }
 
-/// An email field, normalised, or a 422 naming `field`.
-pub(super) fn email_field(raw: &str, field: &str) -> Result<String, Response> {
-    email::normalize(raw).map_err(|why| {
-        let mut fields = kumo_db::query::FieldErrors::new();
-        fields.insert(field.to_owned(), vec![why.to_owned()]);
-        query_error_response(QueryError::invalid(fields))
-    })
+/// A 422 naming `field` and what is wrong with it.
+pub(super) fn invalid_field(field: &str, why: &str) -> Response {
+    let mut fields = kumo_db::query::FieldErrors::new();
+    fields.insert(field.to_owned(), vec![why.to_owned()]);
+    query_error_response(QueryError::invalid(fields))
 }
 
-pub(super) fn signed_in(tokens: &Tokens) -> Response {
-    (StatusCode::OK, Json(json!({ "data": tokens.to_json() }))).into_response()
+/// An email field, normalised, or a 422 naming `field`.
+pub(super) fn email_field(raw: &str, field: &str) -> Result<String, Response> {
+    email::normalize(raw).map_err(|why| invalid_field(field, why))
+}
+
+pub(super) fn signed_in(auth: &Auth, tokens: &Tokens) -> Response {
+    let data = tokens.to_json(&auth.engine().catalog);
+    (StatusCode::OK, Json(json!({ "data": data }))).into_response()
 }
 
 /// A refused sign-in as the API answers it; a failure of the account
@@ -283,30 +310,26 @@ async fn magic_link_sign_in(State(state): State<AppState>, client: Client, body:
     let body = object(&body)?;
     let now = auth.clock.now();
     let links = auth.magic_links();
-    let (result, email) = if body.contains_key("token") {
+    let tokens = if body.contains_key("token") {
         let [token] = strings(&body, ["token"])?;
         auth.limit(&client, None)?;
-        (
-            links.sign_in_with_token(token, &client.device, now).await,
-            None,
-        )
+        let result = links.sign_in_with_token(token, &client.device, now).await;
+        audit_attempt(auth, &client, "magic_link", result, Target::Link(token)).await?
     } else {
         let [raw, code] = strings(&body, ["email", "code"])?;
         let address = email_field(raw, "email")?;
         auth.limit(&client, Some(format!("email:{address}")))?;
-        (
-            links
-                .sign_in_with_code(&address, code.trim(), &client.device, now)
-                .await,
-            Some(address),
-        )
+        let result = links
+            .sign_in_with_code(&address, code.trim(), &client.device, now)
+            .await;
+        audit_sign_in(auth, &client, "magic_link", result, Some(address)).await?
     };
-    let tokens = audit_sign_in(auth, &client, "magic_link", result, email).await?;
-    Ok(signed_in(&tokens))
+    Ok(signed_in(auth, &tokens))
 }
 
 /// Audits a failed sign-in (a successful one wrote its event in its own
-/// transaction); the error is the response to give.
+/// transaction); the error is the response to give. The account aimed at
+/// is recorded when it is known: the user with `email`.
 async fn audit_sign_in(
     auth: &Auth,
     client: &Client,
@@ -314,15 +337,76 @@ async fn audit_sign_in(
     result: Result<Tokens, Failure>,
     email: Option<String>,
 ) -> Result<Tokens, Response> {
+    let target = match &email {
+        Some(email) => Target::Email(email),
+        None => Target::Unknown,
+    };
+    audit_attempt(auth, client, strategy, result, target).await
+}
+
+/// Which account a sign-in attempt aimed at, as far as the request says.
+enum Target<'a> {
+    Unknown,
+    /// A code's or a password's address.
+    Email(&'a str),
+    /// A magic link, by its token.
+    Link(&'a str),
+    /// A magic link, by its poll handle.
+    Poll(Uuid),
+}
+
+impl Auth {
+    /// The id of the account `target` names, if it exists: one read, made
+    /// only for a failed attempt.
+    async fn target_user(&self, target: &Target<'_>) -> Option<Value> {
+        let link = |tests| async move {
+            let row = self.accounts().read_one("auth_token", tests).await.ok()??;
+            Some(row["user_id"].clone()).filter(|id| !id.is_null())
+        };
+        match target {
+            Target::Unknown => None,
+            Target::Email(email) => self
+                .accounts()
+                .read_one("user", &[("email", Test::Eq(json!(email)))])
+                .await
+                .ok()?
+                .map(|user| user["id"].clone()),
+            Target::Link(token) => {
+                link(&[
+                    (
+                        "token_hash",
+                        Test::Eq(json!(kumo_auth::secret::hash(token))),
+                    ),
+                    ("purpose", Test::Eq(json!("magic_link"))),
+                ])
+                .await
+            }
+            Target::Poll(id) => link(&[("poll_id", Test::Eq(json!(id)))]).await,
+        }
+    }
+}
+
+/// [`audit_sign_in`] for any [`Target`].
+async fn audit_attempt(
+    auth: &Auth,
+    client: &Client,
+    strategy: &str,
+    result: Result<Tokens, Failure>,
+    target: Target<'_>,
+) -> Result<Tokens, Response> {
     match result {
         // The sign-in's transaction wrote its audit event.
         Ok(tokens) => Ok(tokens),
         Err(failure) => {
+            let email = match target {
+                Target::Email(email) => Some(email.to_owned()),
+                _ => None,
+            };
             auth.audit(Entry {
                 kind: "sign_in",
                 strategy: Some(strategy),
                 success: false,
-                user_id: None,
+                user_id: auth.target_user(&target).await,
                 device: &client.device,
                 detail: json!({ "reason": failure.code(), "email": email }),
             })
@@ -333,35 +417,35 @@ async fn audit_sign_in(
 }
 
 /// `POST /auth/magic_link/poll {id, secret}`: 202 while the link is unused,
-/// then this device's own session, once.
+/// then this device's own session, once. An `id` that is not a UUID is a
+/// 422 naming it: no handle was ever issued with it.
 async fn magic_link_poll(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
     let body = object(&body)?;
     let [id, poll_secret] = strings(&body, ["id", "secret"])?;
-    // A game polls every few seconds for up to the link's lifetime, so the
-    // poll counts against its handle, not its client's allowance.
-    if let Some(limits) = &auth.limits {
-        limits
-            .check_account(format!("poll:{id}"))
-            .map_err(too_many_requests)?;
-    }
+    let poll_id = Uuid::parse_str(id.trim())
+        .map_err(|_| invalid_field("id", "must be the poll id a link request answered"))?;
+    auth.limit_poll(&client)?;
     let now = auth.clock.now();
-    match auth
+    let result = match auth
         .magic_links()
-        .poll(id, poll_secret, &client.device, now)
+        .poll(poll_id, poll_secret, &client.device, now)
         .await
     {
-        Ok(Poll::Pending) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "ok": true, "status": "pending", "interval": magic_link::POLL_INTERVAL })),
-        )
-            .into_response()),
-        Ok(Poll::SignedIn(tokens)) => {
-            let tokens = audit_sign_in(auth, &client, "magic_link", Ok(tokens), None).await?;
-            Ok(signed_in(&tokens))
+        Ok(Poll::Pending) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "ok": true, "status": "pending", "interval": magic_link::POLL_INTERVAL })),
+            )
+                .into_response());
         }
-        Err(failure) => Err(failure_response(failure)),
-    }
+        Ok(Poll::SignedIn(tokens)) => Ok(tokens),
+        Err(failure) => Err(failure),
+    };
+    // A refused poll (a wrong secret, a handle collected already) is a
+    // failed sign-in attempt like a wrong code, so it is audited as one.
+    let tokens = audit_attempt(auth, &client, "magic_link", result, Target::Poll(poll_id)).await?;
+    Ok(signed_in(auth, &tokens))
 }
 
 /// `GET /auth/magic_link/{token}`: a page with a button; consumes nothing,
@@ -404,7 +488,7 @@ async fn magic_link_press(
         .sign_in_with_token(&token, &client.device, now)
         .await;
     let app = &auth.settings.app_name;
-    match audit_sign_in(auth, &client, "magic_link", result, None).await {
+    match audit_attempt(auth, &client, "magic_link", result, Target::Link(&token)).await {
         Ok(tokens) => {
             let mut page = pages::signed_in(app);
             let cookie = auth.browser_cookie(&tokens, now);
@@ -443,7 +527,22 @@ async fn refresh(State(state): State<AppState>, client: Client, body: Bytes) -> 
     )?;
     let now = auth.clock.now();
     match session::refresh(&auth.accounts(), &auth.keys, token, now).await {
-        Ok(tokens) => Ok(signed_in(&tokens)),
+        Ok(tokens) => {
+            if tokens.repeated {
+                // Most likely a retry after a lost answer, but a copy of
+                // the token used within the grace looks the same.
+                auth.audit(Entry {
+                    kind: "refresh_repeated",
+                    strategy: None,
+                    success: true,
+                    user_id: tokens.user.get("id").cloned(),
+                    device: &client.device,
+                    detail: json!({ "session_id": tokens.session_id }),
+                })
+                .await;
+            }
+            Ok(signed_in(auth, &tokens))
+        }
         Err(e) => {
             if matches!(e, RefreshError::Reused) {
                 if let Some(p) = presented {
@@ -509,7 +608,7 @@ async fn me(State(state): State<AppState>, Caller(actor): Caller, client: Client
         .await
         .map_err(query_error_response)?
         .ok_or_else(not_found)?;
-    Ok(Json(json!({ "data": public_user(&user) })).into_response())
+    Ok(Json(json!({ "data": public_user(&user, &auth.engine().catalog) })).into_response())
 }
 
 /// `GET /auth/sessions`: the caller's signed-in devices, newest first.
@@ -912,14 +1011,54 @@ fn dev_mailbox(
 ) -> Result<Vec<kumo_mail::Sent>, Response> {
     let auth = auth(state)?;
     let mailbox = auth.outbox.dev_mailbox().ok_or_else(not_found)?;
-    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
-        .iter()
-        .any(|h| headers.contains_key(*h));
-    let local = client.ip.is_none_or(|ip| ip.is_loopback());
-    if proxied || !local {
+    if !auth.is_local_request(client, headers) {
         return Err(not_found());
     }
     Ok(mailbox.list())
+}
+
+impl Auth {
+    /// Whether a request comes from this machine to a server players
+    /// reach on this machine only:
+    ///
+    /// - `public_url` is a loopback URL: one that points elsewhere means
+    ///   the server is reached from other machines, perhaps through a proxy
+    ///   on this one, whose requests arrive from a loopback peer;
+    /// - the request carries no proxy header (the usual ones, nor the
+    ///   configured `client_ip_header`), since a proxy on this machine
+    ///   forwards other machines' requests from a loopback address;
+    /// - its peer is a loopback address. A request with no peer address
+    ///   (no socket) is not known to be local, so it is not.
+    fn is_local_request(&self, client: &Client, headers: &HeaderMap) -> bool {
+        let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+            .iter()
+            .any(|h| headers.contains_key(*h))
+            || self
+                .settings
+                .client_ip_header
+                .as_ref()
+                .is_some_and(|h| headers.contains_key(h));
+        // Without a proxy header, `client.ip` is the TCP peer's address.
+        is_loopback_url(&self.settings.public_url)
+            && !proxied
+            && client.ip.is_some_and(|ip| ip.is_loopback())
+    }
+}
+
+/// Whether `url`'s host is `localhost` or a loopback address
+/// (`http://127.0.0.1:4000`, `http://[::1]:4000`, `http://localhost`).
+fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn mailbox_page(State(state): State<AppState>, client: Client, headers: HeaderMap) -> Reply {
@@ -934,4 +1073,33 @@ async fn mailbox_json(State(state): State<AppState>, client: Client, headers: He
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn loopback_urls_are_told_from_others() {
+        for url in [
+            "http://127.0.0.1:4000",
+            "http://localhost",
+            "https://LOCALHOST:8443/game",
+            "http://[::1]:4000/",
+            "http://127.0.0.2",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://0.0.0.0:4000",
+            "https://game.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1@evil.example",
+            "http://[2001:db8::1]:4000",
+            "127.0.0.1:4000",
+            "",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 }

@@ -15,8 +15,8 @@ use kumo_auth::refresh::{RefreshKey, Verdict, verdict};
 use kumo_auth::secret;
 use kumo_core::actor::Role;
 use kumo_db::query::QueryError;
-use kumo_db::query::Record;
 use kumo_db::query::accounts::{Accounts, AccountsTx, Set, Test};
+use kumo_db::query::{Catalog, Record};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -40,6 +40,10 @@ pub struct Tokens {
     pub expires_in: i64,
     pub session_id: Uuid,
     pub user: Record,
+    /// A refresh answered again within the retry grace (its first answer
+    /// was lost) rather than rotated: audited, since a copied token used
+    /// within the grace looks the same.
+    pub repeated: bool,
 }
 
 impl Tokens {
@@ -55,23 +59,33 @@ impl Tokens {
             .unwrap_or(Role::User)
     }
 
-    /// The answer's `data`, as every sign-in and refresh returns it.
-    pub fn to_json(&self) -> Value {
+    /// The answer's `data`, as every sign-in and refresh returns it; the
+    /// user as [`public_user`] shows it.
+    pub fn to_json(&self, catalog: &Catalog) -> Value {
         json!({
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
             "session_id": self.session_id,
-            "user": public_user(&self.user),
+            "user": public_user(&self.user, catalog),
         })
     }
 }
 
-/// A user as the client sees it: never the password hash.
-pub fn public_user(user: &Record) -> Value {
+/// A user as the client sees it: without any attribute marked `sensitive`
+/// on the user resource, the built-in `password_hash` and those a project
+/// adds in `resources/user.toml` alike (the account store reads them all),
+/// as the resource API leaves them out.
+pub fn public_user(user: &Record, catalog: &Catalog) -> Value {
     let mut user = user.clone();
+    // Whatever the schema says, a password hash never leaves.
     user.remove("password_hash");
+    if let Some(entry) = catalog.get("user") {
+        for field in entry.fields.iter().filter(|f| f.sensitive) {
+            user.remove(&field.name);
+        }
+    }
     Value::Object(user)
 }
 
@@ -167,6 +181,7 @@ fn tokens(
         expires_in: keys.access_ttl.whole_seconds(),
         session_id,
         user,
+        repeated: false,
     }
 }
 
@@ -247,7 +262,9 @@ pub async fn refresh(
         Verdict::Retry => {
             drop(tx);
             let refresh_token = keys.refresh.token(presented.session_id, current);
-            Ok(tokens(keys, user, presented.session_id, refresh_token, now))
+            let mut again = tokens(keys, user, presented.session_id, refresh_token, now);
+            again.repeated = true;
+            Ok(again)
         }
         Verdict::Reused => {
             tx.update(

@@ -87,11 +87,11 @@ both!(
             .sign_in_with_token("not-a-token", &device(), clock.now())
             .await;
         assert!(matches!(forged, Err(Failure::Invalid)), "{forged:?}");
-        // Its code went with it.
+        // Its code went with it, and says so.
         let by_code = links
             .sign_in_with_code("new@example.com", &code, &device(), clock.now())
             .await;
-        assert!(matches!(by_code, Err(Failure::Invalid)), "{by_code:?}");
+        assert!(matches!(by_code, Err(Failure::Used)), "{by_code:?}");
         api.cleanup().await;
     }
 );
@@ -319,10 +319,10 @@ both!(
         let r = links
             .sign_in_with_code("slow@example.com", &code, &device(), clock.now())
             .await;
-        assert!(matches!(r, Err(Failure::Invalid)), "{r:?}");
+        assert!(matches!(r, Err(Failure::Expired)), "{r:?}");
         let r = links
             .poll(
-                &requested.poll_id.to_string(),
+                requested.poll_id,
                 &requested.poll_secret,
                 &device(),
                 clock.now(),
@@ -343,15 +343,13 @@ both!(
             .request("headset@example.com", clock.now())
             .await
             .unwrap();
-        let (id, secret) = (requested.poll_id.to_string(), requested.poll_secret.clone());
+        let (id, secret) = (requested.poll_id, requested.poll_secret.clone());
         let pending = links
-            .poll(&id, &secret, &device(), clock.now())
+            .poll(id, &secret, &device(), clock.now())
             .await
             .unwrap();
         assert!(matches!(pending, Poll::Pending));
-        let wrong = links
-            .poll(&id, "wrong-secret", &device(), clock.now())
-            .await;
+        let wrong = links.poll(id, "wrong-secret", &device(), clock.now()).await;
         assert!(matches!(wrong, Err(Failure::Invalid)), "{wrong:?}");
 
         // The player taps the link on a phone.
@@ -361,7 +359,7 @@ both!(
             .await
             .unwrap();
         let headset = match links
-            .poll(&id, &secret, &device(), clock.now())
+            .poll(id, &secret, &device(), clock.now())
             .await
             .unwrap()
         {
@@ -373,7 +371,7 @@ both!(
             headset.session_id, phone.session_id,
             "each device its own session"
         );
-        let again = links.poll(&id, &secret, &device(), clock.now()).await;
+        let again = links.poll(id, &secret, &device(), clock.now()).await;
         assert!(matches!(again, Err(Failure::Used)), "{again:?}");
         api.cleanup().await;
     }

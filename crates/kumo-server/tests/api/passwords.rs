@@ -23,7 +23,8 @@ use crate::both;
 use crate::harness::{Reply, TestApi};
 
 const SECRET: &[u8] = b"the password route test's secret";
-const PUBLIC_URL: &str = "http://game.test";
+/// Loopback, so the dev mailbox answers.
+const PUBLIC_URL: &str = "http://127.0.0.1:4000";
 /// The cheapest cost Argon2 takes: the flows do not depend on it.
 const CHEAP: Cost = Cost {
     memory_kib: 8,
@@ -89,11 +90,16 @@ fn access_of(reply: &Reply) -> String {
 
 async fn mailbox(api: &TestApi) -> Vec<Value> {
     let response = app(api.state.clone())
-        .oneshot(
-            Request::get("/dev/mailbox.json")
+        .oneshot({
+            let mut request = Request::get("/dev/mailbox.json")
                 .body(Body::empty())
-                .unwrap(),
-        )
+                .unwrap();
+            // From this machine: the mailbox answers no one else.
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                "127.0.0.1:50000".parse::<std::net::SocketAddr>().unwrap(),
+            ));
+            request
+        })
         .await
         .unwrap();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)

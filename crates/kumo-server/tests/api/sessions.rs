@@ -68,9 +68,11 @@ both!(
         let api = TestApi::avatars(dialect).await;
         let clock = clock();
         let (user, first) = signed_in(&api, &clock, "alice@example.com").await;
-        assert_eq!(first.to_json()["token_type"], "Bearer");
-        assert_eq!(first.to_json()["expires_in"], 900);
-        assert!(first.to_json()["user"].get("password_hash").is_none());
+        let engine = api.state.shared_engine().unwrap();
+        let data = first.to_json(&engine.catalog);
+        assert_eq!(data["token_type"], "Bearer");
+        assert_eq!(data["expires_in"], 900);
+        assert!(data["user"].get("password_hash").is_none());
         let claims = keys()
             .access
             .verify(&first.access_token, clock.now().unix_timestamp())
@@ -121,6 +123,7 @@ both!(
             .await
             .unwrap();
         assert_eq!(retried.refresh_token, second.refresh_token);
+        assert!(!second.repeated && retried.repeated);
         let row = session_row(&api, &first).await;
         assert!(row["revoked_at"].is_null());
         assert_eq!(row["generation"], 1);
