@@ -212,9 +212,14 @@ async fn register(State(state): State<AppState>, client: Client, body: Bytes) ->
 async fn sign_in(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
     let body = object(&body)?;
-    let login = if body.contains_key("username") && !body.contains_key("email") {
+    let by_username = body.contains_key("username") && body.get("email").is_none_or(Value::is_null);
+    let login = if by_username {
         let [username, _] = strings(&body, ["username", "password"])?;
-        Login::Username(username.trim().to_lowercase())
+        let username = json!(username.trim().to_lowercase());
+        match auth.accounts().check("user", "username", &username) {
+            Ok(Value::String(u)) => Login::Username(u),
+            _ => Login::Impossible,
+        }
     } else {
         let [raw, _] = strings(&body, ["email", "password"])?;
         Login::Email(email_field(raw, "email")?)
@@ -231,17 +236,13 @@ async fn sign_in(State(state): State<AppState>, client: Client, body: Bytes) -> 
             if let Some(mail) = &refused.mail {
                 mail_link(auth, Some(mail), &mail.to);
             }
-            let login = match &login {
-                Login::Email(e) => json!({ "email": e }),
-                Login::Username(u) => json!({ "username": u }),
-            };
             auth.audit(Entry {
                 kind: "sign_in",
                 strategy: Some("password"),
                 success: false,
                 user_id: refused.user_id,
                 device: &client.device,
-                detail: json!({ "reason": refused.failure.code(), "login": login }),
+                detail: json!({ "reason": refused.failure.code(), "login": login.to_json() }),
             })
             .await;
             Err(failure_response(refused.failure))
@@ -258,19 +259,10 @@ async fn reset_request(State(state): State<AppState>, client: Client, body: Byte
     let email = email_field(raw, "email")?;
     auth.limit(&client, Some(format!("email:{email}")))?;
     let mail = auth
-        .reset_request(&email)
+        .reset_request(&email, &client.device)
         .await
         .map_err(query_error_response)?;
     mail_link(auth, mail.as_ref(), &email);
-    auth.audit(Entry {
-        kind: "password_reset_request",
-        strategy: Some("password"),
-        success: true,
-        user_id: None,
-        device: &client.device,
-        detail: json!({ "sent": mail.is_some() }),
-    })
-    .await;
     Ok(Json(json!({ "ok": true })).into_response())
 }
 
@@ -281,24 +273,26 @@ async fn reset_with(
     client: &Client,
     token: &str,
     password: &str,
-) -> Result<super::session::Tokens, Failure> {
-    match auth.reset_password(token, password, &client.device).await {
+    open_session: bool,
+) -> Result<Option<super::session::Tokens>, Failure> {
+    match auth
+        .reset_password(token, password, &client.device, open_session)
+        .await
+    {
         Ok((tokens, revoked)) => {
             auth.forget_sessions(&revoked);
             Ok(tokens)
         }
         Err(failure) => {
-            if !matches!(failure, Failure::Invalid(_)) {
-                auth.audit(Entry {
-                    kind: "password_reset",
-                    strategy: Some("password"),
-                    success: false,
-                    user_id: None,
-                    device: &client.device,
-                    detail: json!({ "reason": failure.code() }),
-                })
-                .await;
-            }
+            auth.audit(Entry {
+                kind: "password_reset",
+                strategy: Some("password"),
+                success: false,
+                user_id: None,
+                device: &client.device,
+                detail: json!({ "reason": failure.code() }),
+            })
+            .await;
             Err(failure)
         }
     }
@@ -311,9 +305,17 @@ async fn reset(State(state): State<AppState>, client: Client, body: Bytes) -> Re
     let body = object(&body)?;
     let [token, password] = strings(&body, ["token", "password"])?;
     auth.limit(&client, None)?;
-    let tokens = reset_with(auth, &client, token.trim(), password)
+    let tokens = reset_with(auth, &client, token.trim(), password, true)
         .await
-        .map_err(failure_response)?;
+        .map_err(failure_response)?
+        .ok_or_else(|| {
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the password was set, but no session was opened; sign in with it",
+                None,
+            )
+        })?;
     Ok(signed_in(auth, &tokens))
 }
 
@@ -357,7 +359,7 @@ async fn reset_form(
         .find(|(name, _)| name == "password")
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default();
-    match reset_with(auth, &client, &token, &password).await {
+    match reset_with(auth, &client, &token, &password, false).await {
         Ok(_) => Ok(pages::done(
             "Password changed",
             &format!(
@@ -378,7 +380,8 @@ async fn reset_form(
             ))
         }
         Err(failure) => {
-            let status = failure_response(failure).status();
+            let response = failure_response(failure);
+            let status = response.status();
             let message = match status {
                 StatusCode::FORBIDDEN => "This account is locked.",
                 StatusCode::UNAUTHORIZED => {
@@ -386,7 +389,10 @@ async fn reset_form(
                 }
                 _ => "Something went wrong on the server; try again in a moment.",
             };
-            Err(pages::failed(status, "Password not changed", message))
+            Err(with_retry_after(
+                pages::failed(status, "Password not changed", message),
+                &response,
+            ))
         }
     }
 }
@@ -429,9 +435,19 @@ async fn change_email(
     let body = object(&body)?;
     let [raw] = strings(&body, ["email"])?;
     let email = email_field(raw, "email")?;
+    let current_password = match body.get("current_password") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p.as_str()),
+        Some(_) => {
+            return Err(super::routes::invalid_field(
+                "current_password",
+                "must be a string",
+            ));
+        }
+    };
     auth.limit(&client, Some(format!("user:{user_id}")))?;
     let (user, mail) = auth
-        .change_email(&user_id, &email, &client.device)
+        .change_email(&user_id, &email, current_password, &client.device)
         .await
         .map_err(failure_response)?;
     if auth.settings.confirm_email {
@@ -526,9 +542,21 @@ async fn confirm_press(
                 }
                 _ => "Something went wrong on the server; try again in a moment.",
             };
-            Err(pages::failed(response.status(), title, message))
+            Err(with_retry_after(
+                pages::failed(response.status(), title, message),
+                &response,
+            ))
         }
     }
+}
+
+/// `page` with the `Retry-After` of the JSON answer it stands for (a busy
+/// server's 503).
+fn with_retry_after(mut page: Response, answer: &Response) -> Response {
+    if let Some(wait) = answer.headers().get(header::RETRY_AFTER) {
+        page.headers_mut().insert(header::RETRY_AFTER, wait.clone());
+    }
+    page
 }
 
 impl Auth {

@@ -430,15 +430,7 @@ async fn finish(
         return Err(Failure::Locked);
     }
     let user = if user["email_confirmed_at"].is_null() {
-        tx.update(
-            "user",
-            &[("email_confirmed_at", Set::To(json!(stamp(now))))],
-            &[("id", Test::Eq(user["id"].clone()))],
-            &stamp(now),
-        )
-        .await?
-        .pop()
-        .unwrap_or(user)
+        super::password::claim_address(tx, user, device, now).await?
     } else {
         user
     };

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use kumo_auth::password::{Cost, PasswordError, Passwords};
 use kumo_auth::secret;
-use kumo_db::query::accounts::{Set, Test};
+use kumo_db::query::accounts::{AccountsTx, Set, Test};
 use kumo_db::query::{FieldErrors, QueryError, Record};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -230,6 +230,10 @@ pub struct Mail {
 pub enum Login {
     Email(String),
     Username(String),
+    /// A username no account can have (the wrong length or characters, or
+    /// a NUL the database would refuse): refused as an unknown account is,
+    /// after the same work.
+    Impossible,
 }
 
 impl Login {
@@ -238,13 +242,24 @@ impl Login {
         match self {
             Login::Email(e) => format!("email:{e}"),
             Login::Username(u) => format!("username:{u}"),
+            Login::Impossible => "username:".to_owned(),
         }
     }
 
-    fn test(&self) -> (&'static str, Test) {
+    /// How the audit log names it.
+    pub fn to_json(&self) -> Value {
         match self {
-            Login::Email(e) => ("email", Test::Eq(json!(e))),
-            Login::Username(u) => ("username", Test::Eq(json!(u))),
+            Login::Email(e) => json!({ "email": e }),
+            Login::Username(u) => json!({ "username": u }),
+            Login::Impossible => json!({ "username": null }),
+        }
+    }
+
+    fn test(&self) -> Option<(&'static str, Test)> {
+        match self {
+            Login::Email(e) => Some(("email", Test::Eq(json!(e)))),
+            Login::Username(u) => Some(("username", Test::Eq(json!(u)))),
+            Login::Impossible => None,
         }
     }
 }
@@ -305,6 +320,18 @@ impl Auth {
             // accounts; the owner gets a way back in instead.
             let token =
                 insert_token(&mut tx, "password_reset", email, &user, RESET_MINUTES, now).await?;
+            self.audit_in(
+                &mut tx,
+                &Entry {
+                    kind: "register",
+                    strategy: Some("password"),
+                    success: false,
+                    user_id: Some(user["id"].clone()),
+                    device,
+                    detail: json!({ "reason": "email_taken", "email": email }),
+                },
+            )
+            .await?;
             tx.commit().await?;
             let mail = user["locked_at"].is_null().then(|| Mail {
                 to: email.to_owned(),
@@ -320,10 +347,20 @@ impl Auth {
         if let Some(display_name) = display_name {
             values.push(("display_name", json!(display_name)));
         }
-        let user = tx
+        let user = match tx
             .insert("user", &values, &stamp(now))
             .await
-            .map_err(stored)?;
+            .map_err(stored)
+        {
+            // A registration of the same address committed meanwhile; with
+            // confirmation on, answering 409 would say the address exists.
+            Err(Failure::Taken(fields))
+                if self.settings.confirm_email && fields.contains_key("email") =>
+            {
+                return Ok(Registered::Confirm(None));
+            }
+            other => other?,
+        };
         self.audit_in(
             &mut tx,
             &Entry {
@@ -366,11 +403,14 @@ impl Auth {
         password: &str,
         device: &Device,
     ) -> Result<Tokens, Refused> {
-        let user = self
-            .accounts()
-            .read_one("user", &[login.test()])
-            .await
-            .map_err(|e| Refused::from(Failure::Store(e)))?;
+        let user = match login.test() {
+            Some(test) => self
+                .accounts()
+                .read_one("user", &[test])
+                .await
+                .map_err(|e| Refused::from(Failure::Store(e)))?,
+            None => None,
+        };
         let stored_hash = user
             .as_ref()
             .and_then(|u| u["password_hash"].as_str())
@@ -421,11 +461,16 @@ impl Auth {
         let user = match rehash {
             // Parameters were raised since this hash was made: store one
             // at today's cost, now that the password is known.
+            // Only over the hash just checked, so a change or reset that
+            // landed meanwhile is not undone.
             Some(hash) => tx
                 .update(
                     "user",
                     &[("password_hash", Set::To(json!(hash)))],
-                    &[("id", Test::Eq(user["id"].clone()))],
+                    &[
+                        ("id", Test::Eq(user["id"].clone())),
+                        ("password_hash", Test::Eq(json!(stored_hash))),
+                    ],
                     &stamp(now),
                 )
                 .await
@@ -456,7 +501,11 @@ impl Auth {
 
     /// `POST /auth/password/reset_request`: the same work for any address;
     /// the link to mail only when it has an account that is not locked.
-    pub async fn reset_request(&self, email: &str) -> Result<Option<Mail>, QueryError> {
+    pub async fn reset_request(
+        &self,
+        email: &str,
+        device: &Device,
+    ) -> Result<Option<Mail>, QueryError> {
         let now = self.clock.now();
         let mut tx = self.accounts().begin().await?;
         let user = tx
@@ -472,8 +521,20 @@ impl Auth {
             now,
         )
         .await?;
+        let may_reset = user.as_ref().is_some_and(|u| u["locked_at"].is_null());
+        self.audit_in(
+            &mut tx,
+            &Entry {
+                kind: "password_reset_request",
+                strategy: Some("password"),
+                success: true,
+                user_id: user.as_ref().map(|u| u["id"].clone()),
+                device,
+                detail: json!({ "email": email, "sent": may_reset }),
+            },
+        )
+        .await?;
         tx.commit().await?;
-        let may_reset = user.is_some_and(|u| u["locked_at"].is_null());
         Ok(may_reset.then(|| Mail {
             to: email.to_owned(),
             token,
@@ -483,14 +544,18 @@ impl Auth {
 
     /// `POST /auth/password/reset {token, password}`: sets the password,
     /// confirms the address (the link proved the mailbox), signs every
-    /// device out and opens a session for this one. The revoked sessions
-    /// are returned so the caller can drop them from the live list.
+    /// device out, revokes every API key (whoever got in may have made
+    /// one), uses up the account's other links, and, when `open_session`,
+    /// opens a session for this device (the game's JSON call; the link's
+    /// form page has nobody to hand one to). The revoked sessions are
+    /// returned so the caller can drop them from the live list.
     pub async fn reset_password(
         &self,
         token: &str,
         password: &str,
         device: &Device,
-    ) -> Result<(Tokens, Vec<Uuid>), Failure> {
+        open_session: bool,
+    ) -> Result<(Option<Tokens>, Vec<Uuid>), Failure> {
         let token_hash = secret::hash(token);
         let by_hash = [
             ("token_hash", Test::Eq(json!(token_hash))),
@@ -557,17 +622,23 @@ impl Auth {
             .await?
             .pop()
             .ok_or(Failure::TokenInvalid)?;
-        let revoked = revoke_all(&mut tx, &user["id"], None, now).await?;
-        let tokens = session::open(&mut tx, &self.keys, user, device, now).await?;
+        let id = user["id"].clone();
+        let revoked = revoke_all(&mut tx, &id, None, now).await?;
+        let keys = revoke_api_keys(&mut tx, &id, now).await?;
+        spend_links(&mut tx, &id, &["password_reset", "email_confirmation"], now).await?;
+        let tokens = match open_session {
+            true => Some(session::open(&mut tx, &self.keys, user, device, now).await?),
+            false => None,
+        };
         self.audit_in(
             &mut tx,
             &Entry {
                 kind: "password_reset",
                 strategy: Some("password"),
                 success: true,
-                user_id: Some(tokens.user["id"].clone()),
+                user_id: Some(id),
                 device,
-                detail: json!({ "signed_out": revoked.len() }),
+                detail: json!({ "signed_out": revoked.len(), "api_keys_revoked": keys }),
             },
         )
         .await?;
@@ -622,13 +693,26 @@ impl Auth {
         let hash = self.hasher.hash(new).await?;
         let now = self.clock.now();
         let mut tx = self.accounts().begin().await?;
-        tx.update(
-            "user",
-            &[("password_hash", Set::To(json!(hash)))],
-            &[("id", Test::Eq(json!(user_id)))],
-            &stamp(now),
-        )
-        .await?;
+        // Only over the hash just checked: a reset that landed while this
+        // one hashed must not be undone.
+        let changed = tx
+            .update(
+                "user",
+                &[("password_hash", Set::To(json!(hash)))],
+                &[
+                    ("id", Test::Eq(json!(user_id))),
+                    ("password_hash", Test::Eq(json!(stored_hash))),
+                ],
+                &stamp(now),
+            )
+            .await?;
+        if changed.is_empty() {
+            return Err(Failure::field(
+                "current_password",
+                "the password was changed meanwhile; sign in again",
+            ));
+        }
+        spend_links(&mut tx, &json!(user_id), &["password_reset"], now).await?;
         let revoked = revoke_all(&mut tx, &json!(user_id), keep_session, now).await?;
         self.audit_in(
             &mut tx,
@@ -654,8 +738,36 @@ impl Auth {
         &self,
         user_id: &str,
         email: &str,
+        current_password: Option<&str>,
         device: &Device,
     ) -> Result<(Record, Option<Mail>), Failure> {
+        // An account with a password proves it again: a stolen access
+        // token alone must not move the account to another mailbox.
+        let stored_hash = self
+            .accounts()
+            .read_one("user", &[("id", Test::Eq(json!(user_id)))])
+            .await?
+            .ok_or(Failure::Credentials)?
+            .get("password_hash")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(stored_hash) = stored_hash {
+            let Some(current) = current_password else {
+                return Err(Failure::field("current_password", "is required"));
+            };
+            if !self.hasher.verify(current, Some(&stored_hash)).await?.0 {
+                self.audit(Entry {
+                    kind: "email_change",
+                    strategy: None,
+                    success: false,
+                    user_id: Some(json!(user_id)),
+                    device,
+                    detail: json!({ "reason": "invalid_credentials" }),
+                })
+                .await;
+                return Err(Failure::field("current_password", "is not correct"));
+            }
+        }
         let now = self.clock.now();
         let mut tx = self.accounts().begin().await?;
         let user = tx
@@ -671,7 +783,11 @@ impl Auth {
             success: true,
             user_id: Some(json!(user_id)),
             device,
-            detail: json!({ "confirmation_sent": confirmed }),
+            detail: json!({
+                "from": user["email"],
+                "to": email,
+                "confirmation_sent": confirmed,
+            }),
         };
         if self.settings.confirm_email {
             let token = insert_token(
@@ -711,6 +827,14 @@ impl Auth {
             .map_err(stored)?
             .pop()
             .ok_or(Failure::Credentials)?;
+        // Links mailed to the old address must not work for the new one.
+        spend_links(
+            &mut tx,
+            &json!(user_id),
+            &["password_reset", "email_confirmation"],
+            now,
+        )
+        .await?;
         self.audit_in(&mut tx, &entry(false)).await?;
         tx.commit().await?;
         Ok((user, None))
@@ -757,6 +881,15 @@ impl Auth {
             .map_err(stored)?
             .pop()
             .ok_or(Failure::TokenInvalid)?;
+        // Whatever else was mailed for this account went to an address
+        // that is no longer its own, or is superseded by this one.
+        spend_links(
+            &mut tx,
+            &user["id"],
+            &["password_reset", "email_confirmation"],
+            now,
+        )
+        .await?;
         self.audit_in(
             &mut tx,
             &Entry {
@@ -774,10 +907,98 @@ impl Auth {
     }
 }
 
+/// Confirms `user`'s address for its mailbox's proven owner (a magic link
+/// was used). Until now nobody had proven the address, so whoever set a
+/// password on it, or signed in with that password, may be someone else
+/// who registered the address first: the password is cleared and every
+/// session and API key of the account revoked, and so are outstanding
+/// reset links (the owner sets a password again by a reset link).
+pub(super) async fn claim_address(
+    tx: &mut AccountsTx<'_>,
+    user: Record,
+    device: &Device,
+    now: OffsetDateTime,
+) -> Result<Record, QueryError> {
+    let id = user["id"].clone();
+    let had_password = !user["password_hash"].is_null();
+    let mut sets = vec![("email_confirmed_at", Set::To(json!(stamp(now))))];
+    if had_password {
+        sets.push(("password_hash", Set::To(Value::Null)));
+    }
+    let claimed = tx
+        .update("user", &sets, &[("id", Test::Eq(id.clone()))], &stamp(now))
+        .await?
+        .pop()
+        .unwrap_or(user);
+    let sessions = revoke_all(tx, &id, None, now).await?;
+    let keys = revoke_api_keys(tx, &id, now).await?;
+    spend_links(tx, &id, &["password_reset", "email_confirmation"], now).await?;
+    if had_password || !sessions.is_empty() || keys > 0 {
+        let entry = Entry {
+            kind: "address_claimed",
+            strategy: Some("magic_link"),
+            success: true,
+            user_id: Some(id),
+            device,
+            detail: json!({
+                "password_cleared": had_password,
+                "signed_out": sessions.len(),
+                "api_keys_revoked": keys,
+            }),
+        };
+        super::audit::insert(tx, now, &entry).await?;
+    }
+    Ok(claimed)
+}
+
+/// Revokes every live API key of `user_id`; how many.
+async fn revoke_api_keys(
+    tx: &mut AccountsTx<'_>,
+    user_id: &Value,
+    now: OffsetDateTime,
+) -> Result<usize, QueryError> {
+    let revoked = tx
+        .update(
+            "api_key",
+            &[("revoked_at", Set::To(json!(stamp(now))))],
+            &[
+                ("user_id", Test::Eq(user_id.clone())),
+                ("revoked_at", Test::IsNull),
+            ],
+            &stamp(now),
+        )
+        .await?;
+    Ok(revoked.len())
+}
+
+/// Uses up the outstanding one-time links of `user_id` for `purposes`,
+/// so a link mailed before a password or address changed stops working.
+async fn spend_links(
+    tx: &mut AccountsTx<'_>,
+    user_id: &Value,
+    purposes: &[&str],
+    now: OffsetDateTime,
+) -> Result<(), QueryError> {
+    for purpose in purposes {
+        tx.update(
+            "auth_token",
+            &[("used_at", Set::To(json!(stamp(now))))],
+            &[
+                ("user_id", Test::Eq(user_id.clone())),
+                ("purpose", Test::Eq(json!(purpose))),
+                ("used_at", Test::IsNull),
+            ],
+            &stamp(now),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// A one-time link's row, for `user` (an empty record: nobody), and the
 /// token to mail.
 async fn insert_token(
-    tx: &mut kumo_db::query::accounts::AccountsTx<'_>,
+    tx: &mut AccountsTx<'_>,
     purpose: &str,
     email: &str,
     user: &Record,
@@ -823,7 +1044,7 @@ fn check_token(row: &Record, now: OffsetDateTime) -> Result<(), Failure> {
 
 /// Revokes the live sessions of `user_id` but `keep`, in `tx`.
 async fn revoke_all(
-    tx: &mut kumo_db::query::accounts::AccountsTx<'_>,
+    tx: &mut AccountsTx<'_>,
     user_id: &Value,
     keep: Option<Uuid>,
     now: OffsetDateTime,

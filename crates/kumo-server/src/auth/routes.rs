@@ -759,9 +759,6 @@ async fn sign_out_everywhere(
 
 // ---- API keys -------------------------------------------------------------
 
-/// The longest name a key may have (as `api_key.name` allows).
-const API_KEY_NAME_MAX: usize = 64;
-
 /// A key as its owner's list shows it: never the key nor its hash.
 fn api_key_json(row: &kumo_db::query::Record) -> Value {
     json!({
@@ -805,11 +802,10 @@ async fn create_api_key(
     let name = name.trim();
     let now = auth.clock.now();
     let mut fields = kumo_db::query::FieldErrors::new();
-    if name.chars().count() > API_KEY_NAME_MAX {
-        fields.insert(
-            "name".into(),
-            vec![format!("must be at most {API_KEY_NAME_MAX} characters")],
-        );
+    // The resource's own rules (its length, and text the database can
+    // store: PostgreSQL refuses a NUL), so a bad name is a 422, not a 500.
+    if let Err(why) = auth.accounts().check("api_key", "name", &json!(name)) {
+        fields.insert("name".into(), vec![why]);
     }
     let expires_at = match body.get("expires_at") {
         None | Some(Value::Null) => None,

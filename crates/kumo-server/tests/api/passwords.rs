@@ -784,10 +784,9 @@ both!(
         assert!(stored_user(&auth, "n@example.com").await["email_confirmed_at"].is_string());
         let r = sign_in(&api, json!({ "username": "newbie" }), GOOD).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        // The other link still confirms (nothing to change), once.
+        // Confirming used up the account's other links.
         let r = post(&api, "/auth/email/confirm", json!({ "token": second })).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        let r = post(&api, "/auth/email/confirm", json!({ "token": second })).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
         assert_eq!(r.body["error"]["code"], "token_used", "{}", r.body);
         api.cleanup().await;
     }
@@ -859,11 +858,23 @@ both!(
         let (api, _auth) = serving(dialect, settings(false)).await;
         let access = access_of(&register(&api, "m@example.com", None).await);
         register(&api, "other@example.com", None).await;
+        // A password account proves its password again to move.
+        for (body, why) in [
+            (json!({ "email": "m2@example.com" }), "is required"),
+            (
+                json!({ "email": "m2@example.com", "current_password": "not it at all" }),
+                "is not correct",
+            ),
+        ] {
+            let r = post_as(&api, "/auth/email/change", &access, body).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+            assert_eq!(r.body["error"]["fields"]["current_password"][0], why);
+        }
         let r = post_as(
             &api,
             "/auth/email/change",
             &access,
-            json!({ "email": "other@example.com" }),
+            json!({ "email": "other@example.com", "current_password": GOOD }),
         )
         .await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
@@ -872,7 +883,7 @@ both!(
             &api,
             "/auth/email/change",
             &access,
-            json!({ "email": "m2@example.com" }),
+            json!({ "email": "m2@example.com", "current_password": GOOD }),
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -961,6 +972,261 @@ both!(
             unknown * 2 > known,
             "unknown {unknown:?} vs known {known:?}"
         );
+        api.cleanup().await;
+    }
+);
+
+both!(
+    registering_someone_elses_address_first_takes_nothing_over,
+    |dialect| async move {
+        for confirm in [true, false] {
+            let (api, auth) = serving(dialect, settings(confirm)).await;
+            // The attacker registers the victim's address with a password
+            // of their own (and, without confirmation, gets a session and
+            // makes an API key).
+            let r = register(&api, "victim@example.com", None).await;
+            let attacker = (!confirm).then(|| {
+                (
+                    access_of(&r),
+                    r.data()["refresh_token"].as_str().unwrap().to_owned(),
+                )
+            });
+            let key = match &attacker {
+                Some((access, _)) => {
+                    let r =
+                        post_as(&api, "/auth/api_keys", access, json!({ "name": "mine" })).await;
+                    Some(r.data()["key"].as_str().unwrap().to_owned())
+                }
+                None => None,
+            };
+            // The owner signs in by a magic link, proving the mailbox.
+            post(
+                &api,
+                "/auth/magic_link/request",
+                json!({ "email": "victim@example.com" }),
+            )
+            .await;
+            let token = link_token(&api, "victim@example.com", "/auth/magic_link/")
+                .await
+                .unwrap();
+            let r = post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            // The attacker's password, session and key are gone.
+            let r = sign_in(&api, json!({ "email": "victim@example.com" }), GOOD).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "confirm={confirm}: {}",
+                r.body
+            );
+            assert!(stored_user(&auth, "victim@example.com").await["password_hash"].is_null());
+            if let Some((_, refresh)) = &attacker {
+                let r = post(
+                    &api,
+                    "/auth/token/refresh",
+                    json!({ "refresh_token": refresh }),
+                )
+                .await;
+                assert_eq!(r.body["error"]["code"], "session_revoked", "{}", r.body);
+            }
+            if let Some(key) = &key {
+                let r = api.send("GET", "/auth/me", Some(key), None).await;
+                assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+            }
+            assert!(
+                audit_kinds(&auth)
+                    .await
+                    .contains(&("address_claimed".into(), "success".into()))
+            );
+            api.cleanup().await;
+        }
+    }
+);
+
+both!(
+    impossible_logins_and_names_are_refused_not_failed,
+    |dialect| async move {
+        let (api, _auth) = serving(dialect, settings(false)).await;
+        let access = access_of(&register(&api, "z@example.com", Some("zed")).await);
+        // A NUL cannot be stored (PostgreSQL refuses it): an unknown
+        // account, not a 500.
+        for username in ["ze\u{0}d", "no", "UPPER CASE!"] {
+            let r = sign_in(&api, json!({ "username": username }), GOOD).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{username}: {}", r.body);
+            assert_eq!(r.body["error"]["code"], "invalid_credentials");
+        }
+        // `email: null` beside a username is no email.
+        let r = sign_in(&api, json!({ "username": "zed", "email": null }), GOOD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let r = post_as(
+            &api,
+            "/auth/api_keys",
+            &access,
+            json!({ "name": "a\u{0}b" }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body["error"]["fields"]["name"].is_array(), "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_reset_ends_everything_an_intruder_could_have_left,
+    |dialect| async move {
+        let (api, auth) = serving(dialect, settings(false)).await;
+        let access = access_of(&register(&api, "k@example.com", None).await);
+        let key = post_as(
+            &api,
+            "/auth/api_keys",
+            &access,
+            json!({ "name": "left behind" }),
+        )
+        .await;
+        let key = key.data()["key"].as_str().unwrap().to_owned();
+        post(
+            &api,
+            "/auth/password/reset_request",
+            json!({ "email": "k@example.com" }),
+        )
+        .await;
+        let first = link_token(&api, "k@example.com", "/auth/password/reset/")
+            .await
+            .unwrap();
+        post(
+            &api,
+            "/auth/password/reset_request",
+            json!({ "email": "k@example.com" }),
+        )
+        .await;
+        let second = link_token(&api, "k@example.com", "/auth/password/reset/")
+            .await
+            .unwrap();
+        let sessions_before = auth
+            .accounts()
+            .read("session", &[], None, None)
+            .await
+            .unwrap()
+            .len();
+        // Through the form: no session is opened for nobody.
+        let (status, html) = page(
+            &api,
+            Request::post(format!("/auth/password/reset/{second}"))
+                .header("sec-fetch-site", "same-origin")
+                .body(Body::from("password=fresh+words+for+a+fresh+start"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        let sessions_after = auth
+            .accounts()
+            .read("session", &[], None, None)
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(sessions_after, sessions_before);
+        // The key stopped working, and so did the other link.
+        assert_eq!(
+            api.send("GET", "/auth/me", Some(&key), None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        let r = post(
+            &api,
+            "/auth/password/reset",
+            json!({ "token": first, "password": "someone else's words here" }),
+        )
+        .await;
+        assert_eq!(r.body["error"]["code"], "token_used", "{}", r.body);
+        // A password change also ends outstanding reset links.
+        let access = access_of(
+            &sign_in(
+                &api,
+                json!({ "email": "k@example.com" }),
+                "fresh words for a fresh start",
+            )
+            .await,
+        );
+        post(
+            &api,
+            "/auth/password/reset_request",
+            json!({ "email": "k@example.com" }),
+        )
+        .await;
+        let third = link_token(&api, "k@example.com", "/auth/password/reset/")
+            .await
+            .unwrap();
+        let r = post_as(&api, "/auth/password/change", &access, json!({ "current_password": "fresh words for a fresh start", "new_password": "changed words once again" })).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let r = post(
+            &api,
+            "/auth/password/reset",
+            json!({ "token": third, "password": "someone else's words here" }),
+        )
+        .await;
+        assert_eq!(r.body["error"]["code"], "token_used", "{}", r.body);
+        // The request is audited with its account and address.
+        let requests = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[("kind", Test::Eq(json!("password_reset_request")))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            requests[0]["user_id"],
+            stored_user(&auth, "k@example.com").await["id"]
+        );
+        assert_eq!(requests[0]["detail"]["email"], "k@example.com");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    an_old_confirmation_link_cannot_move_the_address_back,
+    |dialect| async move {
+        let (api, auth) = serving(dialect, settings(true)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "o@example.com" }),
+        )
+        .await;
+        let token = link_token(&api, "o@example.com", "/auth/magic_link/")
+            .await
+            .unwrap();
+        let access =
+            access_of(&post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await);
+        for to in ["a1@example.com", "a2@example.com"] {
+            let r = post_as(&api, "/auth/email/change", &access, json!({ "email": to })).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        }
+        let to_a1 = link_token(&api, "a1@example.com", "/auth/email/confirm/")
+            .await
+            .unwrap();
+        let to_a2 = link_token(&api, "a2@example.com", "/auth/email/confirm/")
+            .await
+            .unwrap();
+        let r = post(&api, "/auth/email/confirm", json!({ "token": to_a2 })).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let r = post(&api, "/auth/email/confirm", json!({ "token": to_a1 })).await;
+        assert_eq!(r.body["error"]["code"], "token_used", "{}", r.body);
+        assert!(stored_user_missing(&auth, "a1@example.com").await);
+        // The change is audited from and to.
+        let changes = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[("kind", Test::Eq(json!("email_change")))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(changes[0]["detail"]["from"], "o@example.com");
+        assert_eq!(changes[0]["detail"]["to"], "a1@example.com");
         api.cleanup().await;
     }
 );
