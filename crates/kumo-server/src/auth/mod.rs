@@ -265,6 +265,27 @@ impl Auth {
             .await
     }
 
+    /// Deletes one-time links that expired a day ago or more: every reset
+    /// request writes a row, also for addresses with no account, so
+    /// without this the table grows with every request ever made. A day's
+    /// grace keeps the answers typed (`token_expired`, not `token_invalid`)
+    /// and the hourly count of code tries exact. Returns how many went.
+    pub async fn prune_links(&self) -> Result<u64, kumo_db::query::QueryError> {
+        let before = self.clock.now() - PRUNE_LINKS_AFTER;
+        let mut tx = self.accounts().begin().await?;
+        let pruned = tx
+            .delete(
+                "auth_token",
+                &[(
+                    "expires_at",
+                    kumo_db::query::accounts::Test::Below(serde_json::json!(clock::stamp(before))),
+                )],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
     fn magic_links(&self) -> magic_link::MagicLinks<'_> {
         magic_link::MagicLinks {
             accounts: self.accounts(),
@@ -276,15 +297,23 @@ impl Auth {
     }
 }
 
+/// How long after it expired a one-time link's row is deleted.
+pub const PRUNE_LINKS_AFTER: time::Duration = time::Duration::days(1);
+/// How many reloads apart expired links are pruned (about every ten
+/// minutes).
+const PRUNE_EVERY_TICKS: u32 = 300;
+
 /// Reloads the revoked sessions every [`RELOAD_EVERY`], so a sign-out on
-/// another node reaches this one, and drops cached users whose record
-/// changed on this node. Ends when the auth layer is dropped.
+/// another node reaches this one, drops cached users whose record
+/// changed on this node, and now and then prunes expired links. Ends when
+/// the auth layer is dropped.
 async fn keep_fresh(auth: Weak<Auth>) {
     let Some(mut changes) = auth.upgrade().map(|a| a.engine.subscribe()) else {
         return;
     };
     let mut tick = tokio::time::interval(RELOAD_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -293,6 +322,12 @@ async fn keep_fresh(auth: Weak<Auth>) {
                     tracing::warn!(error = %e, "could not reload revoked sessions");
                 }
                 auth.forget_idle_limits();
+                ticks = ticks.wrapping_add(1);
+                if ticks.is_multiple_of(PRUNE_EVERY_TICKS)
+                    && let Err(e) = auth.prune_links().await
+                {
+                    tracing::warn!(error = %e, "could not prune expired sign-in links");
+                }
             }
             change = changes.recv() => {
                 let Some(auth) = auth.upgrade() else { return };

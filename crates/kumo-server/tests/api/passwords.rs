@@ -1230,3 +1230,34 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(expired_links_are_pruned_after_a_day, |dialect| async move {
+    let (api, auth) = serving(dialect, settings(false)).await;
+    post(
+        &api,
+        "/auth/password/reset_request",
+        json!({ "email": "ghost@example.com" }),
+    )
+    .await;
+    let links = || async {
+        auth.accounts()
+            .read("auth_token", &[], None, None)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(links().await, 1);
+    // Expired, but within the day of grace: kept.
+    auth.clock.advance(time::Duration::hours(2));
+    assert_eq!(auth.prune_links().await.unwrap(), 0);
+    post(
+        &api,
+        "/auth/password/reset_request",
+        json!({ "email": "ghost@example.com" }),
+    )
+    .await;
+    auth.clock.advance(time::Duration::hours(24));
+    assert_eq!(auth.prune_links().await.unwrap(), 1);
+    assert_eq!(links().await, 1);
+    api.cleanup().await;
+});
