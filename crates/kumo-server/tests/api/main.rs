@@ -16,6 +16,7 @@ mod harness;
 mod known;
 mod magic_links;
 mod openapi;
+mod openapi_auth;
 mod pages;
 mod passwords;
 mod relations;
