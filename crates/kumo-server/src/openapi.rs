@@ -15,6 +15,8 @@
 
 mod auth;
 
+pub use auth::AUTH_BODY_LIMIT;
+
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 

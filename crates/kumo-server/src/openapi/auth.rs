@@ -204,6 +204,11 @@ const AUTH_ERRORS: [&ErrorResponse; 15] = [
     &HASHING_BUSY,
 ];
 
+/// The largest body an auth route reads: axum's default limit for a
+/// `Bytes` body, which these handlers take (the resource API reads its own,
+/// smaller, [`crate::api::BODY_LIMIT`]). `tests/api/openapi_auth.rs` pins it.
+pub const AUTH_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
 /// The HTML pages' answers other than 200, shared by the link pages: the
 /// same page says why, in words, at each status.
 const PAGE_STATUSES: [(&str, &str); 7] = [
@@ -313,11 +318,27 @@ impl Builder {
             }
             self.responses.insert(page_response(status), response);
         }
+        self.responses.insert(
+            "auth.payload_too_large".into(),
+            json!({
+                "description": format!(
+                    "The body is larger than {AUTH_BODY_LIMIT} bytes. Refused by the HTTP \
+                     framework before the route runs, with a plain-text message: not the \
+                     error shape."
+                ),
+                "content": { "text/plain": { "schema": { "type": "string" } } }
+            }),
+        );
         for op in operations(settings) {
             if !op.needs.met(settings) {
                 continue;
             }
+            let reads_body = op.body.is_some() || op.id == "auth.password.reset_form";
             let mut responses = with_errors(op.answers, &op.errors);
+            if reads_body {
+                responses["413"] =
+                    json!({ "$ref": "#/components/responses/auth.payload_too_large" });
+            }
             for status in op.pages {
                 responses[*status] =
                     json!({ "$ref": format!("#/components/responses/{}", page_response(status)) });

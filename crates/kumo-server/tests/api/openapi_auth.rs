@@ -259,3 +259,45 @@ fn auth_operations_document_429_503_and_shared_errors() {
         }
     }
 }
+
+/// An auth route reads its body whole, up to axum's default limit: beyond
+/// it, the 413 the document describes (plain text, not the error shape),
+/// on every operation that takes a body.
+#[tokio::test]
+async fn an_auth_body_over_the_limit_is_the_documented_413() {
+    let mut api = TestApi::avatars(Dialect::Sqlite).await;
+    api.sign_ins(settings(EVERY_STRATEGY, false), SECRET, clock());
+    let limit = kumo_server::openapi::AUTH_BODY_LIMIT;
+    let doc = api.send("GET", "/openapi.json", None, None).await.body;
+    for (uri, path) in [
+        ("/auth/magic_link/request", "/auth/magic_link/request"),
+        ("/auth/password/reset/probe", "/auth/password/reset/{token}"),
+    ] {
+        let send = |size: usize| {
+            let request = Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(vec![b' '; size]))
+                .unwrap();
+            app(api.state.clone()).oneshot(request)
+        };
+        let over = send(limit + 1).await.unwrap();
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE, "{uri}");
+        assert!(
+            over.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain"),
+            "{uri}"
+        );
+        let at = send(limit).await.unwrap();
+        assert_ne!(at.status(), StatusCode::PAYLOAD_TOO_LARGE, "{uri}");
+        assert_eq!(
+            doc["paths"][path]["post"]["responses"]["413"]["$ref"],
+            "#/components/responses/auth.payload_too_large",
+            "{path}"
+        );
+    }
+    let too_large = &doc["components"]["responses"]["auth.payload_too_large"];
+    assert!(too_large["content"]["text/plain"].is_object());
+    api.cleanup().await;
+}
