@@ -7,7 +7,9 @@
 //! operators [`FilterOp::for_kind`] allows, the page limits of `params.rs`,
 //! the error codes of `api.rs`. So the document says exactly what the server
 //! accepts and answers; `tests/api/fuzz.rs` holds it to that by fuzzing the
-//! server from it.
+//! server from it. On a server that signs callers in, [`auth`] adds the
+//! `/auth/…` routes of the enabled strategies and the security schemes
+//! (`AppState::with_auth` regenerates the document with its settings).
 //!
 //! `GET /docs` is Swagger UI, vendored in `assets/` (see its README) and
 //! served from the binary under a strict Content-Security-Policy: no CDN, no
