@@ -64,7 +64,7 @@ impl AppState {
                 engine: None,
                 auth: None,
                 authenticate: api::anonymous_only(),
-                openapi: openapi::Document::new(None),
+                openapi: openapi::Document::new(None, None),
                 rate_limit: None,
             }),
         }
@@ -83,7 +83,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 db,
                 migrations,
-                openapi: openapi::Document::new(Some(&engine.catalog)),
+                openapi: openapi::Document::new(Some(&engine.catalog), None),
                 engine: Some(Arc::new(engine)),
                 auth: None,
                 authenticate: api::anonymous_only(),
@@ -119,6 +119,12 @@ impl AppState {
                 },
             );
         self.rebuild(|inner| Inner {
+            // The document now describes the `/auth` routes the settings
+            // enable, and how a caller signs in.
+            openapi: openapi::Document::new(
+                inner.engine.as_ref().map(|e| &e.catalog),
+                Some(&auth.settings),
+            ),
             auth: Some(auth),
             authenticate,
             ..inner

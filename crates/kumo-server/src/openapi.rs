@@ -7,11 +7,17 @@
 //! operators [`FilterOp::for_kind`] allows, the page limits of `params.rs`,
 //! the error codes of `api.rs`. So the document says exactly what the server
 //! accepts and answers; `tests/api/fuzz.rs` holds it to that by fuzzing the
-//! server from it.
+//! server from it. On a server that signs callers in, [`auth`] adds the
+//! `/auth/…` routes of the enabled strategies and the security schemes
+//! (`AppState::with_auth` regenerates the document with its settings).
 //!
 //! `GET /docs` is Swagger UI, vendored in `assets/` (see its README) and
 //! served from the binary under a strict Content-Security-Policy: no CDN, no
 //! inline script, no `eval`.
+
+mod auth;
+
+pub use auth::AUTH_BODY_LIMIT;
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -36,6 +42,7 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::api::BODY_LIMIT;
+use crate::auth::Settings;
 
 /// How many `belongs_to` hops the listed filter paths take at most
 /// (`filter[avatar.uploader.username]` is two): all the server takes, so
@@ -50,9 +57,11 @@ pub struct Document {
 
 impl Document {
     /// Generates the document for the resources of `catalog` (`None`: a
-    /// server without the resource API).
-    pub fn new(catalog: Option<&Catalog>) -> Document {
-        let json = serde_json::to_vec(&document(catalog)).expect("a JSON value serializes");
+    /// server without the resource API) and, with `sign_in`, the `/auth`
+    /// routes of its strategies.
+    pub fn new(catalog: Option<&Catalog>, sign_in: Option<&Settings>) -> Document {
+        let json = serde_json::to_vec(&document_with_sign_in(catalog, sign_in))
+            .expect("a JSON value serializes");
         let mut hasher = std::hash::DefaultHasher::new();
         json.hash(&mut hasher);
         let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
@@ -196,6 +205,16 @@ const FORBIDDEN: ErrorResponse = ErrorResponse {
     codes: &["forbidden"],
     description: "Signed in, but the resource's policy does not allow this on this record.",
 };
+/// [`FORBIDDEN`] on a server that signs callers in, whose browser cookie
+/// may come from another site.
+const FORBIDDEN_SIGNED_IN: ErrorResponse = ErrorResponse {
+    name: "forbidden",
+    status: "403",
+    codes: &["forbidden", "cross_site_request"],
+    description: "Signed in, but the resource's policy does not allow this on this record \
+                  (`forbidden`); or a change signed in by the browser's cookie from a page \
+                  that is not this server's own (`cross_site_request`).",
+};
 const NOT_FOUND: ErrorResponse = ErrorResponse {
     name: "not_found",
     status: "404",
@@ -310,8 +329,16 @@ const TRANSPORT_ERRORS: [(&str, &str, &str); 2] = [
 ];
 
 /// The OpenAPI 3.1 document for the resources of `catalog`, or for the
-/// service routes alone.
+/// service routes alone, on a server that signs nobody in.
 pub fn document(catalog: Option<&Catalog>) -> Value {
+    document_with_sign_in(catalog, None)
+}
+
+/// The OpenAPI 3.1 document of a server with the resources of `catalog`
+/// (if any) and, with `sign_in`, the auth layer those settings describe:
+/// the `/auth` routes of its enabled strategies and its security schemes.
+pub fn document_with_sign_in(catalog: Option<&Catalog>, sign_in: Option<&Settings>) -> Value {
+    let sign_in = sign_in.filter(|s| s.strategies.any());
     let mut doc = Builder::default();
     doc.service_routes(catalog.is_some());
     if let Some(catalog) = catalog {
@@ -319,33 +346,33 @@ pub fn document(catalog: Option<&Catalog>) -> Value {
             doc.resource(catalog, entry);
         }
     }
+    if let Some(settings) = sign_in {
+        doc.auth_routes(settings);
+    }
     let mut responses = Map::new();
     for e in ALL_ERRORS {
         responses.insert(e.name.to_owned(), error_response(e));
     }
+    if sign_in.is_some() {
+        // A write signed in by the browser's cookie from another site is
+        // refused before its policy is looked at.
+        responses.insert(
+            FORBIDDEN.name.to_owned(),
+            error_response(&FORBIDDEN_SIGNED_IN),
+        );
+    }
     for (name, _, description) in TRANSPORT_ERRORS {
         responses.insert(name.to_owned(), json!({ "description": description }));
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Kumo API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": INTRODUCTION
-                .replace("{FILTER_DEPTH}", &FILTER_DEPTH.to_string())
-                .replace("{MAX_FILTERS}", &MAX_FILTERS.to_string())
-                .replace("{MAX_FILTER_PATHS}", &MAX_FILTER_PATHS.to_string())
-                .replace("{MAX_IN_VALUES}", &MAX_IN_VALUES.to_string()),
-        },
-        "servers": [{ "url": "/" }],
-        "security": [{}, { "bearer": [] }],
-        "tags": doc.tags,
-        "paths": doc.paths,
-        "components": {
-            "schemas": doc.schemas,
-            "parameters": doc.parameters,
-            "responses": responses,
-            "securitySchemes": {
+    responses.append(&mut doc.responses);
+    let (security, schemes) = match sign_in {
+        Some(settings) => (
+            json!([{}, { "bearer": [] }, { "api_key": [] }, { "cookie": [] }]),
+            auth::security_schemes(settings),
+        ),
+        None => (
+            json!([{}, { "bearer": [] }]),
+            json!({
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
@@ -354,7 +381,33 @@ pub fn document(catalog: Option<&Catalog>) -> Value {
                                     policies decide what an anonymous caller may do. A \
                                     header that does not check out is refused with 401."
                 }
-            }
+            }),
+        ),
+    };
+    let mut introduction = INTRODUCTION
+        .replace("{FILTER_DEPTH}", &FILTER_DEPTH.to_string())
+        .replace("{MAX_FILTERS}", &MAX_FILTERS.to_string())
+        .replace("{MAX_FILTER_PATHS}", &MAX_FILTER_PATHS.to_string())
+        .replace("{MAX_IN_VALUES}", &MAX_IN_VALUES.to_string());
+    if sign_in.is_some() {
+        introduction.push_str(auth::INTRODUCTION);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Kumo API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": introduction,
+        },
+        "servers": [{ "url": "/" }],
+        "security": security,
+        "tags": doc.tags,
+        "paths": doc.paths,
+        "components": {
+            "schemas": doc.schemas,
+            "parameters": doc.parameters,
+            "responses": responses,
+            "securitySchemes": schemes
         }
     })
 }
@@ -420,6 +473,8 @@ struct Builder {
     paths: Map<String, Value>,
     schemas: Map<String, Value>,
     parameters: Map<String, Value>,
+    /// Response components besides [`ALL_ERRORS`] and [`TRANSPORT_ERRORS`].
+    responses: Map<String, Value>,
     tags: Vec<Value>,
 }
 

@@ -17,6 +17,7 @@ mod harness;
 mod known;
 mod magic_links;
 mod openapi;
+mod openapi_auth;
 mod pages;
 mod passwords;
 mod relations;
