@@ -715,7 +715,10 @@ async fn demo(dir: &Path, addr: &str) -> Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUMO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .event_format(kumo_server::log::log_format())
+        .try_init();
 }
 
 async fn shutdown_signal() {

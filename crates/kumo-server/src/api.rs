@@ -813,16 +813,16 @@ async fn detached(
 ) -> Result<Value, Response> {
     let state = state.clone();
     let resource = entry.resource.name.clone();
-    let task = tokio::spawn(
+    let task = tokio::spawn(crate::log::labelled(
         async move {
             // The handler found both in this same state, which never changes.
             let engine = state.engine().ok_or(QueryError::NotFound)?;
             let entry = engine.catalog.get(&resource).ok_or(QueryError::NotFound)?;
             write(engine, entry, &actor, &view, call).await
         }
-        // What the write logs stays under the request's span.
+        // What the write logs stays under the request's span and label.
         .instrument(tracing::Span::current()),
-    );
+    ));
     joined(task.await)
 }
 

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod log;
 pub mod openapi;
 pub mod ratelimit;
 
@@ -193,6 +194,7 @@ pub fn app(state: AppState) -> Router {
     router
         .layer(CatchPanicLayer::custom(panicked as fn(_) -> Response))
         .layer(request_log())
+        .layer(axum::middleware::from_fn(log::label))
         .with_state(state)
 }
 
@@ -215,6 +217,8 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// filter values (emails, names) and a path holds ids, and neither belongs
 /// in a log; headers (credentials) are left out too. The response event
 /// adds the status and latency (`tower_http`'s defaults, at DEBUG).
+/// (At the default filter the span is off; the warnings and errors a
+/// request logs name it through [`log`].)
 fn request_log() -> TraceLayer<
     tower_http::trace::HttpMakeClassifier,
     fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,

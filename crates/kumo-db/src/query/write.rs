@@ -93,6 +93,14 @@ enum Lookup<'c> {
     /// Before the write, under the actor's read condition: a record they
     /// may not read is not found. Locked on PostgreSQL (`FOR UPDATE`).
     Before(&'c Cond),
+    /// Before a write whose policy refuses the actor whatever the record
+    /// holds (it folded to false): under the read condition too, so the
+    /// refusal is still 404 for a record they may not read and 401/403 for
+    /// one they may, but unlocked and outside any transaction, since the
+    /// write will not happen. A refused caller takes no row lock (nor, on
+    /// SQLite, the database's write lock) and so never waits on, or makes
+    /// wait, a write that may go ahead.
+    Refused(&'c Cond),
     /// After the write, whatever the read condition, which is reported:
     /// the write may have left a record the actor can no longer read.
     After(&'c Cond),
@@ -104,7 +112,7 @@ struct Checked {
     record: Record,
     /// The write's policy holds for it.
     allowed: bool,
-    /// The actor may read it (always, for a [`Lookup::Before`]).
+    /// The actor may read it (always, for a lookup before the write).
     readable: bool,
 }
 
@@ -454,8 +462,11 @@ impl Engine {
         let id = canonical_id(id).ok_or(QueryError::NotFound)?;
         let cond = compile(&self.catalog, entry, write.policy(entry), actor);
         let what = format!("{} this {}", write.name(), entry.resource.name);
-        let mut tx = self.begin().await?;
         let read = self.read_cond(entry, actor);
+        if cond == Cond::Const(false) {
+            return Err(self.refusal(entry, &id, &read, actor, &what).await);
+        }
+        let mut tx = self.begin().await?;
         let stored = self
             .fetch_checked(&mut tx.exec(), entry, &id, &cond, Lookup::Before(&read))
             .await?
@@ -602,8 +613,12 @@ impl Engine {
     ) -> Result<Record, QueryError> {
         let id = canonical_id(id).ok_or(QueryError::NotFound)?;
         let cond = compile(&self.catalog, entry, write.policy(entry), actor);
-        let mut tx = self.begin().await?;
+        let what = format!("{} this {}", write.name(), entry.resource.name);
         let read = self.read_cond(entry, actor);
+        if cond == Cond::Const(false) {
+            return Err(self.refusal(entry, &id, &read, actor, &what).await);
+        }
+        let mut tx = self.begin().await?;
         // Found under the read condition, so the answer, the record as it
         // was, is one the actor could read.
         let Checked {
@@ -613,10 +628,7 @@ impl Engine {
             .await?
             .ok_or(QueryError::NotFound)?;
         if !allowed {
-            return Err(forbidden(
-                actor,
-                &format!("{} this {}", write.name(), entry.resource.name),
-            ));
+            return Err(forbidden(actor, &what));
         }
         let mut rows = vec![record];
         self.include(&mut tx.exec(), actor, entry, &mut rows, view)
@@ -706,6 +718,34 @@ impl Engine {
         });
     }
 
+    /// The answer to an update or destroy of `id` whose policy refuses the
+    /// actor whatever the record (see [`Lookup::Refused`]): not found when
+    /// they may not read it, else refused; or the lookup's own error.
+    async fn refusal(
+        &self,
+        entry: &Entry,
+        id: &str,
+        read: &Cond,
+        actor: &Value,
+        what: &str,
+    ) -> QueryError {
+        let refused = Cond::Const(false);
+        match self
+            .fetch_checked(
+                &mut self.reader(),
+                entry,
+                id,
+                &refused,
+                Lookup::Refused(read),
+            )
+            .await
+        {
+            Ok(Some(_)) => forbidden(actor, what),
+            Ok(None) => QueryError::NotFound,
+            Err(e) => e,
+        }
+    }
+
     /// The record (all public fields), whether `cond` holds for it and
     /// whether the actor may read it; `None` when there is no such record
     /// (or, looked up before the write, none the actor may read).
@@ -730,7 +770,7 @@ impl Engine {
             id_column(),
             Operand::Value(Value::String(id.to_owned())),
         )];
-        if let Lookup::Before(read) = lookup {
+        if let Lookup::Before(read) | Lookup::Refused(read) = lookup {
             filter.push(read.clone());
         }
         renderer.render(&Cond::and(filter), &mut sql);
@@ -748,7 +788,7 @@ impl Engine {
         Ok(rows.pop().map(|mut record| {
             let allowed = record.remove("kumo_allowed") == Some(Value::from(1));
             let readable = match lookup {
-                Lookup::Before(_) => true,
+                Lookup::Before(_) | Lookup::Refused(_) => true,
                 Lookup::After(_) => record.remove("kumo_readable") == Some(Value::from(1)),
             };
             Checked {

@@ -5,7 +5,7 @@ use kumo_db::sql::Dialect;
 use serde_json::json;
 
 use crate::both;
-use crate::harness::{ADMIN, TestApi};
+use crate::harness::{ADMIN, AVATAR, COMMENT, TestApi};
 
 both!(create_read_update_destroy, |dialect: Dialect| async move {
     let api = TestApi::avatars(dialect).await;
@@ -737,6 +737,157 @@ both!(
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
         let r = api.send("DELETE", &path, Some(&key), None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+/// Anyone may read notes; only admins may write them (no write policy).
+const NOTE: &str = r#"
+[resource]
+name = "note"
+
+[attributes]
+body = { type = "text", required = true }
+
+[policies]
+read = "true"
+"#;
+
+// An anonymous PATCH or DELETE of a public avatar took the row's lock
+// (`SELECT … FOR UPDATE` on PostgreSQL, the write lock of `BEGIN
+// IMMEDIATE` on SQLite) before its policy refused it, so while another
+// transaction held that lock the refusal waited for it (and, taken first,
+// made a legitimate write wait). A policy that refuses the actor whatever
+// the record (here `actor.id == …` for an anonymous actor, or no policy
+// for a non-admin) now refuses without a lock, and still answers 404 for
+// a record the caller may not read.
+both!(
+    a_refused_write_waited_for_the_row_lock,
+    |dialect: Dialect| async move {
+        let api = TestApi::new(
+            dialect,
+            &[("avatar", AVATAR), ("comment", COMMENT), ("note", NOTE)],
+        )
+        .await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let public = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(json!({ "name": "Public", "uploader_id": alice_id, "is_public": true })),
+            )
+            .await;
+        assert_eq!(public.status, StatusCode::CREATED, "{}", public.body);
+        let public = public.data()["id"].as_str().expect("id").to_owned();
+        let private = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(json!({ "name": "Private", "uploader_id": alice_id })),
+            )
+            .await;
+        let private = private.data()["id"].as_str().expect("id").to_owned();
+        let note = api
+            .send(
+                "POST",
+                "/api/notes",
+                Some(ADMIN),
+                Some(json!({ "body": "admins write here" })),
+            )
+            .await;
+        assert_eq!(note.status, StatusCode::CREATED, "{}", note.body);
+        let note = note.data()["id"].as_str().expect("id").to_owned();
+
+        // Another transaction holds the lock a write would take.
+        let holder = match &api.db {
+            kumo_db::db::Database::Postgres(pool) => {
+                let mut tx = pool.begin().await.expect("a transaction");
+                for lock in [
+                    "SELECT 1 FROM avatars FOR UPDATE",
+                    "SELECT 1 FROM notes FOR UPDATE",
+                ] {
+                    sqlx::query(lock)
+                        .execute(&mut *tx)
+                        .await
+                        .expect("row locks");
+                }
+                Box::new(tx) as Box<dyn std::any::Any + Send>
+            }
+            kumo_db::db::Database::Sqlite(pool) => Box::new(
+                pool.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .expect("the write lock"),
+            ),
+        };
+        let missing = "0190a000-0000-7000-8000-000000000000";
+        let patch = json!({ "name": "Taken" });
+        for (method, uri, token, body, status) in [
+            (
+                "PATCH",
+                format!("/api/avatars/{public}"),
+                None,
+                Some(patch.clone()),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "DELETE",
+                format!("/api/avatars/{public}"),
+                None,
+                None,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "POST",
+                format!("/api/avatars/{public}/publish"),
+                None,
+                Some(json!({})),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "PATCH",
+                format!("/api/avatars/{private}"),
+                None,
+                Some(patch.clone()),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "DELETE",
+                format!("/api/avatars/{missing}"),
+                None,
+                None,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "PATCH",
+                format!("/api/notes/{note}"),
+                Some(alice.as_str()),
+                Some(json!({ "body": "mine" })),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "DELETE",
+                format!("/api/notes/{note}"),
+                Some(alice.as_str()),
+                None,
+                StatusCode::FORBIDDEN,
+            ),
+        ] {
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                api.send(method, &uri, token, body),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{method} {uri} waited for the lock"));
+            assert_eq!(r.status, status, "{method} {uri}: {}", r.body);
+        }
+        drop(holder);
+        let r = api
+            .send("GET", &format!("/api/avatars/{public}"), None, None)
+            .await;
+        assert_eq!(r.data()["name"], "Public", "{}", r.body);
         api.cleanup().await;
     }
 );
