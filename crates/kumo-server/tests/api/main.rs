@@ -18,6 +18,7 @@ mod known;
 mod magic_links;
 mod openapi;
 mod pages;
+mod password_limits;
 mod passwords;
 mod relations;
 mod request_log;
