@@ -5,6 +5,7 @@
 mod account_resources;
 mod admin_only;
 mod auth_http;
+mod auth_pages;
 mod batches;
 mod busy;
 mod crud;
