@@ -2,6 +2,7 @@
 //! migrated from resource files, driven through the axum router in-process.
 //! Every test runs on both databases.
 
+mod account_links;
 mod account_resources;
 mod admin_only;
 mod auth_http;
