@@ -217,7 +217,8 @@ both!(
             .await;
         assert_limited_reply(&r, "for this account");
 
-        // An address change: the same allowance per user.
+        // An address change: the same allowance per user. (An account
+        // with a password gives it to change its address.)
         let r = register(&api, "ec@example.com", None).await;
         let access = access_of(&r);
         for i in 0..ALLOWED {
@@ -226,7 +227,10 @@ both!(
                     "POST",
                     "/auth/email/change",
                     Some(&access),
-                    Some(json!({ "email": format!("ec{i}@example.com") })),
+                    Some(json!({
+                        "email": format!("ec{i}@example.com"),
+                        "current_password": GOOD,
+                    })),
                 )
                 .await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -236,7 +240,7 @@ both!(
                 "POST",
                 "/auth/email/change",
                 Some(&access),
-                Some(json!({ "email": "ec9@example.com" })),
+                Some(json!({ "email": "ec9@example.com", "current_password": GOOD })),
             )
             .await;
         assert_limited_reply(&r, "for this account");
