@@ -166,7 +166,9 @@ pub enum AuthCommand {
 pub enum UserCommand {
     /// Create an account and print a one-time sign-in link for it
     ///
-    /// The link is made with KUMO_SECRET, which must be the server's.
+    /// A magic link, made with KUMO_SECRET (which must be the server's); or,
+    /// when only the password strategy is enabled, a link that sets the
+    /// account's first password.
     #[command(
         after_help = "Example:\n  kumo user create admin@example.com --role admin --username boss"
     )]

@@ -9,14 +9,16 @@
 use anyhow::{Context, Result, anyhow, bail};
 use kumo_auth::access::AccessKey;
 use kumo_auth::refresh::RefreshKey;
-use kumo_auth::secret::CodeKey;
+use kumo_auth::secret::{self, CodeKey};
 use kumo_core::actor::Role;
 use kumo_core::project::Project;
 use kumo_db::query::accounts::{Accounts, AccountsTx, Set, Test};
 use kumo_db::query::{CursorKey, Engine, QueryError, Record};
 use kumo_db::runner;
+use kumo_server::auth::Strategies;
 use kumo_server::auth::clock::stamp;
 use kumo_server::auth::magic_link::{MagicLinks, TOKEN_MINUTES};
+use kumo_server::auth::password::RESET_MINUTES;
 use kumo_server::auth::session::Keys;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -37,18 +39,43 @@ pub async fn run(command: UserCommand) -> Result<()> {
                 check_username(username)?;
             }
             let project = ops::load_project(&project.dir())?;
-            // A link sealed with any other key than the server's would be
-            // refused by the server, so a random key is no fallback here.
-            let secret = ops::configured_secret(&project)?.ok_or_else(|| {
-                anyhow!(
-                    "KUMO_SECRET is not set, and the sign-in link must be made with the server's secret. Set it in the project's .env (KUMO_SECRET=..., at least 32 bytes: `openssl rand -hex 32`), the same value `kumo serve` uses."
-                )
-            })?;
-            let engine = open(&project, &secret).await?;
+            let strategies = Strategies::from_names(&project.config.auth.strategies);
+            // With both enabled, the magic link: it signs in at once, and a
+            // password can still be set later by a reset.
+            let secret = if strategies.magic_link {
+                // A link sealed with any other key than the server's would
+                // be refused by the server, so a random key is no fallback
+                // here.
+                Some(ops::configured_secret(&project)?.ok_or_else(|| {
+                    anyhow!(
+                        "KUMO_SECRET is not set, and the sign-in link must be made with the server's secret. Set it in the project's .env (KUMO_SECRET=..., at least 32 bytes: `openssl rand -hex 32`), the same value `kumo serve` uses."
+                    )
+                })?)
+            } else if strategies.password {
+                // A reset token is random and stored as its SHA-256, so
+                // nothing here needs the server's secret.
+                None
+            } else {
+                // An account nobody can sign in to would need a second
+                // command to be of use; refuse before making it.
+                bail!(
+                    "`kumo user create` prints a link to sign in with, and [auth] strategies enables neither `magic_link` nor `password`: run `kumo auth add-strategy magic_link` (or `password`), then `kumo codegen` and `kumo migrate`"
+                );
+            };
+            let (engine, first) = match &secret {
+                Some(secret) => (
+                    open(&project, secret).await?,
+                    FirstLink::MagicLink { secret },
+                ),
+                None => (
+                    open_without_secret(&project).await?,
+                    FirstLink::PasswordReset,
+                ),
+            };
             let link = create(
                 &project,
                 accounts(&engine)?,
-                &secret,
+                first,
                 &email,
                 role,
                 username.as_deref(),
@@ -63,11 +90,14 @@ pub async fn run(command: UserCommand) -> Result<()> {
                     .map(|u| format!(", username {u}"))
                     .unwrap_or_default()
             );
-            say!(
-                "One-time sign-in link (valid for {TOKEN_MINUTES} minutes, once):\n  {}\nOr sign in with {email} and the code {}.",
-                link.url,
-                link.code
-            );
+            match link {
+                Link::MagicLink { url, code } => say!(
+                    "One-time sign-in link (valid for {TOKEN_MINUTES} minutes, once):\n  {url}\nOr sign in with {email} and the code {code}."
+                ),
+                Link::PasswordReset { url } => say!(
+                    "The account has no password yet. This link sets its first password (valid for {RESET_MINUTES} minutes, once):\n  {url}"
+                ),
+            }
         }
         UserCommand::SetRole {
             email,
@@ -177,16 +207,24 @@ fn accounts(engine: &Engine) -> Result<Accounts<'_>> {
     })
 }
 
-/// A one-time sign-in link and its code.
-struct Link {
-    url: String,
-    code: String,
+/// How a new account gets in for the first time: the magic link the
+/// server accepts (sealed with its secret), or, when only passwords are
+/// enabled, a password-reset link that sets the first password.
+enum FirstLink<'a> {
+    MagicLink { secret: &'a [u8] },
+    PasswordReset,
+}
+
+/// The one-time link printed for a new account.
+enum Link {
+    MagicLink { url: String, code: String },
+    PasswordReset { url: String },
 }
 
 async fn create(
     project: &Project,
     accounts: Accounts<'_>,
-    secret: &[u8],
+    first: FirstLink<'_>,
     email: &str,
     role: Role,
     username: Option<&str>,
@@ -226,6 +264,19 @@ async fn create(
     )
     .await?;
 
+    let secret = match first {
+        FirstLink::MagicLink { secret } => secret,
+        FirstLink::PasswordReset => {
+            // The row `POST /auth/password/reset_request` writes, so the
+            // server's reset route and form accept it; in the account's
+            // transaction, so a failure leaves no account without a link.
+            let token = reset_token(&mut tx, &user, email, now).await?;
+            tx.commit().await?;
+            return Ok(Link::PasswordReset {
+                url: format!("{}/auth/password/reset/{token}", public_url(project)),
+            });
+        }
+    };
     // The link is requested as `POST /auth/magic_link/request` would, so it
     // is the same one-time, fifteen-minute token the server accepts; in
     // the account's transaction, so a failure leaves no account behind.
@@ -249,10 +300,40 @@ async fn create(
         .mail
         .context("the new account may not sign in; is it locked?")?;
     tx.commit().await?;
-    Ok(Link {
+    Ok(Link::MagicLink {
         url: format!("{}/auth/magic_link/{token}", public_url(project)),
         code,
     })
+}
+
+/// A password-reset token for `user`, stored as the server stores one
+/// (`kumo_server::auth::password`): its SHA-256 in an `auth_token` row of
+/// purpose `password_reset`, good for [`RESET_MINUTES`], once. Written
+/// here rather than through the server's password flow, whose reset
+/// request opens a transaction of its own.
+async fn reset_token(
+    tx: &mut AccountsTx<'_>,
+    user: &Record,
+    email: &str,
+    now: OffsetDateTime,
+) -> Result<String, QueryError> {
+    let token = secret::random_token();
+    tx.insert(
+        "auth_token",
+        &[
+            ("purpose", json!("password_reset")),
+            ("token_hash", json!(secret::hash(&token))),
+            ("email", json!(email)),
+            (
+                "expires_at",
+                json!(stamp(now + time::Duration::minutes(RESET_MINUTES))),
+            ),
+            ("user_id", user["id"].clone()),
+        ],
+        &stamp(now),
+    )
+    .await?;
+    Ok(token)
 }
 
 /// Where players reach the server, as the links in its emails say:

@@ -2,7 +2,7 @@
 //! lock and unlock, on SQLite and on PostgreSQL, checked in the database
 //! itself and against a running server.
 
-use crate::{Kumo, Server, http_post_json};
+use crate::{Kumo, Server, http_post, http_post_json};
 
 /// The first column of every row `sql` selects, as text (the queries cast,
 /// so one helper reads both databases).
@@ -301,4 +301,126 @@ fn user_commands_need_a_sign_in_strategy() {
         "{}",
         refused.stderr
     );
+}
+
+/// A set-up project `app` with `strategy` its only sign-in strategy.
+fn project_with(k: &Kumo, strategy: &str) {
+    k.run(&["new", "app"]).ok();
+    k.run(&["auth", "add-strategy", strategy, "--project", "app"])
+        .ok();
+    k.run(&["codegen", "initial", "--project", "app"]).ok();
+    k.run(&["db", "create", "--project", "app"]).ok();
+    k.run(&["setup", "--project", "app"]).ok();
+}
+
+/// Regression: with only passwords enabled, `kumo user create` printed a
+/// magic link, which that server answers 404. It prints a password-reset
+/// link instead, which sets the first password once.
+fn create_prints_a_password_link(k: &Kumo) {
+    project_with(k, "password");
+    // The reset token is not sealed, so the server's secret is not needed.
+    let mut created = k.command(&[
+        "user",
+        "create",
+        "P@Example.com",
+        "--username",
+        "pat",
+        "--project",
+        "app",
+    ]);
+    created.env("KUMO_SECRET", "");
+    let created = crate::Run::from(created.output().unwrap()).ok();
+    assert!(
+        created
+            .stdout
+            .contains("Created p@example.com (user, username pat).")
+            && created
+                .stdout
+                .contains("This link sets its first password (valid for 60 minutes, once):")
+            && !created.stdout.contains("magic_link")
+            && !created.stdout.contains("code"),
+        "{}",
+        created.stdout
+    );
+    let link = created
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:4000/auth/password/reset/"))
+        .unwrap_or_else(|| panic!("no reset link in {}", created.stdout));
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    // The row the server's reset route looks for: its hash, for this
+    // account, unused.
+    assert_eq!(
+        one(
+            k,
+            "SELECT t.purpose || ' ' || t.token_hash || ' ' || CASE WHEN t.used_at IS NULL THEN 'unused' ELSE 'used' END FROM auth_tokens t JOIN users u ON u.id = t.user_id WHERE u.email = 'p@example.com'"
+        ),
+        format!("password_reset {} unused", kumo_auth::secret::hash(&token))
+    );
+    assert_eq!(
+        column(
+            k,
+            "SELECT kind FROM audit_events WHERE user_id = (SELECT id FROM users WHERE email = 'p@example.com')"
+        ),
+        ["user_created"]
+    );
+
+    let server = Server::start(k.command(&["serve", "--addr", "127.0.0.1:0", "--project", "app"]))
+        .expect("serve starts");
+    let path = format!("/auth/password/reset/{token}");
+    let (status, page) = server.get(&path);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("type=\"password\""), "{page}");
+    let password = "correct horse battery staple";
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let set = http_post(
+        &server.addr,
+        &path,
+        &form,
+        "password=correct+horse+battery+staple",
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    let signed_in = http_post_json(
+        &server.addr,
+        "/auth/password/sign_in",
+        &format!("{{\"username\":\"pat\",\"password\":\"{password}\"}}"),
+    );
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(field(&signed_in.body, "token_type"), "Bearer");
+    // Once: the link is used up.
+    let again = http_post(
+        &server.addr,
+        &path,
+        &form,
+        "password=another+long+passphrase+here",
+    );
+    assert_eq!(again.status, 401, "{}", again.body);
+    drop(server);
+}
+
+#[test]
+fn create_prints_a_password_link_without_magic_links_on_sqlite() {
+    create_prints_a_password_link(&Kumo::new());
+}
+
+#[test]
+fn create_prints_a_password_link_without_magic_links_on_postgres() {
+    create_prints_a_password_link(&Kumo::postgres());
+}
+
+/// API keys alone give accounts but no way to sign in for the first
+/// time: `kumo user create` refuses, and makes nothing.
+#[test]
+fn create_needs_a_strategy_to_sign_in_with() {
+    let k = Kumo::new();
+    project_with(&k, "api_key");
+    let refused = user(&k, &["create", "a@example.com"]).fails();
+    assert!(
+        refused.stderr.contains(
+            "[auth] strategies enables neither `magic_link` nor `password`: run `kumo auth add-strategy magic_link` (or `password`)"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(one(&k, "SELECT CAST(COUNT(*) AS TEXT) FROM users"), "0");
 }

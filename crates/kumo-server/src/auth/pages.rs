@@ -4,8 +4,12 @@
 //! the development mailbox.
 //!
 //! Every page is sent with a CSP that allows no script and only its own
-//! inline style, `Referrer-Policy: no-referrer` (a link's URL holds its
-//! token) and `Cache-Control: no-store`.
+//! inline style, `Referrer-Policy: same-origin` and `Cache-Control:
+//! no-store`. A link's URL holds its token, so it must never reach another
+//! site as a referrer; `same-origin` ensures that, where `no-referrer` would
+//! also make browsers send `Origin: null` with the page's own form, and a
+//! browser without `Sec-Fetch-Site` (older Safari) would then be refused
+//! by the same-origin check of the form's `POST`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,7 +58,7 @@ pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(

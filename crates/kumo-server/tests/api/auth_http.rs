@@ -180,7 +180,7 @@ both!(
         .await;
         assert_eq!(status, StatusCode::OK);
         assert!(page.contains("<form method=\"post\">"), "{page}");
-        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
         assert!(
             headers[header::CONTENT_SECURITY_POLICY]
                 .to_str()

@@ -2,9 +2,11 @@
 //! migrated from resource files, driven through the axum router in-process.
 //! Every test runs on both databases.
 
+mod account_links;
 mod account_resources;
 mod admin_only;
 mod auth_http;
+mod auth_pages;
 mod batches;
 mod busy;
 mod crud;
@@ -19,6 +21,7 @@ mod magic_links;
 mod openapi;
 mod openapi_auth;
 mod pages;
+mod password_limits;
 mod passwords;
 mod relations;
 mod request_log;

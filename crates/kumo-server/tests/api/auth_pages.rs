@@ -1,0 +1,248 @@
+//! The auth layer's HTML pages and their forms, as a browser uses them, on
+//! both databases: the pages keep their URL (which holds a token) on this
+//! site with `Referrer-Policy: same-origin`, under which a browser sends
+//! the page's own `Origin` with its form; a form sent with that `Origin`
+//! alone (browsers without `Sec-Fetch-Site`) is accepted, one from another
+//! site refused.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use kumo_core::project::Registration;
+use kumo_server::app;
+use kumo_server::auth::clock::Clock;
+use kumo_server::auth::{Auth, Settings, Strategies};
+use serde_json::{Value, json};
+use time::macros::datetime;
+use tower::ServiceExt;
+
+use crate::both;
+use crate::harness::TestApi;
+
+const SECRET: &[u8] = b"the auth pages test's secret, 32";
+/// Loopback, so the dev mailbox answers.
+const PUBLIC_URL: &str = "http://127.0.0.1:4000";
+const GOOD: &str = "correct horse battery staple";
+
+/// Every strategy, with email confirmation (so registering mails a
+/// confirmation link), at the cheapest Argon2 cost.
+fn settings() -> Settings {
+    Settings {
+        strategies: Strategies {
+            magic_link: true,
+            password: true,
+            api_key: true,
+        },
+        registration: Registration::Open,
+        access_ttl: time::Duration::minutes(15),
+        session_ttl: time::Duration::days(30),
+        public_url: PUBLIC_URL.into(),
+        app_name: "Test Game".into(),
+        limits: None,
+        client_ip_header: None,
+        confirm_email: true,
+        password_cost: kumo_auth::password::Cost {
+            memory_kib: 8,
+            iterations: 1,
+            lanes: 1,
+        },
+    }
+}
+
+async fn serving(dialect: kumo_db::sql::Dialect) -> (TestApi, Arc<Auth>) {
+    let mut api = TestApi::avatars(dialect).await;
+    let auth = api.sign_ins(
+        settings(),
+        SECRET,
+        Clock::manual(datetime!(2026-11-22 12:00:00 UTC)),
+    );
+    (api, auth)
+}
+
+/// Status, headers and body text.
+async fn exchange(api: &TestApi, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
+    let response = app(api.state.clone()).oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+async fn post_json(api: &TestApi, uri: &str, body: Value) -> StatusCode {
+    let request = Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (status, _, text) = exchange(api, request).await;
+    assert!(status.is_success(), "{uri}: {status} {text}");
+    status
+}
+
+/// The token of the newest mail to `to` whose link starts with `path`.
+async fn link_token(api: &TestApi, to: &str, path: &str) -> String {
+    let mut request = Request::get("/dev/mailbox.json")
+        .body(Body::empty())
+        .unwrap();
+    // From this machine: the mailbox answers no one else.
+    request.extensions_mut().insert(axum::extract::ConnectInfo(
+        "127.0.0.1:50000".parse::<std::net::SocketAddr>().unwrap(),
+    ));
+    let (_, _, text) = exchange(api, request).await;
+    let mails: Vec<Value> = serde_json::from_str(&text).expect(&text);
+    let prefix = format!("{PUBLIC_URL}{path}");
+    mails
+        .iter()
+        .find_map(|m| {
+            let text = m["text"].as_str()?;
+            let at = text.find(&prefix)? + prefix.len();
+            (m["to"] == to).then(|| {
+                text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect()
+            })
+        })
+        .unwrap_or_else(|| panic!("no {path} link to {to} in {text}"))
+}
+
+/// A link of each kind: a magic link, a password reset and an email
+/// confirmation, for accounts of their own.
+async fn links(api: &TestApi) -> [String; 3] {
+    post_json(
+        api,
+        "/auth/magic_link/request",
+        json!({ "email": "ml@example.com" }),
+    )
+    .await;
+    // Registering with confirmation on mails the confirmation link.
+    post_json(
+        api,
+        "/auth/password/register",
+        json!({ "email": "ec@example.com", "password": GOOD }),
+    )
+    .await;
+    post_json(
+        api,
+        "/auth/password/register",
+        json!({ "email": "pw@example.com", "password": GOOD }),
+    )
+    .await;
+    post_json(
+        api,
+        "/auth/password/reset_request",
+        json!({ "email": "pw@example.com" }),
+    )
+    .await;
+    [
+        format!(
+            "/auth/magic_link/{}",
+            link_token(api, "ml@example.com", "/auth/magic_link/").await
+        ),
+        format!(
+            "/auth/password/reset/{}",
+            link_token(api, "pw@example.com", "/auth/password/reset/").await
+        ),
+        format!(
+            "/auth/email/confirm/{}",
+            link_token(api, "ec@example.com", "/auth/email/confirm/").await
+        ),
+    ]
+}
+
+/// A browser's `POST` of the form on the page at `link`, with `headers`.
+fn form_post(link: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut request = Request::post(link);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = match link.starts_with("/auth/password/reset/") {
+        true => {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            "password=a+brand+new+passphrase+here"
+        }
+        false => "",
+    };
+    request.body(Body::from(body)).unwrap()
+}
+
+both!(
+    link_pages_keep_their_urls_on_this_site,
+    |dialect| async move {
+        let (api, _auth) = serving(dialect).await;
+        let pages = links(&api).await;
+        for page in &pages {
+            let (status, headers, html) =
+                exchange(&api, Request::get(page).body(Body::empty()).unwrap()).await;
+            assert_eq!(status, StatusCode::OK, "{page}: {html}");
+            assert!(html.contains("<form method=\"post\""), "{page}: {html}");
+            // Regression: `no-referrer` made browsers send `Origin: null`
+            // with the page's own form, which browsers without
+            // `Sec-Fetch-Site` then had refused as another site's.
+            assert_eq!(headers[header::REFERRER_POLICY], "same-origin", "{page}");
+        }
+        // A refusal's page too.
+        let (status, headers, _) = exchange(
+            &api,
+            form_post(&pages[2], &[("origin", "https://evil.example")]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    forms_sent_with_only_their_own_origin_are_accepted,
+    |dialect| async move {
+        let (api, auth) = serving(dialect).await;
+        let [magic_link, reset, confirm] = links(&api).await;
+
+        // Another site cannot press the confirmation button: by its
+        // `Origin`, by `Sec-Fetch-Site`, or with the `null` origin a
+        // page without a referrer would give. Nothing is used up.
+        for headers in [
+            &[("origin", "https://evil.example")][..],
+            &[("sec-fetch-site", "cross-site")],
+            &[("sec-fetch-site", "cross-site"), ("origin", PUBLIC_URL)],
+            &[("origin", "null")],
+        ] {
+            let (status, _, html) = exchange(&api, form_post(&confirm, headers)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}: {html}");
+            assert!(html.contains("must be sent from its own page"), "{html}");
+        }
+        let user = auth
+            .accounts()
+            .read_one(
+                "user",
+                &[(
+                    "email",
+                    kumo_db::query::accounts::Test::Eq(json!("ec@example.com")),
+                )],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(user["email_confirmed_at"].is_null(), "{user:?}");
+
+        // The page's own `Origin` and no `Sec-Fetch-Site`, as older Safari
+        // sends a form under `Referrer-Policy: same-origin`.
+        let own = [("origin", PUBLIC_URL)];
+        let (status, _, html) = exchange(&api, form_post(&confirm, &own)).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(html.contains("ec@example.com is confirmed"), "{html}");
+        let (status, _, html) = exchange(&api, form_post(&reset, &own)).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(html.contains("Your new password is set"), "{html}");
+        let (status, headers, html) = exchange(&api, form_post(&magic_link, &own)).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        assert!(headers.contains_key(header::SET_COOKIE), "{headers:?}");
+        api.cleanup().await;
+    }
+);
