@@ -348,12 +348,13 @@ async fn reset_form(
             "This form must be sent from its own page. Open the link from your email again.",
         ));
     }
-    if auth.limit(&client, None).is_err() {
-        return Err(pages::failed(
+    if let Err(limited) = auth.limit(&client, None) {
+        let page = pages::failed(
             StatusCode::TOO_MANY_REQUESTS,
             "Password not changed",
             "Too many attempts from this network; wait a minute and try again.",
-        ));
+        );
+        return Err(with_retry_after(page, &limited));
     }
     let password = form_urlencoded::parse(&body)
         .find(|(name, _)| name == "password")
@@ -517,12 +518,13 @@ async fn confirm_press(
             "This confirmation must be sent from its own page. Open the link from your email again.",
         ));
     }
-    if auth.limit(&client, None).is_err() {
-        return Err(pages::failed(
+    if let Err(limited) = auth.limit(&client, None) {
+        let page = pages::failed(
             StatusCode::TOO_MANY_REQUESTS,
             title,
             "Too many attempts from this network; wait a minute and try again.",
-        ));
+        );
+        return Err(with_retry_after(page, &limited));
     }
     match confirm_with(auth, &client, &token).await {
         Ok(user) => Ok(pages::done(

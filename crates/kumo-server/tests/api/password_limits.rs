@@ -75,7 +75,8 @@ async fn post(api: &TestApi, uri: &str, body: Value) -> Reply {
 /// A 429 from the auth layer's limit named by `whose` (`for this account`,
 /// `from this client`), with a `Retry-After` of a whole number of seconds.
 fn assert_limited(status: StatusCode, headers: &HeaderMap, message: &str, whose: &str) {
-    assert_limited_without_wait(status, message, whose);
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{message}");
+    assert!(message.contains(whose), "{message}");
     let retry_after: u64 = headers
         .get(header::RETRY_AFTER)
         .unwrap_or_else(|| panic!("no Retry-After: {message}"))
@@ -84,11 +85,6 @@ fn assert_limited(status: StatusCode, headers: &HeaderMap, message: &str, whose:
         .parse()
         .expect("Retry-After in seconds");
     assert!(retry_after >= 1, "{retry_after}");
-}
-
-fn assert_limited_without_wait(status: StatusCode, message: &str, whose: &str) {
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{message}");
-    assert!(message.contains(whose), "{message}");
 }
 
 fn assert_limited_reply(r: &Reply, whose: &str) {
@@ -329,13 +325,9 @@ both!(
             }
             let (status, headers, body) = exchange(&api, from(&peer, make())).await;
             if name.ends_with("form") || name.ends_with("button") {
-                // The pages' forms say it on a page.
-                assert_limited_without_wait(status, &body, "from this network");
-                // FIXME: the reset form's and the confirmation button's 429
-                // carry no `Retry-After` (account_routes.rs, `reset_form` and
-                // `confirm_press` drop the limit's answer, where
-                // `magic_link_press` copies its header onto the page).
-                assert!(!headers.contains_key(header::RETRY_AFTER), "{name}");
+                // The pages' forms say it on a page, with the wait the
+                // JSON answer has.
+                assert_limited(status, &headers, &body, "from this network");
             } else {
                 assert_limited(status, &headers, &body, "from this client");
                 assert!(body.contains("\"rate_limited\""), "{body}");
