@@ -305,7 +305,11 @@ fn fail(e: QueryError) -> Response {
 /// 400 with the position when it does not parse (`malformed_json`) or an
 /// object repeats a key (`bad_request`). An empty body is `null` where
 /// `empty_ok`.
-async fn json_body(headers: &HeaderMap, body: Body, empty_ok: bool) -> Result<Value, Response> {
+pub(crate) async fn json_body(
+    headers: &HeaderMap,
+    body: Body,
+    empty_ok: bool,
+) -> Result<Value, Response> {
     let unsupported = |message: &str| {
         error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -9,7 +9,7 @@
 // Handlers return an early `Response` as their error, the axum idiom.
 #![allow(clippy::result_large_err)]
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -158,9 +158,14 @@ fn from_session(actor: &Actor) -> Result<String, Response> {
 // ---- passwords --------------------------------------------------------------
 
 /// `POST /auth/password/register {email, password, username?, display_name?}`.
-async fn register(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn register(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [raw, password] = strings(&body, ["email", "password"])?;
     let email = email_field(raw, "email")?;
     let mut fields = FieldErrors::new();
@@ -209,9 +214,14 @@ async fn register(State(state): State<AppState>, client: Client, body: Bytes) ->
 }
 
 /// `POST /auth/password/sign_in {email | username, password}`.
-async fn sign_in(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn sign_in(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let by_username = body.contains_key("username") && body.get("email").is_none_or(Value::is_null);
     let login = if by_username {
         let [username, _] = strings(&body, ["username", "password"])?;
@@ -252,9 +262,14 @@ async fn sign_in(State(state): State<AppState>, client: Client, body: Bytes) -> 
 
 /// `POST /auth/password/reset_request {email}`: always 200, whether or
 /// not the address has an account.
-async fn reset_request(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn reset_request(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
     let email = email_field(raw, "email")?;
     auth.limit(&client, Some(format!("email:{email}")))?;
@@ -300,9 +315,14 @@ async fn reset_with(
 
 /// `POST /auth/password/reset {token, password}`: a session, with every
 /// other device signed out.
-async fn reset(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn reset(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [token, password] = strings(&body, ["token", "password"])?;
     auth.limit(&client, None)?;
     let tokens = reset_with(auth, &client, token.trim(), password, true)
@@ -405,11 +425,11 @@ async fn change_password(
     Caller(actor): Caller,
     client: Client,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
     let user_id = from_session(&actor)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [current, new] = strings(&body, ["current_password", "new_password"])?;
     auth.limit(&client, Some(format!("user:{user_id}")))?;
     let keep = auth.current_session(&headers);
@@ -429,11 +449,12 @@ async fn change_email(
     State(state): State<AppState>,
     Caller(actor): Caller,
     client: Client,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Reply {
     let auth = auth(&state)?;
     let user_id = from_session(&actor)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
     let email = email_field(raw, "email")?;
     let current_password = match body.get("current_password") {
@@ -484,9 +505,14 @@ async fn confirm_with(
 }
 
 /// `POST /auth/email/confirm {token}`: the confirmed account.
-async fn confirm_email(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn confirm_email(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = auth(&state)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [token] = strings(&body, ["token"])?;
     auth.limit(&client, None)?;
     let user = confirm_with(auth, &client, token.trim())

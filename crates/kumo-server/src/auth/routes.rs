@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -164,20 +164,19 @@ impl Auth {
     }
 }
 
-/// A JSON object body, or 400.
-pub(super) fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(error_response(
+/// A JSON object body, read as the resource API reads one (415 unless it
+/// is declared JSON, 413 over its size limit, 400 `malformed_json` with
+/// the position, 400 for a repeated key), and 400 when it is not an object.
+pub(super) async fn object(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Map<String, Value>, Response> {
+    match crate::api::json_body(headers, body, false).await? {
+        Value::Object(map) => Ok(map),
+        _ => Err(error_response(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "the body must be a JSON object",
-            None,
-        )),
-        Err(e) => Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("the body is not JSON: {e}"),
             None,
         )),
     }
@@ -251,9 +250,14 @@ fn failure_response(failure: Failure) -> Response {
 
 /// `POST /auth/magic_link/request {email}`: always 200 with a poll handle,
 /// whether or not the address may sign in.
-async fn magic_link_request(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn magic_link_request(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
     let address = email_field(raw, "email")?;
     auth.limit(&client, Some(format!("email:{address}")))?;
@@ -305,9 +309,14 @@ async fn magic_link_request(State(state): State<AppState>, client: Client, body:
 }
 
 /// `POST /auth/magic_link/sign_in {token}` or `{email, code}`.
-async fn magic_link_sign_in(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn magic_link_sign_in(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let now = auth.clock.now();
     let links = auth.magic_links();
     let tokens = if body.contains_key("token") {
@@ -419,9 +428,14 @@ async fn audit_attempt(
 /// `POST /auth/magic_link/poll {id, secret}`: 202 while the link is unused,
 /// then this device's own session, once. An `id` that is not a UUID is a
 /// 422 naming it: no handle was ever issued with it.
-async fn magic_link_poll(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn magic_link_poll(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [id, poll_secret] = strings(&body, ["id", "secret"])?;
     let poll_id = Uuid::parse_str(id.trim())
         .map_err(|_| invalid_field("id", "must be the poll id a link request answered"))?;
@@ -516,9 +530,14 @@ async fn magic_link_press(
 // ---- sessions ---------------------------------------------------------------
 
 /// `POST /auth/token/refresh {refresh_token}`.
-async fn refresh(State(state): State<AppState>, client: Client, body: Bytes) -> Reply {
+async fn refresh(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let auth = auth(&state)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [token] = strings(&body, ["refresh_token"])?;
     let presented = auth.keys.refresh.open(token);
     auth.limit(
@@ -793,11 +812,12 @@ async fn create_api_key(
     State(state): State<AppState>,
     Caller(actor): Caller,
     client: Client,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, api_key_enabled)?;
     let user_id = session_user(&actor)?;
-    let body = object(&body)?;
+    let body = object(&headers, body).await?;
     let [name] = strings(&body, ["name"])?;
     let name = name.trim();
     let now = auth.clock.now();

@@ -70,9 +70,10 @@ impl Needs {
 const NOT_AN_OBJECT: ErrorResponse = ErrorResponse {
     name: "auth.not_an_object",
     status: "400",
-    codes: &["bad_request"],
-    description: "The body is not a JSON object (or not JSON at all). Fields the operation \
-                  does not name are ignored.",
+    codes: &["bad_request", "malformed_json"],
+    description: "The body is not valid JSON (`malformed_json`, with its line and column), \
+                  an object repeats a key, or it is not a JSON object (`bad_request`). Fields \
+                  the operation does not name are ignored.",
 };
 const NO_SESSION: ErrorResponse = ErrorResponse {
     name: "auth.no_session",
@@ -333,11 +334,16 @@ impl Builder {
             if !op.needs.met(settings) {
                 continue;
             }
-            let reads_body = op.body.is_some() || op.id == "auth.password.reset_form";
             let mut responses = with_errors(op.answers, &op.errors);
-            if reads_body {
+            if op.id == "auth.password.reset_form" {
+                // A form page's body, read by the HTTP framework.
                 responses["413"] =
                     json!({ "$ref": "#/components/responses/auth.payload_too_large" });
+            } else if op.body.is_some() {
+                // JSON bodies are read as the resource API reads them.
+                responses["413"] = json!({ "$ref": "#/components/responses/payload_too_large" });
+                responses["415"] =
+                    json!({ "$ref": "#/components/responses/unsupported_media_type" });
             }
             for status in op.pages {
                 responses[*status] =

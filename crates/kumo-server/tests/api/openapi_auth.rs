@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use time::macros::datetime;
 use tower::ServiceExt;
 
-use crate::harness::TestApi;
+use crate::harness::{Reply, TestApi};
 use crate::openapi::{harness_catalog, validate};
 
 const SECRET: &[u8] = b"the openapi auth test's secret 32";
@@ -260,44 +260,96 @@ fn auth_operations_document_429_503_and_shared_errors() {
     }
 }
 
-/// An auth route reads its body whole, up to axum's default limit: beyond
-/// it, the 413 the document describes (plain text, not the error shape),
-/// on every operation that takes a body.
+/// An auth route's JSON body is read as the resource API reads one: the
+/// API's 413 (in the error shape) over its limit, 415 unless declared
+/// JSON, `malformed_json` with the position. The reset link's form page
+/// is read by the framework, with its own plain-text 413.
 #[tokio::test]
-async fn an_auth_body_over_the_limit_is_the_documented_413() {
+async fn auth_bodies_are_read_as_the_api_reads_them() {
     let mut api = TestApi::avatars(Dialect::Sqlite).await;
     api.sign_ins(settings(EVERY_STRATEGY, false), SECRET, clock());
-    let limit = kumo_server::openapi::AUTH_BODY_LIMIT;
     let doc = api.send("GET", "/openapi.json", None, None).await.body;
-    for (uri, path) in [
-        ("/auth/magic_link/request", "/auth/magic_link/request"),
-        ("/auth/password/reset/probe", "/auth/password/reset/{token}"),
-    ] {
-        let send = |size: usize| {
-            let request = Request::post(uri)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(vec![b' '; size]))
-                .unwrap();
-            app(api.state.clone()).oneshot(request)
-        };
-        let over = send(limit + 1).await.unwrap();
-        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE, "{uri}");
-        assert!(
-            over.headers()[header::CONTENT_TYPE]
-                .to_str()
-                .unwrap()
-                .starts_with("text/plain"),
-            "{uri}"
-        );
-        let at = send(limit).await.unwrap();
-        assert_ne!(at.status(), StatusCode::PAYLOAD_TOO_LARGE, "{uri}");
-        assert_eq!(
-            doc["paths"][path]["post"]["responses"]["413"]["$ref"],
-            "#/components/responses/auth.payload_too_large",
-            "{path}"
-        );
-    }
-    let too_large = &doc["components"]["responses"]["auth.payload_too_large"];
-    assert!(too_large["content"]["text/plain"].is_object());
+    let send = |uri: &str, content_type: &str, body: Vec<u8>| {
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap();
+        app(api.state.clone()).oneshot(request)
+    };
+    let json_limit = kumo_server::api::BODY_LIMIT;
+    let path = "/auth/magic_link/request";
+    let over = Reply::from_response(
+        send(path, "application/json", vec![b' '; json_limit + 1])
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(over.body["error"]["code"], "payload_too_large");
+    let form = Reply::from_response(
+        send(
+            path,
+            "application/x-www-form-urlencoded",
+            b"email=a".to_vec(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        form.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        form.body
+    );
+    let broken = Reply::from_response(
+        send(path, "application/json", b"{\"email\":".to_vec())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST);
+    assert_eq!(broken.body["error"]["code"], "malformed_json");
+    let twice = Reply::from_response(
+        send(
+            path,
+            "application/json",
+            br#"{"email":"a@b.example","email":"c@d.example"}"#.to_vec(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST, "{}", twice.body);
+    let responses = &doc["paths"][path]["post"]["responses"];
+    assert_eq!(
+        responses["413"]["$ref"],
+        "#/components/responses/payload_too_large"
+    );
+    assert_eq!(
+        responses["415"]["$ref"],
+        "#/components/responses/unsupported_media_type"
+    );
+
+    let form_limit = kumo_server::openapi::AUTH_BODY_LIMIT;
+    let page = "/auth/password/reset/probe";
+    let over = send(
+        page,
+        "application/x-www-form-urlencoded",
+        vec![b' '; form_limit + 1],
+    )
+    .await
+    .unwrap();
+    assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        over.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(
+        doc["paths"]["/auth/password/reset/{token}"]["post"]["responses"]["413"]["$ref"],
+        "#/components/responses/auth.payload_too_large"
+    );
     api.cleanup().await;
 }
