@@ -590,24 +590,8 @@ impl Auth {
         let hash = self.hasher.hash(password).await?;
         let now = self.clock.now();
         let mut tx = self.accounts().begin().await?;
-        let mut consume = by_hash.to_vec();
-        consume.push(("used_at", Test::IsNull));
-        consume.push(("expires_at", Test::Above(json!(stamp(now)))));
-        let used = tx
-            .update(
-                "auth_token",
-                &[("used_at", Set::To(json!(stamp(now))))],
-                &consume,
-                &stamp(now),
-            )
-            .await?;
-        let Some(row) = used.into_iter().next() else {
-            // Used or expired while the password was hashed.
-            let row = tx.find_one("auth_token", &by_hash).await?;
-            return Err(row.map_or(Failure::TokenInvalid, |r| {
-                check_token(&r, now).err().unwrap_or(Failure::TokenUsed)
-            }));
-        };
+        // Used or expired while the password was hashed: refused here.
+        let row = consume_link(&mut tx, &by_hash, now).await?;
         let mut sets = vec![("password_hash", Set::To(json!(hash)))];
         if user["email_confirmed_at"].is_null() {
             sets.push(("email_confirmed_at", Set::To(json!(stamp(now)))));
@@ -849,24 +833,8 @@ impl Auth {
             ("token_hash", Test::Eq(json!(secret::hash(token)))),
             ("purpose", Test::Eq(json!("email_confirmation"))),
         ];
-        let mut consume = by_hash.to_vec();
-        consume.push(("used_at", Test::IsNull));
-        consume.push(("expires_at", Test::Above(json!(stamp(now)))));
         let mut tx = self.accounts().begin().await?;
-        let used = tx
-            .update(
-                "auth_token",
-                &[("used_at", Set::To(json!(stamp(now))))],
-                &consume,
-                &stamp(now),
-            )
-            .await?;
-        let Some(row) = used.into_iter().next() else {
-            let row = tx.find_one("auth_token", &by_hash).await?;
-            return Err(row.map_or(Failure::TokenInvalid, |r| {
-                check_token(&r, now).err().unwrap_or(Failure::TokenUsed)
-            }));
-        };
+        let row = consume_link(&mut tx, &by_hash, now).await?;
         let user = tx
             .update(
                 "user",
@@ -1022,6 +990,36 @@ async fn insert_token(
     )
     .await?;
     Ok(token)
+}
+
+/// Uses up the link `by_hash` finds, in one statement that tests it is
+/// unused and unexpired, so of concurrent uses exactly one wins; the
+/// others learn why it cannot be used.
+async fn consume_link(
+    tx: &mut AccountsTx<'_>,
+    by_hash: &[(&str, Test)],
+    now: OffsetDateTime,
+) -> Result<Record, Failure> {
+    let mut consume = by_hash.to_vec();
+    consume.push(("used_at", Test::IsNull));
+    consume.push(("expires_at", Test::Above(json!(stamp(now)))));
+    let used = tx
+        .update(
+            "auth_token",
+            &[("used_at", Set::To(json!(stamp(now))))],
+            &consume,
+            &stamp(now),
+        )
+        .await?;
+    match used.into_iter().next() {
+        Some(row) => Ok(row),
+        None => {
+            let row = tx.find_one("auth_token", by_hash).await?;
+            Err(row.map_or(Failure::TokenInvalid, |r| {
+                check_token(&r, now).err().unwrap_or(Failure::TokenUsed)
+            }))
+        }
+    }
 }
 
 /// Why a link's row cannot be used now, if it cannot.
