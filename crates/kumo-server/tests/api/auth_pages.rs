@@ -9,55 +9,26 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use kumo_core::project::Registration;
 use kumo_server::app;
-use kumo_server::auth::clock::Clock;
-use kumo_server::auth::{Auth, Settings, Strategies};
+use kumo_server::auth::{Auth, Settings};
 use serde_json::{Value, json};
-use time::macros::datetime;
 use tower::ServiceExt;
 
+use crate::auth_support::{self, PUBLIC_URL, every_strategy};
 use crate::both;
 use crate::harness::TestApi;
 
 const SECRET: &[u8] = b"the auth pages test's secret, 32";
-/// Loopback, so the dev mailbox answers.
-const PUBLIC_URL: &str = "http://127.0.0.1:4000";
 const GOOD: &str = "correct horse battery staple";
 
 /// Every strategy, with email confirmation (so registering mails a
 /// confirmation link), at the cheapest Argon2 cost.
 fn settings() -> Settings {
-    Settings {
-        strategies: Strategies {
-            magic_link: true,
-            password: true,
-            api_key: true,
-        },
-        registration: Registration::Open,
-        access_ttl: time::Duration::minutes(15),
-        session_ttl: time::Duration::days(30),
-        public_url: PUBLIC_URL.into(),
-        app_name: "Test Game".into(),
-        limits: None,
-        client_ip_header: None,
-        confirm_email: true,
-        password_cost: kumo_auth::password::Cost {
-            memory_kib: 8,
-            iterations: 1,
-            lanes: 1,
-        },
-    }
+    every_strategy(true)
 }
 
 async fn serving(dialect: kumo_db::sql::Dialect) -> (TestApi, Arc<Auth>) {
-    let mut api = TestApi::avatars(dialect).await;
-    let auth = api.sign_ins(
-        settings(),
-        SECRET,
-        Clock::manual(datetime!(2026-11-22 12:00:00 UTC)),
-    );
-    (api, auth)
+    auth_support::serving(dialect, settings(), SECRET).await
 }
 
 /// Status, headers and body text.

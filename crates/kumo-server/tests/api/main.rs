@@ -7,6 +7,7 @@ mod account_resources;
 mod admin_only;
 mod auth_http;
 mod auth_pages;
+mod auth_support;
 mod batches;
 mod busy;
 mod crud;

@@ -11,20 +11,17 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use kumo_core::project::Registration;
 use kumo_server::app;
-use kumo_server::auth::clock::Clock;
 use kumo_server::auth::limits::LimitSettings;
-use kumo_server::auth::{Auth, Settings, Strategies};
+use kumo_server::auth::{Auth, Settings};
 use serde_json::{Value, json};
-use time::macros::datetime;
 use tower::ServiceExt;
 
+use crate::auth_support::{self, every_strategy};
 use crate::both;
 use crate::harness::{Reply, TestApi};
 
 const SECRET: &[u8] = b"the password limit test's secret";
-const PUBLIC_URL: &str = "http://127.0.0.1:4000";
 const GOOD: &str = "correct horse battery staple";
 /// The allowance of whichever limit a test runs into.
 const ALLOWED: u32 = 3;
@@ -33,39 +30,17 @@ const ALLOWED: u32 = 3;
 /// once), the cheapest Argon2 cost, and the limits given.
 fn settings(per_ip: u32, per_account: u32) -> Settings {
     Settings {
-        strategies: Strategies {
-            magic_link: true,
-            password: true,
-            api_key: true,
-        },
-        registration: Registration::Open,
-        access_ttl: time::Duration::minutes(15),
-        session_ttl: time::Duration::days(30),
-        public_url: PUBLIC_URL.into(),
-        app_name: "Test Game".into(),
         limits: Some(LimitSettings {
             per_ip_per_minute: per_ip.try_into().unwrap(),
             per_account_per_minute: per_account.try_into().unwrap(),
             polls_per_ip_per_minute: 100.try_into().unwrap(),
         }),
-        client_ip_header: None,
-        confirm_email: false,
-        password_cost: kumo_auth::password::Cost {
-            memory_kib: 8,
-            iterations: 1,
-            lanes: 1,
-        },
+        ..every_strategy(false)
     }
 }
 
 async fn serving(dialect: kumo_db::sql::Dialect, settings: Settings) -> (TestApi, Arc<Auth>) {
-    let mut api = TestApi::avatars(dialect).await;
-    let auth = api.sign_ins(
-        settings,
-        SECRET,
-        Clock::manual(datetime!(2026-11-22 12:00:00 UTC)),
-    );
-    (api, auth)
+    auth_support::serving(dialect, settings, SECRET).await
 }
 
 async fn post(api: &TestApi, uri: &str, body: Value) -> Reply {

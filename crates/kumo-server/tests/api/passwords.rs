@@ -13,53 +13,24 @@ use kumo_auth::password::{Cost, Passwords};
 use kumo_core::project::Registration;
 use kumo_db::query::accounts::{Set, Test};
 use kumo_server::app;
-use kumo_server::auth::clock::{Clock, stamp};
-use kumo_server::auth::{Auth, Settings, Strategies};
+use kumo_server::auth::clock::stamp;
+use kumo_server::auth::{Auth, Settings};
 use serde_json::{Value, json};
-use time::macros::datetime;
 use tower::ServiceExt;
 
+use crate::auth_support::{self, PUBLIC_URL, every_strategy};
 use crate::both;
 use crate::harness::{Reply, TestApi};
 
 const SECRET: &[u8] = b"the password route test's secret";
-/// Loopback, so the dev mailbox answers.
-const PUBLIC_URL: &str = "http://127.0.0.1:4000";
-/// The cheapest cost Argon2 takes: the flows do not depend on it.
-const CHEAP: Cost = Cost {
-    memory_kib: 8,
-    iterations: 1,
-    lanes: 1,
-};
 const GOOD: &str = "correct horse battery staple";
 
 fn settings(confirm_email: bool) -> Settings {
-    Settings {
-        strategies: Strategies {
-            magic_link: true,
-            password: true,
-            api_key: true,
-        },
-        registration: Registration::Open,
-        access_ttl: time::Duration::minutes(15),
-        session_ttl: time::Duration::days(30),
-        public_url: PUBLIC_URL.into(),
-        app_name: "Test Game".into(),
-        limits: None,
-        client_ip_header: None,
-        confirm_email,
-        password_cost: CHEAP,
-    }
+    every_strategy(confirm_email)
 }
 
 async fn serving(dialect: kumo_db::sql::Dialect, settings: Settings) -> (TestApi, Arc<Auth>) {
-    let mut api = TestApi::avatars(dialect).await;
-    let auth = api.sign_ins(
-        settings,
-        SECRET,
-        Clock::manual(datetime!(2026-11-22 12:00:00 UTC)),
-    );
-    (api, auth)
+    auth_support::serving(dialect, settings, SECRET).await
 }
 
 async fn post(api: &TestApi, uri: &str, body: Value) -> Reply {
