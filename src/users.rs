@@ -9,7 +9,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use kumo_auth::access::AccessKey;
 use kumo_auth::refresh::RefreshKey;
-use kumo_auth::secret::{self, CodeKey};
+use kumo_auth::secret::CodeKey;
 use kumo_core::actor::Role;
 use kumo_core::project::Project;
 use kumo_db::query::accounts::{Accounts, AccountsTx, Set, Test};
@@ -18,7 +18,7 @@ use kumo_db::runner;
 use kumo_server::auth::Strategies;
 use kumo_server::auth::clock::stamp;
 use kumo_server::auth::magic_link::{MagicLinks, TOKEN_MINUTES};
-use kumo_server::auth::password::RESET_MINUTES;
+use kumo_server::auth::password::{RESET_MINUTES, insert_token};
 use kumo_server::auth::session::Keys;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -270,7 +270,8 @@ async fn create(
             // The row `POST /auth/password/reset_request` writes, so the
             // server's reset route and form accept it; in the account's
             // transaction, so a failure leaves no account without a link.
-            let token = reset_token(&mut tx, &user, email, now).await?;
+            let token =
+                insert_token(&mut tx, "password_reset", email, &user, RESET_MINUTES, now).await?;
             tx.commit().await?;
             return Ok(Link::PasswordReset {
                 url: format!("{}/auth/password/reset/{token}", public_url(project)),
@@ -304,36 +305,6 @@ async fn create(
         url: format!("{}/auth/magic_link/{token}", public_url(project)),
         code,
     })
-}
-
-/// A password-reset token for `user`, stored as the server stores one
-/// (`kumo_server::auth::password`): its SHA-256 in an `auth_token` row of
-/// purpose `password_reset`, good for [`RESET_MINUTES`], once. Written
-/// here rather than through the server's password flow, whose reset
-/// request opens a transaction of its own.
-async fn reset_token(
-    tx: &mut AccountsTx<'_>,
-    user: &Record,
-    email: &str,
-    now: OffsetDateTime,
-) -> Result<String, QueryError> {
-    let token = secret::random_token();
-    tx.insert(
-        "auth_token",
-        &[
-            ("purpose", json!("password_reset")),
-            ("token_hash", json!(secret::hash(&token))),
-            ("email", json!(email)),
-            (
-                "expires_at",
-                json!(stamp(now + time::Duration::minutes(RESET_MINUTES))),
-            ),
-            ("user_id", user["id"].clone()),
-        ],
-        &stamp(now),
-    )
-    .await?;
-    Ok(token)
 }
 
 /// Where players reach the server, as the links in its emails say:

@@ -264,10 +264,17 @@ impl Login {
     }
 }
 
-/// Refuses a new password that is too short, too long or too easy to
-/// guess, given what else the account says about its owner.
-pub fn check_new(password: &str, field: &str, inputs: &[&str]) -> Result<(), Failure> {
-    match kumo_auth::password::refusal(password, inputs) {
+/// Refuses a new password (in `field`) that is too short, too long or too
+/// easy to guess, given the account's address and username and the
+/// game's name.
+fn check_new(
+    password: &str,
+    field: &str,
+    email: &str,
+    username: Option<&str>,
+    app: &str,
+) -> Result<(), Failure> {
+    match kumo_auth::password::refusal(password, &personal(email, username, app)) {
         Some(why) => Err(Failure::field(field, why)),
         None => Ok(()),
     }
@@ -301,7 +308,9 @@ impl Auth {
         check_new(
             password,
             "password",
-            &personal(email, username, &self.settings.app_name),
+            email,
+            username,
+            &self.settings.app_name,
         )?;
         let hash = self.hasher.hash(password).await?;
         let now = self.clock.now();
@@ -581,11 +590,9 @@ impl Auth {
         check_new(
             password,
             "password",
-            &personal(
-                user["email"].as_str().unwrap_or_default(),
-                user["username"].as_str(),
-                &self.settings.app_name,
-            ),
+            user["email"].as_str().unwrap_or_default(),
+            user["username"].as_str(),
+            &self.settings.app_name,
         )?;
         let hash = self.hasher.hash(password).await?;
         let now = self.clock.now();
@@ -668,11 +675,9 @@ impl Auth {
         check_new(
             new,
             "new_password",
-            &personal(
-                user["email"].as_str().unwrap_or_default(),
-                user["username"].as_str(),
-                &self.settings.app_name,
-            ),
+            user["email"].as_str().unwrap_or_default(),
+            user["username"].as_str(),
+            &self.settings.app_name,
         )?;
         let hash = self.hasher.hash(new).await?;
         let now = self.clock.now();
@@ -963,9 +968,10 @@ async fn spend_links(
     Ok(())
 }
 
-/// A one-time link's row, for `user` (an empty record: nobody), and the
-/// token to mail.
-async fn insert_token(
+/// A one-time link's row in `tx`, for `user` (an empty record: nobody),
+/// good for `minutes`; the token to mail (only its hash is stored).
+/// `kumo user create` uses it too, in the new account's transaction.
+pub async fn insert_token(
     tx: &mut AccountsTx<'_>,
     purpose: &str,
     email: &str,
