@@ -14,17 +14,12 @@
 
 pub mod access;
 pub mod api_key;
-pub mod email;
+/// Email addresses in their one spelling; defined beside the resources, since
+/// seeds write them too.
+pub use kumo_core::email;
 pub mod password;
 pub mod refresh;
 mod sealed;
 pub mod secret;
 
-/// Derives a key for one purpose from the server's secret.
-pub(crate) fn derive_key<const N: usize>(secret: &[u8], label: &[u8]) -> [u8; N] {
-    let mut key = [0u8; N];
-    hkdf::Hkdf::<sha2::Sha256>::new(None, secret)
-        .expand(label, &mut key)
-        .expect("keys are within HKDF-SHA256's output limit");
-    key
-}
+use kumo_core::keys::derive_key;

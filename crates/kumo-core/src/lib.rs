@@ -7,9 +7,15 @@
 //! - [`policy`]: the policy expression language.
 //! - [`table`]: the table model resources lower to, and its recorded snapshot.
 //! - [`project`]: `kumo.toml`, the project's configuration.
+//! - [`datetime`]: the one written form of dates and datetimes.
+//! - [`email`]: email addresses in their one spelling.
+//! - [`keys`]: keys derived from the server's secret.
 
 pub mod actor;
+pub mod datetime;
 pub mod diagnostic;
+pub mod email;
+pub mod keys;
 pub mod load;
 pub mod policy;
 pub mod project;

@@ -99,7 +99,7 @@ impl DevMailbox {
             subject: message.subject.clone(),
             text: message.text.clone(),
             html: message.html.clone(),
-            sent_at: now_rfc3339(),
+            sent_at: kumo_core::datetime::canonical_datetime(time::OffsetDateTime::now_utc()),
         });
         messages.truncate(DEV_MAILBOX_SIZE);
     }
@@ -111,14 +111,6 @@ impl DevMailbox {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    now.format(&format).unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]

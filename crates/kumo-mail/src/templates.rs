@@ -19,13 +19,17 @@ pub enum Kind {
     PasswordReset,
     /// `app`, `email`, `link`, `minutes`
     EmailConfirmation,
+    /// `app`, `email` (the old address, which it is sent to), `new_email`:
+    /// the notice that an account's address changed.
+    EmailChanged,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [
+    pub const ALL: [Kind; 4] = [
         Kind::MagicLink,
         Kind::PasswordReset,
         Kind::EmailConfirmation,
+        Kind::EmailChanged,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +37,7 @@ impl Kind {
             Kind::MagicLink => "magic_link",
             Kind::PasswordReset => "password_reset",
             Kind::EmailConfirmation => "email_confirmation",
+            Kind::EmailChanged => "email_changed",
         }
     }
 
@@ -62,6 +67,14 @@ impl Kind {
                 ("txt", include_str!("../templates/email_confirmation.txt")),
                 ("html", include_str!("../templates/email_confirmation.html")),
             ],
+            Kind::EmailChanged => [
+                (
+                    "subject.txt",
+                    include_str!("../templates/email_changed.subject.txt"),
+                ),
+                ("txt", include_str!("../templates/email_changed.txt")),
+                ("html", include_str!("../templates/email_changed.html")),
+            ],
         }
     }
 }
@@ -74,6 +87,8 @@ pub struct Values<'a> {
     pub link: &'a str,
     pub code: Option<&'a str>,
     pub minutes: u32,
+    /// The address an account moved to (`email_changed` only).
+    pub new_email: Option<&'a str>,
 }
 
 /// A rendered email.
@@ -144,6 +159,7 @@ impl Templates {
                         link: "https://example.com/",
                         code: Some("000000"),
                         minutes: 15,
+                        new_email: Some("new@example.com"),
                     },
                 )
                 .map_err(|e| match (e, overrides) {
@@ -173,6 +189,7 @@ impl Templates {
                     link => values.link,
                     code => values.code,
                     minutes => values.minutes,
+                    new_email => values.new_email,
                 })
                 .map_err(|e| invalid(&name, &e))
         };
@@ -211,6 +228,7 @@ mod tests {
             link: "https://game.example/auth/magic_link/abc?x=1&y=2",
             code: Some("012345"),
             minutes: 15,
+            new_email: Some("b&c@example.com"),
         }
     }
 
@@ -235,6 +253,11 @@ mod tests {
             );
             assert!(!mail.subject.contains('\n'));
         }
+        // The notice names both addresses, the new one escaped in HTML.
+        let mail = t.render(Kind::EmailChanged, &values()).unwrap();
+        assert!(mail.subject.contains("Dragon <Hoard>"), "{}", mail.subject);
+        assert!(mail.text.contains("a@example.com") && mail.text.contains("b&c@example.com"));
+        assert!(mail.html.contains("b&amp;c@example.com"), "{}", mail.html);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use kumo_core::resource::ActionKind;
 use kumo_db::query::{Engine, Entry, QueryError, View, parse_list, parse_record_query};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use tokio::task::JoinError;
 use tracing::Instrument;
 
@@ -535,7 +536,7 @@ async fn create(
         return Err(not_creatable(entry));
     }
     let mut body = json_body(&headers, body, false).await?;
-    account_fields(entry, &mut body, Write::Create)?;
+    account_fields(&state, entry, &mut body, Write::Create)?;
     let created = detached(&state, entry, actor, view, WriteCall::Create { body }).await?;
     Ok(data(StatusCode::CREATED, created))
 }
@@ -552,7 +553,7 @@ async fn update(
         entry, actor, view, ..
     } = call(&state, &plural, actor, query.as_deref())?;
     let mut body = json_body(&headers, body, false).await?;
-    account_fields(entry, &mut body, Write::Update)?;
+    account_fields(&state, entry, &mut body, Write::Update)?;
     let record = detached(&state, entry, actor, view, WriteCall::Update { id, body }).await?;
     Ok(data(StatusCode::OK, record))
 }
@@ -617,7 +618,7 @@ async fn action(
         .find(|a| a.name == name && (a.kind == ActionKind::Create) == creates)
         .ok_or_else(|| no_action(entry, &name))?;
     let mut body = json_body(&headers, body, true).await?;
-    account_fields(entry, &mut body, Write::Action)?;
+    account_fields(state, entry, &mut body, Write::Action)?;
     let call = WriteCall::Action {
         name: action.name.clone(),
         id,
@@ -649,14 +650,26 @@ enum Write {
 ///   an account made here signs in with its address however it is typed.
 ///   One that cannot be mailed is a 422 naming `email` (`[i].email` in a
 ///   batch).
-/// - `session.revoked_at` only ever set: an admin signs a session out by
-///   setting it (picked up like any revocation), but a revoked session is
-///   never signed back in by clearing it, since it may have been revoked
-///   for a stolen refresh token.
-fn account_fields(entry: &Entry, body: &mut Value, write: Write) -> Result<(), Response> {
+/// - `revoked_at` of a `session` or an `api_key` only ever set, and set to
+///   the server's time whatever time the body gives: an admin signs a
+///   session out or stops a key by setting it (picked up like any
+///   revocation), but a revoked one is never brought back by clearing it,
+///   since it may have been revoked for a stolen token, and a revocation
+///   is never backdated past the window in which every node reloads it.
+/// - A `session`, `api_key` or `external_identity` stays with its account:
+///   moving it would let whoever holds it act as someone else.
+fn account_fields(
+    state: &AppState,
+    entry: &Entry,
+    body: &mut Value,
+    write: Write,
+) -> Result<(), Response> {
     if !entry.resource.system {
         return Ok(());
     }
+    let now = state
+        .auth()
+        .map_or_else(OffsetDateTime::now_utc, |auth| auth.clock.now());
     let mut fields = kumo_db::query::FieldErrors::new();
     let batch = matches!(body, Value::Array(_));
     let items: Vec<&mut Value> = match body {
@@ -683,13 +696,23 @@ fn account_fields(entry: &Entry, body: &mut Value, write: Write) -> Result<(), R
                     }
                 }
             }
-            "session"
-                if write == Write::Update && item.get("revoked_at").is_some_and(Value::is_null) =>
-            {
-                fields.insert(
-                    key("revoked_at"),
-                    vec!["cannot be cleared: a revoked session stays signed out".into()],
-                );
+            "session" | "api_key" | "external_identity" if write == Write::Update => {
+                if item.get("user_id").is_some() {
+                    fields.insert(
+                        key("user_id"),
+                        vec!["cannot be changed: it stays with its account".into()],
+                    );
+                }
+                match item.get_mut("revoked_at") {
+                    Some(Value::Null) => {
+                        fields.insert(
+                            key("revoked_at"),
+                            vec!["cannot be cleared: what was revoked stays revoked".into()],
+                        );
+                    }
+                    Some(revoked_at) => *revoked_at = json!(crate::auth::clock::stamp(now)),
+                    None => {}
+                }
             }
             _ => {}
         }

@@ -330,14 +330,22 @@ fn field_value(
                 None,
             )
         })?;
-        // The auth layer looks users up by lower-cased email; a seeded
-        // `Alice@Example.com` would otherwise never be able to sign in.
+        // The auth layer looks users up by an address's one spelling; a
+        // seeded `Alice@Example.com` would otherwise never sign in, and
+        // could sit beside an `alice@example.com` made at sign-up.
         if res.system
             && res.name == "user"
             && name == "email"
             && let Value::String(s) = &v
         {
-            v = Value::String(s.to_lowercase());
+            let email = crate::email::normalize(s).map_err(|why| {
+                (
+                    f.value_span.clone(),
+                    format!("invalid value for `email`: {why}"),
+                    None,
+                )
+            })?;
+            v = Value::String(email);
         }
         return Ok(FieldValue::Value(name.to_owned(), v));
     }

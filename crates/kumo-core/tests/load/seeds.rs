@@ -204,6 +204,10 @@ email = "again@example.com"
 [[user]]
 email = "nokey@example.com"
 
+[[user]]
+key = "carol"
+email = "carol at example.com"
+
 [[avatar]]
 key = "robot"
 uploader = "alcie"

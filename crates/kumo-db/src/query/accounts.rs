@@ -22,8 +22,16 @@ use super::{Engine, Record};
 use crate::db::Database;
 use crate::sql::ident;
 
-/// The built-in resources the auth layer needs.
-pub const RESOURCES: [&str; 5] = ["user", "session", "auth_token", "api_key", "audit_event"];
+/// The built-in resources the auth layer needs (sign-in through another
+/// provider will write `external_identity`).
+pub const RESOURCES: [&str; 6] = [
+    "user",
+    "session",
+    "auth_token",
+    "api_key",
+    "external_identity",
+    "audit_event",
+];
 
 /// How a condition tests a column.
 #[derive(Debug, Clone, PartialEq)]

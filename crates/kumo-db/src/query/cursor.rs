@@ -34,11 +34,7 @@ impl std::fmt::Debug for CursorKey {
 
 impl CursorKey {
     pub fn new(secret: &[u8]) -> CursorKey {
-        let mut key = [0u8; 64];
-        hkdf::Hkdf::<sha2::Sha256>::new(None, secret)
-            .expand(KEY_LABEL, &mut key)
-            .expect("64 bytes is within HKDF-SHA256's output limit");
-        CursorKey(key)
+        CursorKey(kumo_core::keys::derive_key(secret, KEY_LABEL))
     }
 
     fn siv(&self) -> Aes256Siv {

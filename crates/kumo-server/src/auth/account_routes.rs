@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::audit::Entry;
-use super::password::{self, Failure, Login, Mail, Registered};
+use super::password::{self, Changed, Failure, Login, Mail, Moved, Registered};
 use super::routes::{
     Client, Reply, auth, email_field, object, signed_in, signed_in_user, strings, with_strategy,
 };
@@ -82,9 +82,10 @@ fn failure_response(failure: Failure) -> Response {
         | Failure::TokenInvalid
         | Failure::TokenExpired
         | Failure::TokenUsed => StatusCode::UNAUTHORIZED,
-        Failure::Locked | Failure::Unconfirmed | Failure::RegistrationClosed => {
-            StatusCode::FORBIDDEN
-        }
+        Failure::Locked
+        | Failure::Unconfirmed
+        | Failure::RegistrationClosed
+        | Failure::Reauthenticate => StatusCode::FORBIDDEN,
     };
     error_response(status, code, &message, None)
 }
@@ -106,6 +107,7 @@ fn mail_link(auth: &Auth, mail: Option<&Mail>, to: &str) {
         link: &link,
         code: None,
         minutes: minutes as u32,
+        new_email: None,
     };
     match auth.templates.render(kind, &values) {
         Ok(rendered) if mail.is_some() => auth.outbox.send(Message::new(to, rendered)),
@@ -174,7 +176,7 @@ async fn register(
     if !fields.is_empty() {
         return Err(query_error_response(QueryError::invalid(fields)));
     }
-    auth.limit(&client, Some(format!("email:{email}")))?;
+    auth.limit(&client, Some(format!("email:{email}"))).await?;
     let registered = auth
         .register(
             &email,
@@ -236,11 +238,14 @@ async fn sign_in(
     };
     // Not trimmed: spaces may be part of a password.
     let password = body["password"].as_str().unwrap_or_default();
-    auth.limit(&client, Some(login.key()))?;
-    match auth
-        .password_sign_in(&login, password, &client.device)
-        .await
-    {
+    auth.limit(&client, Some(login.key())).await?;
+    let user = auth.find_login(&login).await.map_err(failure_response)?;
+    // Also per account, so that its email and its username do not each
+    // bring an allowance of their own.
+    if let Some(id) = user.as_ref().and_then(|u| u["id"].as_str()) {
+        auth.limit_account(&client, format!("user:{id}")).await?;
+    }
+    match auth.password_sign_in(user, password, &client.device).await {
         Ok(tokens) => Ok(signed_in(auth, &tokens)),
         Err(refused) => {
             if let Some(mail) = &refused.mail {
@@ -272,7 +277,7 @@ async fn reset_request(
     let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
     let email = email_field(raw, "email")?;
-    auth.limit(&client, Some(format!("email:{email}")))?;
+    auth.limit(&client, Some(format!("email:{email}"))).await?;
     let mail = auth
         .reset_request(&email, &client.device)
         .await
@@ -324,7 +329,7 @@ async fn reset(
     let auth = with_strategy(&state, password_enabled)?;
     let body = object(&headers, body).await?;
     let [token, password] = strings(&body, ["token", "password"])?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let tokens = reset_with(auth, &client, token.trim(), password, true)
         .await
         .map_err(failure_response)?
@@ -342,7 +347,7 @@ async fn reset(
 /// `GET /auth/password/reset/{token}`: the form; consumes nothing.
 async fn reset_page(State(state): State<AppState>, client: Client) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     Ok(pages::reset_form(
         StatusCode::OK,
         &auth.settings.app_name,
@@ -368,7 +373,7 @@ async fn reset_form(
             "This form must be sent from its own page. Open the link from your email again.",
         ));
     }
-    if let Err(limited) = auth.limit(&client, None) {
+    if let Err(limited) = auth.limit(&client, None).await {
         let page = pages::failed(
             StatusCode::TOO_MANY_REQUESTS,
             "Password not changed",
@@ -431,7 +436,7 @@ async fn change_password(
     let user_id = from_session(&actor)?;
     let body = object(&headers, body).await?;
     let [current, new] = strings(&body, ["current_password", "new_password"])?;
-    auth.limit(&client, Some(format!("user:{user_id}")))?;
+    auth.limit(&client, Some(format!("user:{user_id}"))).await?;
     let keep = auth.current_session(&headers);
     let revoked = auth
         .change_password(&user_id, current, new, keep, &client.device)
@@ -467,11 +472,15 @@ async fn change_email(
             ));
         }
     };
-    auth.limit(&client, Some(format!("user:{user_id}")))?;
-    let (user, mail) = auth
-        .change_email(&user_id, &email, current_password, &client.device)
+    auth.limit(&client, Some(format!("user:{user_id}"))).await?;
+    let session = auth.current_session(&headers);
+    let Changed { user, mail, moved } = auth
+        .change_email(&user_id, &email, current_password, session, &client.device)
         .await
         .map_err(failure_response)?;
+    if let Some(moved) = &moved {
+        tell_old_address(auth, moved);
+    }
     if auth.settings.confirm_email {
         mail_link(auth, mail.as_ref(), &email);
         return Ok((
@@ -483,25 +492,50 @@ async fn change_email(
     Ok(Json(json!({ "data": public_user(&user, &auth.engine().catalog) })).into_response())
 }
 
-/// Confirms an address; audits a refusal.
+/// Confirms an address, and tells the old one when the account moved;
+/// audits a refusal.
 async fn confirm_with(
     auth: &Auth,
     client: &Client,
     token: &str,
 ) -> Result<kumo_db::query::Record, Failure> {
-    let result = auth.confirm_email(token, &client.device).await;
-    if let Err(failure) = &result {
-        auth.audit(Entry {
-            kind: "email_confirmed",
-            strategy: None,
-            success: false,
-            user_id: None,
-            device: &client.device,
-            detail: json!({ "reason": failure.code() }),
-        })
-        .await;
+    match auth.confirm_email(token, &client.device).await {
+        Ok((user, moved)) => {
+            if let Some(moved) = &moved {
+                tell_old_address(auth, moved);
+            }
+            Ok(user)
+        }
+        Err(failure) => {
+            auth.audit(Entry {
+                kind: "email_confirmed",
+                strategy: None,
+                success: false,
+                user_id: None,
+                device: &client.device,
+                detail: json!({ "reason": failure.code() }),
+            })
+            .await;
+            Err(failure)
+        }
     }
-    result
+}
+
+/// Mails the address an account moved away from that it did: if the move
+/// was not its owner's doing, the owner hears of it.
+fn tell_old_address(auth: &Auth, moved: &Moved) {
+    let values = Values {
+        app: &auth.settings.app_name,
+        email: &moved.from,
+        link: &auth.settings.public_url,
+        code: None,
+        minutes: 0,
+        new_email: Some(&moved.to),
+    };
+    match auth.templates.render(Kind::EmailChanged, &values) {
+        Ok(rendered) => auth.outbox.send(Message::new(&moved.from, rendered)),
+        Err(e) => tracing::error!(error = %e, "could not render the email-changed notice"),
+    }
 }
 
 /// `POST /auth/email/confirm {token}`: the confirmed account.
@@ -514,7 +548,7 @@ async fn confirm_email(
     let auth = auth(&state)?;
     let body = object(&headers, body).await?;
     let [token] = strings(&body, ["token"])?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let user = confirm_with(auth, &client, token.trim())
         .await
         .map_err(failure_response)?;
@@ -524,7 +558,7 @@ async fn confirm_email(
 /// `GET /auth/email/confirm/{token}`: a button; consumes nothing.
 async fn confirm_page(State(state): State<AppState>, client: Client) -> Reply {
     let auth = auth(&state)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     Ok(pages::confirm_email(&auth.settings.app_name))
 }
 
@@ -544,7 +578,7 @@ async fn confirm_press(
             "This confirmation must be sent from its own page. Open the link from your email again.",
         ));
     }
-    if let Err(limited) = auth.limit(&client, None) {
+    if let Err(limited) = auth.limit(&client, None).await {
         let page = pages::failed(
             StatusCode::TOO_MANY_REQUESTS,
             title,

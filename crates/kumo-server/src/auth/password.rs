@@ -37,6 +37,10 @@ use super::session::{self, Device, Tokens};
 pub const RESET_MINUTES: i64 = 60;
 /// How long an email-confirmation link works.
 pub const CONFIRM_MINUTES: i64 = 24 * 60;
+/// How recently an account without a password must have signed in on the
+/// session that changes its address: with no password to give again, a
+/// fresh sign-in is what shows the owner is at the keyboard.
+pub const RECENT_SIGN_IN_MINUTES: i64 = 10;
 /// Hashes that may wait for a core, per core, before requests are turned
 /// away: a few seconds of work at the default cost.
 const QUEUE_PER_CORE: usize = 32;
@@ -141,6 +145,10 @@ pub enum Failure {
     Unconfirmed,
     #[error("this server does not take new accounts; ask its operator for one")]
     RegistrationClosed,
+    #[error(
+        "sign in again first: an account without a password changes its address only within 10 minutes of signing in"
+    )]
+    Reauthenticate,
     #[error("this link is not valid")]
     TokenInvalid,
     #[error("this link has expired; ask for a new one")]
@@ -166,6 +174,7 @@ impl Failure {
             Failure::Locked => "account_locked",
             Failure::Unconfirmed => "email_not_confirmed",
             Failure::RegistrationClosed => "registration_closed",
+            Failure::Reauthenticate => "reauthentication_required",
             Failure::TokenInvalid => "token_invalid",
             Failure::TokenExpired => "token_expired",
             Failure::TokenUsed => "token_used",
@@ -215,6 +224,24 @@ pub enum Registered {
     /// A confirmation link for a new account, or a reset link for an
     /// address that already has one (none when that account is locked).
     Confirm(Option<Mail>),
+}
+
+/// What an address change did: the account, a confirmation link to mail
+/// to the new address (with `confirm_email`), and, when the address
+/// changed at once, the move to tell the old address about.
+#[derive(Debug)]
+pub struct Changed {
+    pub user: Record,
+    pub mail: Option<Mail>,
+    pub moved: Option<Moved>,
+}
+
+/// An account's address that changed: its old mailbox is told, so that a
+/// stolen session moving an account away does not go unnoticed.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    pub from: String,
+    pub to: String,
 }
 
 /// A one-time link to mail.
@@ -404,22 +431,23 @@ impl Auth {
         Ok(Registered::SignedIn(tokens))
     }
 
+    /// The account a password sign-in names, if any.
+    pub async fn find_login(&self, login: &Login) -> Result<Option<Record>, Failure> {
+        match login.test() {
+            Some(test) => Ok(self.accounts().read_one("user", &[test]).await?),
+            None => Ok(None),
+        }
+    }
+
     /// `POST /auth/password/sign_in`. An unconfirmed address (with
     /// `confirm_email`) is refused with a fresh confirmation link to mail.
+    /// `user` is the account `login` names ([`Auth::find_login`]), if any.
     pub async fn password_sign_in(
         &self,
-        login: &Login,
+        user: Option<Record>,
         password: &str,
         device: &Device,
     ) -> Result<Tokens, Refused> {
-        let user = match login.test() {
-            Some(test) => self
-                .accounts()
-                .read_one("user", &[test])
-                .await
-                .map_err(|e| Refused::from(Failure::Store(e)))?,
-            None => None,
-        };
         let stored_hash = user
             .as_ref()
             .and_then(|u| u["password_hash"].as_str())
@@ -723,13 +751,16 @@ impl Auth {
     /// the new address, which changes only when it is followed (and the
     /// same answer when the address is taken, so as not to say so);
     /// without, the change at once, with the new address unconfirmed.
+    /// `session` is the caller's: an account without a password must have
+    /// opened it within [`RECENT_SIGN_IN_MINUTES`].
     pub async fn change_email(
         &self,
         user_id: &str,
         email: &str,
         current_password: Option<&str>,
+        session: Option<Uuid>,
         device: &Device,
-    ) -> Result<(Record, Option<Mail>), Failure> {
+    ) -> Result<Changed, Failure> {
         // An account with a password proves it again: a stolen access
         // token alone must not move the account to another mailbox.
         let stored_hash = self
@@ -740,6 +771,9 @@ impl Auth {
             .get("password_hash")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        if stored_hash.is_none() {
+            self.signed_in_recently(session).await?;
+        }
         if let Some(stored_hash) = stored_hash {
             let Some(current) = current_password else {
                 return Err(Failure::field("current_password", "is required"));
@@ -800,8 +834,13 @@ impl Auth {
                 token,
                 kind: kumo_mail::templates::Kind::EmailConfirmation,
             });
-            return Ok((user, mail));
+            return Ok(Changed {
+                user,
+                mail,
+                moved: None,
+            });
         }
+        let from = user["email"].as_str().unwrap_or_default().to_owned();
         let user = tx
             .update(
                 "user",
@@ -826,13 +865,46 @@ impl Auth {
         .await?;
         self.audit_in(&mut tx, &entry(false)).await?;
         tx.commit().await?;
-        Ok((user, None))
+        Ok(Changed {
+            user,
+            mail: None,
+            moved: Some(Moved {
+                from,
+                to: email.to_owned(),
+            }),
+        })
+    }
+
+    /// Refuses unless `session` (the caller's) was opened by a sign-in
+    /// within [`RECENT_SIGN_IN_MINUTES`]; refreshing keeps a session, not
+    /// its age.
+    async fn signed_in_recently(&self, session: Option<Uuid>) -> Result<(), Failure> {
+        let Some(session) = session else {
+            return Err(Failure::Reauthenticate);
+        };
+        let row = self
+            .accounts()
+            .read_one("session", &[("id", Test::Eq(json!(session)))])
+            .await?
+            .ok_or(Failure::Reauthenticate)?;
+        let since = self.clock.now() - time::Duration::minutes(RECENT_SIGN_IN_MINUTES);
+        match row["inserted_at"]
+            .as_str()
+            .and_then(super::clock::parse_stamp)
+        {
+            Some(opened) if opened >= since => Ok(()),
+            _ => Err(Failure::Reauthenticate),
+        }
     }
 
     /// `POST /auth/email/confirm {token}` and the button on the link's page:
     /// the account's address becomes the one the link was sent to, and is
-    /// confirmed.
-    pub async fn confirm_email(&self, token: &str, device: &Device) -> Result<Record, Failure> {
+    /// confirmed; the move from the old address when it was another.
+    pub async fn confirm_email(
+        &self,
+        token: &str,
+        device: &Device,
+    ) -> Result<(Record, Option<Moved>), Failure> {
         let now = self.clock.now();
         let by_hash = [
             ("token_hash", Test::Eq(json!(secret::hash(token)))),
@@ -840,6 +912,14 @@ impl Auth {
         ];
         let mut tx = self.accounts().begin().await?;
         let row = consume_link(&mut tx, &by_hash, now).await?;
+        let before = tx
+            .find_one("user", &[("id", Test::Eq(row["user_id"].clone()))])
+            .await?
+            .ok_or(Failure::TokenInvalid)?;
+        let moved = (before["email"] != row["email"]).then(|| Moved {
+            from: before["email"].as_str().unwrap_or_default().to_owned(),
+            to: row["email"].as_str().unwrap_or_default().to_owned(),
+        });
         let user = tx
             .update(
                 "user",
@@ -871,12 +951,12 @@ impl Auth {
                 success: true,
                 user_id: Some(user["id"].clone()),
                 device,
-                detail: json!({}),
+                detail: json!({ "from": moved.as_ref().map(|m| &m.from) }),
             },
         )
         .await?;
         tx.commit().await?;
-        Ok(user)
+        Ok((user, moved))
     }
 }
 

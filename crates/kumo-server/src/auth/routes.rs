@@ -130,17 +130,33 @@ impl FromRequestParts<AppState> for Client {
 impl Auth {
     /// Counts a request against its client's and (when given) its target
     /// account's allowance; 429 with `Retry-After` beyond either.
-    pub(super) fn limit(&self, client: &Client, account: Option<String>) -> Result<(), Response> {
+    pub(super) async fn limit(
+        &self,
+        client: &Client,
+        account: Option<String>,
+    ) -> Result<(), Response> {
         let Some(limits) = &self.limits else {
             return Ok(());
         };
-        limits
-            .check_client(client.bucket())
-            .map_err(too_many_requests)?;
+        if let Err(wait) = limits.check_client(client.bucket()) {
+            self.report_refusal(client, "client", None).await;
+            return Err(too_many_requests(wait));
+        }
         if let Some(account) = account {
-            limits
-                .check_account(account)
-                .map_err(|wait| too_many(wait, "for this account"))?;
+            self.limit_account(client, account).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts a request against the allowance of the account `key` names
+    /// (`email:…`, `username:…`, `user:<id>`) alone; 429 beyond it.
+    pub(super) async fn limit_account(&self, client: &Client, key: String) -> Result<(), Response> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        if let Err(wait) = limits.check_account(key.clone()) {
+            self.report_refusal(client, "account", Some(key)).await;
+            return Err(too_many(wait, "for this account"));
         }
         Ok(())
     }
@@ -148,13 +164,42 @@ impl Auth {
     /// Counts a magic-link poll against its client's poll allowance, which
     /// is larger than the other auth routes' (a game polls every few
     /// seconds); 429 with `Retry-After` beyond it.
-    fn limit_poll(&self, client: &Client) -> Result<(), Response> {
-        match &self.limits {
-            Some(limits) => limits
-                .check_poll(client.bucket())
-                .map_err(too_many_requests),
-            None => Ok(()),
+    async fn limit_poll(&self, client: &Client) -> Result<(), Response> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        if let Err(wait) = limits.check_poll(client.bucket()) {
+            self.report_refusal(client, "poll", None).await;
+            return Err(too_many_requests(wait));
         }
+        Ok(())
+    }
+
+    /// Audits a refusal as `rate_limited`, once per bucket per minute.
+    async fn report_refusal(&self, client: &Client, limit: &str, account: Option<String>) {
+        let Some(limits) = &self.limits else {
+            return;
+        };
+        let bucket = match &account {
+            Some(key) => format!("{limit}:{key}"),
+            None => format!("{limit}:{}", client.bucket()),
+        };
+        if !limits.first_refusal(bucket) {
+            return;
+        }
+        let user_id = account
+            .as_deref()
+            .and_then(|key| key.strip_prefix("user:"))
+            .map(|id| json!(id));
+        self.audit(Entry {
+            kind: "rate_limited",
+            strategy: None,
+            success: false,
+            user_id,
+            device: &client.device,
+            detail: json!({ "limit": limit, "account": account }),
+        })
+        .await;
     }
 
     pub(crate) fn forget_idle_limits(&self) {
@@ -260,7 +305,8 @@ async fn magic_link_request(
     let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
     let address = email_field(raw, "email")?;
-    auth.limit(&client, Some(format!("email:{address}")))?;
+    auth.limit(&client, Some(format!("email:{address}")))
+        .await?;
     let now = auth.clock.now();
     let requested = auth
         .magic_links()
@@ -280,6 +326,7 @@ async fn magic_link_request(
         link: &link,
         code: Some(&code),
         minutes: magic_link::TOKEN_MINUTES as u32,
+        new_email: None,
     };
     match auth.templates.render(Kind::MagicLink, &values) {
         Ok(rendered) if requested.mail.is_some() => {
@@ -321,13 +368,14 @@ async fn magic_link_sign_in(
     let links = auth.magic_links();
     let tokens = if body.contains_key("token") {
         let [token] = strings(&body, ["token"])?;
-        auth.limit(&client, None)?;
+        auth.limit(&client, None).await?;
         let result = links.sign_in_with_token(token, &client.device, now).await;
         audit_attempt(auth, &client, "magic_link", result, Target::Link(token)).await?
     } else {
         let [raw, code] = strings(&body, ["email", "code"])?;
         let address = email_field(raw, "email")?;
-        auth.limit(&client, Some(format!("email:{address}")))?;
+        auth.limit(&client, Some(format!("email:{address}")))
+            .await?;
         let result = links
             .sign_in_with_code(&address, code.trim(), &client.device, now)
             .await;
@@ -439,7 +487,7 @@ async fn magic_link_poll(
     let [id, poll_secret] = strings(&body, ["id", "secret"])?;
     let poll_id = Uuid::parse_str(id.trim())
         .map_err(|_| invalid_field("id", "must be the poll id a link request answered"))?;
-    auth.limit_poll(&client)?;
+    auth.limit_poll(&client).await?;
     let now = auth.clock.now();
     let result = match auth
         .magic_links()
@@ -466,7 +514,7 @@ async fn magic_link_poll(
 /// so a mail scanner that fetches the link does not use it up.
 async fn magic_link_page(State(state): State<AppState>, client: Client) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     Ok(pages::confirm_sign_in(&auth.settings.app_name))
 }
 
@@ -486,7 +534,7 @@ async fn magic_link_press(
             "This sign-in must be confirmed from its own page. Open the link from your email again.",
         ));
     }
-    if let Err(limited) = auth.limit(&client, None) {
+    if let Err(limited) = auth.limit(&client, None).await {
         let mut page = pages::sign_in_failed(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many sign-in attempts from this network; wait a minute and try again.",
@@ -543,9 +591,16 @@ async fn refresh(
     auth.limit(
         &client,
         presented.map(|p| format!("session:{}", p.session_id)),
-    )?;
+    )
+    .await?;
     let now = auth.clock.now();
-    match session::refresh(&auth.accounts(), &auth.keys, token, now).await {
+    let refreshed = match presented {
+        Some(presented) => {
+            session::refresh_opened(&auth.accounts(), &auth.keys, presented, now).await
+        }
+        None => Err(RefreshError::Invalid),
+    };
+    match refreshed {
         Ok(tokens) => {
             if tokens.repeated {
                 // Most likely a retry after a lost answer, but a copy of
@@ -619,7 +674,7 @@ pub(super) fn signed_in_user(actor: &Actor) -> Result<String, Response> {
 /// `GET /auth/me`.
 async fn me(State(state): State<AppState>, Caller(actor): Caller, client: Client) -> Reply {
     let auth = auth(&state)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let id = signed_in_user(&actor)?;
     let user = auth
         .accounts()
@@ -638,7 +693,7 @@ async fn sessions(
     headers: HeaderMap,
 ) -> Reply {
     let auth = auth(&state)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let id = signed_in_user(&actor)?;
     let now = auth.clock.now();
     let current = auth.current_session(&headers);
@@ -682,7 +737,7 @@ async fn revoke_session(
     Path(session_id): Path<String>,
 ) -> Reply {
     let auth = auth(&state)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let user_id = signed_in_user(&actor)?;
     let Ok(session_id) = Uuid::parse_str(&session_id) else {
         return Err(not_found());
@@ -718,7 +773,7 @@ async fn sign_out(
     headers: HeaderMap,
 ) -> Reply {
     let auth = auth(&state)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let user_id = signed_in_user(&actor)?;
     let Some(session_id) = auth.current_session(&headers) else {
         return Err(error_response(
@@ -754,7 +809,7 @@ async fn sign_out_everywhere(
     client: Client,
 ) -> Reply {
     let auth = auth(&state)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let user_id = signed_in_user(&actor)?;
     let revoked = auth
         .revoke(&[("user_id", Test::Eq(json!(user_id)))])
@@ -851,7 +906,7 @@ async fn create_api_key(
     if !fields.is_empty() {
         return Err(query_error_response(QueryError::invalid(fields)));
     }
-    auth.limit(&client, Some(format!("user:{user_id}")))?;
+    auth.limit(&client, Some(format!("user:{user_id}"))).await?;
     let key = kumo_auth::api_key::generate();
     let mut tx = auth
         .accounts()
@@ -898,7 +953,7 @@ async fn list_api_keys(
     client: Client,
 ) -> Reply {
     let auth = with_strategy(&state, api_key_enabled)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let user_id = session_user(&actor)?;
     let rows = auth
         .accounts()
@@ -923,7 +978,7 @@ async fn revoke_api_key(
     Path(key_id): Path<String>,
 ) -> Reply {
     let auth = with_strategy(&state, api_key_enabled)?;
-    auth.limit(&client, None)?;
+    auth.limit(&client, None).await?;
     let user_id = signed_in_user(&actor)?;
     let Ok(key_id) = Uuid::parse_str(&key_id) else {
         return Err(not_found());

@@ -11,7 +11,7 @@
 //! is answered again instead).
 
 use kumo_auth::access::{AccessKey, Claims};
-use kumo_auth::refresh::{RefreshKey, Verdict, verdict};
+use kumo_auth::refresh::{Presented, RefreshKey, Verdict, verdict};
 use kumo_auth::secret;
 use kumo_core::actor::Role;
 use kumo_db::query::QueryError;
@@ -196,6 +196,17 @@ pub async fn refresh(
         .refresh
         .open(presented_token)
         .ok_or(RefreshError::Invalid)?;
+    refresh_opened(accounts, keys, presented, now).await
+}
+
+/// [`refresh`] for a token already opened (the route opens it first, to
+/// count the attempt against its session's rate limit).
+pub async fn refresh_opened(
+    accounts: &Accounts<'_>,
+    keys: &Keys,
+    presented: Presented,
+    now: OffsetDateTime,
+) -> Result<Tokens, RefreshError> {
     let id = presented.session_id.to_string();
     let mut tx = accounts.begin().await?;
     let session = tx
@@ -254,7 +265,7 @@ pub async fn refresh(
                 // SQLite the write lock makes this one wait and see it):
                 // answer as to a retry.
                 drop(tx);
-                return Box::pin(refresh(accounts, keys, presented_token, now)).await;
+                return Box::pin(refresh_opened(accounts, keys, presented, now)).await;
             }
             tx.commit().await?;
             Ok(tokens(keys, user, presented.session_id, refresh_token, now))

@@ -156,6 +156,18 @@ const SESSION_ONLY: ErrorResponse = ErrorResponse {
                   account over (`forbidden`); or signed in by the cookie from another site \
                   (`cross_site_request`).",
 };
+const SESSION_ONLY_RECENT: ErrorResponse = ErrorResponse {
+    name: "auth.session_only_recent",
+    status: "403",
+    codes: &[
+        "forbidden",
+        "cross_site_request",
+        "reauthentication_required",
+    ],
+    description: "As `auth.session_only`; or the account has no password and its session was \
+                  not opened by a sign-in within the last 10 minutes \
+                  (`reauthentication_required`: sign in again, then retry).",
+};
 const CROSS_SITE: ErrorResponse = ErrorResponse {
     name: "auth.cross_site_request",
     status: "403",
@@ -187,7 +199,7 @@ const HASHING_BUSY: ErrorResponse = ErrorResponse {
                   `Retry-After` seconds.",
 };
 
-const AUTH_ERRORS: [&ErrorResponse; 15] = [
+const AUTH_ERRORS: [&ErrorResponse; 16] = [
     &NOT_AN_OBJECT,
     &NO_SESSION,
     &INVALID_FIELDS,
@@ -199,6 +211,7 @@ const AUTH_ERRORS: [&ErrorResponse; 15] = [
     &LOCKED_OR_UNCONFIRMED,
     &REGISTRATION_CLOSED,
     &SESSION_ONLY,
+    &SESSION_ONLY_RECENT,
     &CROSS_SITE,
     &NOT_THE_CALLERS,
     &TAKEN,
@@ -1312,7 +1325,7 @@ fn operations(settings: &Settings) -> Vec<Op> {
     let mut change_errors: Vec<&'static ErrorResponse> = vec![
         &NOT_AN_OBJECT,
         &CALLER_OR_ACCOUNT_REFUSED,
-        &SESSION_ONLY,
+        &SESSION_ONLY_RECENT,
         &INVALID_FIELDS,
         &RATE_LIMITED,
         &INTERNAL,
@@ -1338,8 +1351,10 @@ fn operations(settings: &Settings) -> Vec<Op> {
         id: "auth.email.change",
         summary: "Change the caller's email address",
         description: "From a session, not with an API key. An account with a password must give \
-             it as `current_password` (422 naming it when missing or wrong). The account's own \
-             address is a 422."
+             it as `current_password` (422 naming it when missing or wrong); one without must \
+             have signed in on this session within the last 10 minutes (403 \
+             `reauthentication_required`). The account's own address is a 422. Once the address \
+             changes, the old one is mailed a notice."
             .into(),
         who: Who::SessionOnly,
         body: Some(object(

@@ -15,7 +15,7 @@ use kumo_server::auth::{Auth, Settings};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::auth_support::{self, PUBLIC_URL, every_strategy};
+use crate::auth_support::{self, every_strategy, mailed_link};
 use crate::both;
 use crate::harness::{Reply, TestApi};
 
@@ -44,36 +44,6 @@ async fn register(api: &TestApi, email: &str) -> Reply {
     .await
 }
 
-/// The token of the newest mail to `to` whose link starts with `path`.
-async fn link_token(api: &TestApi, to: &str, path: &str) -> String {
-    let mut request = Request::get("/dev/mailbox.json")
-        .body(Body::empty())
-        .unwrap();
-    // From this machine: the mailbox answers no one else.
-    request.extensions_mut().insert(axum::extract::ConnectInfo(
-        "127.0.0.1:50000".parse::<std::net::SocketAddr>().unwrap(),
-    ));
-    let response = app(api.state.clone()).oneshot(request).await.unwrap();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let mails: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
-    let prefix = format!("{PUBLIC_URL}{path}");
-    mails
-        .iter()
-        .find_map(|m| {
-            let text = m["text"].as_str()?;
-            let at = text.find(&prefix)? + prefix.len();
-            (m["to"] == to).then(|| {
-                text[at..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                    .collect()
-            })
-        })
-        .unwrap_or_else(|| panic!("no {path} link to {to}"))
-}
-
 /// A reset link for a new account `email`.
 async fn reset_link(api: &TestApi, email: &str) -> String {
     let r = register(api, email).await;
@@ -85,7 +55,7 @@ async fn reset_link(api: &TestApi, email: &str) -> String {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    link_token(api, email, "/auth/password/reset/").await
+    mailed_link(api, email, "/auth/password/reset/").await
 }
 
 async fn stored_user(auth: &Auth, email: &str) -> Option<Value> {
@@ -102,8 +72,8 @@ both!(a_confirmation_link_works_for_a_day, |dialect| async move {
         let r = register(&api, email).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     }
-    let early = link_token(&api, "early@example.com", "/auth/email/confirm/").await;
-    let late = link_token(&api, "late@example.com", "/auth/email/confirm/").await;
+    let early = mailed_link(&api, "early@example.com", "/auth/email/confirm/").await;
+    let late = mailed_link(&api, "late@example.com", "/auth/email/confirm/").await;
     auth.clock
         .advance(time::Duration::hours(24) - time::Duration::minutes(1));
     let r = post(&api, "/auth/email/confirm", json!({ "token": early })).await;
@@ -257,7 +227,7 @@ both!(
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        let token = link_token(&api, "keys@example.com", "/auth/magic_link/").await;
+        let token = mailed_link(&api, "keys@example.com", "/auth/magic_link/").await;
         let r = post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let access = r.data()["access_token"].as_str().unwrap().to_owned();

@@ -2,11 +2,13 @@
 //! of the test authenticator: `user.email` is stored in one spelling and
 //! unique whatever its case, whichever route writes it; the audit log,
 //! sign-in tokens and sessions are not made, edited or deleted there (a
-//! session is only revoked). Both databases.
+//! session is only revoked). A revocation of a session or an API key is
+//! stamped with the server's time and never undone, and neither they nor
+//! external identities move to another account. Both databases.
 
 use axum::http::StatusCode;
 use kumo_server::auth::clock::stamp;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::both;
 use crate::harness::{ADMIN, TestApi};
@@ -240,6 +242,138 @@ both!(
             )
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    revocations_are_not_backdated_undone_or_moved_between_accounts,
+    |dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let bob = api.user("bob", "user").await;
+        let bob_id = api.user_id(&bob);
+        let eve = api.user("eve", "user").await;
+        let eve_id = api.user_id(&eve);
+        let engine = api.state.shared_engine().unwrap();
+        let accounts = engine.accounts().unwrap();
+        let before = stamp(time::OffsetDateTime::now_utc());
+        let later = stamp(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
+        let mut tx = accounts.begin().await.unwrap();
+        let mut insert = async |resource: &str, fields: &[(&str, Value)]| {
+            let mut fields = fields.to_vec();
+            fields.push(("user_id", json!(bob_id)));
+            let row = tx.insert(resource, &fields, &before).await.unwrap();
+            row["id"].as_str().unwrap().to_owned()
+        };
+        let session = insert(
+            "session",
+            &[
+                ("refresh_token_hash", json!("a hash")),
+                ("expires_at", json!(later)),
+            ],
+        )
+        .await;
+        let key = insert(
+            "api_key",
+            &[
+                ("name", json!("ci")),
+                ("prefix", json!("kumo_abc")),
+                ("key_hash", json!("a key hash")),
+            ],
+        )
+        .await;
+        let identity = insert(
+            "external_identity",
+            &[
+                ("issuer", json!("https://id.example.com")),
+                ("subject", json!("bob-at-provider")),
+            ],
+        )
+        .await;
+        tx.commit().await.unwrap();
+        let session = format!("/api/sessions/{session}");
+        let key = format!("/api/api_keys/{key}");
+        let identity = format!("/api/external_identities/{identity}");
+
+        // None of them moves to another account, even by an admin: whoever
+        // holds the token, key or identity would act as that account.
+        for record in [&session, &key, &identity] {
+            let r = api
+                .send(
+                    "PATCH",
+                    record,
+                    Some(ADMIN),
+                    Some(json!({ "user_id": eve_id })),
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{record}: {}",
+                r.body
+            );
+            assert!(
+                r.body["error"]["fields"]["user_id"].is_array(),
+                "{}",
+                r.body
+            );
+            let r = api.send("GET", record, Some(ADMIN), None).await;
+            assert_eq!(r.data()["user_id"], json!(bob_id), "{record}: {}", r.body);
+        }
+
+        // A revocation takes the server's time, whatever time it is given:
+        // one backdated past the reload window would never reach the other
+        // nodes, and the session's access tokens would live on.
+        for record in [&session, &key] {
+            let r = api
+                .send(
+                    "PATCH",
+                    record,
+                    Some(ADMIN),
+                    Some(json!({ "revoked_at": "2001-01-01T00:00:00.000Z" })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{record}: {}", r.body);
+            let revoked_at = r.data()["revoked_at"].as_str().unwrap().to_owned();
+            let after = stamp(time::OffsetDateTime::now_utc());
+            assert!(
+                before <= revoked_at && revoked_at <= after,
+                "{record}: {before} <= {revoked_at} <= {after}"
+            );
+            // And what is revoked stays so.
+            let r = api
+                .send(
+                    "PATCH",
+                    record,
+                    Some(ADMIN),
+                    Some(json!({ "revoked_at": null })),
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{record}: {}",
+                r.body
+            );
+            assert!(
+                r.body["error"]["fields"]["revoked_at"].is_array(),
+                "{}",
+                r.body
+            );
+            let r = api.send("GET", record, Some(ADMIN), None).await;
+            assert_eq!(r.data()["revoked_at"], json!(revoked_at), "{record}");
+        }
+        // A key's name and expiry are still an admin's to change.
+        let r = api
+            .send(
+                "PATCH",
+                &key,
+                Some(ADMIN),
+                Some(json!({ "name": "deploy", "expires_at": later })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.data()["name"], "deploy");
         api.cleanup().await;
     }
 );

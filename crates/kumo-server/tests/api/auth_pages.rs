@@ -8,13 +8,11 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
-use kumo_server::app;
+use axum::http::{Request, StatusCode, header};
 use kumo_server::auth::{Auth, Settings};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::auth_support::{self, PUBLIC_URL, every_strategy};
+use crate::auth_support::{self, PUBLIC_URL, every_strategy, exchange, mailed_link};
 use crate::both;
 use crate::harness::TestApi;
 
@@ -31,20 +29,6 @@ async fn serving(dialect: kumo_db::sql::Dialect) -> (TestApi, Arc<Auth>) {
     auth_support::serving(dialect, settings(), SECRET).await
 }
 
-/// Status, headers and body text.
-async fn exchange(api: &TestApi, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
-    let response = app(api.state.clone()).oneshot(request).await.unwrap();
-    let (status, headers) = (response.status(), response.headers().clone());
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
 async fn post_json(api: &TestApi, uri: &str, body: Value) -> StatusCode {
     let request = Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
@@ -53,33 +37,6 @@ async fn post_json(api: &TestApi, uri: &str, body: Value) -> StatusCode {
     let (status, _, text) = exchange(api, request).await;
     assert!(status.is_success(), "{uri}: {status} {text}");
     status
-}
-
-/// The token of the newest mail to `to` whose link starts with `path`.
-async fn link_token(api: &TestApi, to: &str, path: &str) -> String {
-    let mut request = Request::get("/dev/mailbox.json")
-        .body(Body::empty())
-        .unwrap();
-    // From this machine: the mailbox answers no one else.
-    request.extensions_mut().insert(axum::extract::ConnectInfo(
-        "127.0.0.1:50000".parse::<std::net::SocketAddr>().unwrap(),
-    ));
-    let (_, _, text) = exchange(api, request).await;
-    let mails: Vec<Value> = serde_json::from_str(&text).expect(&text);
-    let prefix = format!("{PUBLIC_URL}{path}");
-    mails
-        .iter()
-        .find_map(|m| {
-            let text = m["text"].as_str()?;
-            let at = text.find(&prefix)? + prefix.len();
-            (m["to"] == to).then(|| {
-                text[at..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                    .collect()
-            })
-        })
-        .unwrap_or_else(|| panic!("no {path} link to {to} in {text}"))
 }
 
 /// A link of each kind: a magic link, a password reset and an email
@@ -113,15 +70,15 @@ async fn links(api: &TestApi) -> [String; 3] {
     [
         format!(
             "/auth/magic_link/{}",
-            link_token(api, "ml@example.com", "/auth/magic_link/").await
+            mailed_link(api, "ml@example.com", "/auth/magic_link/").await
         ),
         format!(
             "/auth/password/reset/{}",
-            link_token(api, "pw@example.com", "/auth/password/reset/").await
+            mailed_link(api, "pw@example.com", "/auth/password/reset/").await
         ),
         format!(
             "/auth/email/confirm/{}",
-            link_token(api, "ec@example.com", "/auth/email/confirm/").await
+            mailed_link(api, "ec@example.com", "/auth/email/confirm/").await
         ),
     ]
 }

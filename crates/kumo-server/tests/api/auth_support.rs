@@ -1,14 +1,19 @@
 //! What the password and email tests share: settings with every strategy
-//! at the cheapest Argon2 cost, and a server with the auth layer, the dev
-//! mailbox and a manual clock.
+//! at the cheapest Argon2 cost, a server with the auth layer, the dev
+//! mailbox and a manual clock, and reading that mailbox.
 
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
 use kumo_auth::password::Cost;
 use kumo_core::project::Registration;
+use kumo_server::app;
 use kumo_server::auth::clock::Clock;
 use kumo_server::auth::{Auth, Settings, Strategies};
+use serde_json::Value;
 use time::macros::datetime;
+use tower::ServiceExt;
 
 use crate::harness::TestApi;
 
@@ -55,4 +60,57 @@ pub(crate) async fn serving(
         Clock::manual(datetime!(2026-11-22 12:00:00 UTC)),
     );
     (api, auth)
+}
+
+/// Status, headers and body text (some answers are HTML pages).
+pub(crate) async fn exchange(
+    api: &TestApi,
+    request: Request<Body>,
+) -> (StatusCode, HeaderMap, String) {
+    let response = app(api.state.clone()).oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// The dev mailbox, newest first.
+pub(crate) async fn mailbox(api: &TestApi) -> Vec<Value> {
+    let mut request = Request::get("/dev/mailbox.json")
+        .body(Body::empty())
+        .unwrap();
+    // From this machine: the mailbox answers no one else.
+    request.extensions_mut().insert(axum::extract::ConnectInfo(
+        "127.0.0.1:50000".parse::<std::net::SocketAddr>().unwrap(),
+    ));
+    let (status, _, text) = exchange(api, request).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    serde_json::from_str(&text).expect(&text)
+}
+
+/// The token of the newest mail to `to` whose link starts with `path`.
+pub(crate) async fn link_token(api: &TestApi, to: &str, path: &str) -> Option<String> {
+    let prefix = format!("{PUBLIC_URL}{path}");
+    mailbox(api).await.iter().find_map(|m| {
+        let text = m["text"].as_str()?;
+        let at = text.find(&prefix)? + prefix.len();
+        (m["to"] == to).then(|| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect()
+        })
+    })
+}
+
+/// [`link_token`], which must be there.
+pub(crate) async fn mailed_link(api: &TestApi, to: &str, path: &str) -> String {
+    link_token(api, to, path)
+        .await
+        .unwrap_or_else(|| panic!("no {path} link to {to}"))
 }

@@ -11,13 +11,11 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use kumo_server::app;
 use kumo_server::auth::limits::LimitSettings;
 use kumo_server::auth::{Auth, Settings};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::auth_support::{self, every_strategy};
+use crate::auth_support::{self, every_strategy, exchange};
 use crate::both;
 use crate::harness::{Reply, TestApi};
 
@@ -94,7 +92,7 @@ both!(
     password_routes_are_limited_per_account,
     |dialect| async move {
         // Clients have room to spare: only the account limit is reached.
-        let (api, _auth) = serving(dialect, settings(1000, ALLOWED)).await;
+        let (api, auth) = serving(dialect, settings(1000, ALLOWED)).await;
 
         // Registering: a taken address counts as much as a new one, and
         // the address is counted in its one spelling.
@@ -126,13 +124,43 @@ both!(
         let r = sign_in(&api, json!({ "email": "si@example.com" }), GOOD).await;
         assert_limited_reply(&r, "for this account");
 
-        // By username: an allowance of its own, with the same effect.
-        for _ in 0..ALLOWED {
-            let r = sign_in(&api, json!({ "username": "si_user" }), "wrong guess 1234").await;
-            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        // By username: the account's allowance is shared with its email,
+        // so the wrong guesses by email leave it one try.
+        let r = sign_in(&api, json!({ "username": "si_user" }), "wrong guess 1234").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        for _ in 0..2 {
+            let r = sign_in(&api, json!({ "username": "SI_user" }), GOOD).await;
+            assert_limited_reply(&r, "for this account");
         }
-        let r = sign_in(&api, json!({ "username": "SI_user" }), GOOD).await;
-        assert_limited_reply(&r, "for this account");
+        // Each refused bucket is audited once a minute, however often it
+        // refuses: the address's bucket (refused once) and the account's
+        // (refused twice), the latter with the account.
+        {
+            let mut tx = auth.accounts().begin().await.unwrap();
+            let users = tx.find("user", &[], None, None).await.unwrap();
+            let events = tx.find("audit_event", &[], None, None).await.unwrap();
+            let limited: Vec<_> = events
+                .iter()
+                .filter(|e| e["kind"] == "rate_limited")
+                .collect();
+            let si = &users
+                .iter()
+                .find(|u| u["email"] == "si@example.com")
+                .unwrap()["id"];
+            let of = |account: String| {
+                limited
+                    .iter()
+                    .filter(|e| e["detail"]["account"] == json!(account))
+                    .collect::<Vec<_>>()
+            };
+            let by_address = of("email:si@example.com".into());
+            assert_eq!(by_address.len(), 1, "{limited:?}");
+            let by_account = of(format!("user:{}", si.as_str().unwrap()));
+            assert_eq!(by_account.len(), 1, "{limited:?}");
+            assert_eq!(&by_account[0]["user_id"], si);
+            assert_eq!(by_account[0]["outcome"], "failure");
+            assert_eq!(by_account[0]["detail"]["limit"], "account");
+        }
         // Another account signs in.
         let r = sign_in(&api, json!({ "email": "other@example.com" }), GOOD).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -226,20 +254,6 @@ fn from(peer: &str, mut request: Request<Body>) -> Request<Body> {
         .extensions_mut()
         .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
     request
-}
-
-/// Status, headers and body text: some of these answers are HTML.
-async fn exchange(api: &TestApi, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
-    let response = app(api.state.clone()).oneshot(request).await.unwrap();
-    let (status, headers) = (response.status(), response.headers().clone());
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
 }
 
 fn json_post(uri: &str, body: Value) -> Request<Body> {

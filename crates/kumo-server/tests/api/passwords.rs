@@ -18,7 +18,7 @@ use kumo_server::auth::{Auth, Settings};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::auth_support::{self, PUBLIC_URL, every_strategy};
+use crate::auth_support::{self, every_strategy, link_token, mailbox};
 use crate::both;
 use crate::harness::{Reply, TestApi};
 
@@ -59,43 +59,13 @@ fn access_of(reply: &Reply) -> String {
     reply.data()["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn mailbox(api: &TestApi) -> Vec<Value> {
-    let response = app(api.state.clone())
-        .oneshot({
-            let mut request = Request::get("/dev/mailbox.json")
-                .body(Body::empty())
-                .unwrap();
-            // From this machine: the mailbox answers no one else.
-            request.extensions_mut().insert(axum::extract::ConnectInfo(
-                "127.0.0.1:50000".parse::<std::net::SocketAddr>().unwrap(),
-            ));
-            request
-        })
+/// The notices of a changed address mailed to `to`.
+async fn notices_to(api: &TestApi, to: &str) -> Vec<Value> {
+    mailbox(api)
         .await
-        .unwrap();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    serde_json::from_slice::<Value>(&bytes)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-/// The token of the newest mail to `to` whose link starts with `path`.
-async fn link_token(api: &TestApi, to: &str, path: &str) -> Option<String> {
-    let prefix = format!("{PUBLIC_URL}{path}");
-    mailbox(api).await.iter().find_map(|m| {
-        let text = m["text"].as_str()?;
-        let at = text.find(&prefix)? + prefix.len();
-        (m["to"] == to).then(|| {
-            text[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-                .collect()
-        })
-    })
+        .into_iter()
+        .filter(|m| m["to"] == to && m["subject"].as_str().unwrap().contains("was changed"))
+        .collect()
 }
 
 async fn mails_to(api: &TestApi, to: &str) -> usize {
@@ -806,11 +776,24 @@ both!(
         assert_eq!(taken.status, r.status);
         assert_eq!(taken.body, r.body);
         assert_eq!(mails_to(&api, "taken@example.com").await, before);
+        // The old address hears of the move only once it happens.
+        assert_eq!(
+            notices_to(&api, "old@example.com").await,
+            Vec::<Value>::new()
+        );
         let r = post(&api, "/auth/email/confirm", json!({ "token": token })).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.data()["email"], "new@example.com");
         assert!(r.data()["email_confirmed_at"].is_string());
         assert!(stored_user_missing(&auth, "old@example.com").await);
+        let notices = notices_to(&api, "old@example.com").await;
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("new@example.com")
+        );
         let same = post_as(
             &api,
             "/auth/email/change",
@@ -861,6 +844,14 @@ both!(
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert_eq!(r.data()["email"], "m2@example.com");
         assert!(r.data()["email_confirmed_at"].is_null());
+        let notices = notices_to(&api, "m@example.com").await;
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0]["html"]
+                .as_str()
+                .unwrap()
+                .contains("m2@example.com")
+        );
         assert!(r.data().get("password_hash").is_none());
         assert_eq!(
             sign_in(&api, json!({ "email": "m2@example.com" }), GOOD)
@@ -1233,3 +1224,68 @@ both!(expired_links_are_pruned_after_a_day, |dialect| async move {
     assert_eq!(links().await, 1);
     api.cleanup().await;
 });
+
+both!(
+    an_account_without_a_password_moves_only_from_a_fresh_sign_in,
+    |dialect| async move {
+        let (api, auth) = serving(dialect, settings(false)).await;
+        let sign_in_by_link = async || {
+            post(
+                &api,
+                "/auth/magic_link/request",
+                json!({ "email": "p@example.com" }),
+            )
+            .await;
+            let token = link_token(&api, "p@example.com", "/auth/magic_link/")
+                .await
+                .unwrap();
+            post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await
+        };
+        let first = sign_in_by_link().await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        // Past the window, a session that has only been refreshed since
+        // is refused: a stolen refresh token must not move the account.
+        auth.clock.advance(time::Duration::minutes(11));
+        let r = post(
+            &api,
+            "/auth/token/refresh",
+            json!({ "refresh_token": first.data()["refresh_token"] }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let refreshed = access_of(&r);
+        let change = json!({ "email": "p2@example.com" });
+        let r = post_as(&api, "/auth/email/change", &refreshed, change.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "reauthentication_required");
+        assert!(!stored_user_missing(&auth, "p@example.com").await);
+        assert_eq!(notices_to(&api, "p@example.com").await.len(), 0);
+        // A fresh sign-in moves it, and the old address is told where to.
+        let fresh = access_of(&sign_in_by_link().await);
+        let r = post_as(&api, "/auth/email/change", &fresh, change).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.data()["email"], "p2@example.com");
+        let notices = notices_to(&api, "p@example.com").await;
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("p2@example.com")
+        );
+        // An account with a password gives it instead, however old the
+        // session.
+        let r = register(&api, "w@example.com", None).await;
+        let access = access_of(&r);
+        auth.clock.advance(time::Duration::minutes(11));
+        let r = post_as(
+            &api,
+            "/auth/email/change",
+            &access,
+            json!({ "email": "w2@example.com", "current_password": GOOD }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        api.cleanup().await;
+    }
+);
