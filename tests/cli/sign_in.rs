@@ -5,60 +5,15 @@
 //! that asked (a second client, polling) gets its session; then the code
 //! path.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::{Kumo, Server, http_post, http_post_json, http_request};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../support/smtp_sink.rs"]
+mod smtp_sink;
 
-struct Smtp(Child);
-
-impl Smtp {
-    fn start(port: u16, maildir: &Path) -> Smtp {
-        let venv = std::env::var_os("KUMO_VENV").map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"),
-            PathBuf::from,
-        );
-        let python = venv.join("bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run scripts/python-tools.sh",
-            python.display()
-        );
-        let child = Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd starts");
-        let smtp = Smtp(child);
-        let until = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "aiosmtpd did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        smtp
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use smtp_sink::{SmtpSink, free_port};
 
 /// The text of the mail to `to` that arrived in the maildir, with
 /// quoted-printable's soft line breaks joined.
@@ -114,7 +69,7 @@ fn a_player_signs_in_through_real_mail_by_link_poll_and_code() {
     k.run(&["codegen", "initial", "--project", "app"]).ok();
     k.run(&["setup", "--project", "app"]).ok();
     let maildir = k.path("maildir");
-    let _smtp = Smtp::start(smtp_port, &maildir);
+    let _smtp = SmtpSink::start(smtp_port, &maildir);
     let addr = format!("127.0.0.1:{port}");
     let server = Server::start(k.command(&["serve", "--addr", &addr, "--project", "app"]))
         .expect("serve starts");

@@ -243,6 +243,9 @@ pub enum RelationshipKind {
         target: String,
         required: bool,
         on_delete: OnDelete,
+        /// `writable = false`: no request body sets `<name>_id`, as for an
+        /// attribute; Kumo itself does.
+        writable: bool,
     },
     /// The inverse of a `belongs_to` on `target`; `via` names that
     /// relationship when the target has several pointing here.

@@ -258,6 +258,7 @@ fn lower_resource(schema: &Schema, resource: &Resource) -> Table {
             target,
             required,
             on_delete,
+            ..
         } = &relationship.kind
         {
             let target_table = schema

@@ -2,7 +2,6 @@
 //! `.venv/`, installed by scripts/python-tools.sh) writing a maildir, `.eml`
 //! files, and the dev mailbox; retries while the SMTP server is down.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,57 +9,10 @@ use std::time::{Duration, Instant};
 use kumo_core::project::{MailAdapter, MailSection};
 use kumo_mail::{DEV_MAILBOX_SIZE, MailError, Message, Outbox, SMTP_TIMEOUT, Settings};
 
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("KUMO_VENV").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"),
-        PathBuf::from,
-    );
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/python-tools.sh (scripts/test does)",
-        python.display()
-    );
-    python
-}
+#[path = "../../../tests/support/smtp_sink.rs"]
+mod smtp_sink;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// aiosmtpd on `port`, delivering into the maildir `dir` (which it makes:
-/// Python's maildir does not fill in a folder that exists).
-struct SmtpServer(Child);
-
-impl SmtpServer {
-    fn start(port: u16, dir: &Path) -> SmtpServer {
-        let child = Command::new(venv_python())
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("aiosmtpd starts");
-        let server = SmtpServer(child);
-        wait_until("aiosmtpd listens", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        server
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use smtp_sink::{SmtpSink, free_port, venv_python};
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -109,7 +61,7 @@ async fn smtp_delivers_a_text_and_html_message() {
     let port = free_port();
     let temp = tempfile::tempdir().unwrap();
     let maildir = temp.path().join("maildir");
-    let _server = SmtpServer::start(port, &maildir);
+    let _server = SmtpSink::start(port, &maildir);
     let settings = Settings::from_config(
         &section(MailAdapter::Smtp, None),
         Some(format!("smtp://127.0.0.1:{port}")),
@@ -151,7 +103,7 @@ async fn a_send_that_fails_is_retried_until_the_server_is_back() {
     // nothing of it.
     outbox.send(message("player@example.com"));
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let _server = SmtpServer::start(port, &maildir);
+    let _server = SmtpSink::start(port, &maildir);
     let new = maildir.join("new");
     wait_until("the retried message arrives", || files_in(&new).len() == 1);
 }

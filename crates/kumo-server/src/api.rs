@@ -656,8 +656,9 @@ enum Write {
 ///   revocation), but a revoked one is never brought back by clearing it,
 ///   since it may have been revoked for a stolen token, and a revocation
 ///   is never backdated past the window in which every node reloads it.
-/// - A `session`, `api_key` or `external_identity` stays with its account:
-///   moving it would let whoever holds it act as someone else.
+///
+/// (That a session, an API key or an external identity stays with its
+/// account is declared in their files: `user` is `writable = false`.)
 fn account_fields(
     state: &AppState,
     entry: &Entry,
@@ -696,13 +697,7 @@ fn account_fields(
                     }
                 }
             }
-            "session" | "api_key" | "external_identity" if write == Write::Update => {
-                if item.get("user_id").is_some() {
-                    fields.insert(
-                        key("user_id"),
-                        vec!["cannot be changed: it stays with its account".into()],
-                    );
-                }
+            _ if write == Write::Update && only_ever_set(entry, "revoked_at") => {
                 match item.get_mut("revoked_at") {
                     Some(Value::Null) => {
                         fields.insert(
@@ -721,6 +716,15 @@ fn account_fields(
         true => Ok(()),
         false => Err(fail(QueryError::invalid(fields))),
     }
+}
+
+/// Whether `field` of `entry` may be set but never cleared through the
+/// API: a session's or an API key's `revoked_at` ([`account_fields`]).
+/// The OpenAPI description says so too.
+pub(crate) fn only_ever_set(entry: &Entry, field: &str) -> bool {
+    entry.resource.system
+        && matches!(entry.resource.name.as_str(), "session" | "api_key")
+        && field == "revoked_at"
 }
 
 /// A collection whose records only Kumo makes (sessions, tokens) takes no

@@ -1094,7 +1094,14 @@ impl Builder {
         let inputs = |required: bool| {
             let mut properties = Map::new();
             for f in &writable {
-                properties.insert(f.name.clone(), input_schema(entry, f));
+                let mut schema = input_schema(entry, f);
+                if crate::api::only_ever_set(entry, &f.name) {
+                    schema = not_null(schema);
+                    schema["description"] = json!(
+                        "Any time revokes it now: the server stores its own time. Never cleared."
+                    );
+                }
+                properties.insert(f.name.clone(), schema);
             }
             let mut schema = json!({
                 "type": "object",
@@ -1468,6 +1475,21 @@ fn input_schema(entry: &Entry, f: &Field) -> Value {
         .and_then(|a| a.default.clone())
     {
         schema["default"] = default;
+    }
+    schema
+}
+
+/// `schema` without `null`, as [`nullable`] added it.
+fn not_null(mut schema: Value) -> Value {
+    if let Some(values) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+        values.retain(|v| !v.is_null());
+    }
+    if let Some(Value::Array(types)) = schema.get("type").cloned() {
+        let kept: Vec<Value> = types.into_iter().filter(|t| t != "null").collect();
+        schema["type"] = match kept.as_slice() {
+            [one] => one.clone(),
+            _ => Value::Array(kept),
+        };
     }
     schema
 }

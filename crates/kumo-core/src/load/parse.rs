@@ -61,12 +61,13 @@ const ATTR_KEYS: [&str; 16] = [
     "values",
     "of",
 ];
-const REL_KEYS: [&str; 9] = [
+const REL_KEYS: [&str; 10] = [
     "belongs_to",
     "has_many",
     "many_to_many",
     "required",
     "on_delete",
+    "writable",
     "via",
     "through",
     "description",
@@ -171,6 +172,7 @@ pub(crate) enum RawKind {
         target: String,
         required: bool,
         on_delete: OnDelete,
+        writable: bool,
     },
     HasMany {
         target: String,
@@ -905,6 +907,7 @@ fn parse_relationship(
 
     let mut kinds: Vec<(&str, String, Span, Span)> = Vec::new();
     let mut required: Option<(bool, Span)> = None;
+    let mut writable: Option<(bool, Span)> = None;
     let mut on_delete: Option<(OnDelete, Span, Span)> = None;
     let mut via: Option<(String, Span, Span)> = None;
     let mut through: Option<(String, Span, Span)> = None;
@@ -926,6 +929,11 @@ fn parse_relationship(
             "required" => {
                 if let Some(b) = cx.want_bool(opt, val) {
                     required = Some((b, k.span()));
+                }
+            }
+            "writable" => {
+                if let Some(b) = cx.want_bool(opt, val) {
+                    writable = Some((b, k.span()));
                 }
             }
             "on_delete" => {
@@ -1027,6 +1035,12 @@ fn parse_relationship(
         );
         only(
             cx,
+            "writable",
+            writable.as_ref().map(|w| w.1.clone()),
+            "belongs_to",
+        );
+        only(
+            cx,
             "renamed_from",
             renamed_from.as_ref().map(|r| r.2.clone()),
             "belongs_to",
@@ -1064,6 +1078,7 @@ fn parse_relationship(
                 target,
                 required,
                 on_delete: on_delete_value,
+                writable: writable.is_none_or(|w| w.0),
             }
         }
         "has_many" => RawKind::HasMany {

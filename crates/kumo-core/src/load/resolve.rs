@@ -618,10 +618,12 @@ impl<'a> Resolver<'a> {
                 target,
                 required,
                 on_delete,
+                writable,
             } => RelationshipKind::BelongsTo {
                 target: target.clone(),
                 required: *required,
                 on_delete: *on_delete,
+                writable: *writable,
             },
             RawKind::HasMany { target: t, via } => {
                 let via = self.has_many_via(r, rel, target, via.as_ref())?;
@@ -1242,7 +1244,25 @@ impl<'a> Resolver<'a> {
                     );
                 }
             } else if let Some(rel) = r.rel(f) {
-                if !matches!(rel.kind, RawKind::BelongsTo { .. }) {
+                if matches!(
+                    rel.kind,
+                    RawKind::BelongsTo {
+                        writable: false,
+                        ..
+                    }
+                ) {
+                    self.error(
+                        file,
+                        span.clone(),
+                        format!(
+                            "`{f}` is not writable, so action `{}` can't accept it",
+                            a.name
+                        ),
+                        Some(format!(
+                            "`{f}` has `writable = false`: no caller may set it"
+                        )),
+                    );
+                } else if !matches!(rel.kind, RawKind::BelongsTo { .. }) {
                     self.error(
                         file,
                         span.clone(),

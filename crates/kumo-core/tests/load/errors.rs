@@ -751,7 +751,7 @@ name = "team"
 }
 
 #[test]
-fn actions_cannot_accept_attributes_that_are_not_writable() {
+fn actions_cannot_accept_fields_that_are_not_writable() {
     assert_snapshot!(errors_of(
         &[
             (
@@ -764,15 +764,21 @@ label = { type = "string", writable = "no" }
 points = { type = "integer", default = 0, writable = false }
 awarded_at = { type = "datetime", writeable = false }
 
+[relationships]
+owner = { belongs_to = "user", writable = false }
+
 [actions.claim]
 type = "update"
-accept = ["label", "points"]
+accept = ["label", "points", "owner"]
 "#
             ),
             (
                 "user",
                 r#"[resource]
 name = "user"
+
+[relationships]
+badges = { has_many = "badge", via = "owner", writable = false }
 
 [actions.set_password]
 type = "update"

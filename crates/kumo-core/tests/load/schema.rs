@@ -144,7 +144,8 @@ fn relationships_identities_policies_actions() {
         RelationshipKind::BelongsTo {
             target: "user".into(),
             required: true,
-            on_delete: OnDelete::Cascade
+            on_delete: OnDelete::Cascade,
+            writable: true
         }
     );
     assert_eq!(uploader.column_name().as_deref(), Some("uploader_id"));
@@ -168,7 +169,8 @@ fn relationships_identities_policies_actions() {
         Some(&RelationshipKind::BelongsTo {
             target: "user".into(),
             required: false,
-            on_delete: OnDelete::Nullify
+            on_delete: OnDelete::Nullify,
+            writable: true
         })
     );
 
@@ -261,7 +263,8 @@ fn system_resources_are_as_specified() {
         Some(&RelationshipKind::BelongsTo {
             target: "user".into(),
             required: true,
-            on_delete: OnDelete::Cascade
+            on_delete: OnDelete::Cascade,
+            writable: false
         })
     );
     assert_eq!(
@@ -282,7 +285,8 @@ fn system_resources_are_as_specified() {
         Some(&RelationshipKind::BelongsTo {
             target: "session".into(),
             required: false,
-            on_delete: OnDelete::Nullify
+            on_delete: OnDelete::Nullify,
+            writable: false
         })
     );
     assert_eq!(
@@ -317,7 +321,8 @@ fn system_resources_are_as_specified() {
         Some(&RelationshipKind::BelongsTo {
             target: "user".into(),
             required: false,
-            on_delete: OnDelete::Nullify
+            on_delete: OnDelete::Nullify,
+            writable: false
         })
     );
     assert_eq!(

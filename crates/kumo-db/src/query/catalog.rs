@@ -208,7 +208,10 @@ fn entry(resource: &Resource) -> Entry {
     }
     for r in &resource.relationships {
         if let RelationshipKind::BelongsTo {
-            target, required, ..
+            target,
+            required,
+            writable,
+            ..
         } = &r.kind
         {
             fields.push(Field {
@@ -221,7 +224,7 @@ fn entry(resource: &Resource) -> Entry {
                 required: *required,
                 has_default: false,
                 sensitive: false,
-                writable: true,
+                writable: *writable,
             });
         }
     }

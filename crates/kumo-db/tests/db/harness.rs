@@ -267,6 +267,7 @@ pub(crate) fn belongs_to(
             target: target.to_string(),
             required,
             on_delete,
+            writable: true,
         },
         description: None,
         renamed_from: None,

@@ -296,7 +296,8 @@ both!(
         let identity = format!("/api/external_identities/{identity}");
 
         // None of them moves to another account, even by an admin: whoever
-        // holds the token, key or identity would act as that account.
+        // holds the token, key or identity would act as that account
+        // (`user` is `writable = false` in their files).
         for record in [&session, &key, &identity] {
             let r = api
                 .send(
