@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kumo_core::actor::{Actor, ActorKind};
 use kumo_db::query::{FieldErrors, QueryError};
 use kumo_mail::Message;
 use kumo_mail::templates::{Kind, Values};
@@ -25,7 +24,7 @@ use uuid::Uuid;
 use super::audit::Entry;
 use super::password::{self, Changed, Failure, Login, Mail, Moved, Registered};
 use super::routes::{
-    Client, Reply, auth, email_field, object, signed_in, signed_in_user, strings, with_strategy,
+    Client, Reply, auth, email_field, object, session_user, signed_in, strings, with_strategy,
 };
 use super::session::public_user;
 use super::{Auth, pages};
@@ -139,22 +138,6 @@ fn optional_attribute(
             None
         }
     }
-}
-
-/// The signed-in user's id for changing their account: a session (token
-/// or cookie) may, an API key may not, so a leaked key cannot take the
-/// account over.
-fn from_session(actor: &Actor) -> Result<String, Response> {
-    let id = signed_in_user(actor)?;
-    if matches!(actor.kind, ActorKind::ApiKey { .. }) {
-        return Err(error_response(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "an account's password and address are changed from a signed-in session, not with an API key",
-            None,
-        ));
-    }
-    Ok(id)
 }
 
 // ---- passwords --------------------------------------------------------------
@@ -433,7 +416,7 @@ async fn change_password(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
-    let user_id = from_session(&actor)?;
+    let user_id = session_user(&actor)?;
     let body = object(&headers, body).await?;
     let [current, new] = strings(&body, ["current_password", "new_password"])?;
     auth.limit(&client, Some(format!("user:{user_id}"))).await?;
@@ -458,7 +441,7 @@ async fn change_email(
     body: Body,
 ) -> Reply {
     let auth = auth(&state)?;
-    let user_id = from_session(&actor)?;
+    let user_id = session_user(&actor)?;
     let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
     let email = email_field(raw, "email")?;

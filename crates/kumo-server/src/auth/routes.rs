@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::audit::Entry;
 use super::clock::stamp;
 use super::magic_link::{self, Failure, Poll};
-use super::session::{self, Device, RefreshError, Tokens, public_user};
+use super::session::{self, Device, RefreshError, RefreshRefused, Tokens, public_user};
 use super::{Auth, pages};
 use crate::AppState;
 use crate::api::{AuthFailure, Caller, error_response, query_error_response, refusal_response};
@@ -66,6 +66,16 @@ pub(crate) fn routes() -> Router<AppState> {
 
 pub(super) fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such route", None)
+}
+
+/// 404 for a record the caller does not have: `no such session`, …
+fn no_such(what: &str) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("no such {what}"),
+        None,
+    )
 }
 
 /// The auth layer, or 404 when no strategy is enabled.
@@ -577,7 +587,8 @@ async fn magic_link_press(
 
 // ---- sessions ---------------------------------------------------------------
 
-/// `POST /auth/token/refresh {refresh_token}`.
+/// `POST /auth/token/refresh {refresh_token}`. Every refusal is audited,
+/// with the account when the token named a session that exists.
 async fn refresh(
     State(state): State<AppState>,
     client: Client,
@@ -585,26 +596,37 @@ async fn refresh(
     body: Body,
 ) -> Reply {
     let auth = auth(&state)?;
+    auth.limit(&client, None).await?;
     let body = object(&headers, body).await?;
     let [token] = strings(&body, ["refresh_token"])?;
     let presented = auth.keys.refresh.open(token);
-    auth.limit(
-        &client,
-        presented.map(|p| format!("session:{}", p.session_id)),
-    )
-    .await?;
+    if let Some(p) = presented {
+        auth.limit_account(&client, format!("session:{}", p.session_id))
+            .await?;
+    }
     let now = auth.clock.now();
     let refreshed = match presented {
         Some(presented) => {
-            session::refresh_opened(&auth.accounts(), &auth.keys, presented, now).await
+            session::refresh_opened(
+                &auth.accounts(),
+                &auth.keys,
+                token,
+                presented,
+                &client.device,
+                now,
+            )
+            .await
         }
-        None => Err(RefreshError::Invalid),
+        None => Err(RefreshRefused {
+            error: RefreshError::Invalid,
+            user_id: None,
+        }),
     };
-    match refreshed {
+    let refused = match refreshed {
         Ok(tokens) => {
             if tokens.repeated {
-                // Most likely a retry after a lost answer, but a copy of
-                // the token used within the grace looks the same.
+                // A retry after a lost answer, from the device that
+                // rotated; audited all the same.
                 auth.audit(Entry {
                     kind: "refresh_repeated",
                     strategy: None,
@@ -615,37 +637,34 @@ async fn refresh(
                 })
                 .await;
             }
-            Ok(signed_in(auth, &tokens))
+            return Ok(signed_in(auth, &tokens));
         }
-        Err(e) => {
-            if matches!(e, RefreshError::Reused) {
-                if let Some(p) = presented {
-                    auth.revocations.insert(p.session_id, now);
-                    auth.sessions.forget(&p.session_id.to_string());
-                }
-                auth.audit(Entry {
-                    kind: "refresh_token_reused",
-                    strategy: None,
-                    success: false,
-                    user_id: None,
-                    device: &client.device,
-                    detail: json!({ "session_id": presented.map(|p| p.session_id) }),
-                })
-                .await;
-            } else if matches!(e, RefreshError::Locked) {
-                auth.audit(Entry {
-                    kind: "refresh",
-                    strategy: None,
-                    success: false,
-                    user_id: None,
-                    device: &client.device,
-                    detail: json!({ "reason": "account_locked" }),
-                })
-                .await;
-            }
-            Err(refresh_error(e))
-        }
+        Err(refused) => refused,
+    };
+    let session_id = presented.map(|p| p.session_id);
+    if matches!(refused.error, RefreshError::Reused)
+        && let Some(id) = session_id
+    {
+        auth.revocations.insert(id, now);
+        auth.sessions.forget(&id.to_string());
     }
+    if !matches!(refused.error, RefreshError::Store(_)) {
+        let reused = matches!(refused.error, RefreshError::Reused);
+        auth.audit(Entry {
+            kind: if reused {
+                "refresh_token_reused"
+            } else {
+                "refresh"
+            },
+            strategy: None,
+            success: false,
+            user_id: refused.user_id,
+            device: &client.device,
+            detail: json!({ "reason": refused.error.code(), "session_id": session_id }),
+        })
+        .await;
+    }
+    Err(refresh_error(refused.error))
 }
 
 fn refresh_error(e: RefreshError) -> Response {
@@ -681,7 +700,7 @@ async fn me(State(state): State<AppState>, Caller(actor): Caller, client: Client
         .read_one("user", &[("id", Test::Eq(json!(id)))])
         .await
         .map_err(query_error_response)?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| no_such("account"))?;
     Ok(Json(json!({ "data": public_user(&user, &auth.engine().catalog) })).into_response())
 }
 
@@ -694,7 +713,7 @@ async fn sessions(
 ) -> Reply {
     let auth = auth(&state)?;
     auth.limit(&client, None).await?;
-    let id = signed_in_user(&actor)?;
+    let id = session_user(&actor)?;
     let now = auth.clock.now();
     let current = auth.current_session(&headers);
     let rows = auth
@@ -738,9 +757,9 @@ async fn revoke_session(
 ) -> Reply {
     let auth = auth(&state)?;
     auth.limit(&client, None).await?;
-    let user_id = signed_in_user(&actor)?;
+    let user_id = session_user(&actor)?;
     let Ok(session_id) = Uuid::parse_str(&session_id) else {
-        return Err(not_found());
+        return Err(no_such("session"));
     };
     let revoked = auth
         .revoke(&[
@@ -750,7 +769,7 @@ async fn revoke_session(
         .await
         .map_err(query_error_response)?;
     if revoked == 0 {
-        return Err(not_found());
+        return Err(no_such("session"));
     }
     auth.audit(Entry {
         kind: "session_revoked",
@@ -810,7 +829,7 @@ async fn sign_out_everywhere(
 ) -> Reply {
     let auth = auth(&state)?;
     auth.limit(&client, None).await?;
-    let user_id = signed_in_user(&actor)?;
+    let user_id = session_user(&actor)?;
     let revoked = auth
         .revoke(&[("user_id", Test::Eq(json!(user_id)))])
         .await
@@ -847,15 +866,16 @@ fn api_key_json(row: &kumo_db::query::Record) -> Value {
 }
 
 /// The caller's user id when signed in by a session (an access token or
-/// the cookie); an API key may not make or list keys, so a leaked key
-/// cannot make itself a successor.
+/// the cookie). What manages the account itself (its devices, its keys,
+/// its password and address) takes a session: a leaked API key cannot
+/// make itself a successor, sign its owner out, or read where they play.
 pub(super) fn session_user(actor: &Actor) -> Result<String, Response> {
     let id = signed_in_user(actor)?;
     if matches!(actor.kind, ActorKind::ApiKey { .. }) {
         return Err(error_response(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "API keys are managed from a signed-in session, not with another key",
+            "this is done from a signed-in session (an access token or the browser's cookie), not with an API key",
             None,
         ));
     }
@@ -979,9 +999,14 @@ async fn revoke_api_key(
 ) -> Reply {
     let auth = with_strategy(&state, api_key_enabled)?;
     auth.limit(&client, None).await?;
-    let user_id = signed_in_user(&actor)?;
     let Ok(key_id) = Uuid::parse_str(&key_id) else {
-        return Err(not_found());
+        return Err(no_such("API key"));
+    };
+    // A key may revoke itself (a leaked key's holder can do no worse than
+    // stop it); any other key is revoked from a session.
+    let user_id = match actor.kind {
+        ActorKind::ApiKey { key_id: own } if own == key_id => signed_in_user(&actor)?,
+        _ => session_user(&actor)?,
     };
     let now = auth.clock.now();
     let mut tx = auth
@@ -1016,7 +1041,7 @@ async fn revoke_api_key(
         // Revoking a revoked key of one's own is done already.
         return match exists {
             Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-            None => Err(not_found()),
+            None => Err(no_such("API key")),
         };
     }
     auth.audit_in(

@@ -7,8 +7,8 @@
 //! refresh moves the generation on in one statement that tests the old
 //! generation, so of two refreshes with the same token exactly one
 //! rotates; a token from an earlier generation is a reused token and
-//! revokes the session (within a short grace, a retry after a lost answer
-//! is answered again instead).
+//! revokes the session (within a short grace, a retry after a lost answer,
+//! from the device that rotated, is answered again instead).
 
 use kumo_auth::access::{AccessKey, Claims};
 use kumo_auth::refresh::{Presented, RefreshKey, Verdict, verdict};
@@ -185,7 +185,7 @@ fn tokens(
     }
 }
 
-/// `POST /auth/token/refresh`.
+/// `POST /auth/token/refresh`, from an unnamed device.
 pub async fn refresh(
     accounts: &Accounts<'_>,
     keys: &Keys,
@@ -196,47 +196,107 @@ pub async fn refresh(
         .refresh
         .open(presented_token)
         .ok_or(RefreshError::Invalid)?;
-    refresh_opened(accounts, keys, presented, now).await
+    refresh_opened(
+        accounts,
+        keys,
+        presented_token,
+        presented,
+        &Device::default(),
+        now,
+    )
+    .await
+    .map_err(|refused| refused.error)
 }
 
-/// [`refresh`] for a token already opened (the route opens it first, to
-/// count the attempt against its session's rate limit).
+/// A refused refresh, with the account it was for when the session was
+/// found (for the audit log).
+#[derive(Debug)]
+pub struct RefreshRefused {
+    pub error: RefreshError,
+    pub user_id: Option<Value>,
+}
+
+impl From<QueryError> for RefreshRefused {
+    fn from(e: QueryError) -> RefreshRefused {
+        RefreshRefused {
+            error: RefreshError::Store(e),
+            user_id: None,
+        }
+    }
+}
+
+/// [`refresh`] of `presented_token`, already opened as `presented` (the
+/// route opens it first, to count the attempt against its session's rate
+/// limit), from `device`.
+///
+/// The previous generation's token is answered again within the retry
+/// grace only from the device that rotated it (same address and user
+/// agent): that is a client retrying after a lost answer. From anywhere
+/// else it is a copy, and revokes the session like any reused token.
 pub async fn refresh_opened(
     accounts: &Accounts<'_>,
     keys: &Keys,
+    presented_token: &str,
     presented: Presented,
+    device: &Device,
     now: OffsetDateTime,
-) -> Result<Tokens, RefreshError> {
+) -> Result<Tokens, RefreshRefused> {
     let id = presented.session_id.to_string();
     let mut tx = accounts.begin().await?;
-    let session = tx
+    let Some(session) = tx
         .find_one("session", &[("id", Test::Eq(json!(id)))])
         .await?
-        .ok_or(RefreshError::Invalid)?;
-    if !session["revoked_at"].is_null() {
-        return Err(RefreshError::Revoked);
-    }
-    let expires_at = stored_time(&session, "expires_at");
-    if expires_at.is_none_or(|at| now >= at) {
-        return Err(RefreshError::Expired);
-    }
+    else {
+        return Err(RefreshRefused {
+            error: RefreshError::Invalid,
+            user_id: None,
+        });
+    };
+    let refused = |error: RefreshError| RefreshRefused {
+        error,
+        user_id: Some(session["user_id"].clone()),
+    };
     let user = tx
         .find_one("user", &[("id", Test::Eq(session["user_id"].clone()))])
         .await?
-        .ok_or(RefreshError::Invalid)?;
+        .ok_or_else(|| refused(RefreshError::Invalid))?;
+    // Locked first: locking also revokes every session, and the owner
+    // should hear why.
     if !user["locked_at"].is_null() {
-        return Err(RefreshError::Locked);
+        return Err(refused(RefreshError::Locked));
+    }
+    if !session["revoked_at"].is_null() {
+        return Err(refused(RefreshError::Revoked));
+    }
+    let expires_at = stored_time(&session, "expires_at");
+    if expires_at.is_none_or(|at| now >= at) {
+        return Err(refused(RefreshError::Expired));
     }
     let current = session["generation"].as_i64().unwrap_or(0);
     let rotated_at = stored_time(&session, "last_used_at")
         .or_else(|| stored_time(&session, "inserted_at"))
         .map_or(0, OffsetDateTime::unix_timestamp);
-    match verdict(
+    let from_rotating_device =
+        session["ip"] == json!(device.ip) && session["user_agent"] == json!(device.user_agent);
+    let verdict = match verdict(
         presented.generation,
         current,
         rotated_at,
         now.unix_timestamp(),
     ) {
+        Verdict::Retry if !from_rotating_device => Verdict::Reused,
+        // The current generation's token must also be the one stored: a
+        // second check, besides the token's own MAC.
+        Verdict::Rotate
+            if !session["refresh_token_hash"]
+                .as_str()
+                .is_some_and(|stored| secret::equal(stored, &secret::hash(presented_token))) =>
+        {
+            Verdict::Invalid
+        }
+        other => other,
+    };
+    match verdict {
         Verdict::Rotate => {
             let next = current + 1;
             let refresh_token = keys.refresh.token(presented.session_id, next);
@@ -249,6 +309,8 @@ pub async fn refresh_opened(
                             "refresh_token_hash",
                             Set::To(json!(secret::hash(&refresh_token))),
                         ),
+                        ("ip", Set::To(json!(device.ip))),
+                        ("user_agent", Set::To(json!(device.user_agent))),
                         ("last_used_at", Set::To(json!(stamp(now)))),
                         ("expires_at", Set::To(json!(stamp(now + keys.session_ttl)))),
                     ],
@@ -265,7 +327,15 @@ pub async fn refresh_opened(
                 // SQLite the write lock makes this one wait and see it):
                 // answer as to a retry.
                 drop(tx);
-                return Box::pin(refresh_opened(accounts, keys, presented, now)).await;
+                return Box::pin(refresh_opened(
+                    accounts,
+                    keys,
+                    presented_token,
+                    presented,
+                    device,
+                    now,
+                ))
+                .await;
             }
             tx.commit().await?;
             Ok(tokens(keys, user, presented.session_id, refresh_token, now))
@@ -286,9 +356,9 @@ pub async fn refresh_opened(
             )
             .await?;
             tx.commit().await?;
-            Err(RefreshError::Reused)
+            Err(refused(RefreshError::Reused))
         }
-        Verdict::Invalid => Err(RefreshError::Invalid),
+        Verdict::Invalid => Err(refused(RefreshError::Invalid)),
     }
 }
 

@@ -926,14 +926,20 @@ fn operations(settings: &Settings) -> Vec<Op> {
         needs: Needs::Any,
         id: "auth.sessions.list",
         summary: "The caller's signed-in devices, newest first",
-        description: String::new(),
-        who: Who::SignedIn,
+        description: "From a session, not with an API key.".into(),
+        who: Who::SessionOnly,
         body: None,
         answers: json!({ "200": json_response(
             "The devices.",
             envelope(json!({ "type": "array", "items": schema_ref("kumo.auth.device") })),
         )}),
-        errors: vec![&UNAUTHENTICATED, &RATE_LIMITED, &INTERNAL, &UNAVAILABLE],
+        errors: vec![
+            &UNAUTHENTICATED,
+            &SESSION_ONLY,
+            &RATE_LIMITED,
+            &INTERNAL,
+            &UNAVAILABLE,
+        ],
         pages: &[],
     });
     ops.push(Op {
@@ -942,15 +948,15 @@ fn operations(settings: &Settings) -> Vec<Op> {
         needs: Needs::Any,
         id: "auth.sessions.revoke",
         summary: "Sign one of the caller's devices out",
-        description: "Its access tokens stop working at once on this server, within seconds on \
-                      the others."
+        description: "From a session, not with an API key. Its access tokens stop working at \
+                      once on this server, within seconds on the others."
             .into(),
-        who: Who::SignedIn,
+        who: Who::SessionOnly,
         body: None,
         answers: json!({ "204": { "description": "Signed out." } }),
         errors: vec![
             &UNAUTHENTICATED,
-            &CROSS_SITE,
+            &SESSION_ONLY,
             &NOT_THE_CALLERS,
             &RATE_LIMITED,
             &INTERNAL,
@@ -996,13 +1002,15 @@ fn operations(settings: &Settings) -> Vec<Op> {
         needs: Needs::Any,
         id: "auth.sign_out_everywhere",
         summary: "End every session of the caller's account",
-        description: "Takes no body.".into(),
-        who: Who::SignedIn,
+        description: "From a session, not with an API key. Takes no body. The account's API \
+                      keys keep working: revoke them one by one."
+            .into(),
+        who: Who::SessionOnly,
         body: None,
         answers: json!({ "200": everywhere }),
         errors: vec![
             &UNAUTHENTICATED,
-            &CROSS_SITE,
+            &SESSION_ONLY,
             &RATE_LIMITED,
             &INTERNAL,
             &UNAVAILABLE,
@@ -1083,14 +1091,15 @@ fn operations(settings: &Settings) -> Vec<Op> {
         id: "auth.api_keys.revoke",
         summary: "Revoke one of the caller's API keys",
         description: "It stops working at once. Revoking a revoked key of one's own is a 204 \
-                      too."
+                      too. From a session; an API key may revoke only itself (403 `forbidden` \
+                      for any other key)."
             .into(),
         who: Who::SignedIn,
         body: None,
         answers: json!({ "204": { "description": "Revoked." } }),
         errors: vec![
             &UNAUTHENTICATED,
-            &CROSS_SITE,
+            &SESSION_ONLY,
             &NOT_THE_CALLERS,
             &RATE_LIMITED,
             &INTERNAL,

@@ -137,6 +137,28 @@ async fn me(api: &TestApi, credential: &str) -> Reply {
     api.raw(request).await
 }
 
+/// The id of the account with this address.
+async fn api_user_id(auth: &Auth, email: &str) -> Value {
+    auth.accounts()
+        .read_one("user", &[("email", Test::Eq(json!(email)))])
+        .await
+        .unwrap()
+        .unwrap()["id"]
+        .clone()
+}
+
+/// A refresh from a device of its own, told apart by its user agent.
+async fn refresh_from(api: &TestApi, device: &str, refresh_token: &str) -> Reply {
+    let request = Request::post("/auth/token/refresh")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::USER_AGENT, device)
+        .body(Body::from(
+            json!({ "refresh_token": refresh_token }).to_string(),
+        ))
+        .unwrap();
+    api.raw(request).await
+}
+
 fn session_of(reply: &Reply) -> (String, String) {
     let data = reply.data();
     (
@@ -469,10 +491,19 @@ both!(
             .map(|e| (e["kind"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
             .collect();
         assert!(kinds.contains(&("sign_in", "success")), "{kinds:?}");
-        assert!(
-            kinds.contains(&("refresh_token_reused", "failure")),
-            "{kinds:?}"
-        );
+        // Both refusals name the account: the reuse, and the refresh of
+        // the revoked session after it.
+        let user_id = api_user_id(&auth, "r@example.com").await;
+        let of = |kind: &str| {
+            events
+                .iter()
+                .find(|e| e["kind"] == kind && e["outcome"] == "failure")
+                .unwrap_or_else(|| panic!("no failed {kind} in {kinds:?}"))
+        };
+        assert_eq!(of("refresh_token_reused")["user_id"], user_id);
+        let revoked = of("refresh");
+        assert_eq!(revoked["user_id"], user_id);
+        assert_eq!(revoked["detail"]["reason"], "session_revoked");
         api.cleanup().await;
     }
 );
@@ -583,12 +614,23 @@ both!(
         assert_ne!(fresh, token);
         // Cached as signed in…
         assert_eq!(me(&api, &access).await.status, StatusCode::OK);
+        // Locked as `kumo user lock` locks: the account, and every one of
+        // its sessions revoked.
         let now = stamp(auth.clock.now());
+        let user_id = api_user_id(&auth, "l@example.com").await;
         let mut tx = auth.accounts().begin().await.unwrap();
         tx.update(
             "user",
             &[("locked_at", Set::To(json!(now)))],
-            &[("email", Test::Eq(json!("l@example.com")))],
+            &[("id", Test::Eq(user_id.clone()))],
+            &now,
+        )
+        .await
+        .unwrap();
+        tx.update(
+            "session",
+            &[("revoked_at", Set::To(json!(now)))],
+            &[("user_id", Test::Eq(user_id))],
             &now,
         )
         .await
@@ -1433,16 +1475,46 @@ both!(
         let brief = r.data()["key"].as_str().unwrap().to_owned();
         assert_eq!(me(&api, &brief).await.status, StatusCode::OK);
 
+        // A key does not manage its owner's account: it cannot see or end
+        // the owner's sessions, nor revoke another key.
+        let brief_id = r.data()["id"].as_str().unwrap().to_owned();
+        let session_id = api
+            .send("GET", "/auth/sessions", Some(&owner), None)
+            .await
+            .data()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (method, uri) in [
+            ("GET", "/auth/sessions".to_owned()),
+            ("DELETE", format!("/auth/sessions/{session_id}")),
+            ("POST", "/auth/sign_out_everywhere".to_owned()),
+            ("DELETE", format!("/auth/api_keys/{brief_id}")),
+        ] {
+            let r = api.send(method, &uri, Some(&key), None).await;
+            assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "{method} {uri}: {}",
+                r.body
+            );
+            assert_eq!(r.body["error"]["code"], "forbidden");
+        }
+        assert_eq!(me(&api, &owner).await.status, StatusCode::OK);
+        assert_eq!(me(&api, &brief).await.status, StatusCode::OK);
+
         // Another user cannot revoke it; its owner can, and it stops at once.
         let other = signed_in_as(&api, "other@example.com").await;
-        let revoke = |token: String| {
-            Request::delete(format!("/auth/api_keys/{key_id}"))
-                .header(header::AUTHORIZATION, bearer(&token))
+        let revoke_with = |id: &str, token: &str| {
+            Request::delete(format!("/auth/api_keys/{id}"))
+                .header(header::AUTHORIZATION, bearer(token))
                 .body(Body::empty())
                 .unwrap()
         };
-        let (status, _, _) = text(&api, revoke(other)).await;
+        let revoke = |token: String| revoke_with(&key_id, &token);
+        let (status, _, body) = text(&api, revoke(other)).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("no such API key"), "{body}");
         assert_eq!(me(&api, &key).await.status, StatusCode::OK);
         let (status, _, _) = text(&api, revoke(owner.clone())).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
@@ -1454,6 +1526,23 @@ both!(
                 .unwrap()
                 .contains("revoked")
         );
+
+        // A key may revoke itself.
+        let second = api
+            .send(
+                "POST",
+                "/auth/api_keys",
+                Some(&owner),
+                Some(json!({ "name": "self" })),
+            )
+            .await;
+        let (second, second_id) = (
+            second.data()["key"].as_str().unwrap().to_owned(),
+            second.data()["id"].as_str().unwrap().to_owned(),
+        );
+        let (status, _, body) = text(&api, revoke_with(&second_id, &second)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        assert_eq!(me(&api, &second).await.status, StatusCode::UNAUTHORIZED);
 
         auth.clock.advance(time::Duration::minutes(6));
         // The owner's access token has expired by now too: sign in again.
@@ -1487,3 +1576,75 @@ both!(api_key_routes_need_their_strategy, |dialect| async move {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     api.cleanup().await;
 });
+
+both!(
+    a_retry_within_the_grace_is_answered_only_on_the_rotating_device,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "g@example.com" }),
+        )
+        .await;
+        let (token, _) = mailed(&api, "g@example.com").await;
+        let (_, first) =
+            session_of(&post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await);
+        let r = refresh_from(&api, "game/1.0", &first).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let (_, second) = session_of(&r);
+        // The same device, its answer lost: the same pair again.
+        let again = refresh_from(&api, "game/1.0", &first).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+        assert_eq!(session_of(&again).1, second);
+        // A copy on another device within the same seconds is a reuse:
+        // the session ends, the owner's newest token with it.
+        let thief = refresh_from(&api, "curl/8", &first).await;
+        assert_eq!(thief.status, StatusCode::UNAUTHORIZED, "{}", thief.body);
+        assert_eq!(thief.body["error"]["code"], "token_reused");
+        let r = refresh_from(&api, "game/1.0", &second).await;
+        assert_eq!(r.body["error"]["code"], "session_revoked", "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_refresh_token_must_also_match_the_stored_hash,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        post(
+            &api,
+            "/auth/magic_link/request",
+            json!({ "email": "h@example.com" }),
+        )
+        .await;
+        let (token, _) = mailed(&api, "h@example.com").await;
+        let (_, refresh) =
+            session_of(&post(&api, "/auth/magic_link/sign_in", json!({ "token": token })).await);
+        // The row no longer holds this token's hash (as if the database
+        // and the secret disagreed): the token's MAC alone is not enough.
+        let now = stamp(auth.clock.now());
+        let mut tx = auth.accounts().begin().await.unwrap();
+        tx.update(
+            "session",
+            &[("refresh_token_hash", Set::To(json!("another hash")))],
+            &[(
+                "user_id",
+                Test::Eq(api_user_id(&auth, "h@example.com").await),
+            )],
+            &now,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let r = post(
+            &api,
+            "/auth/token/refresh",
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "token_invalid");
+        api.cleanup().await;
+    }
+);
