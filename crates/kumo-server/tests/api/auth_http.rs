@@ -1580,7 +1580,7 @@ both!(api_key_routes_need_their_strategy, |dialect| async move {
 both!(
     a_retry_within_the_grace_is_answered_only_on_the_rotating_device,
     |dialect| async move {
-        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        let (api, _auth) = signing_in(dialect, settings(Registration::Open)).await;
         post(
             &api,
             "/auth/magic_link/request",
