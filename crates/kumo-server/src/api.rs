@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -47,16 +47,17 @@ pub enum AuthFailure {
 /// the database (an API key, the signed-in user's record).
 pub type AuthFuture = Pin<Box<dyn Future<Output = Result<Actor, AuthFailure>> + Send>>;
 
-/// Turns a request's method and headers into the actor it speaks for: the
-/// accounts layer's [`crate::auth::Auth::authenticate`] when a sign-in
-/// strategy is enabled, [`anonymous_only`] otherwise.
-pub type Authenticate = Arc<dyn Fn(&Method, &HeaderMap) -> AuthFuture + Send + Sync>;
+/// Turns a request (its method, headers and, for the audit log, the peer
+/// in its extensions) into the actor it speaks for: the accounts layer's
+/// [`crate::auth::Auth::authenticate`] when a sign-in strategy is enabled,
+/// [`anonymous_only`] otherwise.
+pub type Authenticate = Arc<dyn Fn(&Parts) -> AuthFuture + Send + Sync>;
 
 /// Anonymous when there is no `Authorization` header; any credential is
 /// refused, since no sign-in strategy is enabled to check it.
 pub fn anonymous_only() -> Authenticate {
-    Arc::new(|_: &Method, headers: &HeaderMap| {
-        let answer = if headers.contains_key(header::AUTHORIZATION) {
+    Arc::new(|parts: &Parts| {
+        let answer = if parts.headers.contains_key(header::AUTHORIZATION) {
             Err(AuthFailure::Unauthenticated(
                 "no sign-in strategy is enabled on this server".into(),
             ))
@@ -248,7 +249,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        (state.authenticate())(&parts.method, &parts.headers)
+        (state.authenticate())(parts)
             .await
             .map(Caller)
             .map_err(refusal_response)

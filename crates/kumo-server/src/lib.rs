@@ -108,13 +108,14 @@ impl AppState {
         let checker = auth.clone();
         let authenticate: api::Authenticate =
             Arc::new(
-                move |method, headers| match checker.credential(method, headers) {
+                move |parts| match checker.credential(&parts.method, &parts.headers) {
                     Ok(auth::credentials::Credential::None) => {
                         Box::pin(std::future::ready(Ok(Actor::anonymous())))
                     }
                     Ok(credential) => {
                         let auth = checker.clone();
-                        Box::pin(async move { auth.actor(credential).await })
+                        let device = auth.device_of(parts);
+                        Box::pin(async move { auth.actor(credential, &device).await })
                     }
                     Err(refused) => Box::pin(std::future::ready(Err(refused))),
                 },

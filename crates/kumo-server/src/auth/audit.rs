@@ -5,6 +5,9 @@
 //! player's connection.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU32;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use kumo_db::query::accounts::AccountsTx;
 use serde_json::{Value, json};
@@ -53,6 +56,31 @@ impl Auth {
         entry: &Entry<'_>,
     ) -> Result<(), kumo_db::query::QueryError> {
         insert(tx, self.clock.now(), entry).await
+    }
+}
+
+/// Lets through the first report of each key per minute: what repeats
+/// (a client hammering a rate limit, a dead API key retried in a loop) is
+/// audited once a minute, not once per request, so a flood of refusals
+/// does not become a flood of writes.
+pub(crate) struct OncePerMinute(DefaultKeyedRateLimiter<String>);
+
+impl Default for OncePerMinute {
+    fn default() -> Self {
+        OncePerMinute(RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)))
+    }
+}
+
+impl OncePerMinute {
+    /// Whether this is `key`'s first report this minute.
+    pub(crate) fn first(&self, key: &str) -> bool {
+        self.0.check_key(&key.to_owned()).is_ok()
+    }
+
+    /// Drops the keys that may report again, so memory follows recent use.
+    pub(crate) fn forget_idle(&self) {
+        self.0.retain_recent();
+        self.0.shrink_to_fit();
     }
 }
 

@@ -14,19 +14,21 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use kumo_auth::access::Claims;
 use kumo_auth::{api_key, secret};
 use kumo_core::actor::Actor;
 use kumo_db::query::Record;
 use kumo_db::query::accounts::Test;
-use serde_json::json;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::Auth;
 use super::clock::{parse_stamp, stamp};
 use super::revocations::RELOAD_EVERY;
+use super::session::Device;
 use crate::api::AuthFailure;
 
 /// The browser session cookie's name. `__Host-` makes browsers refuse it
@@ -100,14 +102,10 @@ impl RecordCache {
 }
 
 impl Auth {
-    /// The actor a request speaks for.
-    pub async fn authenticate(
-        &self,
-        method: &Method,
-        headers: &HeaderMap,
-    ) -> Result<Actor, AuthFailure> {
-        let credential = self.credential(method, headers)?;
-        self.actor(credential).await
+    /// The actor a request speaks for; `parts` is the request's head.
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Actor, AuthFailure> {
+        let credential = self.credential(&parts.method, &parts.headers)?;
+        self.actor(credential, &self.device_of(parts)).await
     }
 
     /// What a request presents, read from its headers without waiting on
@@ -138,19 +136,24 @@ impl Auth {
         Ok(Credential::None)
     }
 
-    /// The actor `credential` speaks for, or why it is refused.
-    pub async fn actor(&self, credential: Credential) -> Result<Actor, AuthFailure> {
+    /// The actor `credential`, sent from `device`, speaks for, or why it
+    /// is refused.
+    pub async fn actor(
+        &self,
+        credential: Credential,
+        device: &Device,
+    ) -> Result<Actor, AuthFailure> {
         let now = self.clock.now().unix_timestamp();
         match credential {
             Credential::None => Ok(Actor::anonymous()),
-            Credential::ApiKey(key) => self.api_key_actor(&key).await,
+            Credential::ApiKey(key) => self.api_key_actor(&key, device).await,
             Credential::AccessToken(token) => {
                 let claims = self
                     .keys
                     .access
                     .verify(&token, now)
                     .map_err(|e| refused(&e.to_string()))?;
-                self.session_actor(&claims).await
+                self.session_actor(&claims, device).await
             }
             Credential::Cookie(cookie) => {
                 let claims = self
@@ -162,22 +165,73 @@ impl Auth {
                 // store.
                 self.live_browser_session(&claims.session_id.to_string())
                     .await?;
-                self.session_actor(&claims).await
+                self.session_actor(&claims, device).await
             }
         }
     }
 
-    async fn session_actor(&self, claims: &Claims) -> Result<Actor, AuthFailure> {
+    async fn session_actor(&self, claims: &Claims, device: &Device) -> Result<Actor, AuthFailure> {
         if self.revocations.is_revoked(claims.session_id) {
             return Err(refused("the session was signed out; sign in again"));
         }
-        let user = self.signed_in_user(&claims.user_id.to_string()).await?;
+        let user_id = claims.user_id.to_string();
+        let user = self.known_user(&user_id).await?;
+        if !user["locked_at"].is_null() {
+            self.report_refused_credential(
+                device,
+                &format!("user:{user_id}"),
+                json!(user_id),
+                json!({ "reason": "account_locked", "session_id": claims.session_id }),
+            );
+            return Err(refused("the account is locked"));
+        }
         Ok(Actor::user(user))
     }
 
+    /// Audits a refused credential that names an account (a revoked or
+    /// expired API key, a locked account's token or key), at most once a
+    /// minute per `bucket`: a client retrying a dead key in a loop is one
+    /// line a minute, not one per request. Written off the request's path.
+    fn report_refused_credential(
+        &self,
+        device: &Device,
+        bucket: &str,
+        user_id: Value,
+        detail: Value,
+    ) {
+        if !self.reports.first(bucket) {
+            return;
+        }
+        let engine = self.engine.clone();
+        let now = self.clock.now();
+        let device = device.clone();
+        tokio::spawn(async move {
+            let Some(accounts) = engine.accounts() else {
+                return;
+            };
+            let entry = super::audit::Entry {
+                kind: "credential_refused",
+                strategy: None,
+                success: false,
+                user_id: Some(user_id),
+                device: &device,
+                detail,
+            };
+            let result = async {
+                let mut tx = accounts.begin().await?;
+                super::audit::insert(&mut tx, now, &entry).await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "could not write an audit event");
+            }
+        });
+    }
+
     /// The user's record as policies see it, from the cache or the store.
-    /// A locked or deleted account is refused.
-    async fn signed_in_user(&self, id: &str) -> Result<Record, AuthFailure> {
+    /// A deleted account is refused; a locked one is the caller's to refuse.
+    async fn known_user(&self, id: &str) -> Result<Record, AuthFailure> {
         let user = match self.users.get(id) {
             Some(user) => user,
             None => {
@@ -196,9 +250,6 @@ impl Auth {
                 user
             }
         };
-        if !user["locked_at"].is_null() {
-            return Err(refused("the account is locked"));
-        }
         Ok(user)
     }
 
@@ -230,7 +281,7 @@ impl Auth {
         Ok(())
     }
 
-    async fn api_key_actor(&self, presented: &str) -> Result<Actor, AuthFailure> {
+    async fn api_key_actor(&self, presented: &str, device: &Device) -> Result<Actor, AuthFailure> {
         if !self.settings.strategies.api_key {
             return Err(refused("API keys are not enabled on this server"));
         }
@@ -249,22 +300,36 @@ impl Auth {
             })?
             .ok_or_else(|| refused("the API key is not valid"))?;
         let now = self.clock.now();
+        let owner = row["user_id"].as_str().unwrap_or_default().to_owned();
+        // A key that exists but may not be used names its owner: whoever
+        // holds it is worth a line in the owner's audit trail.
+        let dead = |reason: &str, message: &str| {
+            self.report_refused_credential(
+                device,
+                &format!("api_key:{}", row["id"]),
+                json!(owner),
+                json!({ "reason": reason, "api_key_id": row["id"] }),
+            );
+            refused(message)
+        };
         if !row["revoked_at"].is_null() {
-            return Err(refused("the API key was revoked"));
+            return Err(dead("api_key_revoked", "the API key was revoked"));
         }
         if row["expires_at"]
             .as_str()
             .and_then(parse_stamp)
             .is_some_and(|at| now >= at)
         {
-            return Err(refused("the API key has expired"));
+            return Err(dead("api_key_expired", "the API key has expired"));
         }
         let key_id = row["id"]
             .as_str()
             .and_then(|s| Uuid::parse_str(s).ok())
             .ok_or_else(|| refused("the API key is not valid"))?;
-        let owner = row["user_id"].as_str().unwrap_or_default().to_owned();
-        let user = self.signed_in_user(&owner).await?;
+        let user = self.known_user(&owner).await?;
+        if !user["locked_at"].is_null() {
+            return Err(dead("account_locked", "the account is locked"));
+        }
         self.note_key_use(&row, now);
         Ok(Actor::api_key(key_id, user))
     }

@@ -4,10 +4,6 @@
 //! guessing at one account is slow from any number of addresses. A game
 //! polling for a magic link counts against an allowance of its own, per
 //! client, since it asks every few seconds for as long as the link lives.
-//!
-//! A refusal is audited (`rate_limited`) once per bucket per minute, not
-//! for every refused request: the audit log shows that someone hit a
-//! limit without a flood of refusals turning into a flood of writes.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -43,8 +39,6 @@ pub(crate) struct Limits {
     clients: DefaultKeyedRateLimiter<IpAddr>,
     accounts: DefaultKeyedRateLimiter<String>,
     polls: DefaultKeyedRateLimiter<IpAddr>,
-    /// One audited refusal per bucket per minute.
-    reported: DefaultKeyedRateLimiter<String>,
 }
 
 impl Limits {
@@ -54,7 +48,6 @@ impl Limits {
             clients: RateLimiter::keyed(quota(settings.per_ip_per_minute)),
             accounts: RateLimiter::keyed(quota(settings.per_account_per_minute)),
             polls: RateLimiter::keyed(quota(settings.polls_per_ip_per_minute)),
-            reported: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
         }
     }
 
@@ -80,12 +73,6 @@ impl Limits {
             .map_err(|n| n.wait_time_from(self.polls.clock().now()))
     }
 
-    /// Whether a refusal from the bucket `key` names is the first this
-    /// minute, and so should be audited.
-    pub(crate) fn first_refusal(&self, key: String) -> bool {
-        self.reported.check_key(&key).is_ok()
-    }
-
     /// Drops the buckets of clients and accounts that are full again, so
     /// memory follows recent use.
     pub(crate) fn forget_idle(&self) {
@@ -95,7 +82,5 @@ impl Limits {
         self.accounts.shrink_to_fit();
         self.polls.retain_recent();
         self.polls.shrink_to_fit();
-        self.reported.retain_recent();
-        self.reported.shrink_to_fit();
     }
 }

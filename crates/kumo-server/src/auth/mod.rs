@@ -134,6 +134,8 @@ pub struct Auth {
     outbox: Outbox,
     templates: Templates,
     limits: Option<Limits>,
+    /// What is audited once a minute rather than every time.
+    reports: audit::OncePerMinute,
     hasher: password::Hasher,
 }
 
@@ -228,6 +230,7 @@ impl Auth {
             users: RecordCache::default(),
             sessions: RecordCache::default(),
             limits: settings.limits.as_ref().map(Limits::new),
+            reports: audit::OncePerMinute::default(),
             hasher: password::Hasher::new(settings.password_cost)?,
             engine,
             settings,

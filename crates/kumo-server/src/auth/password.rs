@@ -244,12 +244,22 @@ pub struct Moved {
     pub to: String,
 }
 
-/// A one-time link to mail.
-#[derive(Debug, Clone)]
+/// A one-time link to mail. Its `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct Mail {
     pub to: String,
     pub token: String,
     pub kind: kumo_mail::templates::Kind,
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("to", &self.to)
+            .field("token", &"***")
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 /// What a sign-in names: an email address or a username.
@@ -1157,6 +1167,25 @@ async fn revoke_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mail_never_shows_its_token_in_debug_output() {
+        let mail = Mail {
+            to: "a@example.com".into(),
+            token: "the-secret-token".into(),
+            kind: kumo_mail::templates::Kind::PasswordReset,
+        };
+        let shown = format!(
+            "{mail:?} {:?}",
+            Refused {
+                failure: Failure::Unconfirmed,
+                user_id: None,
+                mail: Some(mail.clone()),
+            }
+        );
+        assert!(!shown.contains("the-secret-token"), "{shown}");
+        assert!(shown.contains("a@example.com"), "{shown}");
+    }
 
     const CHEAP: Cost = Cost {
         memory_kib: 8,

@@ -120,20 +120,33 @@ impl FromRequestParts<AppState> for Client {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let header_name = state
             .auth()
-            .and_then(|a| a.settings.client_ip_header.clone());
-        let ip = client_address(&parts.headers, &parts.extensions, header_name.as_ref());
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(USER_AGENT_MAX).collect());
-        Ok(Client {
-            ip,
-            device: Device {
-                ip: ip.map(|ip| ip.to_string()),
-                user_agent,
-            },
-        })
+            .and_then(|a| a.settings.client_ip_header.as_ref());
+        Ok(client_of(parts, header_name))
+    }
+}
+
+/// The client of a request: its address (from `header_name` when behind a
+/// proxy) and user agent.
+fn client_of(parts: &Parts, header_name: Option<&axum::http::HeaderName>) -> Client {
+    let ip = client_address(&parts.headers, &parts.extensions, header_name);
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(USER_AGENT_MAX).collect());
+    Client {
+        ip,
+        device: Device {
+            ip: ip.map(|ip| ip.to_string()),
+            user_agent,
+        },
+    }
+}
+
+impl Auth {
+    /// The device a request comes from, as the audit log records it.
+    pub(crate) fn device_of(&self, parts: &Parts) -> Device {
+        client_of(parts, self.settings.client_ip_header.as_ref()).device
     }
 }
 
@@ -187,14 +200,11 @@ impl Auth {
 
     /// Audits a refusal as `rate_limited`, once per bucket per minute.
     async fn report_refusal(&self, client: &Client, limit: &str, account: Option<String>) {
-        let Some(limits) = &self.limits else {
-            return;
-        };
         let bucket = match &account {
             Some(key) => format!("{limit}:{key}"),
             None => format!("{limit}:{}", client.bucket()),
         };
-        if !limits.first_refusal(bucket) {
+        if !self.reports.first(&bucket) {
             return;
         }
         let user_id = account
@@ -216,6 +226,7 @@ impl Auth {
         if let Some(limits) = &self.limits {
             limits.forget_idle();
         }
+        self.reports.forget_idle();
     }
 }
 

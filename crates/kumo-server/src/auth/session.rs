@@ -32,8 +32,9 @@ pub struct Keys {
     pub session_ttl: time::Duration,
 }
 
-/// What the client gets from a sign-in or a refresh.
-#[derive(Debug, Clone, PartialEq)]
+/// What the client gets from a sign-in or a refresh. Its `Debug` leaves
+/// the tokens out, so a log line can never carry them.
+#[derive(Clone, PartialEq)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,
@@ -44,6 +45,19 @@ pub struct Tokens {
     /// was lost) rather than rotated: audited, since a copied token used
     /// within the grace looks the same.
     pub repeated: bool,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access_token", &"***")
+            .field("refresh_token", &"***")
+            .field("expires_in", &self.expires_in)
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user.get("id"))
+            .field("repeated", &self.repeated)
+            .finish()
+    }
 }
 
 impl Tokens {
@@ -375,4 +389,25 @@ fn record_uuid(record: &Record, field: &str) -> Uuid {
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())
         .unwrap_or_else(|| panic!("the store gave a `{field}` that is not a uuid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_show_their_secrets_in_debug_output() {
+        let tokens = Tokens {
+            access_token: "the-access-token".into(),
+            refresh_token: "the-refresh-token".into(),
+            expires_in: 900,
+            session_id: Uuid::nil(),
+            user: serde_json::from_value(json!({ "id": "u1" })).unwrap(),
+            repeated: false,
+        };
+        let shown = format!("{tokens:?}");
+        assert!(!shown.contains("the-access-token"), "{shown}");
+        assert!(!shown.contains("the-refresh-token"), "{shown}");
+        assert!(shown.contains("u1"), "{shown}");
+    }
 }

@@ -147,6 +147,39 @@ async fn api_user_id(auth: &Auth, email: &str) -> Value {
         .clone()
 }
 
+/// The audit events of `kind`, once at least one is there: some are
+/// written off the request's path.
+async fn audited_soon(auth: &Auth, kind: &str) -> Vec<kumo_db::query::Record> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[("kind", Test::Eq(json!(kind)))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        if !events.is_empty() || std::time::Instant::now() > until {
+            // A moment more, so a second (wrong) write would show.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            return auth
+                .accounts()
+                .read(
+                    "audit_event",
+                    &[("kind", Test::Eq(json!(kind)))],
+                    None,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A refresh from a device of its own, told apart by its user agent.
 async fn refresh_from(api: &TestApi, device: &str, refresh_token: &str) -> Reply {
     let request = Request::post("/auth/token/refresh")
@@ -1378,9 +1411,7 @@ both!(
 #[tokio::test]
 async fn a_panicking_handler_answers_500_in_the_error_shape() {
     let mut api = TestApi::avatars(kumo_db::sql::Dialect::Sqlite).await;
-    api.authenticating_with(Arc::new(|_: &axum::http::Method, _: &HeaderMap| {
-        panic!("a bug")
-    }));
+    api.authenticating_with(Arc::new(|_: &axum::http::request::Parts| panic!("a bug")));
     let r = api.send("GET", "/api/avatars", None, None).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(r.body["error"]["code"], "internal");
@@ -1525,6 +1556,17 @@ both!(
                 .as_str()
                 .unwrap()
                 .contains("revoked")
+        );
+        // Whoever still holds it shows in the owner's audit trail, once a
+        // minute however often they try.
+        assert_eq!(me(&api, &key).await.status, StatusCode::UNAUTHORIZED);
+        let refused = audited_soon(&auth, "credential_refused").await;
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0]["detail"]["reason"], "api_key_revoked");
+        assert_eq!(refused[0]["detail"]["api_key_id"], json!(key_id));
+        assert_eq!(
+            refused[0]["user_id"],
+            api_user_id(&auth, "owner@example.com").await
         );
 
         // A key may revoke itself.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use kumo_core::actor::Actor;
 use kumo_core::load::load_schema;
 use kumo_db::db::{Database, Target};
@@ -179,7 +179,8 @@ impl TestApi {
             .expect("migrate");
         let users: Arc<std::sync::Mutex<HashMap<String, Map<String, Value>>>> = Arc::default();
         let known = users.clone();
-        let authenticate: Authenticate = Arc::new(move |_: &Method, headers: &HeaderMap| {
+        let authenticate: Authenticate = Arc::new(move |parts: &axum::http::request::Parts| {
+            let headers = &parts.headers;
             let answer = (|| {
                 let Some(value) = headers.get(header::AUTHORIZATION) else {
                     return Ok(Actor::anonymous());
