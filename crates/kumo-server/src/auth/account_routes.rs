@@ -150,6 +150,7 @@ async fn register(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
+    auth.limit(&client, None).await?;
     let body = object(&headers, body).await?;
     let [raw, password] = strings(&body, ["email", "password"])?;
     let email = email_field(raw, "email")?;
@@ -159,7 +160,8 @@ async fn register(
     if !fields.is_empty() {
         return Err(query_error_response(QueryError::invalid(fields)));
     }
-    auth.limit(&client, Some(format!("email:{email}"))).await?;
+    auth.limit_account(&client, format!("email:{email}"))
+        .await?;
     let registered = auth
         .register(
             &email,
@@ -206,6 +208,7 @@ async fn sign_in(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
+    auth.limit(&client, None).await?;
     let body = object(&headers, body).await?;
     let by_username = body.contains_key("username") && body.get("email").is_none_or(Value::is_null);
     let login = if by_username {
@@ -221,7 +224,7 @@ async fn sign_in(
     };
     // Not trimmed: spaces may be part of a password.
     let password = body["password"].as_str().unwrap_or_default();
-    auth.limit(&client, Some(login.key())).await?;
+    auth.limit_account(&client, login.key()).await?;
     let user = auth.find_login(&login).await.map_err(failure_response)?;
     // Also per account, so that its email and its username do not each
     // bring an allowance of their own.
@@ -257,10 +260,12 @@ async fn reset_request(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
+    auth.limit(&client, None).await?;
     let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
     let email = email_field(raw, "email")?;
-    auth.limit(&client, Some(format!("email:{email}"))).await?;
+    auth.limit_account(&client, format!("email:{email}"))
+        .await?;
     let mail = auth
         .reset_request(&email, &client.device)
         .await
@@ -291,7 +296,7 @@ async fn reset_with(
                 kind: "password_reset",
                 strategy: Some("password"),
                 success: false,
-                user_id: None,
+                user_id: auth.link_owner(token, "password_reset").await,
                 device: &client.device,
                 detail: json!({ "reason": failure.code() }),
             })
@@ -310,9 +315,9 @@ async fn reset(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
+    auth.limit(&client, None).await?;
     let body = object(&headers, body).await?;
     let [token, password] = strings(&body, ["token", "password"])?;
-    auth.limit(&client, None).await?;
     let tokens = reset_with(auth, &client, token.trim(), password, true)
         .await
         .map_err(failure_response)?
@@ -416,10 +421,12 @@ async fn change_password(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
+    auth.limit(&client, None).await?;
     let user_id = session_user(&actor)?;
     let body = object(&headers, body).await?;
     let [current, new] = strings(&body, ["current_password", "new_password"])?;
-    auth.limit(&client, Some(format!("user:{user_id}"))).await?;
+    auth.limit_account(&client, format!("user:{user_id}"))
+        .await?;
     let keep = auth.current_session(&headers);
     let revoked = auth
         .change_password(&user_id, current, new, keep, &client.device)
@@ -441,6 +448,7 @@ async fn change_email(
     body: Body,
 ) -> Reply {
     let auth = auth(&state)?;
+    auth.limit(&client, None).await?;
     let user_id = session_user(&actor)?;
     let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
@@ -455,7 +463,8 @@ async fn change_email(
             ));
         }
     };
-    auth.limit(&client, Some(format!("user:{user_id}"))).await?;
+    auth.limit_account(&client, format!("user:{user_id}"))
+        .await?;
     let session = auth.current_session(&headers);
     let Changed { user, mail, moved } = auth
         .change_email(&user_id, &email, current_password, session, &client.device)
@@ -494,7 +503,7 @@ async fn confirm_with(
                 kind: "email_confirmed",
                 strategy: None,
                 success: false,
-                user_id: None,
+                user_id: auth.link_owner(token, "email_confirmation").await,
                 device: &client.device,
                 detail: json!({ "reason": failure.code() }),
             })
@@ -529,9 +538,9 @@ async fn confirm_email(
     body: Body,
 ) -> Reply {
     let auth = auth(&state)?;
+    auth.limit(&client, None).await?;
     let body = object(&headers, body).await?;
     let [token] = strings(&body, ["token"])?;
-    auth.limit(&client, None).await?;
     let user = confirm_with(auth, &client, token.trim())
         .await
         .map_err(failure_response)?;

@@ -970,6 +970,21 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// The account a link (`token`, made for `purpose`) was mailed for, if
+    /// it names one: for auditing a refused use of it.
+    pub async fn link_owner(&self, token: &str, purpose: &str) -> Option<Value> {
+        let by_hash = [
+            ("token_hash", Test::Eq(json!(secret::hash(token)))),
+            ("purpose", Test::Eq(json!(purpose))),
+        ];
+        match self.accounts().read_one("auth_token", &by_hash).await {
+            Ok(row) => row.map(|r| r["user_id"].clone()).filter(|id| !id.is_null()),
+            Err(_) => None,
+        }
+    }
+}
+
 /// Confirms `user`'s address for its mailbox's proven owner (a magic link
 /// was used). Until now nobody had proven the address, so whoever set a
 /// password on it, or signed in with that password, may be someone else

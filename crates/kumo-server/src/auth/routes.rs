@@ -902,6 +902,7 @@ async fn create_api_key(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, api_key_enabled)?;
+    auth.limit(&client, None).await?;
     let user_id = session_user(&actor)?;
     let body = object(&headers, body).await?;
     let [name] = strings(&body, ["name"])?;
@@ -937,7 +938,8 @@ async fn create_api_key(
     if !fields.is_empty() {
         return Err(query_error_response(QueryError::invalid(fields)));
     }
-    auth.limit(&client, Some(format!("user:{user_id}"))).await?;
+    auth.limit_account(&client, format!("user:{user_id}"))
+        .await?;
     let key = kumo_auth::api_key::generate();
     let mut tx = auth
         .accounts()

@@ -329,3 +329,28 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    malformed_bodies_count_against_the_client,
+    |dialect| async move {
+        let (api, _auth) = serving(dialect, settings(ALLOWED, 1000)).await;
+        // Refused before anything is read, yet counted: a client cannot
+        // probe the routes without bound by sending broken bodies.
+        let broken = || {
+            from(
+                "203.0.113.50:40000",
+                Request::post("/auth/password/sign_in")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from("{not json"))
+                    .unwrap(),
+            )
+        };
+        for n in 0..ALLOWED {
+            let (status, _, body) = exchange(&api, broken()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "request {n}: {body}");
+        }
+        let (status, headers, body) = exchange(&api, broken()).await;
+        assert_limited(status, &headers, &body, "from this client");
+        api.cleanup().await;
+    }
+);

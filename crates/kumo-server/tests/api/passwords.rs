@@ -428,6 +428,28 @@ both!(
         .await;
         assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
         assert_eq!(again.body["error"]["code"], "token_used");
+        // Its refusal is audited against the account the link was for.
+        let refusals = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[
+                    ("kind", Test::Eq(json!("password_reset"))),
+                    ("outcome", Test::Eq(json!("failure"))),
+                ],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        let used = refusals
+            .iter()
+            .find(|e| e["detail"]["reason"] == "token_used")
+            .expect("the reuse is audited");
+        assert_eq!(
+            used["user_id"],
+            stored_user(&auth, "r@example.com").await["id"]
+        );
         let bogus = post(
             &api,
             "/auth/password/reset",
