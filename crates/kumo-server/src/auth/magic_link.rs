@@ -9,9 +9,12 @@
 //! answer nor its timing says which addresses exist.
 //!
 //! Consuming is one statement that tests `used_at IS NULL`, so of many
-//! concurrent uses of one token exactly one signs in. The code allows
-//! [`CODE_ATTEMPTS`] tries per token, counted in the same way. The poll
-//! secret is collected once: the device that polls gets its own session.
+//! concurrent uses of one token exactly one signs in. A code is compared
+//! with the address's [`CODE_LINKS`] newest live links (the player may
+//! type an earlier mail's code), and each link's code with at most
+//! [`CODE_ATTEMPTS`] tries, counted in one statement too. The poll secret
+//! is collected once, before the link expires: the device that polls gets
+//! its own session.
 
 use kumo_auth::secret::{self, CodeKey};
 use kumo_core::project::Registration;
@@ -31,6 +34,10 @@ pub const CODE_ATTEMPTS: i64 = 5;
 /// Code tries one address may make in an hour, over all its links: the
 /// link in the mail still works after it.
 pub const CODE_ATTEMPTS_PER_HOUR: i64 = 10;
+/// How many of an address's newest live links a code is compared with: a
+/// player who asked twice may type either mail's code, and a guesser who
+/// asks for many links gains at most this many chances per try.
+pub const CODE_LINKS: u32 = 3;
 /// How long a link and its code work.
 pub const TOKEN_MINUTES: i64 = 15;
 /// How often the game should poll, in seconds.
@@ -44,6 +51,8 @@ pub struct Requested {
     pub poll_secret: String,
     /// `(token, code)` to put in the mail; `None`: send nothing.
     pub mail: Option<(String, String)>,
+    /// The account with the address, if there is one (for the audit log).
+    pub user_id: Option<Value>,
 }
 
 /// Why a link, code or poll was refused.
@@ -121,6 +130,7 @@ impl MagicLinks<'_> {
         let user = tx
             .find_one("user", &[("email", Test::Eq(json!(email)))])
             .await?;
+        let user_id = user.as_ref().map(|u| u["id"].clone());
         let may_sign_in = match &user {
             Some(user) => user["locked_at"].is_null(),
             None => registration == Registration::Open,
@@ -139,10 +149,7 @@ impl MagicLinks<'_> {
                     "expires_at",
                     json!(stamp(now + time::Duration::minutes(TOKEN_MINUTES))),
                 ),
-                (
-                    "user_id",
-                    user.as_ref().map_or(Value::Null, |u| u["id"].clone()),
-                ),
+                ("user_id", user_id.clone().unwrap_or(Value::Null)),
             ],
             &stamp(now),
         )
@@ -151,6 +158,7 @@ impl MagicLinks<'_> {
             poll_id,
             poll_secret,
             mail: may_sign_in.then_some((token, code)),
+            user_id,
         })
     }
 
@@ -210,8 +218,10 @@ impl MagicLinks<'_> {
         Ok(tokens)
     }
 
-    /// `POST /auth/magic_link/sign_in {email, code}`: the newest unused link of
-    /// `email`, whose code is tried at most [`CODE_ATTEMPTS`] times.
+    /// `POST /auth/magic_link/sign_in {email, code}`: the code of any of
+    /// `email`'s [`CODE_LINKS`] newest live links (the player may type the
+    /// code of an earlier mail), each compared with at most
+    /// [`CODE_ATTEMPTS`] tries.
     pub async fn sign_in_with_code(
         &self,
         email: &str,
@@ -255,14 +265,13 @@ impl MagicLinks<'_> {
                 None,
             )
             .await?;
-        let tries: i64 = recent
-            .iter()
-            .map(|row| row["code_attempts"].as_i64().unwrap_or(0))
-            .sum();
+        let tries: i64 = recent.iter().map(attempts).sum();
         if tries >= CODE_ATTEMPTS_PER_HOUR {
             return Err(Failure::Invalid);
         }
-        let newest = tx
+        // Ids are UUIDv7, so the greatest is the newest link, also among
+        // links made within one clock tick.
+        let mut live = tx
             .find(
                 "auth_token",
                 &[
@@ -271,16 +280,17 @@ impl MagicLinks<'_> {
                     ("used_at", Test::IsNull),
                     ("expires_at", Test::Above(json!(stamp(now)))),
                 ],
-                Some(("inserted_at", Order::Descending)),
-                Some(1),
+                Some(("id", Order::Descending)),
+                Some(CODE_LINKS),
             )
-            .await?
-            .pop();
-        let Some(newest) = newest else {
+            .await?;
+        let Some(newest) = live.first() else {
             return Err(why_not_code(codes, &recent, code, now));
         };
-        // The try is counted before the code is compared, in one statement, so
-        // parallel guesses cannot share an attempt.
+        // A try is counted once, on the newest live link, before any code
+        // is compared, in one statement, so parallel guesses cannot share
+        // an attempt. The newest link saw the fewest tries of the live
+        // ones, so when it has none left, none has.
         let counted = tx
             .update(
                 "auth_token",
@@ -293,21 +303,37 @@ impl MagicLinks<'_> {
                 &stamp(now),
             )
             .await?;
-        let Some(row) = counted.into_iter().next() else {
+        let Some(counted) = counted.into_iter().next() else {
             return Err(Failure::Invalid);
         };
-        let id = row["id"].as_str().unwrap_or_default();
-        let stored = row["code_hash"].as_str().unwrap_or_default();
-        if !codes.matches(id, code, stored) {
+        live[0] = counted;
+        // Every live code is compared (no early return), so the time taken
+        // does not say which mail's code matched.
+        let matching: Vec<&Record> = live
+            .iter()
+            .filter(|link| {
+                let id = link["id"].as_str().unwrap_or_default();
+                let stored = link["code_hash"].as_str().unwrap_or_default();
+                codes.matches(id, code, stored)
+            })
+            .collect();
+        let matched = matching
+            .into_iter()
+            .find(|link| tries_seen(link, &recent, &live) <= CODE_ATTEMPTS);
+        let Some(matched) = matched else {
             // The failed try stays counted.
             tx.commit().await?;
             return Err(why_not_code(codes, &recent, code, now));
-        }
+        };
         let used = tx
             .update(
                 "auth_token",
                 &[("used_at", Set::To(json!(stamp(now))))],
-                &[("id", Test::Eq(json!(id))), ("used_at", Test::IsNull)],
+                &[
+                    ("id", Test::Eq(matched["id"].clone())),
+                    ("used_at", Test::IsNull),
+                    ("expires_at", Test::Above(json!(stamp(now)))),
+                ],
                 &stamp(now),
             )
             .await?;
@@ -347,6 +373,11 @@ impl MagicLinks<'_> {
                 false => Ok(Poll::Pending),
             };
         }
+        // The session waits for its device only as long as the link would
+        // have: a handle found later (in a log, a crash dump) opens nothing.
+        if expired(&row, now) {
+            return Err(Failure::Expired);
+        }
         let collected = tx
             .update(
                 "auth_token",
@@ -354,6 +385,7 @@ impl MagicLinks<'_> {
                 &[
                     ("id", Test::Eq(row["id"].clone())),
                     ("poll_secret_hash", Test::Eq(json!(secret_hash))),
+                    ("expires_at", Test::Above(json!(stamp(now)))),
                 ],
                 &stamp(now),
             )
@@ -457,6 +489,27 @@ fn expired(row: &Record, now: OffsetDateTime) -> bool {
         .as_str()
         .and_then(parse_stamp)
         .is_none_or(|at| now >= at)
+}
+
+fn attempts(link: &Record) -> i64 {
+    link["code_attempts"].as_i64().unwrap_or(0)
+}
+
+/// The code tries `link` has been compared with, this one included: each
+/// try is counted on the address's newest live link, so the tries counted
+/// on `link` and on every link sent after it (`latest` holds the counts
+/// this transaction updated; `recent` the last hour's links as read).
+fn tries_seen(link: &Record, recent: &[Record], latest: &[Record]) -> i64 {
+    let sent = |row: &Record| row["id"].as_str().and_then(|id| Uuid::parse_str(id).ok());
+    let since = sent(link);
+    recent
+        .iter()
+        .filter(|row| sent(row) >= since)
+        .map(|row| {
+            let current = latest.iter().find(|l| l["id"] == row["id"]).unwrap_or(row);
+            attempts(current)
+        })
+        .sum()
 }
 
 /// Why a code that signs nothing in was refused: `token_used` or

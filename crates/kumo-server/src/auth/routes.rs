@@ -360,9 +360,9 @@ async fn magic_link_request(
         kind: "magic_link_request",
         strategy: Some("magic_link"),
         success: true,
-        user_id: None,
+        user_id: requested.user_id.clone(),
         device: &client.device,
-        detail: json!({ "sent": requested.mail.is_some() }),
+        detail: json!({ "email": address, "sent": requested.mail.is_some() }),
     })
     .await;
     Ok(Json(json!({
@@ -531,11 +531,34 @@ async fn magic_link_poll(
     Ok(signed_in(auth, &tokens))
 }
 
+/// A link's path, extracted as a `Result` so that a segment that is not
+/// UTF-8 once percent-decoded reaches the handler instead of answering
+/// axum's plain-text 400.
+type LinkPath = Result<Path<String>, axum::extract::rejection::PathRejection>;
+
+/// A link's token from its path; `None` for a segment that is not UTF-8,
+/// which is no token ever sent (tokens are URL-safe ASCII) and is answered
+/// with the invalid link's page.
+fn link_token(path: LinkPath) -> Option<String> {
+    path.map(|Path(token)| token).ok()
+}
+
+/// The page of a link that is not valid, expired or used.
+fn invalid_link_page(status: StatusCode) -> Response {
+    pages::sign_in_failed(
+        status,
+        "This link is not valid, has expired, or was already used. Ask your game for a new one.",
+    )
+}
+
 /// `GET /auth/magic_link/{token}`: a page with a button; consumes nothing,
 /// so a mail scanner that fetches the link does not use it up.
-async fn magic_link_page(State(state): State<AppState>, client: Client) -> Reply {
+async fn magic_link_page(State(state): State<AppState>, path: LinkPath, client: Client) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
     auth.limit(&client, None).await?;
+    if link_token(path).is_none() {
+        return Err(invalid_link_page(StatusCode::UNAUTHORIZED));
+    }
     Ok(pages::confirm_sign_in(&auth.settings.app_name))
 }
 
@@ -543,11 +566,12 @@ async fn magic_link_page(State(state): State<AppState>, client: Client) -> Reply
 /// the player to return to the game, whose poll now gets its own session.
 async fn magic_link_press(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    path: LinkPath,
     client: Client,
     headers: HeaderMap,
 ) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
+    let token = link_token(path);
     // Login CSRF: another site must not sign this browser in.
     if !auth.form_from_own_page(&headers) {
         return Err(pages::sign_in_failed(
@@ -566,12 +590,17 @@ async fn magic_link_press(
         return Err(page);
     }
     let now = auth.clock.now();
-    let result = auth
-        .magic_links()
-        .sign_in_with_token(&token, &client.device, now)
-        .await;
+    let (result, target) = match &token {
+        Some(token) => (
+            auth.magic_links()
+                .sign_in_with_token(token, &client.device, now)
+                .await,
+            Target::Link(token),
+        ),
+        None => (Err(Failure::Invalid), Target::Unknown),
+    };
     let app = &auth.settings.app_name;
-    match audit_attempt(auth, &client, "magic_link", result, Target::Link(&token)).await {
+    match audit_attempt(auth, &client, "magic_link", result, target).await {
         Ok(tokens) => {
             let mut page = pages::signed_in(app);
             let cookie = auth.browser_cookie(&tokens, now);
@@ -587,9 +616,7 @@ async fn magic_link_press(
                 StatusCode::INTERNAL_SERVER_ERROR | StatusCode::SERVICE_UNAVAILABLE => {
                     "Something went wrong on the server; try the link again in a moment."
                 }
-                _ => {
-                    "This link is not valid, has expired, or was already used. Ask your game for a new one."
-                }
+                _ => return Err(invalid_link_page(status)),
             };
             Err(pages::sign_in_failed(status, message))
         }

@@ -839,13 +839,14 @@ fn operations(settings: &Settings) -> Vec<Op> {
         id: "auth.magic_link.page",
         summary: "The emailed link: a page with a button",
         description: "Uses nothing up (mail scanners fetch links); its button posts back to \
-                      the link."
+                      the link. A path that is not UTF-8 is no link: 401, the invalid link's \
+                      page."
             .into(),
         who: Who::Anyone,
         body: None,
         answers: json!({ "200": page() }),
         errors: vec![&RATE_LIMITED],
-        pages: &[],
+        pages: &["401"],
     });
     let mut signed_in_page = page();
     signed_in_page["description"] =

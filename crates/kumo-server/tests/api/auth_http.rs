@@ -1053,6 +1053,83 @@ both!(a_refused_poll_is_audited, |dialect| async move {
     api.cleanup().await;
 });
 
+both!(
+    a_link_request_was_audited_without_its_address,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        // The first link makes the account; the request for it had none.
+        let known = signed_in_as(&api, "known@example.com").await;
+        let known_id = me(&api, &known).await.data()["id"].clone();
+        for email in [" Known@Example.com", "stranger@example.com"] {
+            let r = post(&api, "/auth/magic_link/request", json!({ "email": email })).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+        let mut tx = auth.accounts().begin().await.unwrap();
+        let requests = tx
+            .find(
+                "audit_event",
+                &[("kind", Test::Eq(json!("magic_link_request")))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        drop(tx);
+        let of = |email: &str| {
+            requests
+                .iter()
+                .filter(|e| e["detail"]["email"] == email)
+                .collect::<Vec<_>>()
+        };
+        let known: Vec<_> = of("known@example.com")
+            .iter()
+            .map(|e| (e["user_id"].clone(), e["detail"]["sent"].clone()))
+            .collect();
+        assert_eq!(known.len(), 2, "{requests:?}");
+        assert!(known.contains(&(Value::Null, json!(true))), "{known:?}");
+        assert!(known.contains(&(known_id, json!(true))), "{known:?}");
+        let stranger = of("stranger@example.com");
+        assert_eq!(stranger.len(), 1, "{requests:?}");
+        assert!(stranger[0]["user_id"].is_null(), "{stranger:?}");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_link_path_that_is_not_utf8_was_a_plain_text_400,
+    |dialect| async move {
+        let (api, _auth) = signing_in(dialect, settings(Registration::Open)).await;
+        let press = |path: &str| {
+            Request::post(path)
+                .header(header::ORIGIN, PUBLIC_URL)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, _, invalid) = text(&api, press("/auth/magic_link/not-a-token")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{invalid}");
+        let (status, headers, page) = text(&api, press("/auth/magic_link/%FF%FE")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{headers:?}"
+        );
+        assert_eq!(page, invalid, "the invalid link's page");
+        let (status, _, page) = text(
+            &api,
+            Request::get("/auth/magic_link/%FF%FE")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
+        assert_eq!(page, invalid, "the invalid link's page");
+        api.cleanup().await;
+    }
+);
+
 /// A project's own attribute on the user, marked sensitive.
 const USER_WITH_A_SECRET: &str = r#"
 [resource]

@@ -1,8 +1,9 @@
 //! Magic-link sign-in (`kumo_server::auth::magic_link`) on both databases,
 //! with a clock the tests move: a link signs in once (also among fifty
-//! racing uses), the code allows five tries, links expire, registration
-//! decides who is mailed, and a second device collects its session by
-//! polling.
+//! racing uses), the code of any of the address's newest mails works and
+//! allows five tries, links expire, registration decides who is mailed,
+//! and a second device collects its session by polling, once, while the
+//! link lasts.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use kumo_core::project::Registration;
 use kumo_db::query::accounts::{Set, Test};
 use kumo_server::auth::clock::{Clock, stamp};
 use kumo_server::auth::magic_link::{
-    CODE_ATTEMPTS, CODE_ATTEMPTS_PER_HOUR, Failure, MagicLinks, Poll,
+    CODE_ATTEMPTS, CODE_ATTEMPTS_PER_HOUR, CODE_LINKS, Failure, MagicLinks, Poll, TOKEN_MINUTES,
 };
 use kumo_server::auth::session::{Device, Keys};
 use serde_json::json;
@@ -300,6 +301,128 @@ both!(
     }
 );
 
+/// A code that is not `code`.
+fn wrong(code: &str) -> &'static str {
+    if code == "000000" { "000001" } else { "000000" }
+}
+
+both!(
+    an_earlier_mail_s_code_was_refused_and_cost_a_try,
+    |dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let (keys, codes, clock) = (keys(), codes(), clock());
+        let links = links(&api, &keys, &codes, Registration::Open);
+        let address = "impatient@example.com";
+        // The first mail is slow, so the player asks again a minute later,
+        // then types the first mail's code.
+        let (_, first) = links
+            .request(address, clock.now())
+            .await
+            .unwrap()
+            .mail
+            .unwrap();
+        clock.advance(time::Duration::minutes(1));
+        let (second_token, second) = links
+            .request(address, clock.now())
+            .await
+            .unwrap()
+            .mail
+            .unwrap();
+        let tokens = links
+            .sign_in_with_code(address, &first, &device(), clock.now())
+            .await
+            .expect("the first mail's code signs in");
+        assert_eq!(tokens.user["email"], address);
+        let again = links
+            .sign_in_with_code(address, &first, &device(), clock.now())
+            .await;
+        assert!(matches!(again, Err(Failure::Used)), "{again:?}");
+        // Each mail is its own link: the older code spent only its own,
+        // and the newer code and link still work (once between them).
+        links
+            .sign_in_with_code(address, &second, &device(), clock.now())
+            .await
+            .expect("the second mail's code signs in too");
+        let link = links
+            .sign_in_with_token(&second_token, &device(), clock.now())
+            .await;
+        assert!(matches!(link, Err(Failure::Used)), "{link:?}");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    an_earlier_mail_s_code_allows_five_tries_in_all,
+    |dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let (keys, codes, clock) = (keys(), codes(), clock());
+        let links = links(&api, &keys, &codes, Registration::Open);
+        let address = "guessed@example.com";
+        let (_, first) = links
+            .request(address, clock.now())
+            .await
+            .unwrap()
+            .mail
+            .unwrap();
+        for _ in 0..CODE_ATTEMPTS {
+            let r = links
+                .sign_in_with_code(address, wrong(&first), &device(), clock.now())
+                .await;
+            assert!(matches!(r, Err(Failure::Invalid)), "{r:?}");
+        }
+        // A new link gives the guesser no new tries at the first link's
+        // code, which has been compared with five wrong ones…
+        let (_, second) = links
+            .request(address, clock.now())
+            .await
+            .unwrap()
+            .mail
+            .unwrap();
+        let r = links
+            .sign_in_with_code(address, &first, &device(), clock.now())
+            .await;
+        assert!(matches!(r, Err(Failure::Invalid)), "{r:?}");
+        // …while the new link's code has tries left.
+        links
+            .sign_in_with_code(address, &second, &device(), clock.now())
+            .await
+            .expect("the second code has seen one try");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    only_the_newest_mails_codes_are_compared,
+    |dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let (keys, codes, clock) = (keys(), codes(), clock());
+        let links = links(&api, &keys, &codes, Registration::Open);
+        let address = "many@example.com";
+        let mut mailed = Vec::new();
+        for _ in 0..=CODE_LINKS {
+            let requested = links.request(address, clock.now()).await.unwrap();
+            mailed.push(requested.mail.unwrap());
+        }
+        // Asking for link after link does not give a guesser more codes
+        // to hit with each try.
+        let (oldest_token, oldest_code) = &mailed[0];
+        let r = links
+            .sign_in_with_code(address, oldest_code, &device(), clock.now())
+            .await;
+        assert!(matches!(r, Err(Failure::Invalid)), "{r:?}");
+        links
+            .sign_in_with_token(oldest_token, &device(), clock.now())
+            .await
+            .expect("the oldest mail's link still works");
+        let (_, code) = &mailed[1];
+        links
+            .sign_in_with_code(address, code, &device(), clock.now())
+            .await
+            .expect("the oldest live mails are among the newest now");
+        api.cleanup().await;
+    }
+);
+
 both!(
     links_and_polls_expire_after_fifteen_minutes,
     |dialect| async move {
@@ -373,6 +496,38 @@ both!(
         );
         let again = links.poll(id, &secret, &device(), clock.now()).await;
         assert!(matches!(again, Err(Failure::Used)), "{again:?}");
+        clock.advance(time::Duration::minutes(TOKEN_MINUTES));
+        let later = links.poll(id, &secret, &device(), clock.now()).await;
+        assert!(matches!(later, Err(Failure::Used)), "{later:?}");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_used_link_s_poll_handle_opened_a_session_until_it_was_pruned,
+    |dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let (keys, codes, clock) = (keys(), codes(), clock());
+        let links = links(&api, &keys, &codes, Registration::Open);
+        let requested = links
+            .request("forgetful@example.com", clock.now())
+            .await
+            .unwrap();
+        let (token, _) = requested.mail.clone().unwrap();
+        // Used at once on the phone; the game that asked was closed.
+        links
+            .sign_in_with_token(&token, &device(), clock.now())
+            .await
+            .unwrap();
+        clock.advance(time::Duration::minutes(TOKEN_MINUTES));
+        let (id, secret) = (requested.poll_id, requested.poll_secret);
+        let late = links.poll(id, &secret, &device(), clock.now()).await;
+        assert!(matches!(late, Err(Failure::Expired)), "{late:?}");
+        let accounts = api.state.engine().unwrap().accounts().unwrap();
+        let mut tx = accounts.begin().await.unwrap();
+        let sessions = tx.find("session", &[], None, None).await.unwrap();
+        assert_eq!(sessions.len(), 1, "the phone's only");
+        drop(tx);
         api.cleanup().await;
     }
 );
