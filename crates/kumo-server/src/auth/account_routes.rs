@@ -10,7 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,7 +24,8 @@ use uuid::Uuid;
 use super::audit::Entry;
 use super::password::{self, Changed, Failure, Login, Mail, Moved, Registered};
 use super::routes::{
-    Client, Reply, auth, email_field, object, session_user, signed_in, strings, with_strategy,
+    Client, LinkPath, Reply, auth, email_field, link_token, object, session_user, signed_in,
+    strings, with_strategy,
 };
 use super::session::public_user;
 use super::{Auth, pages};
@@ -333,9 +334,16 @@ async fn reset(
 }
 
 /// `GET /auth/password/reset/{token}`: the form; consumes nothing.
-async fn reset_page(State(state): State<AppState>, client: Client) -> Reply {
+async fn reset_page(State(state): State<AppState>, path: LinkPath, client: Client) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
     auth.limit(&client, None).await?;
+    if link_token(path).is_none() {
+        return Err(pages::failed(
+            StatusCode::UNAUTHORIZED,
+            "Password not changed",
+            "This link is not valid, has expired, or was already used.",
+        ));
+    }
     Ok(pages::reset_form(
         StatusCode::OK,
         &auth.settings.app_name,
@@ -347,13 +355,14 @@ async fn reset_page(State(state): State<AppState>, client: Client) -> Reply {
 /// says to return to the game; a refused password shows the form again.
 async fn reset_form(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    path: LinkPath,
     client: Client,
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
     let auth = with_strategy(&state, password_enabled)?;
     let app = &auth.settings.app_name;
+    let token = link_token(path).unwrap_or_default();
     if !auth.form_from_own_page(&headers) {
         return Err(pages::failed(
             StatusCode::FORBIDDEN,
@@ -548,20 +557,30 @@ async fn confirm_email(
 }
 
 /// `GET /auth/email/confirm/{token}`: a button; consumes nothing.
-async fn confirm_page(State(state): State<AppState>, client: Client) -> Reply {
+async fn confirm_page(State(state): State<AppState>, path: LinkPath, client: Client) -> Reply {
     let auth = auth(&state)?;
     auth.limit(&client, None).await?;
+    if link_token(path).is_none() {
+        return Err(pages::failed(
+            StatusCode::UNAUTHORIZED,
+            "Email not confirmed",
+            "This link is not valid, has expired, or was already used.",
+        ));
+    }
     Ok(pages::confirm_email(&auth.settings.app_name))
 }
 
 /// The button's `POST`.
 async fn confirm_press(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    path: LinkPath,
     client: Client,
     headers: HeaderMap,
 ) -> Reply {
     let auth = auth(&state)?;
+    // No token was ever sent with a path that is not UTF-8: an empty one
+    // is refused as not valid, as such a link is.
+    let token = link_token(path).unwrap_or_default();
     let title = "Email not confirmed";
     if !auth.form_from_own_page(&headers) {
         return Err(pages::failed(

@@ -531,15 +531,16 @@ async fn magic_link_poll(
     Ok(signed_in(auth, &tokens))
 }
 
-/// A link's path, extracted as a `Result` so that a segment that is not
-/// UTF-8 once percent-decoded reaches the handler instead of answering
-/// axum's plain-text 400.
-type LinkPath = Result<Path<String>, axum::extract::rejection::PathRejection>;
+/// A path's one segment (a link's token, a session's or key's id),
+/// extracted as a `Result` so that a segment that is not UTF-8 once
+/// percent-decoded reaches the handler instead of answering axum's
+/// plain-text 400.
+pub(super) type LinkPath = Result<Path<String>, axum::extract::rejection::PathRejection>;
 
-/// A link's token from its path; `None` for a segment that is not UTF-8,
-/// which is no token ever sent (tokens are URL-safe ASCII) and is answered
-/// with the invalid link's page.
-fn link_token(path: LinkPath) -> Option<String> {
+/// The segment; `None` when it is not UTF-8, which is no token ever sent
+/// (tokens are URL-safe ASCII) and no id: the handler answers as for an
+/// invalid link or a missing record.
+pub(super) fn link_token(path: LinkPath) -> Option<String> {
     path.map(|Path(token)| token).ok()
 }
 
@@ -791,12 +792,12 @@ async fn revoke_session(
     State(state): State<AppState>,
     Caller(actor): Caller,
     client: Client,
-    Path(session_id): Path<String>,
+    session_id: LinkPath,
 ) -> Reply {
     let auth = auth(&state)?;
     auth.limit(&client, None).await?;
     let user_id = session_user(&actor)?;
-    let Ok(session_id) = Uuid::parse_str(&session_id) else {
+    let Some(Ok(session_id)) = link_token(session_id).map(|id| Uuid::parse_str(&id)) else {
         return Err(no_such("session"));
     };
     let revoked = auth
@@ -1035,11 +1036,11 @@ async fn revoke_api_key(
     State(state): State<AppState>,
     Caller(actor): Caller,
     client: Client,
-    Path(key_id): Path<String>,
+    key_id: LinkPath,
 ) -> Reply {
     let auth = with_strategy(&state, api_key_enabled)?;
     auth.limit(&client, None).await?;
-    let Ok(key_id) = Uuid::parse_str(&key_id) else {
+    let Some(Ok(key_id)) = link_token(key_id).map(|id| Uuid::parse_str(&id)) else {
         return Err(no_such("API key"));
     };
     // A key may revoke itself (a leaked key's holder can do no worse than

@@ -174,3 +174,68 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    paths_that_are_not_utf8_are_answered_like_bad_links_and_missing_records,
+    |dialect| async move {
+        let (api, _auth) = serving(dialect).await;
+        // The link pages and their forms: the invalid link's page, as HTML.
+        for (method, uri) in [
+            ("GET", "/auth/password/reset/%FF%FE"),
+            ("POST", "/auth/password/reset/%FF%FE"),
+            ("GET", "/auth/email/confirm/%FF%FE"),
+            ("POST", "/auth/email/confirm/%FF%FE"),
+        ] {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::ORIGIN, PUBLIC_URL)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from("password=correct+horse+battery+staple"))
+                .unwrap();
+            let (status, headers, page) = exchange(&api, request).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {page}");
+            assert!(
+                headers[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html"),
+                "{method} {uri}: {headers:?}"
+            );
+            assert!(page.contains("not valid"), "{method} {uri}: {page}");
+        }
+        // A session's or key's id: a JSON 404, as for one that is missing.
+        let registered = api
+            .send(
+                "POST",
+                "/auth/password/register",
+                None,
+                Some(json!({ "email": "ids@example.com", "password": GOOD })),
+            )
+            .await;
+        assert!(registered.status.is_success(), "{}", registered.body);
+        let confirm = mailed_link(&api, "ids@example.com", "/auth/email/confirm/").await;
+        post_json(&api, "/auth/email/confirm", json!({ "token": confirm })).await;
+        let signed_in = api
+            .send(
+                "POST",
+                "/auth/password/sign_in",
+                None,
+                Some(json!({ "email": "ids@example.com", "password": GOOD })),
+            )
+            .await;
+        let access = signed_in.data()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (uri, what) in [
+            ("/auth/sessions/%FF", "no such session"),
+            ("/auth/api_keys/%FF", "no such API key"),
+        ] {
+            let r = api.send("DELETE", uri, Some(&access), None).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}: {}", r.body);
+            assert_eq!(r.body["error"]["message"], what, "{uri}");
+        }
+        api.cleanup().await;
+    }
+);
