@@ -169,6 +169,10 @@ pub enum UserCommand {
     /// A magic link, made with KUMO_SECRET (which must be the server's); or,
     /// when only the password strategy is enabled, a link that sets the
     /// account's first password.
+    ///
+    /// The link starts with kumo.toml's [server] public_url, else its
+    /// [server] addr: a server started with `kumo serve --addr` elsewhere
+    /// needs public_url set, or the link's address changed by hand.
     #[command(
         after_help = "Example:\n  kumo user create admin@example.com --role admin --username boss"
     )]
@@ -177,7 +181,7 @@ pub enum UserCommand {
         /// user, coordinator or admin
         #[arg(long, default_value = "user", value_parser = parse_role)]
         role: Role,
-        /// 3 to 16 of a-z, 0-9 and _
+        /// 3 to 16 of a-z, 0-9 and _ (upper case is lowered, as registering does)
         #[arg(long)]
         username: Option<String>,
         #[command(flatten)]

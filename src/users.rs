@@ -35,9 +35,7 @@ pub async fn run(command: UserCommand) -> Result<()> {
             project,
         } => {
             let email = normalize_email(&email)?;
-            if let Some(username) = &username {
-                check_username(username)?;
-            }
+            let username = username.as_deref().map(normalize_username).transpose()?;
             let project = ops::load_project(&project.dir())?;
             let strategies = Strategies::from_names(&project.config.auth.strategies);
             // With both enabled, the magic link: it signs in at once, and a
@@ -151,17 +149,21 @@ fn normalize_email(input: &str) -> Result<String> {
     kumo_auth::email::normalize(input).map_err(|why| anyhow!("the email `{}` {why}", input.trim()))
 }
 
-/// The rules of `user.username` (crates/kumo-core/src/system/user.toml),
-/// checked here so the message names them rather than the database's
-/// constraint.
-fn check_username(username: &str) -> Result<()> {
+/// `input` trimmed and in lower case, as `POST /auth/password/register`
+/// takes it, so `--username Bob` makes the same account `bob` that
+/// registering as `Bob` would; then held to the rules of `user.username`
+/// (crates/kumo-core/src/system/user.toml), checked here so the message
+/// names them rather than the database's constraint.
+fn normalize_username(input: &str) -> Result<String> {
+    let username = input.trim().to_lowercase();
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
     if !(3..=16).contains(&username.len()) || !username.chars().all(allowed) {
         bail!(
-            "the username `{username}` must be 3 to 16 characters of a-z, 0-9 and _ (lower case)"
+            "the username `{}` must be 3 to 16 characters of a-z, 0-9 and _",
+            input.trim()
         );
     }
-    Ok(())
+    Ok(username)
 }
 
 fn no_such_user(email: &str) -> String {
@@ -307,14 +309,19 @@ async fn create(
     })
 }
 
-/// Where players reach the server, as the links in its emails say:
-/// `[server] public_url`, else the address `kumo serve` listens on.
+/// Where players reach the server, as the links in its emails say
+/// ([`kumo_server::auth::public_url`]): `[server] public_url`, else
+/// `[server] addr`. Not an address `kumo serve --addr` was given: this
+/// command cannot know it, and the help of `kumo user create` says so.
 fn public_url(project: &Project) -> String {
-    let url = match &project.config.server.public_url {
-        Some(url) => url.clone(),
-        None => format!("http://{}", project.addr()),
-    };
-    url.trim_end_matches('/').to_owned()
+    let configured = project.config.server.public_url.as_deref();
+    let addr = project.addr();
+    match (configured, addr.parse::<std::net::SocketAddr>()) {
+        (configured, Ok(listening)) => kumo_server::auth::public_url(configured, listening),
+        (Some(url), Err(_)) => url.trim_end_matches('/').to_owned(),
+        // A host name (`localhost:4000`) rather than an address.
+        (None, Err(_)) => format!("http://{addr}"),
+    }
 }
 
 /// The account's role before the change, or `None` when there is no such

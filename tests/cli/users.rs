@@ -62,6 +62,9 @@ fn field(body: &str, name: &str) -> String {
 fn user_commands(k: &Kumo) {
     k.set_up_project();
 
+    // Regression: `--username Alice` was refused for its capital, while
+    // registering over HTTP trims and lowers a username; the CLI now
+    // does the same.
     let created = user(
         k,
         &[
@@ -70,7 +73,7 @@ fn user_commands(k: &Kumo) {
             "--role",
             "admin",
             "--username",
-            "alice",
+            " Alice ",
         ],
     )
     .ok();
@@ -109,7 +112,7 @@ fn user_commands(k: &Kumo) {
         "{}",
         again.stderr
     );
-    let taken = user(k, &["create", "b@example.com", "--username", "alice"]).fails();
+    let taken = user(k, &["create", "b@example.com", "--username", "ALICE"]).fails();
     assert!(
         taken.stderr.contains("the username alice is taken"),
         "{}",
@@ -423,4 +426,31 @@ fn create_needs_a_strategy_to_sign_in_with() {
         refused.stderr
     );
     assert_eq!(one(&k, "SELECT CAST(COUNT(*) AS TEXT) FROM users"), "0");
+}
+
+/// Regression: with `[server] addr = "0.0.0.0:4000"` and no `public_url`,
+/// the printed link pointed to `http://0.0.0.0:4000`, which no browser
+/// opens; it points to loopback on the same port, as the server's emails
+/// do.
+#[test]
+fn create_links_to_loopback_for_a_server_on_every_address() {
+    let k = Kumo::new();
+    project_with(&k, "password");
+    let config = std::fs::read_to_string(k.path("app/kumo.toml")).unwrap();
+    let config = config
+        .replace("addr = \"127.0.0.1:4000\"", "addr = \"0.0.0.0:4000\"")
+        .replace("public_url = \"http://127.0.0.1:4000\"\n", "");
+    assert!(
+        config.contains("0.0.0.0:4000") && !config.contains("public_url ="),
+        "{config}"
+    );
+    k.write("app/kumo.toml", &config);
+    let created = user(&k, &["create", "p@example.com"]).ok();
+    assert!(
+        created
+            .stdout
+            .contains("\n  http://127.0.0.1:4000/auth/password/reset/"),
+        "{}",
+        created.stdout
+    );
 }

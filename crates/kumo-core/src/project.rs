@@ -146,6 +146,11 @@ pub struct AuthSection {
     /// Whether a password account (and a changed address) must confirm its
     /// email before it can sign in.
     pub confirm_email: bool,
+    /// How many days `audit_event` rows are kept; `0` keeps them for ever.
+    /// Anyone can add rows (every magic-link request is one), so without
+    /// a bound the table grows with every request ever made.
+    #[serde(deserialize_with = "audit_retention_days")]
+    pub audit_retention_days: u32,
     pub password: PasswordSection,
     pub rate_limit: AuthRateLimitSection,
 }
@@ -158,6 +163,7 @@ impl Default for AuthSection {
             access_token_minutes: NonZeroU32::new(15).expect("15 is not zero"),
             session_days: NonZeroU32::new(30).expect("30 is not zero"),
             confirm_email: false,
+            audit_retention_days: 365,
             password: PasswordSection::default(),
             rate_limit: AuthRateLimitSection::default(),
         }
@@ -266,6 +272,15 @@ fn access_token_minutes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZer
 fn session_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
     in_range(d, "[auth] session_days", 1..=3650)
         .map(|n| NonZeroU32::new(n).expect("the range starts at 1"))
+}
+
+fn audit_retention_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    // 0 keeps events for ever; past a hundred years is surely a typo.
+    in_range(
+        d,
+        "[auth] audit_retention_days (0: keep for ever)",
+        0..=36500,
+    )
 }
 
 fn password_memory<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -570,11 +585,12 @@ mod tests {
         assert_eq!(default.auth.access_token_minutes.get(), 15);
         assert_eq!(default.auth.session_days.get(), 30);
         assert!(!default.auth.confirm_email);
+        assert_eq!(default.auth.audit_retention_days, 365);
         assert_eq!(default.auth.password, PasswordSection::default());
         assert_eq!(default.mail.adapter, MailAdapter::Dev);
 
         let set = parse_config(
-            "[auth]\nregistration = \"open\"\naccess_token_minutes = 5\nsession_days = 90\nconfirm_email = true\n\n[auth.password]\nmemory_kib = 65536\niterations = 3\nlanes = 2\n\n[mail]\nadapter = \"smtp\"\nfrom = \"Game <a@b.example>\"\nurl = \"smtp://localhost:25\"\n",
+            "[auth]\nregistration = \"open\"\naccess_token_minutes = 5\nsession_days = 90\nconfirm_email = true\naudit_retention_days = 0\n\n[auth.password]\nmemory_kib = 65536\niterations = 3\nlanes = 2\n\n[mail]\nadapter = \"smtp\"\nfrom = \"Game <a@b.example>\"\nurl = \"smtp://localhost:25\"\n",
         )
         .unwrap();
         assert_eq!(set.auth.registration, Registration::Open);
@@ -586,6 +602,7 @@ mod tests {
             (5, 90)
         );
         assert!(set.auth.confirm_email);
+        assert_eq!(set.auth.audit_retention_days, 0);
         assert_eq!(
             set.auth.password,
             PasswordSection {
@@ -611,6 +628,11 @@ mod tests {
                 "[auth]\nsession_days = 5000\n",
                 "line 2, column 16",
                 "[auth] session_days must be from 1 to 3650",
+            ),
+            (
+                "[auth]\naudit_retention_days = 40000\n",
+                "line 2, column 24",
+                "[auth] audit_retention_days (0: keep for ever) must be from 0 to 36500",
             ),
             (
                 "[auth.password]\nmemory_kib = 1024\n",

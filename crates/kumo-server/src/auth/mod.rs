@@ -90,6 +90,9 @@ pub struct Settings {
     pub confirm_email: bool,
     /// The Argon2id cost of new password hashes.
     pub password_cost: kumo_auth::password::Cost,
+    /// How long `audit_event` rows are kept (`[auth]
+    /// audit_retention_days`); `None` keeps them for ever.
+    pub audit_retention: Option<time::Duration>,
 }
 
 impl Settings {
@@ -114,6 +117,8 @@ impl Settings {
                 iterations: section.password.iterations,
                 lanes: section.password.lanes,
             },
+            audit_retention: (section.audit_retention_days > 0)
+                .then(|| time::Duration::days(i64::from(section.audit_retention_days))),
         }
     }
 }
@@ -164,10 +169,10 @@ pub enum StartError {
 
 impl Auth {
     /// The auth layer a project's `kumo.toml` asks for, or `None` when it
-    /// enables no strategy. Links in emails point to `[server] public_url`,
-    /// by default the address the server is `listening` on. Mail goes where `[mail]` (or `SMTP_URL`) says,
-    /// with the templates in the project's `mail/` folder in place of the
-    /// built-in ones. Must run inside a tokio runtime.
+    /// enables no strategy. Links in emails point to [`public_url`]. Mail
+    /// goes where `[mail]` (or `SMTP_URL`) says, with the templates in the
+    /// project's `mail/` folder in place of the built-in ones. Must run
+    /// inside a tokio runtime.
     pub fn from_project(
         engine: Arc<Engine>,
         project: &Project,
@@ -178,11 +183,14 @@ impl Auth {
         if config.auth.strategies.is_empty() {
             return Ok(None);
         }
-        let public_url = config
-            .server
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{listening}"));
+        let public_url = public_url(config.server.public_url.as_deref(), listening);
+        if config.server.public_url.is_none() && listening.ip().is_unspecified() {
+            tracing::warn!(
+                %listening,
+                %public_url,
+                "[server] public_url is not set and the server listens on every address: the links in its emails point to {public_url}, which works only on this machine; set [server] public_url in kumo.toml to the address players reach"
+            );
+        }
         let app_name = config
             .project
             .name
@@ -289,6 +297,42 @@ impl Auth {
         Ok(pruned)
     }
 
+    /// Deletes the audit events older than `[auth] audit_retention_days`
+    /// (none when it is 0): anyone can add events (every link request
+    /// is one), so without this the log grows for ever. Returns how many
+    /// went.
+    pub async fn prune_audit_events(&self) -> Result<u64, kumo_db::query::QueryError> {
+        let Some(retention) = self.settings.audit_retention else {
+            return Ok(0);
+        };
+        let before = self.clock.now() - retention;
+        let mut tx = self.accounts().begin().await?;
+        let pruned = tx
+            .delete(
+                "audit_event",
+                &[(
+                    "inserted_at",
+                    kumo_db::query::accounts::Test::Below(serde_json::json!(clock::stamp(before))),
+                )],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
+    /// What the background task deletes now and then: expired links
+    /// ([`Auth::prune_links`]) and old audit events
+    /// ([`Auth::prune_audit_events`]). A failure of one is logged and does
+    /// not keep the other from running.
+    pub async fn prune(&self) {
+        if let Err(e) = self.prune_links().await {
+            tracing::warn!(error = %e, "could not prune expired sign-in links");
+        }
+        if let Err(e) = self.prune_audit_events().await {
+            tracing::warn!(error = %e, "could not prune old audit events");
+        }
+    }
+
     fn magic_links(&self) -> magic_link::MagicLinks<'_> {
         magic_link::MagicLinks {
             accounts: self.accounts(),
@@ -300,16 +344,39 @@ impl Auth {
     }
 }
 
+/// Where players reach the server, without a trailing slash: the links in
+/// emails point here. `configured` is `[server] public_url`; without it,
+/// the address the server is `listening` on, except that an unspecified
+/// one (`0.0.0.0`, `::`) is no address a browser can open, so loopback
+/// (`127.0.0.1`, `[::1]`) on the same port stands for it: such links work
+/// on this machine only, and [`Auth::from_project`] warns of it.
+pub fn public_url(configured: Option<&str>, listening: std::net::SocketAddr) -> String {
+    let url = match configured {
+        Some(url) => url.to_owned(),
+        None => {
+            let mut reachable = listening;
+            if reachable.ip().is_unspecified() {
+                reachable.set_ip(match reachable {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{reachable}")
+        }
+    };
+    url.trim_end_matches('/').to_owned()
+}
+
 /// How long after it expired a one-time link's row is deleted.
 pub const PRUNE_LINKS_AFTER: time::Duration = time::Duration::days(1);
-/// How many reloads apart expired links are pruned (about every ten
-/// minutes).
+/// How many reloads apart expired links and old audit events are pruned
+/// (about every ten minutes).
 const PRUNE_EVERY_TICKS: u32 = 300;
 
 /// Reloads the revoked sessions every [`RELOAD_EVERY`], so a sign-out on
 /// another node reaches this one, drops cached users whose record
-/// changed on this node, and now and then prunes expired links. Ends when
-/// the auth layer is dropped.
+/// changed on this node, and now and then prunes expired links and old
+/// audit events. Ends when the auth layer is dropped.
 async fn keep_fresh(auth: Weak<Auth>) {
     let Some(mut changes) = auth.upgrade().map(|a| a.engine.subscribe()) else {
         return;
@@ -326,10 +393,8 @@ async fn keep_fresh(auth: Weak<Auth>) {
                 }
                 auth.forget_idle_limits();
                 ticks = ticks.wrapping_add(1);
-                if ticks.is_multiple_of(PRUNE_EVERY_TICKS)
-                    && let Err(e) = auth.prune_links().await
-                {
-                    tracing::warn!(error = %e, "could not prune expired sign-in links");
+                if ticks.is_multiple_of(PRUNE_EVERY_TICKS) {
+                    auth.prune().await;
                 }
             }
             change = changes.recv() => {
@@ -353,5 +418,65 @@ async fn keep_fresh(auth: Weak<Auth>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kumo_core::project::AuthSection;
+
+    use super::{Settings, public_url};
+
+    #[test]
+    fn audit_retention_comes_from_the_config_and_zero_keeps_events_for_ever() {
+        let settings = |days| {
+            let section = AuthSection {
+                audit_retention_days: days,
+                ..AuthSection::default()
+            };
+            Settings::from_config(&section, None, "http://127.0.0.1:4000", "Game").audit_retention
+        };
+        assert_eq!(settings(365), Some(time::Duration::days(365)));
+        assert_eq!(settings(1), Some(time::Duration::days(1)));
+        assert_eq!(settings(0), None);
+    }
+
+    #[test]
+    fn public_url_is_the_configured_one_without_its_trailing_slash() {
+        let listening = "0.0.0.0:4000".parse().unwrap();
+        assert_eq!(
+            public_url(Some("https://play.example.com/"), listening),
+            "https://play.example.com"
+        );
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_listening_address() {
+        assert_eq!(
+            public_url(None, "127.0.0.1:4000".parse().unwrap()),
+            "http://127.0.0.1:4000"
+        );
+        assert_eq!(
+            public_url(None, "192.0.2.10:8080".parse().unwrap()),
+            "http://192.0.2.10:8080"
+        );
+        assert_eq!(
+            public_url(None, "[2001:db8::1]:4000".parse().unwrap()),
+            "http://[2001:db8::1]:4000"
+        );
+    }
+
+    /// Regression: a server bound to every address mailed links to
+    /// `http://0.0.0.0:4000`, which no browser can open.
+    #[test]
+    fn an_unspecified_listening_address_becomes_loopback() {
+        assert_eq!(
+            public_url(None, "0.0.0.0:4000".parse().unwrap()),
+            "http://127.0.0.1:4000"
+        );
+        assert_eq!(
+            public_url(None, "[::]:4001".parse().unwrap()),
+            "http://[::1]:4001"
+        );
     }
 }

@@ -47,6 +47,7 @@ fn settings(registration: Registration) -> Settings {
             iterations: 1,
             lanes: 1,
         },
+        audit_retention: Some(time::Duration::days(365)),
     }
 }
 

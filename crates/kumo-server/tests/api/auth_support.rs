@@ -43,6 +43,8 @@ pub(crate) fn every_strategy(confirm_email: bool) -> Settings {
         client_ip_header: None,
         confirm_email,
         password_cost: CHEAP,
+        // `[auth] audit_retention_days`' default.
+        audit_retention: Some(time::Duration::days(365)),
     }
 }
 

@@ -5,6 +5,7 @@
 mod account_links;
 mod account_resources;
 mod admin_only;
+mod audit_retention;
 mod auth_http;
 mod auth_pages;
 mod auth_support;

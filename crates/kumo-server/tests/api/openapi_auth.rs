@@ -38,6 +38,7 @@ pub(crate) fn settings(strategies: Strategies, confirm_email: bool) -> Settings 
             iterations: 1,
             lanes: 1,
         },
+        audit_retention: Some(time::Duration::days(365)),
     }
 }
 
