@@ -461,10 +461,10 @@ async fn finish(
     if !user["locked_at"].is_null() {
         return Err(Failure::Locked);
     }
-    let user = if user["email_confirmed_at"].is_null() {
+    let (user, signed_out) = if user["email_confirmed_at"].is_null() {
         super::password::claim_address(tx, user, device, now).await?
     } else {
-        user
+        (user, Vec::new())
     };
     tx.update(
         "auth_token",
@@ -473,7 +473,9 @@ async fn finish(
         &stamp(now),
     )
     .await?;
-    Ok(session::open(tx, keys, user, device, now).await?)
+    let mut tokens = session::open(tx, keys, user, device, now).await?;
+    tokens.signed_out = signed_out;
+    Ok(tokens)
 }
 
 /// Two links of a new address used at once (a double tap, the link and

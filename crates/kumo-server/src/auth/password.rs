@@ -991,12 +991,14 @@ impl Auth {
 /// who registered the address first: the password is cleared and every
 /// session and API key of the account revoked, and so are outstanding
 /// reset links (the owner sets a password again by a reset link).
+///
+/// Returns the account and the sessions it signed out.
 pub(super) async fn claim_address(
     tx: &mut AccountsTx<'_>,
     user: Record,
     device: &Device,
     now: OffsetDateTime,
-) -> Result<Record, QueryError> {
+) -> Result<(Record, Vec<Uuid>), QueryError> {
     let id = user["id"].clone();
     let had_password = !user["password_hash"].is_null();
     let mut sets = vec![("email_confirmed_at", Set::To(json!(stamp(now))))];
@@ -1026,7 +1028,7 @@ pub(super) async fn claim_address(
         };
         super::audit::insert(tx, now, &entry).await?;
     }
-    Ok(claimed)
+    Ok((claimed, sessions))
 }
 
 /// Revokes every live API key of `user_id`; how many.

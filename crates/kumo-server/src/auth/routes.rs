@@ -474,7 +474,10 @@ async fn audit_attempt(
 ) -> Result<Tokens, Response> {
     match result {
         // The sign-in's transaction wrote its audit event.
-        Ok(tokens) => Ok(tokens),
+        Ok(tokens) => {
+            auth.forget_sessions(&tokens.signed_out);
+            Ok(tokens)
+        }
         Err(failure) => {
             let email = match target {
                 Target::Email(email) => Some(email.to_owned()),

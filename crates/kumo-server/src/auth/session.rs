@@ -45,6 +45,10 @@ pub struct Tokens {
     /// was lost) rather than rotated: audited, since a copied token used
     /// within the grace looks the same.
     pub repeated: bool,
+    /// Sessions this sign-in revoked (a magic link proving an address for
+    /// the first time signs out whoever was signed in before), for this
+    /// node to forget at once.
+    pub signed_out: Vec<Uuid>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -56,6 +60,7 @@ impl std::fmt::Debug for Tokens {
             .field("session_id", &self.session_id)
             .field("user_id", &self.user.get("id"))
             .field("repeated", &self.repeated)
+            .field("signed_out", &self.signed_out)
             .finish()
     }
 }
@@ -196,6 +201,7 @@ fn tokens(
         session_id,
         user,
         repeated: false,
+        signed_out: Vec::new(),
     }
 }
 
@@ -404,6 +410,7 @@ mod tests {
             session_id: Uuid::nil(),
             user: serde_json::from_value(json!({ "id": "u1" })).unwrap(),
             repeated: false,
+            signed_out: Vec::new(),
         };
         let shown = format!("{tokens:?}");
         assert!(!shown.contains("the-access-token"), "{shown}");

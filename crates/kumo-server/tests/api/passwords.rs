@@ -1005,7 +1005,10 @@ both!(
                 r.body
             );
             assert!(stored_user(&auth, "victim@example.com").await["password_hash"].is_null());
-            if let Some((_, refresh)) = &attacker {
+            if let Some((access, refresh)) = &attacker {
+                // At once on this server, not at the next reload.
+                let r = api.send("GET", "/auth/me", Some(access), None).await;
+                assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
                 let r = post(
                     &api,
                     "/auth/token/refresh",
