@@ -224,8 +224,9 @@ fn user_commands(k: &Kumo) {
         "/auth/token/refresh",
         &format!("{{\"refresh_token\":\"{refresh_token}\"}}"),
     );
-    assert_eq!(refused.status, 401, "{}", refused.body);
-    assert!(refused.body.contains("session_revoked"), "{}", refused.body);
+    // Locking revoked the session too, but the refresh says why it ended.
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("account_locked"), "{}", refused.body);
     let again = user(k, &["lock", "a@example.com"]).ok();
     assert!(
         again.stdout.contains("a@example.com was already locked.")

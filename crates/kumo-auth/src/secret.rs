@@ -53,40 +53,63 @@ pub fn six_digit_code() -> String {
     }
 }
 
-/// Keys the hashes of short codes, under a key derived from the server's
-/// secret.
+/// An HMAC-SHA256 under a key derived from the server's secret for one
+/// purpose (its label): a value that only this server can make or check.
 #[derive(Clone)]
-pub struct CodeKey {
+pub struct KeyedHash {
     keyed: HmacSha256,
 }
 
-impl std::fmt::Debug for CodeKey {
+impl std::fmt::Debug for KeyedHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CodeKey(***)")
+        f.write_str("KeyedHash(***)")
     }
 }
 
-impl CodeKey {
-    pub fn new(secret: &[u8]) -> CodeKey {
-        let key: [u8; 32] = crate::derive_key(secret, CODE_KEY_LABEL);
-        CodeKey {
+impl KeyedHash {
+    pub fn new(secret: &[u8], label: &[u8]) -> KeyedHash {
+        let key: [u8; 32] = crate::derive_key(secret, label);
+        KeyedHash {
             keyed: HmacSha256::new_from_slice(&key).expect("HMAC takes a key of any length"),
         }
+    }
+
+    /// The keyed hash of `value` bound to `scope`, base64url: the same
+    /// value under two scopes hashes differently.
+    pub fn hash(&self, scope: &str, value: &str) -> String {
+        let mut mac = self.keyed.clone();
+        mac.update(scope.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `stored` is the hash of `value` for `scope`, compared in
+    /// constant time.
+    pub fn matches(&self, scope: &str, value: &str, stored: &str) -> bool {
+        equal(&self.hash(scope, value), stored)
+    }
+}
+
+/// Keys the hashes of short codes, under a key derived from the server's
+/// secret.
+#[derive(Clone, Debug)]
+pub struct CodeKey(KeyedHash);
+
+impl CodeKey {
+    pub fn new(secret: &[u8]) -> CodeKey {
+        CodeKey(KeyedHash::new(secret, CODE_KEY_LABEL))
     }
 
     /// The stored form of `code`, bound to `scope` (the id of the token it
     /// belongs to), so the same code under two tokens hashes differently.
     pub fn hash(&self, scope: &str, code: &str) -> String {
-        let mut mac = self.keyed.clone();
-        mac.update(scope.as_bytes());
-        mac.update(&[0]);
-        mac.update(code.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        self.0.hash(scope, code)
     }
 
     /// Whether `code` is the one stored as `stored` for `scope`.
     pub fn matches(&self, scope: &str, code: &str, stored: &str) -> bool {
-        equal(&self.hash(scope, code), stored)
+        self.0.matches(scope, code, stored)
     }
 }
 

@@ -10,6 +10,7 @@
 //! ([`ratelimit`]). Unknown routes answer a JSON 404 in the one error shape
 //! every Kumo route uses.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod log;
@@ -155,6 +156,11 @@ impl AppState {
         &self.inner.db
     }
 
+    /// The migrations this build expects to be applied.
+    pub(crate) fn migrations(&self) -> &[Migration] {
+        &self.inner.migrations
+    }
+
     pub fn engine(&self) -> Option<&Engine> {
         self.inner.engine.as_deref()
     }
@@ -183,6 +189,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(ready))
         .merge(api::routes())
         .merge(auth::routes::routes())
+        .merge(admin::routes())
         .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

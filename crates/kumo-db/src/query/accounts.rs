@@ -119,6 +119,61 @@ impl<'e> Accounts<'e> {
         )
     }
 
+    /// How many rows of `resource` pass `tests` (for the admin's
+    /// dashboard: live sessions and the like).
+    pub async fn count(&self, resource: &str, tests: &[(&str, Test)]) -> Result<i64, QueryError> {
+        let entry = account_entry(self.engine, resource);
+        let mut sql = Sql::new(self.engine.db.dialect());
+        sql.push("SELECT COUNT(*) FROM ").push(&ident(&entry.table));
+        push_where(&mut sql, entry, tests);
+        let counts = self.engine.reader().fetch_integers(&sql).await?;
+        Ok(counts.first().copied().unwrap_or(0))
+    }
+
+    /// How many rows of `resource` were made on each UTC day from `since`
+    /// on (`YYYY-MM-DD`, oldest first; days with none are left out): the
+    /// admin's sign-ups per day.
+    pub async fn made_per_day(
+        &self,
+        resource: &str,
+        since: &str,
+    ) -> Result<Vec<(String, i64)>, QueryError> {
+        let entry = account_entry(self.engine, resource);
+        let inserted = field(entry, "inserted_at");
+        let dialect = self.engine.db.dialect();
+        let day = match dialect {
+            crate::sql::Dialect::Postgres => {
+                "to_char(\"inserted_at\" AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+            // Stored as canonical text, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+            crate::sql::Dialect::Sqlite => "substr(\"inserted_at\", 1, 10)",
+        };
+        let mut sql = Sql::new(dialect);
+        sql.push("SELECT ")
+            .push(day)
+            .push(" AS \"day\", COUNT(*) AS \"made\" FROM ")
+            .push(&ident(&entry.table))
+            .push(" WHERE \"inserted_at\" >= ");
+        sql.bind_value(inserted.kind, &Value::String(since.to_owned()));
+        sql.push(" GROUP BY 1 ORDER BY 1");
+        let day_field = Field::computed("day", super::catalog::Kind::Text);
+        let made_field = Field::computed("made", super::catalog::Kind::Integer);
+        let rows = self
+            .engine
+            .reader()
+            .fetch_records(&sql, &[&day_field, &made_field])
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                (
+                    row["day"].as_str().unwrap_or_default().to_owned(),
+                    row["made"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
     /// The first row [`Accounts::read`] would give.
     pub async fn read_one(
         &self,

@@ -139,6 +139,8 @@ pub struct Auth {
     outbox: Outbox,
     templates: Templates,
     limits: Option<Limits>,
+    /// The admin's CSRF tokens: keyed from the same secret.
+    pub(crate) admin_csrf: crate::admin::csrf::CsrfKey,
     /// What is audited once a minute rather than every time.
     reports: audit::OncePerMinute,
     hasher: password::Hasher,
@@ -239,6 +241,7 @@ impl Auth {
             sessions: RecordCache::default(),
             limits: settings.limits.as_ref().map(Limits::new),
             reports: audit::OncePerMinute::default(),
+            admin_csrf: crate::admin::csrf::CsrfKey::new(secret),
             hasher: password::Hasher::new(settings.password_cost)?,
             engine,
             settings,
@@ -333,7 +336,7 @@ impl Auth {
         }
     }
 
-    fn magic_links(&self) -> magic_link::MagicLinks<'_> {
+    pub(crate) fn magic_links(&self) -> magic_link::MagicLinks<'_> {
         magic_link::MagicLinks {
             accounts: self.accounts(),
             keys: &self.keys,

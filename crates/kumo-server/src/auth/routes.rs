@@ -102,8 +102,8 @@ fn api_key_enabled(auth: &Auth) -> bool {
 /// Where a request comes from: its address (for rate limits and the audit
 /// log) and the device it describes itself as.
 pub(crate) struct Client {
-    pub(super) ip: Option<IpAddr>,
-    pub(super) device: Device,
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) device: Device,
 }
 
 impl Client {
@@ -153,7 +153,7 @@ impl Auth {
 impl Auth {
     /// Counts a request against its client's and (when given) its target
     /// account's allowance; 429 with `Retry-After` beyond either.
-    pub(super) async fn limit(
+    pub(crate) async fn limit(
         &self,
         client: &Client,
         account: Option<String>,
@@ -173,7 +173,7 @@ impl Auth {
 
     /// Counts a request against the allowance of the account `key` names
     /// (`email:…`, `username:…`, `user:<id>`) alone; 429 beyond it.
-    pub(super) async fn limit_account(&self, client: &Client, key: String) -> Result<(), Response> {
+    pub(crate) async fn limit_account(&self, client: &Client, key: String) -> Result<(), Response> {
         let Some(limits) = &self.limits else {
             return Ok(());
         };
@@ -187,7 +187,7 @@ impl Auth {
     /// Counts a magic-link poll against its client's poll allowance, which
     /// is larger than the other auth routes' (a game polls every few
     /// seconds); 429 with `Retry-After` beyond it.
-    async fn limit_poll(&self, client: &Client) -> Result<(), Response> {
+    pub(crate) async fn limit_poll(&self, client: &Client) -> Result<(), Response> {
         let Some(limits) = &self.limits else {
             return Ok(());
         };
@@ -323,48 +323,16 @@ async fn magic_link_request(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
+    auth.limit(&client, None).await?;
     let body = object(&headers, body).await?;
     let [raw] = strings(&body, ["email"])?;
     let address = email_field(raw, "email")?;
-    auth.limit(&client, Some(format!("email:{address}")))
+    auth.limit_account(&client, format!("email:{address}"))
         .await?;
-    let now = auth.clock.now();
     let requested = auth
-        .magic_links()
-        .request(&address, now)
+        .request_magic_link(&address, &client.device)
         .await
         .map_err(query_error_response)?;
-    // Rendered either way, so the answer takes as long for an unknown
-    // address; only sent when the address may sign in.
-    let (token, code) = requested
-        .mail
-        .clone()
-        .unwrap_or_else(|| (kumo_auth::secret::random_token(), "000000".into()));
-    let link = format!("{}/auth/magic_link/{token}", auth.settings.public_url);
-    let values = Values {
-        app: &auth.settings.app_name,
-        email: &address,
-        link: &link,
-        code: Some(&code),
-        minutes: magic_link::TOKEN_MINUTES as u32,
-        new_email: None,
-    };
-    match auth.templates.render(Kind::MagicLink, &values) {
-        Ok(rendered) if requested.mail.is_some() => {
-            auth.outbox.send(Message::new(&address, rendered));
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "could not render the magic-link email"),
-    }
-    auth.audit(Entry {
-        kind: "magic_link_request",
-        strategy: Some("magic_link"),
-        success: true,
-        user_id: requested.user_id.clone(),
-        device: &client.device,
-        detail: json!({ "email": address, "sent": requested.mail.is_some() }),
-    })
-    .await;
     Ok(Json(json!({
         "ok": true,
         "poll": {
@@ -377,6 +345,52 @@ async fn magic_link_request(
 }
 
 /// `POST /auth/magic_link/sign_in {token}` or `{email, code}`.
+impl Auth {
+    /// Asks for a magic link for `address` (normalised): mails it when the
+    /// address may sign in, and audits the request. The same work and
+    /// answer whether or not it may, so the caller cannot tell.
+    pub(crate) async fn request_magic_link(
+        &self,
+        address: &str,
+        device: &Device,
+    ) -> Result<magic_link::Requested, QueryError> {
+        let now = self.clock.now();
+        let requested = self.magic_links().request(address, now).await?;
+        // Rendered either way, so the answer takes as long for an unknown
+        // address; only sent when the address may sign in.
+        let (token, code) = requested
+            .mail
+            .clone()
+            .unwrap_or_else(|| (kumo_auth::secret::random_token(), "000000".into()));
+        let link = format!("{}/auth/magic_link/{token}", self.settings.public_url);
+        let values = Values {
+            app: &self.settings.app_name,
+            email: address,
+            link: &link,
+            code: Some(&code),
+            minutes: magic_link::TOKEN_MINUTES as u32,
+            new_email: None,
+        };
+        match self.templates.render(Kind::MagicLink, &values) {
+            Ok(rendered) if requested.mail.is_some() => {
+                self.outbox.send(Message::new(address, rendered));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not render the magic-link email"),
+        }
+        self.audit(Entry {
+            kind: "magic_link_request",
+            strategy: Some("magic_link"),
+            success: true,
+            user_id: requested.user_id.clone(),
+            device,
+            detail: json!({ "email": address, "sent": requested.mail.is_some() }),
+        })
+        .await;
+        Ok(requested)
+    }
+}
+
 async fn magic_link_sign_in(
     State(state): State<AppState>,
     client: Client,
@@ -384,18 +398,18 @@ async fn magic_link_sign_in(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
+    auth.limit(&client, None).await?;
     let body = object(&headers, body).await?;
     let now = auth.clock.now();
     let links = auth.magic_links();
     let tokens = if body.contains_key("token") {
         let [token] = strings(&body, ["token"])?;
-        auth.limit(&client, None).await?;
         let result = links.sign_in_with_token(token, &client.device, now).await;
         audit_attempt(auth, &client, "magic_link", result, Target::Link(token)).await?
     } else {
         let [raw, code] = strings(&body, ["email", "code"])?;
         let address = email_field(raw, "email")?;
-        auth.limit(&client, Some(format!("email:{address}")))
+        auth.limit_account(&client, format!("email:{address}"))
             .await?;
         let result = links
             .sign_in_with_code(&address, code.trim(), &client.device, now)
@@ -507,11 +521,11 @@ async fn magic_link_poll(
     body: Body,
 ) -> Reply {
     let auth = with_strategy(&state, magic_link_enabled)?;
+    auth.limit_poll(&client).await?;
     let body = object(&headers, body).await?;
     let [id, poll_secret] = strings(&body, ["id", "secret"])?;
     let poll_id = Uuid::parse_str(id.trim())
         .map_err(|_| invalid_field("id", "must be the poll id a link request answered"))?;
-    auth.limit_poll(&client).await?;
     let now = auth.clock.now();
     let result = match auth
         .magic_links()
@@ -1144,6 +1158,13 @@ impl Auth {
 /// The dev adapter's messages, to a client on this machine only: they hold
 /// sign-in links, which would let anyone who can read them sign in as
 /// anyone. Otherwise, and when the adapter is not `dev`, 404.
+impl Auth {
+    /// Whether mail goes to the dev mailbox (which the admin links to).
+    pub(crate) fn has_dev_mailbox(&self) -> bool {
+        self.outbox.dev_mailbox().is_some()
+    }
+}
+
 fn dev_mailbox(
     state: &AppState,
     client: &Client,

@@ -4,6 +4,7 @@
 
 mod account_links;
 mod account_resources;
+mod admin;
 mod admin_only;
 mod audit_retention;
 mod auth_http;

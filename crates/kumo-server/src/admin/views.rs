@@ -1,0 +1,391 @@
+//! The admin's read pages: the dashboard, a resource's list and a record.
+//! Every read goes through the resource engine as the signed-in user, so
+//! the resource files' read policies decide what is shown, as for the API.
+
+use axum::extract::{Path, RawQuery};
+use axum::http::StatusCode;
+use axum::response::Response;
+use kumo_core::resource::RelationshipKind;
+use kumo_db::query::accounts::Test;
+use kumo_db::query::catalog::Origin;
+use kumo_db::query::{Entry, QueryError, View, parse_list};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::Page;
+use crate::AppState;
+use crate::auth::clock::stamp;
+
+/// How many days of sign-ups the dashboard shows.
+const SIGNUP_DAYS: i64 = 14;
+/// Records per list page.
+const PAGE_SIZE: u32 = 50;
+
+/// The resources in the admin's navigation, in schema order.
+pub(super) fn navigation(state: &AppState) -> Vec<Value> {
+    let Some(engine) = state.engine() else {
+        return Vec::new();
+    };
+    engine
+        .catalog
+        .entries()
+        .map(|entry| json!({ "plural": entry.resource.plural, "label": label(entry) }))
+        .collect()
+}
+
+/// A resource's name as a heading: `avatar_tags` → `Avatar tags`.
+fn label(entry: &Entry) -> String {
+    let words = entry.resource.plural.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => words,
+    }
+}
+
+/// `GET /admin`: counts per resource (those the user may read), sign-ups
+/// per day, live sessions, and a warning when migrations are pending.
+pub(super) async fn dashboard(page: Page) -> Response {
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let Some(engine) = page.state.engine() else {
+        return page.message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No resources",
+            "This server serves no resources.",
+            None,
+        );
+    };
+    let mut counts = Vec::new();
+    for entry in engine.catalog.entries() {
+        let count = match parse_list(&engine.catalog, entry, "page[size]=1&page[count]=true") {
+            Ok(req) => match engine.list(&staff.actor, entry, &req).await {
+                Ok(listed) => json!(listed.total),
+                Err(e) => {
+                    tracing::warn!(error = %e, resource = entry.resource.name, "admin dashboard count failed");
+                    json!("?")
+                }
+            },
+            Err(_) => json!("?"),
+        };
+        counts.push(
+            json!({ "plural": entry.resource.plural, "label": label(entry), "count": count }),
+        );
+    }
+    let mut values = json!({
+        "counts": counts,
+        "accounts": false,
+        "pending": pending_migrations(&page.state).await,
+        "days": SIGNUP_DAYS,
+    });
+    if let Some(accounts) = engine.accounts() {
+        let now = page.auth.clock.now();
+        let since = (now - time::Duration::days(SIGNUP_DAYS - 1))
+            .date()
+            .midnight()
+            .assume_utc();
+        let live = accounts
+            .count(
+                "session",
+                &[
+                    ("revoked_at", Test::IsNull),
+                    ("expires_at", Test::Above(json!(stamp(now)))),
+                ],
+            )
+            .await;
+        let signups = accounts.made_per_day("user", &stamp(since)).await;
+        match (live, signups) {
+            (Ok(live), Ok(signups)) => {
+                let days = every_day(since, now, &signups);
+                let max = days
+                    .iter()
+                    .map(|d| d["count"].as_i64().unwrap_or(0))
+                    .max()
+                    .unwrap_or(0);
+                values["accounts"] = json!(true);
+                values["active_sessions"] = json!(live);
+                values["signups"] = json!(days);
+                values["signups_max"] = json!(max.max(1));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "admin dashboard account figures failed");
+            }
+        }
+    }
+    page.render(
+        StatusCode::OK,
+        "dashboard.html",
+        "dashboard",
+        "Dashboard",
+        values,
+    )
+}
+
+/// One row per day from `since` to `now`, days without sign-ups as 0.
+fn every_day(since: OffsetDateTime, now: OffsetDateTime, made: &[(String, i64)]) -> Vec<Value> {
+    let mut day = since.date();
+    let mut rows = Vec::new();
+    while day <= now.date() {
+        let key = kumo_core::datetime::canonical_date(day);
+        let count = made.iter().find(|(d, _)| *d == key).map_or(0, |(_, n)| *n);
+        rows.push(json!({ "day": key, "count": count }));
+        match day.next_day() {
+            Some(next) => day = next,
+            None => break,
+        }
+    }
+    rows
+}
+
+/// What the dashboard says when the database's migrations are not the
+/// ones this build expects; `None` when they are.
+async fn pending_migrations(state: &AppState) -> Option<String> {
+    match kumo_db::runner::status(state.db(), state.migrations()).await {
+        Ok(status) if status.is_current() => None,
+        Ok(status) if !status.pending.is_empty() => Some(format!(
+            "{} migration(s) not applied: run `kumo migrate`.",
+            status.pending.len()
+        )),
+        Ok(_) => {
+            Some("The database's migrations differ from the project's migrations/ folder.".into())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "admin dashboard could not read the migration status");
+            Some("The migration status could not be read.".into())
+        }
+    }
+}
+
+/// `GET /admin/r/{plural}`: a page of records, in the API's query
+/// language (`sort=-inserted_at`, `filter[name][contains]=x`,
+/// `page[after]=…`), which links keep.
+pub(super) async fn list(
+    page: Page,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let Some(engine) = page.state.engine() else {
+        return no_such_resource(&page);
+    };
+    let Some(entry) = engine.catalog.by_plural(&plural) else {
+        return no_such_resource(&page);
+    };
+    let query = query.unwrap_or_default();
+    let mut api_query = without(&query, &["page[size]", "page[count]"]);
+    if !api_query.is_empty() {
+        api_query.push('&');
+    }
+    api_query.push_str(&format!("page[size]={PAGE_SIZE}&page[count]=true"));
+    let listed = match parse_list(&engine.catalog, entry, &api_query) {
+        Ok(req) => engine.list(&staff.actor, entry, &req).await,
+        Err(e) => Err(e),
+    };
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(e) => return query_failed(&page, e, &format!("/admin/r/{plural}")),
+    };
+    let columns: Vec<&kumo_db::query::Field> =
+        entry.fields.iter().filter(|f| f.is_public()).collect();
+    let sorted_by = sort_of(&query);
+    let column_values: Vec<Value> = columns
+        .iter()
+        .map(|f| {
+            let (sorted, next) = match sorted_by.as_deref() {
+                Some(s) if s == f.name => (Some("ascending"), format!("-{}", f.name)),
+                Some(s) if s.strip_prefix('-') == Some(f.name.as_str()) => {
+                    (Some("descending"), f.name.clone())
+                }
+                _ => (None, f.name.clone()),
+            };
+            let link = format!(
+                "/admin/r/{plural}?{}",
+                with(
+                    &without(&query, &["sort", "page[after]", "page[before]"]),
+                    "sort",
+                    &next
+                )
+            );
+            json!({ "name": f.name, "sorted": sorted, "sort_link": link })
+        })
+        .collect();
+    let rows: Vec<Value> = listed
+        .data
+        .iter()
+        .map(|record| {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|f| shown(&record.get(&f.name).cloned().unwrap_or(Value::Null)))
+                .collect();
+            let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+            json!({ "cells": cells, "link": format!("/admin/r/{plural}/{id}") })
+        })
+        .collect();
+    let page_link = |param: &str, cursor: &Option<String>| {
+        cursor.as_ref().map(|c| {
+            format!(
+                "/admin/r/{plural}?{}",
+                with(&without(&query, &["page[after]", "page[before]"]), param, c)
+            )
+        })
+    };
+    let label = label(entry);
+    page.render(
+        StatusCode::OK,
+        "list.html",
+        &plural,
+        &label,
+        json!({
+            "label": label,
+            "columns": column_values,
+            "rows": rows,
+            "total": listed.total,
+            "next": page_link("page[after]", &listed.next),
+            "prev": page_link("page[before]", &listed.prev),
+        }),
+    )
+}
+
+/// `GET /admin/r/{plural}/{id}`: every public field, `belongs_to` values
+/// linked to their record, and each `has_many` linked to its list.
+pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)>) -> Response {
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let Some(engine) = page.state.engine() else {
+        return no_such_resource(&page);
+    };
+    let Some(entry) = engine.catalog.by_plural(&plural) else {
+        return no_such_resource(&page);
+    };
+    let record = match engine.get(&staff.actor, entry, &id, &View::default()).await {
+        Ok(record) => record,
+        Err(e) => return query_failed(&page, e, &format!("/admin/r/{plural}")),
+    };
+    let fields: Vec<Value> = entry
+        .fields
+        .iter()
+        .filter(|f| f.is_public())
+        .map(|f| {
+            let value = record.get(&f.name).cloned().unwrap_or(Value::Null);
+            let link = match (&f.origin, value.as_str()) {
+                (Origin::ForeignKey { target, .. }, Some(target_id)) => engine
+                    .catalog
+                    .get(target)
+                    .map(|t| format!("/admin/r/{}/{target_id}", t.resource.plural)),
+                _ => None,
+            };
+            json!({ "name": f.name, "value": shown(&value), "link": link })
+        })
+        .collect();
+    let related: Vec<Value> = entry
+        .resource
+        .relationships
+        .iter()
+        .filter_map(|r| match &r.kind {
+            RelationshipKind::HasMany { target, via } => {
+                let target = engine.catalog.get(target)?;
+                Some(json!({
+                    "name": r.name,
+                    "label": label(target),
+                    "link": format!("/admin/r/{}?filter[{via}_id]={id}", target.resource.plural),
+                }))
+            }
+            _ => None,
+        })
+        .collect();
+    let title = record
+        .get("name")
+        .or_else(|| record.get("email"))
+        .or_else(|| record.get("title"))
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("{} {id}", entry.resource.name), str::to_owned);
+    page.render(
+        StatusCode::OK,
+        "record.html",
+        &plural,
+        &title,
+        json!({
+            "plural": plural,
+            "label": label(entry),
+            "singular": entry.resource.name,
+            "fields": fields,
+            "related": related,
+        }),
+    )
+}
+
+fn no_such_resource(page: &Page) -> Response {
+    page.message(
+        StatusCode::NOT_FOUND,
+        "No such resource",
+        "There is no resource of that name.",
+        Some("/admin"),
+    )
+}
+
+/// A query the engine refused, as a page: a bad parameter says what is
+/// wrong with it; a missing record is a 404.
+fn query_failed(page: &Page, error: QueryError, back: &str) -> Response {
+    match error {
+        QueryError::NotFound => page.message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such record, or you may not see it.",
+            Some(back),
+        ),
+        QueryError::BadRequest { .. } | QueryError::Invalid { .. } => page.message(
+            StatusCode::BAD_REQUEST,
+            "This list cannot be shown",
+            &error.to_string(),
+            Some(back),
+        ),
+        other => {
+            tracing::error!(error = %other, "an admin read failed");
+            page.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                "The records could not be read; try again in a moment.",
+                Some(back),
+            )
+        }
+    }
+}
+
+/// A value as a table cell shows it.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The `sort` parameter of a query string.
+fn sort_of(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "sort")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `query` without the parameters named in `drop`.
+fn without(query: &str, drop: &[&str]) -> String {
+    let kept =
+        form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| !drop.contains(&k.as_ref()));
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish()
+}
+
+/// `query` with `name=value` added.
+fn with(query: &str, name: &str, value: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(query.to_owned());
+    out.append_pair(name, value);
+    out.finish()
+}

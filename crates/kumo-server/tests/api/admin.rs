@@ -1,0 +1,491 @@
+//! The admin web UI through the router, as a browser would drive it (its
+//! cookies kept, its forms posted), on both databases: signing in by
+//! password, by a magic link's code and by polling while the link is
+//! pressed elsewhere; the CSRF token every form carries; who may see the
+//! admin; every page rendered with its security headers.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use kumo_db::query::accounts::{Set, Test};
+use kumo_server::auth::clock::stamp;
+use serde_json::json;
+
+use crate::auth_support::{self, PUBLIC_URL, every_strategy, exchange, mailbox};
+use crate::both;
+use crate::harness::TestApi;
+
+const SECRET: &[u8] = b"the admin test's secret, 32 byte";
+const GOOD: &str = "correct horse battery staple";
+
+/// A browser: its cookies, sent with every request, and what the last
+/// page said.
+struct Browser<'a> {
+    api: &'a TestApi,
+    cookies: HashMap<String, String>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl<'a> Browser<'a> {
+    fn new(api: &'a TestApi) -> Browser<'a> {
+        Browser {
+            api,
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: axum::http::request::Builder, body: Body) -> Answer {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut request = request.header(header::COOKIE, cookie);
+        // A browser says where a form came from; the auth layer checks it
+        // for cookie-authorised changes.
+        request = request.header("sec-fetch-site", "same-origin");
+        let (status, headers, body) = exchange(self.api, request.body(body).unwrap()).await;
+        for set in headers.get_all(header::SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, uri: &str) -> Answer {
+        self.send(Request::get(uri), Body::empty()).await
+    }
+
+    /// Posts a form with `fields`, and the page's CSRF token unless
+    /// `csrf` is `None`.
+    async fn post(&mut self, uri: &str, fields: &[(&str, &str)], csrf: Option<&str>) -> Answer {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.extend_pairs(fields);
+        if let Some(token) = csrf {
+            form.append_pair("_csrf", token);
+        }
+        self.send(
+            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+            Body::from(form.finish()),
+        )
+        .await
+    }
+}
+
+/// HTML with the entities the templates write decoded (minijinja escapes
+/// `/` in values too).
+fn decoded(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &Answer) -> String {
+    let at = page
+        .body
+        .find("name=\"_csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF field in {}", page.body))
+        + "name=\"_csrf\" value=\"".len();
+    page.body[at..].chars().take_while(|c| *c != '"').collect()
+}
+
+fn assert_secure_page(answer: &Answer) {
+    let csp = answer.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(answer.headers["x-frame-options"], "DENY");
+    assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    // Nothing inline for the policy to have to allow.
+    assert!(
+        !answer.body.contains("<script>") && !answer.body.contains(" style="),
+        "{}",
+        answer.body
+    );
+    // Every input is labelled (hidden ones carry no text for a person).
+    for (at, _) in answer.body.match_indices("<input ") {
+        let tag: String = answer.body[at..]
+            .chars()
+            .take_while(|c| *c != '>')
+            .collect();
+        if tag.contains("type=\"hidden\"") {
+            continue;
+        }
+        let id = tag
+            .split("id=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("an input without an id: {tag}"));
+        assert!(
+            answer.body.contains(&format!("<label for=\"{id}\">")),
+            "no label for {id}"
+        );
+    }
+}
+
+/// A password account with `role`, made through the auth routes.
+async fn account(api: &TestApi, auth: &kumo_server::auth::Auth, email: &str, role: &str) {
+    let r = api
+        .send(
+            "POST",
+            "/auth/password/register",
+            None,
+            Some(json!({ "email": email, "password": GOOD })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let now = stamp(auth.clock.now());
+    let mut tx = auth.accounts().begin().await.unwrap();
+    tx.update(
+        "user",
+        &[("role", Set::To(json!(role)))],
+        &[("email", Test::Eq(json!(email)))],
+        &now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Signs `browser` in by the admin's password form.
+async fn signed_in(browser: &mut Browser<'_>, email: &str) -> Answer {
+    let form = browser.get("/admin/sign_in").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let token = csrf_of(&form);
+    let answer = browser
+        .post(
+            "/admin/sign_in/password",
+            &[("email", email), ("password", GOOD)],
+            Some(&token),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(answer.headers[header::LOCATION], "/admin");
+    answer
+}
+
+both!(
+    an_admin_signs_in_and_every_page_renders_safely,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let mut browser = Browser::new(&api);
+        // Signed out, the admin sends the browser to its sign-in page.
+        let r = browser.get("/admin").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.headers[header::LOCATION], "/admin/sign_in");
+        let form = browser.get("/admin/sign_in").await;
+        assert_secure_page(&form);
+        assert!(form.body.contains("Email me a link") && form.body.contains("current-password"));
+        signed_in(&mut browser, "boss@example.com").await;
+
+        let dashboard = browser.get("/admin").await;
+        assert_eq!(dashboard.status, StatusCode::OK, "{}", dashboard.body);
+        assert_secure_page(&dashboard);
+        assert!(
+            dashboard.body.contains("Active sessions"),
+            "{}",
+            dashboard.body
+        );
+        assert!(
+            dashboard.body.contains("/admin/r/users"),
+            "{}",
+            dashboard.body
+        );
+        assert!(
+            dashboard.body.contains("Sign-ups per day"),
+            "{}",
+            dashboard.body
+        );
+
+        let users = browser.get("/admin/r/users?sort=email").await;
+        assert_eq!(users.status, StatusCode::OK, "{}", users.body);
+        assert_secure_page(&users);
+        assert!(users.body.contains("boss@example.com"), "{}", users.body);
+        assert!(
+            users.body.contains("aria-sort=\"ascending\""),
+            "{}",
+            users.body
+        );
+        // Sensitive attributes are never shown.
+        assert!(!users.body.contains("password_hash"), "{}", users.body);
+        let html = decoded(&users.body);
+        let link_at = html
+            .find("/admin/r/users/")
+            .unwrap_or_else(|| panic!("no record link in {html}"));
+        let link: String = html[link_at..].chars().take_while(|c| *c != '"').collect();
+        let record = browser.get(&link).await;
+        assert_eq!(record.status, StatusCode::OK, "{}", record.body);
+        assert_secure_page(&record);
+        assert!(record.body.contains("boss@example.com"), "{}", record.body);
+
+        // A bad query says what is wrong; an unknown resource is a 404.
+        let bad = browser.get("/admin/r/users?sort=nope").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+        assert!(bad.body.contains("nope"), "{}", bad.body);
+        assert_eq!(
+            browser.get("/admin/r/nothing").await.status,
+            StatusCode::NOT_FOUND
+        );
+
+        // Signing out ends the session.
+        let token = csrf_of(&dashboard);
+        let out = browser.post("/admin/sign_out", &[], Some(&token)).await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+        assert_eq!(browser.get("/admin").await.status, StatusCode::SEE_OTHER);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_form_without_its_csrf_token_is_refused,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let mut browser = Browser::new(&api);
+        let form = browser.get("/admin/sign_in").await;
+        let token = csrf_of(&form);
+        // Without a token, with another's token: 403, nothing done.
+        for csrf in [None, Some("forged")] {
+            let r = browser
+                .post(
+                    "/admin/sign_in/password",
+                    &[("email", "boss@example.com"), ("password", GOOD)],
+                    csrf,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+            assert!(!browser.cookies.contains_key("kumo_session"));
+        }
+        // A token made for the signed-out browser stops working once it is
+        // signed in: tokens are bound to the session.
+        signed_in(&mut browser, "boss@example.com").await;
+        let r = browser.post("/admin/sign_out", &[], Some(&token)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(browser.get("/admin").await.status, StatusCode::OK);
+        // A browser with no CSRF cookie at all is refused too.
+        let mut stranger = Browser::new(&api);
+        let r = stranger
+            .post(
+                "/admin/sign_in/link",
+                &[("email", "x@example.com")],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_player_gets_a_403_page_and_a_coordinator_gets_in,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "player@example.com", "user").await;
+        account(&api, &auth, "coord@example.com", "coordinator").await;
+        let mut player = Browser::new(&api);
+        signed_in(&mut player, "player@example.com").await;
+        for page in ["/admin", "/admin/r/users"] {
+            let r = player.get(page).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{page}: {}", r.body);
+            assert!(r.body.contains("admins and coordinators"), "{}", r.body);
+        }
+        let mut coordinator = Browser::new(&api);
+        signed_in(&mut coordinator, "coord@example.com").await;
+        let r = coordinator.get("/admin").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body.contains("(coordinator)"), "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+/// The newest mail's code and link token for `to`.
+async fn mailed(api: &TestApi, to: &str) -> (String, String) {
+    let mail = mailbox(api)
+        .await
+        .into_iter()
+        .find(|m| m["to"] == to)
+        .expect("a mail");
+    let text = mail["text"].as_str().unwrap();
+    let prefix = format!("{PUBLIC_URL}/auth/magic_link/");
+    let at = text.find(&prefix).unwrap() + prefix.len();
+    let token: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    let code = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap()
+        .to_owned();
+    (code, token)
+}
+
+/// One poll of the "check your email" page, as htmx sends it.
+async fn poll(desk: &mut Browser<'_>, id: &str, secret: &str, token: &str) -> Answer {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("id", id).append_pair("secret", secret);
+    desk.send(
+        Request::post("/admin/sign_in/poll")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("hx-request", "true")
+            .header("x-csrf-token", token),
+        Body::from(form.finish()),
+    )
+    .await
+}
+
+/// The hidden poll values the "check your email" page polls with.
+fn poll_values(page: &Answer) -> (String, String) {
+    let value = |name: &str| {
+        let key = format!("\"{name}\": \"");
+        let at = page
+            .body
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {name} in {}", page.body))
+            + key.len();
+        page.body[at..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .collect::<String>()
+    };
+    (value("id"), value("secret"))
+}
+
+both!(
+    an_admin_signs_in_by_magic_link_code_or_by_pressing_the_link,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+
+        // The code from the mail.
+        let mut browser = Browser::new(&api);
+        let form = browser.get("/admin/sign_in").await;
+        let token = csrf_of(&form);
+        let sent = browser
+            .post(
+                "/admin/sign_in/link",
+                &[("email", "Boss@Example.com")],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+        assert_secure_page(&sent);
+        let (code, _) = mailed(&api, "boss@example.com").await;
+        let wrong = browser
+            .post(
+                "/admin/sign_in/code",
+                &[("email", "boss@example.com"), ("code", "000000")],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+        let r = browser
+            .post(
+                "/admin/sign_in/code",
+                &[("email", "boss@example.com"), ("code", &code)],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(browser.get("/admin").await.status, StatusCode::OK);
+
+        // Polling while the link is pressed on another device.
+        let mut desk = Browser::new(&api);
+        let form = desk.get("/admin/sign_in").await;
+        let token = csrf_of(&form);
+        let sent = desk
+            .post(
+                "/admin/sign_in/link",
+                &[("email", "boss@example.com")],
+                Some(&token),
+            )
+            .await;
+        let (id, secret) = poll_values(&sent);
+        let pending = poll(&mut desk, &id, &secret, &token).await;
+        assert_eq!(pending.status, StatusCode::NO_CONTENT, "{}", pending.body);
+        let (_, link) = mailed(&api, "boss@example.com").await;
+        let mut phone = Browser::new(&api);
+        let pressed = phone
+            .send(
+                Request::post(format!("/auth/magic_link/{link}")),
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(pressed.status, StatusCode::OK, "{}", pressed.body);
+        let done = poll(&mut desk, &id, &secret, &token).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+        assert_eq!(done.headers["hx-redirect"], "/admin");
+        let dashboard = desk.get("/admin").await;
+        assert_eq!(dashboard.status, StatusCode::OK);
+        // Used up: a poll (with the signed-in page's token) stops polling.
+        let again = poll(&mut desk, &id, &secret, &csrf_of(&dashboard)).await;
+        assert_eq!(again.status.as_u16(), 286, "{}", again.body);
+        api.cleanup().await;
+    }
+);
+
+#[tokio::test]
+async fn htmx_and_the_stylesheet_are_served_from_the_binary() {
+    let (api, _auth) =
+        auth_support::serving(kumo_db::sql::Dialect::Sqlite, every_strategy(false), SECRET).await;
+    let plain = Request::get("/admin/assets/htmx.min.js")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = exchange(&api, plain).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("var htmx="), "{}", &body[..40]);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let gzipped = Request::get("/admin/assets/htmx.min.js")
+        .header(header::ACCEPT_ENCODING, "gzip, br")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = exchange(&api, gzipped).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
+    let (status, _, css) = exchange(
+        &api,
+        Request::get("/admin/assets/admin.css")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(css.contains("--accent"));
+    let (status, _, _) = exchange(
+        &api,
+        Request::get("/admin/assets/nothing.js")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    api.cleanup().await;
+}
