@@ -196,7 +196,15 @@ by_level_and_name = ["-level", "username"]
         .find(|t| t.name == "users")
         .expect("users");
     let names: Vec<&str> = users.indexes.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, ["users_by_level_and_name_idx", "users_level_idx"]);
+    // The project's two beside the built-in one (sign-ups, newest first).
+    assert_eq!(
+        names,
+        [
+            "users_by_level_and_name_idx",
+            "users_level_idx",
+            "users_signed_up_idx"
+        ]
+    );
     // The built-in sessions table gets its `user_id` indexed.
     let sessions = table::lower(&schema)
         .into_iter()
