@@ -79,8 +79,9 @@ impl Kind {
     }
 }
 
-/// What the templates are given.
-#[derive(Debug, Clone)]
+/// What the templates are given. Its `Debug` leaves out the link and the
+/// code, which sign in whoever holds them.
+#[derive(Clone)]
 pub struct Values<'a> {
     pub app: &'a str,
     pub email: &'a str,
@@ -91,12 +92,34 @@ pub struct Values<'a> {
     pub new_email: Option<&'a str>,
 }
 
-/// A rendered email.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for Values<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Values")
+            .field("app", &self.app)
+            .field("email", &self.email)
+            .field("link", &"***")
+            .field("code", &self.code.map(|_| "***"))
+            .field("minutes", &self.minutes)
+            .field("new_email", &self.new_email)
+            .finish()
+    }
+}
+
+/// A rendered email. Its `Debug` shows only the subject: the bodies hold
+/// the link and the code.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: String,
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendered")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +281,18 @@ mod tests {
         assert!(mail.subject.contains("Dragon <Hoard>"), "{}", mail.subject);
         assert!(mail.text.contains("a@example.com") && mail.text.contains("b&c@example.com"));
         assert!(mail.html.contains("b&amp;c@example.com"), "{}", mail.html);
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_link_or_code() {
+        let t = Templates::load(None).unwrap();
+        let values = values();
+        let mail = t.render(Kind::MagicLink, &values).unwrap();
+        let shown = format!("{values:?} {mail:?}");
+        assert!(
+            !shown.contains("abc?x=1") && !shown.contains("012345"),
+            "{shown}"
+        );
     }
 
     #[test]

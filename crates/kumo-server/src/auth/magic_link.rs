@@ -44,8 +44,8 @@ pub const TOKEN_MINUTES: i64 = 15;
 pub const POLL_INTERVAL: u32 = 2;
 
 /// What a request made: the poll handle always, and the secrets to mail
-/// when the address may sign in.
-#[derive(Debug, Clone)]
+/// when the address may sign in. Its `Debug` leaves the secrets out.
+#[derive(Clone)]
 pub struct Requested {
     pub poll_id: Uuid,
     pub poll_secret: String,
@@ -53,6 +53,17 @@ pub struct Requested {
     pub mail: Option<(String, String)>,
     /// The account with the address, if there is one (for the audit log).
     pub user_id: Option<Value>,
+}
+
+impl std::fmt::Debug for Requested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requested")
+            .field("poll_id", &self.poll_id)
+            .field("poll_secret", &"***")
+            .field("mail", &self.mail.as_ref().map(|_| "***"))
+            .field("user_id", &self.user_id)
+            .finish()
+    }
 }
 
 /// Why a link, code or poll was refused.
@@ -536,5 +547,24 @@ fn why_not(found: Option<&Record>) -> Failure {
         None => Failure::Invalid,
         Some(row) if !row["used_at"].is_null() => Failure::Used,
         Some(_) => Failure::Expired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_never_shows_its_secrets_in_debug_output() {
+        let requested = Requested {
+            poll_id: Uuid::nil(),
+            poll_secret: "the-poll-secret".into(),
+            mail: Some(("the-link-token".into(), "123456".into())),
+            user_id: None,
+        };
+        let shown = format!("{requested:?}");
+        for secret in ["the-poll-secret", "the-link-token", "123456"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

@@ -148,13 +148,11 @@ async fn api_user_id(auth: &Auth, email: &str) -> Value {
         .clone()
 }
 
-/// The audit events of `kind`, once at least one is there: some are
-/// written off the request's path.
-async fn audited_soon(auth: &Auth, kind: &str) -> Vec<kumo_db::query::Record> {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let events = auth
-            .accounts()
+/// The audit events of `kind` whose `detail.reason` is `reason`, once at
+/// least one is there: some are written off the request's path.
+async fn audited_soon(auth: &Auth, kind: &str, reason: &str) -> Vec<kumo_db::query::Record> {
+    let read = || async {
+        auth.accounts()
             .read(
                 "audit_event",
                 &[("kind", Test::Eq(json!(kind)))],
@@ -162,23 +160,18 @@ async fn audited_soon(auth: &Auth, kind: &str) -> Vec<kumo_db::query::Record> {
                 None,
             )
             .await
-            .unwrap();
-        if !events.is_empty() || std::time::Instant::now() > until {
-            // A moment more, so a second (wrong) write would show.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            return auth
-                .accounts()
-                .read(
-                    "audit_event",
-                    &[("kind", Test::Eq(json!(kind)))],
-                    None,
-                    None,
-                )
-                .await
-                .unwrap();
-        }
+            .unwrap()
+            .into_iter()
+            .filter(|e| e["detail"]["reason"] == reason)
+            .collect::<Vec<_>>()
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while read().await.is_empty() && std::time::Instant::now() < until {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // A moment more, so a second (wrong) write would show.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    read().await
 }
 
 /// A refresh from a device of its own, told apart by its user agent.
@@ -1638,7 +1631,7 @@ both!(
         // Whoever still holds it shows in the owner's audit trail, once a
         // minute however often they try.
         assert_eq!(me(&api, &key).await.status, StatusCode::UNAUTHORIZED);
-        let refused = audited_soon(&auth, "credential_refused").await;
+        let refused = audited_soon(&auth, "credential_refused", "api_key_revoked").await;
         assert_eq!(refused.len(), 1, "{refused:?}");
         assert_eq!(refused[0]["detail"]["reason"], "api_key_revoked");
         assert_eq!(refused[0]["detail"]["api_key_id"], json!(key_id));
@@ -1674,6 +1667,9 @@ both!(
                 .unwrap()
                 .contains("expired")
         );
+        let expired = audited_soon(&auth, "credential_refused", "api_key_expired").await;
+        assert_eq!(expired.len(), 1, "{expired:?}");
+        assert_eq!(expired[0]["detail"]["api_key_id"], json!(brief_id));
         api.cleanup().await;
     }
 );
@@ -1765,6 +1761,42 @@ both!(
         .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
         assert_eq!(r.body["error"]["code"], "token_invalid");
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_locked_account_s_token_is_refused_and_audited,
+    |dialect| async move {
+        let (api, auth) = signing_in(dialect, settings(Registration::Open)).await;
+        let access = signed_in_as(&api, "lk@example.com").await;
+        assert_eq!(me(&api, &access).await.status, StatusCode::OK);
+        // Locked without its sessions revoked (as an edit straight in the
+        // database would): the lock alone refuses the token.
+        let now = stamp(auth.clock.now());
+        let user_id = api_user_id(&auth, "lk@example.com").await;
+        let mut tx = auth.accounts().begin().await.unwrap();
+        tx.update(
+            "user",
+            &[("locked_at", Set::To(json!(now)))],
+            &[("id", Test::Eq(user_id.clone()))],
+            &now,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        tokio::time::sleep(kumo_server::auth::credentials::USER_FRESH_FOR).await;
+        let r = me(&api, &access).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("locked")
+        );
+        let refused = audited_soon(&auth, "credential_refused", "account_locked").await;
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0]["user_id"], user_id);
         api.cleanup().await;
     }
 );

@@ -752,6 +752,25 @@ both!(
         let r = post(&api, "/auth/email/confirm", json!({ "token": second })).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
         assert_eq!(r.body["error"]["code"], "token_used", "{}", r.body);
+        // The refusal is audited against the account the link was for.
+        let refused = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[
+                    ("kind", Test::Eq(json!("email_confirmed"))),
+                    ("outcome", Test::Eq(json!("failure"))),
+                ],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(
+            refused[0]["user_id"],
+            stored_user(&auth, "n@example.com").await["id"]
+        );
         api.cleanup().await;
     }
 );
