@@ -537,7 +537,7 @@ async fn create(
         return Err(not_creatable(entry));
     }
     let mut body = json_body(&headers, body, false).await?;
-    account_fields(&state, entry, &mut body, Write::Create)?;
+    account_fields(&state, entry, &mut body, Write::Create).map_err(fail)?;
     let created = detached(&state, entry, actor, view, WriteCall::Create { body }).await?;
     Ok(data(StatusCode::CREATED, created))
 }
@@ -554,7 +554,7 @@ async fn update(
         entry, actor, view, ..
     } = call(&state, &plural, actor, query.as_deref())?;
     let mut body = json_body(&headers, body, false).await?;
-    account_fields(&state, entry, &mut body, Write::Update)?;
+    account_fields(&state, entry, &mut body, Write::Update).map_err(fail)?;
     let record = detached(&state, entry, actor, view, WriteCall::Update { id, body }).await?;
     Ok(data(StatusCode::OK, record))
 }
@@ -619,7 +619,7 @@ async fn action(
         .find(|a| a.name == name && (a.kind == ActionKind::Create) == creates)
         .ok_or_else(|| no_action(entry, &name))?;
     let mut body = json_body(&headers, body, true).await?;
-    account_fields(state, entry, &mut body, Write::Action)?;
+    account_fields(state, entry, &mut body, Write::Action).map_err(fail)?;
     let call = WriteCall::Action {
         name: action.name.clone(),
         id,
@@ -665,7 +665,7 @@ fn account_fields(
     entry: &Entry,
     body: &mut Value,
     write: Write,
-) -> Result<(), Response> {
+) -> Result<(), QueryError> {
     if !entry.resource.system {
         return Ok(());
     }
@@ -715,7 +715,7 @@ fn account_fields(
     }
     match fields.is_empty() {
         true => Ok(()),
-        false => Err(fail(QueryError::invalid(fields))),
+        false => Err(QueryError::invalid(fields)),
     }
 }
 
@@ -807,7 +807,7 @@ fn no_action(entry: &Entry, name: &str) -> Response {
 }
 
 /// A write a handler asks for, owned, so it can run in a task of its own.
-enum WriteCall {
+pub(crate) enum WriteCall {
     Create {
         body: Value,
     },
@@ -886,6 +886,48 @@ async fn write(
             engine
                 .action(actor, entry, action, id.as_deref(), &body, view)
                 .await
+        }
+    }
+}
+
+/// Why a write the admin asked for was not made.
+pub(crate) enum WriteFailure {
+    /// The engine (or the account rules) refused it: show why.
+    Refused(QueryError),
+    /// Its task panicked or the runtime shut down under it: a server fault.
+    Crashed,
+}
+
+/// A write exactly as the API makes it, for the admin: the same account
+/// rules, the same engine operation as `actor`, in a task of its own.
+pub(crate) async fn write_as_api(
+    state: &AppState,
+    entry: &Entry,
+    actor: Actor,
+    mut call: WriteCall,
+) -> Result<Value, WriteFailure> {
+    let rules = match &mut call {
+        WriteCall::Create { body } => account_fields(state, entry, body, Write::Create),
+        WriteCall::Update { body, .. } => account_fields(state, entry, body, Write::Update),
+        WriteCall::Action { body, .. } => account_fields(state, entry, body, Write::Action),
+        WriteCall::Destroy { .. } => Ok(()),
+    };
+    rules.map_err(WriteFailure::Refused)?;
+    let state = state.clone();
+    let resource = entry.resource.name.clone();
+    let task = tokio::spawn(crate::log::labelled(
+        async move {
+            let engine = state.engine().ok_or(QueryError::NotFound)?;
+            let entry = engine.catalog.get(&resource).ok_or(QueryError::NotFound)?;
+            write(engine, entry, &actor, &View::default(), call).await
+        }
+        .instrument(tracing::Span::current()),
+    ));
+    match task.await {
+        Ok(answer) => answer.map_err(WriteFailure::Refused),
+        Err(e) => {
+            tracing::error!(error = %e, "an admin write's task failed");
+            Err(WriteFailure::Crashed)
         }
     }
 }

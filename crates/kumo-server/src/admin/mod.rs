@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 pub(crate) mod csrf;
+mod forms;
 mod sign_in;
 mod views;
 
@@ -47,8 +48,21 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/sign_in/password", post(sign_in::password))
         .route("/admin/sign_out", post(sign_in::sign_out))
         .route("/admin/assets/{name}", get(asset))
-        .route("/admin/r/{plural}", get(views::list))
-        .route("/admin/r/{plural}/{id}", get(views::record))
+        .route("/admin/r/{plural}", get(views::list).post(forms::create))
+        .route("/admin/r/{plural}/new", get(forms::new_form))
+        .route(
+            "/admin/r/{plural}/{id}",
+            get(views::record).post(forms::update),
+        )
+        .route("/admin/r/{plural}/{id}/edit", get(forms::edit_form))
+        .route(
+            "/admin/r/{plural}/{id}/delete",
+            get(forms::delete_form).post(forms::destroy),
+        )
+        .route(
+            "/admin/r/{plural}/{id}/actions/{name}",
+            post(forms::run_action),
+        )
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -117,7 +131,7 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
 
 /// Every template, compiled in. Values are HTML-escaped (the names end in
 /// `.html`).
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("layout.html", include_str!("templates/layout.html")),
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("link_sent.html", include_str!("templates/link_sent.html")),
@@ -125,6 +139,12 @@ const TEMPLATES: [(&str, &str); 7] = [
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("list.html", include_str!("templates/list.html")),
     ("record.html", include_str!("templates/record.html")),
+    ("form.html", include_str!("templates/form.html")),
+    ("field.html", include_str!("templates/field.html")),
+    (
+        "confirm_delete.html",
+        include_str!("templates/confirm_delete.html"),
+    ),
 ];
 
 fn templates() -> &'static Environment<'static> {

@@ -242,6 +242,8 @@ pub(super) async fn list(
         &label,
         json!({
             "label": label,
+            "new": format!("/admin/r/{plural}/new"),
+            "singular": entry.resource.name.replace('_', " "),
             "columns": column_values,
             "rows": rows,
             "total": listed.total,
@@ -300,12 +302,8 @@ pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)
             _ => None,
         })
         .collect();
-    let title = record
-        .get("name")
-        .or_else(|| record.get("email"))
-        .or_else(|| record.get("title"))
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("{} {id}", entry.resource.name), str::to_owned);
+    let title = title_of(&record, entry);
+    let actions = super::forms::record_actions(&page, &staff, entry, &id).await;
     page.render(
         StatusCode::OK,
         "record.html",
@@ -317,11 +315,14 @@ pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)
             "singular": entry.resource.name,
             "fields": fields,
             "related": related,
+            "actions": actions,
+            "edit": format!("/admin/r/{plural}/{id}/edit"),
+            "delete": format!("/admin/r/{plural}/{id}/delete"),
         }),
     )
 }
 
-fn no_such_resource(page: &Page) -> Response {
+pub(super) fn no_such_resource(page: &Page) -> Response {
     page.message(
         StatusCode::NOT_FOUND,
         "No such resource",
@@ -356,6 +357,22 @@ fn query_failed(page: &Page, error: QueryError, back: &str) -> Response {
             )
         }
     }
+}
+
+/// What a record is called on a page: its `name`, `title`, `email` or
+/// `username` when it has one, else its resource and id.
+pub(super) fn title_of(record: &serde_json::Map<String, Value>, entry: &Entry) -> String {
+    ["name", "title", "email", "username"]
+        .iter()
+        .find_map(|field| record.get(*field).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map_or_else(
+            || {
+                let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+                format!("{} {id}", entry.resource.name.replace('_', " "))
+            },
+            str::to_owned,
+        )
 }
 
 /// A value as a table cell shows it.

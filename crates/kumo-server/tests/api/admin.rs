@@ -489,3 +489,211 @@ async fn htmx_and_the_stylesheet_are_served_from_the_binary() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     api.cleanup().await;
 }
+
+/// The URL a 303 sends the browser to.
+fn location(answer: &Answer) -> String {
+    answer.headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+both!(
+    records_are_created_edited_acted_on_and_deleted_through_the_api_s_rules,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let mut browser = Browser::new(&api);
+        signed_in(&mut browser, "boss@example.com").await;
+        let boss_id = auth
+            .accounts()
+            .read_one("user", &[("email", Test::Eq(json!("boss@example.com")))])
+            .await
+            .unwrap()
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        // The form is generated from the attribute types.
+        let form = browser.get("/admin/r/avatars/new").await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        assert_secure_page(&form);
+        for control in [
+            "type=\"checkbox\" name=\"is_public\"",
+            "type=\"number\" name=\"polycount\"",
+            "<select id=\"f-kind\" name=\"kind\"",
+            "<textarea id=\"f-metadata\"",
+            "type=\"datetime-local\" name=\"released_at\"",
+            "list=\"l-uploader_id\"",
+        ] {
+            assert!(form.body.contains(control), "{control} in {}", form.body);
+        }
+        // The uploader can be picked among the users.
+        assert!(form.body.contains(&boss_id), "{}", form.body);
+        let token = csrf_of(&form);
+
+        // JSON that does not parse is named; nothing is written.
+        let mut fields = vec![
+            ("name", ""),
+            ("is_public", "false"),
+            ("polycount", "-3"),
+            ("kind", "creature"),
+            ("metadata", "{not json"),
+            ("released_at", "2026-11-22T10:30"),
+            ("uploader_id", boss_id.as_str()),
+        ];
+        let r = browser
+            .post("/admin/r/avatars", &fields, Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("is not valid JSON"), "{}", r.body);
+        // The engine's own errors, each beside its field.
+        fields[4] = ("metadata", "{\"level\": 3}");
+        let r = browser
+            .post("/admin/r/avatars", &fields, Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        for field in ["name", "polycount"] {
+            assert!(
+                r.body.contains(&format!("id=\"e-{field}\"")),
+                "no error beside {field}: {}",
+                r.body
+            );
+        }
+        assert!(r.body.contains("aria-invalid=\"true\""), "{}", r.body);
+        // What was typed is kept.
+        assert!(
+            r.body.contains("creature\" selected") || r.body.contains("selected>creature"),
+            "{}",
+            r.body
+        );
+        // Corrected, it is created.
+        fields[0] = ("name", "Robo");
+        fields[2] = ("polycount", "1200");
+        let r = browser
+            .post("/admin/r/avatars", &fields, Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let record_url = location(&r);
+        let id = record_url.rsplit('/').next().unwrap().to_owned();
+        let record = browser.get(&record_url).await;
+        assert_eq!(record.status, StatusCode::OK, "{}", record.body);
+        assert_secure_page(&record);
+        assert!(
+            record.body.contains("Robo") && record.body.contains("2026-11-22T10:30:00.000Z"),
+            "{}",
+            record.body
+        );
+
+        // Edited: the form shows the stored values.
+        let edit = browser.get(&format!("{record_url}/edit")).await;
+        assert_eq!(edit.status, StatusCode::OK, "{}", edit.body);
+        assert!(
+            edit.body.contains("value=\"Robo\"")
+                && edit.body.contains("value=\"2026-11-22T10:30:00\""),
+            "{}",
+            edit.body
+        );
+        fields[0] = ("name", "Robo II");
+        let r = browser.post(&record_url, &fields, Some(&token)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert!(browser.get(&record_url).await.body.contains("Robo II"));
+
+        // A named action, as a button.
+        assert!(
+            decoded(&record.body).contains("/actions/publish"),
+            "{}",
+            record.body
+        );
+        let r = browser
+            .post(&format!("{record_url}/actions/publish"), &[], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let stored = api
+            .send("GET", &format!("/api/avatars/{id}"), None, None)
+            .await;
+        assert_eq!(stored.status, StatusCode::OK, "public now: {}", stored.body);
+        assert_eq!(stored.data()["is_public"], true);
+
+        // Each change is in the audit log: who, what, before and after.
+        let changes = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[("kind", Test::Eq(json!("admin_change")))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = changes
+            .iter()
+            .map(|c| c["detail"]["change"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["create", "update", "action:publish"], "{changes:?}");
+        let update = &changes[1];
+        assert_eq!(update["user_id"], json!(boss_id));
+        assert_eq!(update["detail"]["before"]["name"], "Robo");
+        assert_eq!(update["detail"]["after"]["name"], "Robo II");
+        assert!(update["detail"]["after"].get("secret_note").is_none());
+
+        // Deleted behind a confirmation.
+        let confirm = browser.get(&format!("{record_url}/delete")).await;
+        assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+        assert!(confirm.body.contains("Delete Robo II?"), "{}", confirm.body);
+        let r = browser
+            .post(&format!("{record_url}/delete"), &[], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(browser.get(&record_url).await.status, StatusCode::NOT_FOUND);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    the_admin_cannot_do_what_the_policies_refuse,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        account(&api, &auth, "coord@example.com", "coordinator").await;
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let boss_id = auth
+            .accounts()
+            .read_one("user", &[("email", Test::Eq(json!("boss@example.com")))])
+            .await
+            .unwrap()
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let form = boss.get("/admin/r/avatars/new").await;
+        let token = csrf_of(&form);
+        let fields = [
+            ("name", "Mine"),
+            ("is_public", "true"),
+            ("uploader_id", boss_id.as_str()),
+        ];
+        let r = boss.post("/admin/r/avatars", &fields, Some(&token)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let record_url = location(&r);
+        // A coordinator may read the public avatar, but its update policy
+        // is its uploader's alone: the admin refuses as the API does.
+        let mut coordinator = Browser::new(&api);
+        signed_in(&mut coordinator, "coord@example.com").await;
+        let page = coordinator.get(&record_url).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let token = csrf_of(&page);
+        let r = coordinator
+            .post(&record_url, &[("name", "Taken over")], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert!(r.body.contains("policies"), "{}", r.body);
+        assert!(boss.get(&record_url).await.body.contains("Mine"));
+        // And without the token, nothing at all.
+        let r = boss.post(&record_url, &[("name", "x")], None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        api.cleanup().await;
+    }
+);

@@ -1,0 +1,851 @@
+//! The admin's writes: create and edit forms generated from the attribute
+//! types, delete behind a confirmation page, named actions as buttons.
+//! Each runs through [`crate::api::write_as_api`] as the signed-in user:
+//! the API's account rules, validations and policies, nothing bypassed.
+//! A refused write shows the form again with each error next to its field;
+//! a change made lands in the audit log as `admin_change` (who, what, and
+//! the record before and after).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use kumo_core::resource::{Action, ActionKind, AttrType};
+use kumo_db::query::catalog::{Kind, Origin};
+use kumo_db::query::{Entry, Field, FieldErrors, QueryError, View, parse_list};
+use serde_json::{Map, Value, json};
+
+use super::{Page, Staff, csrf, views};
+use crate::api::{WriteCall, WriteFailure, write_as_api};
+use crate::auth::audit::Entry as AuditEntry;
+use crate::auth::routes::Client;
+
+/// How many records a `belongs_to` field offers to pick from as you type.
+const CHOICES: u32 = 100;
+
+/// What a form was for, to show it again after a refusal.
+enum Purpose<'a> {
+    Create,
+    Update(&'a str),
+}
+
+/// A form's fields: each writable field of `entry`, or the fields an
+/// action accepts, with the values to show and the errors to show beside
+/// them.
+async fn form_fields(
+    page: &Page,
+    staff: &Staff,
+    entry: &Entry,
+    only: Option<&[String]>,
+    values: &Map<String, Value>,
+    errors: &FieldErrors,
+) -> Vec<Value> {
+    let mut fields = Vec::new();
+    for f in entry
+        .fields
+        .iter()
+        .filter(|f| f.writable && f.origin != Origin::Managed)
+    {
+        if let Some(only) = only
+            && !accepted(only, f)
+        {
+            continue;
+        }
+        let value = values.get(&f.name).cloned().unwrap_or(Value::Null);
+        let mut field = json!({
+            "name": f.name,
+            "required": f.required && !f.has_default,
+            "value": shown_in_input(f, &value),
+            "errors": errors.get(&f.name).cloned().unwrap_or_default(),
+            "options": [],
+            "choices": [],
+            "input": input_kind(f),
+            "hint": hint(f),
+        });
+        match &f.origin {
+            Origin::Attribute(AttrType::Enum { values }) => field["options"] = json!(values),
+            Origin::ForeignKey { target, .. } => {
+                field["choices"] = json!(choices(page, staff, target).await);
+            }
+            _ => {}
+        }
+        fields.push(field);
+    }
+    fields
+}
+
+fn accepted(only: &[String], f: &Field) -> bool {
+    match &f.origin {
+        Origin::ForeignKey { relationship, .. } => {
+            only.contains(relationship) || only.contains(&f.name)
+        }
+        _ => only.contains(&f.name),
+    }
+}
+
+/// The HTML control a field is edited with.
+fn input_kind(f: &Field) -> &'static str {
+    match (&f.origin, f.kind) {
+        (Origin::Attribute(AttrType::Enum { .. }), _) => "select",
+        (Origin::Attribute(AttrType::Text), _) => "textarea",
+        (_, Kind::Boolean) => "checkbox",
+        (_, Kind::Integer | Kind::Float) => "number",
+        (_, Kind::Date) => "date",
+        (_, Kind::Datetime) => "datetime-local",
+        (_, Kind::Json | Kind::Array(_)) => "json",
+        (Origin::ForeignKey { .. }, _) => "belongs_to",
+        _ => "text",
+    }
+}
+
+/// What the person typing needs to know about a field's format.
+fn hint(f: &Field) -> &'static str {
+    if f.sensitive {
+        return "never shown; leave empty to keep it as it is";
+    }
+    match (&f.origin, f.kind) {
+        (_, Kind::Datetime) => "UTC",
+        (_, Kind::Json) => "JSON",
+        (_, Kind::Array(_)) => "a JSON array",
+        (Origin::ForeignKey { .. }, _) => "the record's id; type to search",
+        _ => "",
+    }
+}
+
+/// A stored value as its input shows it.
+fn shown_in_input(f: &Field, value: &Value) -> String {
+    match (f.kind, value) {
+        (_, Value::Null) => String::new(),
+        // `2026-01-02T03:04:05.123Z` → `2026-01-02T03:04:05`, the form a
+        // `datetime-local` input takes (in UTC, as its hint says).
+        (Kind::Datetime, Value::String(s)) => s.chars().take(19).collect(),
+        (Kind::Json | Kind::Array(_), v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+        (_, Value::String(s)) => s.clone(),
+        (_, v) => v.to_string(),
+    }
+}
+
+/// Up to [`CHOICES`] records of `target` the user may read, as
+/// `{id, label}`, for a `belongs_to` field's list.
+async fn choices(page: &Page, staff: &Staff, target: &str) -> Vec<Value> {
+    let Some(engine) = page.state.engine() else {
+        return Vec::new();
+    };
+    let Some(entry) = engine.catalog.get(target) else {
+        return Vec::new();
+    };
+    let Ok(req) = parse_list(&engine.catalog, entry, &format!("page[size]={CHOICES}")) else {
+        return Vec::new();
+    };
+    match engine.list(&staff.actor, entry, &req).await {
+        Ok(listed) => listed
+            .data
+            .iter()
+            .map(|r| json!({ "id": r.get("id"), "label": views::title_of(r, entry) }))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, target, "admin choices failed");
+            Vec::new()
+        }
+    }
+}
+
+/// The JSON body a form makes: each field converted by its kind; an empty
+/// optional field is `null`. A value that does not convert is passed on as
+/// typed, so the engine's own check names what is wrong with it; JSON that
+/// does not parse is refused here, by field.
+fn body_of(
+    entry: &Entry,
+    only: Option<&[String]>,
+    form: &[(String, String)],
+) -> Result<Map<String, Value>, FieldErrors> {
+    // A checkbox sends a hidden `false` and, when ticked, `true` after it:
+    // the last value counts.
+    let mut last: HashMap<&str, &str> = HashMap::new();
+    for (k, v) in form {
+        last.insert(k, v);
+    }
+    let mut body = Map::new();
+    let mut errors = FieldErrors::new();
+    for f in entry
+        .fields
+        .iter()
+        .filter(|f| f.writable && f.origin != Origin::Managed)
+    {
+        if let Some(only) = only
+            && !accepted(only, f)
+        {
+            continue;
+        }
+        let Some(raw) = last.get(f.name.as_str()) else {
+            continue;
+        };
+        let value = match (f.kind, raw.trim()) {
+            // Never shown, so an empty input means "as it is", not "clear".
+            (_, "") if f.sensitive => continue,
+            (Kind::Boolean, v) => json!(v == "true"),
+            (_, "") if !f.required => Value::Null,
+            (Kind::Integer, v) => v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n)),
+            (Kind::Float, v) => v.parse::<f64>().map_or_else(|_| json!(v), |n| json!(n)),
+            (Kind::Datetime, v) => json!(as_utc(v)),
+            (Kind::Json | Kind::Array(_), v) => match serde_json::from_str::<Value>(v) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    errors.insert(f.name.clone(), vec![format!("is not valid JSON: {e}")]);
+                    continue;
+                }
+            },
+            // Text keeps its spaces: they may be part of it.
+            (_, _) => json!(raw),
+        };
+        body.insert(f.name.clone(), value);
+    }
+    match errors.is_empty() {
+        true => Ok(body),
+        false => Err(errors),
+    }
+}
+
+/// A `datetime-local` value (`2026-01-02T03:04` or with seconds) read as
+/// UTC; anything else is passed on for the engine to refuse.
+fn as_utc(v: &str) -> String {
+    match v.len() {
+        16 => format!("{v}:00Z"),
+        19 => format!("{v}Z"),
+        _ => v.to_owned(),
+    }
+}
+
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn csrf_field(form: &[(String, String)]) -> Option<&str> {
+    form.iter()
+        .find(|(k, _)| k == csrf::FIELD)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Looks up the resource, or the answer to give instead.
+fn found<'a>(page: &'a Page, plural: &str) -> Result<&'a Entry, Response> {
+    page.state
+        .engine()
+        .and_then(|engine| engine.catalog.by_plural(plural))
+        .ok_or_else(|| views::no_such_resource(page))
+}
+
+async fn render_form(
+    page: &Page,
+    staff: &Staff,
+    entry: &Entry,
+    purpose: Purpose<'_>,
+    status: StatusCode,
+    values: &Map<String, Value>,
+    errors: &FieldErrors,
+) -> Response {
+    let plural = &entry.resource.plural;
+    let fields = form_fields(page, staff, entry, None, values, errors).await;
+    let general: Vec<&String> = errors
+        .iter()
+        .filter(|(k, _)| !fields.iter().any(|f| f["name"] == **k))
+        .flat_map(|(_, v)| v)
+        .collect();
+    let (title, action, submit) = match purpose {
+        Purpose::Create => (
+            format!("New {}", entry.resource.name.replace('_', " ")),
+            format!("/admin/r/{plural}"),
+            "Create",
+        ),
+        Purpose::Update(id) => (
+            format!("Edit {} {id}", entry.resource.name.replace('_', " ")),
+            format!("/admin/r/{plural}/{id}"),
+            "Save",
+        ),
+    };
+    page.render(
+        status,
+        "form.html",
+        plural,
+        &title,
+        json!({
+            "heading": title,
+            "action": action,
+            "submit": submit,
+            "fields": fields,
+            "general": general,
+            "back": format!("/admin/r/{plural}"),
+        }),
+    )
+}
+
+/// `GET /admin/r/{plural}/new`.
+pub(super) async fn new_form(page: Page, Path(plural): Path<String>) -> Response {
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    render_form(
+        &page,
+        &staff,
+        entry,
+        Purpose::Create,
+        StatusCode::OK,
+        &defaults(entry),
+        &FieldErrors::new(),
+    )
+    .await
+}
+
+/// The declared defaults, as a new form starts.
+fn defaults(entry: &Entry) -> Map<String, Value> {
+    entry
+        .resource
+        .attributes
+        .iter()
+        .filter_map(|a| a.default.clone().map(|d| (a.name.clone(), d)))
+        .collect()
+}
+
+/// `POST /admin/r/{plural}`: creates, or shows the form again with why not.
+pub(super) async fn create(
+    page: Page,
+    client: Client,
+    Path(plural): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
+        return refused;
+    }
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let values = match body_of(entry, None, &form) {
+        Ok(values) => values,
+        Err(errors) => {
+            let typed = typed_back(&form);
+            return render_form(
+                &page,
+                &staff,
+                entry,
+                Purpose::Create,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &typed,
+                &errors,
+            )
+            .await;
+        }
+    };
+    let call = WriteCall::Create {
+        body: Value::Object(values.clone()),
+    };
+    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
+        Ok(created) => {
+            let id = created
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            audit(
+                &page,
+                &staff,
+                &client,
+                entry,
+                &id,
+                "create",
+                Value::Null,
+                created,
+            )
+            .await;
+            Redirect::to(&format!("/admin/r/{plural}/{id}")).into_response()
+        }
+        Err(failure) => refused(&page, &staff, entry, Purpose::Create, &values, failure).await,
+    }
+}
+
+/// What the person typed, to show again after a refusal.
+fn typed_back(form: &[(String, String)]) -> Map<String, Value> {
+    form.iter()
+        .filter(|(k, _)| k != csrf::FIELD)
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect()
+}
+
+/// A refused write: the form again, errors beside their fields (422, or
+/// 409 for a taken value); a policy's refusal or a missing record as a
+/// page.
+async fn refused(
+    page: &Page,
+    staff: &Staff,
+    entry: &Entry,
+    purpose: Purpose<'_>,
+    values: &Map<String, Value>,
+    failure: WriteFailure,
+) -> Response {
+    let back = format!("/admin/r/{}", entry.resource.plural);
+    match failure {
+        WriteFailure::Refused(QueryError::Invalid { fields, message })
+        | WriteFailure::Refused(QueryError::BadRequest { fields, message }) => {
+            let fields = if fields.is_empty() {
+                FieldErrors::from([("body".to_owned(), vec![message])])
+            } else {
+                fields
+            };
+            render_form(
+                page,
+                staff,
+                entry,
+                purpose,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                values,
+                &fields,
+            )
+            .await
+        }
+        WriteFailure::Refused(QueryError::Conflict { fields, message }) => {
+            let fields = if fields.is_empty() {
+                FieldErrors::from([("body".to_owned(), vec![message])])
+            } else {
+                fields
+            };
+            render_form(
+                page,
+                staff,
+                entry,
+                purpose,
+                StatusCode::CONFLICT,
+                values,
+                &fields,
+            )
+            .await
+        }
+        WriteFailure::Refused(QueryError::Forbidden(message)) => page.message(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            &format!("The resource's policies do not let you do this: {message}"),
+            Some(&back),
+        ),
+        WriteFailure::Refused(QueryError::NotFound) => page.message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such record, or you may not see it.",
+            Some(&back),
+        ),
+        WriteFailure::Refused(other) => {
+            tracing::error!(error = %other, "an admin write failed");
+            page.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not saved",
+                "The change could not be made; nothing was changed. Try again in a moment.",
+                Some(&back),
+            )
+        }
+        WriteFailure::Crashed => page.message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Not saved",
+            "The server failed during this change; the server's log says why.",
+            Some(&back),
+        ),
+    }
+}
+
+/// The record as the user may read it, for a form or an audit entry.
+async fn current(
+    page: &Page,
+    staff: &Staff,
+    entry: &Entry,
+    id: &str,
+) -> Result<Map<String, Value>, QueryError> {
+    let engine = page.state.engine().ok_or(QueryError::NotFound)?;
+    engine.get(&staff.actor, entry, id, &View::default()).await
+}
+
+/// `GET /admin/r/{plural}/{id}/edit`.
+pub(super) async fn edit_form(page: Page, Path((plural, id)): Path<(String, String)>) -> Response {
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    match current(&page, &staff, entry, &id).await {
+        Ok(record) => {
+            render_form(
+                &page,
+                &staff,
+                entry,
+                Purpose::Update(&id),
+                StatusCode::OK,
+                &record,
+                &FieldErrors::new(),
+            )
+            .await
+        }
+        Err(e) => {
+            refused(
+                &page,
+                &staff,
+                entry,
+                Purpose::Update(&id),
+                &Map::new(),
+                WriteFailure::Refused(e),
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /admin/r/{plural}/{id}`: saves, or shows the form again with why
+/// not.
+pub(super) async fn update(
+    page: Page,
+    client: Client,
+    Path((plural, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
+        return refused;
+    }
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let values = match body_of(entry, None, &form) {
+        Ok(values) => values,
+        Err(errors) => {
+            return render_form(
+                &page,
+                &staff,
+                entry,
+                Purpose::Update(&id),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &typed_back(&form),
+                &errors,
+            )
+            .await;
+        }
+    };
+    let before = current(&page, &staff, entry, &id)
+        .await
+        .map(Value::Object)
+        .unwrap_or(Value::Null);
+    let call = WriteCall::Update {
+        id: id.clone(),
+        body: Value::Object(values.clone()),
+    };
+    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
+        Ok(after) => {
+            audit(&page, &staff, &client, entry, &id, "update", before, after).await;
+            Redirect::to(&format!("/admin/r/{plural}/{id}")).into_response()
+        }
+        Err(failure) => refused(&page, &staff, entry, Purpose::Update(&id), &values, failure).await,
+    }
+}
+
+/// `GET /admin/r/{plural}/{id}/delete`: asks first.
+pub(super) async fn delete_form(
+    page: Page,
+    Path((plural, id)): Path<(String, String)>,
+) -> Response {
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    match current(&page, &staff, entry, &id).await {
+        Ok(record) => {
+            let title = views::title_of(&record, entry);
+            page.render(
+                StatusCode::OK,
+                "confirm_delete.html",
+                &plural,
+                &format!("Delete {title}?"),
+                json!({
+                    "heading": format!("Delete {title}?"),
+                    "action": format!("/admin/r/{plural}/{id}/delete"),
+                    "back": format!("/admin/r/{plural}/{id}"),
+                    "cascades": cascades(entry),
+                }),
+            )
+        }
+        Err(e) => {
+            refused(
+                &page,
+                &staff,
+                entry,
+                Purpose::Update(&id),
+                &Map::new(),
+                WriteFailure::Refused(e),
+            )
+            .await
+        }
+    }
+}
+
+/// What deleting a record of `entry` also deletes or changes, in words.
+fn cascades(entry: &Entry) -> Vec<String> {
+    entry
+        .resource
+        .relationships
+        .iter()
+        .filter_map(|r| match &r.kind {
+            kumo_core::resource::RelationshipKind::HasMany { target, .. } => Some(format!(
+                "Its {} follow their relationship's `on_delete` rule.",
+                r.name.replace('_', " ")
+            ))
+            .filter(|_| !target.is_empty()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `POST /admin/r/{plural}/{id}/delete`.
+pub(super) async fn destroy(
+    page: Page,
+    client: Client,
+    Path((plural, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
+        return refused;
+    }
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let call = WriteCall::Destroy { id: id.clone() };
+    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
+        Ok(deleted) => {
+            audit(
+                &page,
+                &staff,
+                &client,
+                entry,
+                &id,
+                "destroy",
+                deleted,
+                Value::Null,
+            )
+            .await;
+            Redirect::to(&format!("/admin/r/{plural}")).into_response()
+        }
+        Err(WriteFailure::Refused(QueryError::Conflict { message, .. })) => page.message(
+            StatusCode::CONFLICT,
+            "Not deleted",
+            &message,
+            Some(&format!("/admin/r/{plural}/{id}")),
+        ),
+        Err(failure) => {
+            refused(
+                &page,
+                &staff,
+                entry,
+                Purpose::Update(&id),
+                &Map::new(),
+                failure,
+            )
+            .await
+        }
+    }
+}
+
+/// The named actions a record page offers as buttons: update and destroy
+/// actions, each with the fields it accepts.
+pub(super) async fn record_actions(
+    page: &Page,
+    staff: &Staff,
+    entry: &Entry,
+    id: &str,
+) -> Vec<Value> {
+    let mut actions = Vec::new();
+    for action in entry
+        .resource
+        .actions
+        .iter()
+        .filter(|a| a.kind != ActionKind::Create)
+    {
+        let fields = form_fields(
+            page,
+            staff,
+            entry,
+            Some(&action.accept),
+            &Map::new(),
+            &FieldErrors::new(),
+        )
+        .await;
+        actions.push(json!({
+            "name": action.name,
+            "label": action.name.replace('_', " "),
+            "description": action.description,
+            "action": format!("/admin/r/{}/{id}/actions/{}", entry.resource.plural, action.name),
+            "fields": fields,
+            "destroys": action.kind == ActionKind::Destroy,
+        }));
+    }
+    actions
+}
+
+/// `POST /admin/r/{plural}/{id}/actions/{name}`: runs a named action.
+pub(super) async fn run_action(
+    page: Page,
+    client: Client,
+    Path((plural, id, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
+        return refused;
+    }
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let Some(action) = entry
+        .resource
+        .actions
+        .iter()
+        .find(|a: &&Action| a.name == name && a.kind != ActionKind::Create)
+    else {
+        return views::no_such_resource(&page);
+    };
+    let back = format!("/admin/r/{plural}/{id}");
+    let values = match body_of(entry, Some(&action.accept), &form) {
+        Ok(values) => values,
+        Err(errors) => return action_refused(&page, &back, &errors),
+    };
+    let before = current(&page, &staff, entry, &id)
+        .await
+        .map(Value::Object)
+        .unwrap_or(Value::Null);
+    let call = WriteCall::Action {
+        name: name.clone(),
+        id: Some(id.clone()),
+        body: Value::Object(values),
+    };
+    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
+        Ok(after) => {
+            let destroys = action.kind == ActionKind::Destroy;
+            let after = if destroys { Value::Null } else { after };
+            audit(
+                &page,
+                &staff,
+                &client,
+                entry,
+                &id,
+                &format!("action:{name}"),
+                before,
+                after,
+            )
+            .await;
+            match destroys {
+                true => Redirect::to(&format!("/admin/r/{plural}")).into_response(),
+                false => Redirect::to(&back).into_response(),
+            }
+        }
+        Err(WriteFailure::Refused(
+            QueryError::Invalid { fields, message }
+            | QueryError::BadRequest { fields, message }
+            | QueryError::Conflict { fields, message },
+        )) => {
+            let fields = if fields.is_empty() {
+                FieldErrors::from([("body".to_owned(), vec![message])])
+            } else {
+                fields
+            };
+            action_refused(&page, &back, &fields)
+        }
+        Err(failure) => {
+            refused(
+                &page,
+                &staff,
+                entry,
+                Purpose::Update(&id),
+                &Map::new(),
+                failure,
+            )
+            .await
+        }
+    }
+}
+
+/// An action's refusal, as a page naming each field's problem.
+fn action_refused(page: &Page, back: &str, errors: &FieldErrors) -> Response {
+    let message = errors
+        .iter()
+        .map(|(field, why)| format!("{field}: {}", why.join("; ")))
+        .collect::<Vec<_>>()
+        .join(". ");
+    page.message(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Action refused",
+        &message,
+        Some(back),
+    )
+}
+
+/// Records a change made through the admin: who made it, to what, and
+/// the record before and after (as the user may read it; sensitive
+/// attributes are never read). Written once the change is committed; a
+/// failure to write it is logged.
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    page: &Page,
+    staff: &Staff,
+    client: &Client,
+    entry: &Entry,
+    id: &str,
+    change: &str,
+    before: Value,
+    after: Value,
+) {
+    page.auth
+        .audit(AuditEntry {
+            kind: "admin_change",
+            strategy: None,
+            success: true,
+            user_id: staff.actor.id().map(|id| json!(id)),
+            device: &client.device,
+            detail: json!({
+                "resource": entry.resource.name,
+                "record_id": id,
+                "change": change,
+                "before": before,
+                "after": after,
+            }),
+        })
+        .await;
+}
