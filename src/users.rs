@@ -12,14 +12,15 @@ use kumo_auth::refresh::RefreshKey;
 use kumo_auth::secret::CodeKey;
 use kumo_core::actor::Role;
 use kumo_core::project::Project;
-use kumo_db::query::accounts::{Accounts, AccountsTx, Set, Test};
+use kumo_db::query::accounts::{Accounts, AccountsTx, Test};
 use kumo_db::query::{CursorKey, Engine, QueryError, Record};
 use kumo_db::runner;
 use kumo_server::auth::Strategies;
 use kumo_server::auth::clock::stamp;
 use kumo_server::auth::magic_link::{MagicLinks, TOKEN_MINUTES};
+use kumo_server::auth::manage::{self, Account, By, Locked};
 use kumo_server::auth::password::{RESET_MINUTES, insert_token};
-use kumo_server::auth::session::Keys;
+use kumo_server::auth::session::{Device, Keys};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -104,7 +105,14 @@ pub async fn run(command: UserCommand) -> Result<()> {
         } => {
             let email = normalize_email(&email)?;
             let engine = open_without_secret(&ops::load_project(&project.dir())?).await?;
-            let changed = set_role(accounts(&engine)?, &email, role).await;
+            let changed = manage::set_role(
+                &accounts(&engine)?,
+                Account::Email(&email),
+                role,
+                &from_cli(&Device::default()),
+                OffsetDateTime::now_utc(),
+            )
+            .await;
             engine.db.close().await;
             match changed? {
                 Some(old) if old == role.as_str() => {
@@ -117,12 +125,19 @@ pub async fn run(command: UserCommand) -> Result<()> {
         UserCommand::Lock { email, project } => {
             let email = normalize_email(&email)?;
             let engine = open_without_secret(&ops::load_project(&project.dir())?).await?;
-            let locked = lock(accounts(&engine)?, &email).await;
+            let locked = manage::lock(
+                &accounts(&engine)?,
+                Account::Email(&email),
+                &from_cli(&Device::default()),
+                OffsetDateTime::now_utc(),
+            )
+            .await;
             engine.db.close().await;
             let Locked {
                 newly,
                 sessions_revoked,
             } = locked?.ok_or_else(|| anyhow!(no_such_user(&email)))?;
+            let sessions_revoked = sessions_revoked.len();
             if newly {
                 say!("Locked {email}: they cannot sign in or refresh.");
             } else {
@@ -133,7 +148,13 @@ pub async fn run(command: UserCommand) -> Result<()> {
         UserCommand::Unlock { email, project } => {
             let email = normalize_email(&email)?;
             let engine = open_without_secret(&ops::load_project(&project.dir())?).await?;
-            let unlocked = unlock(accounts(&engine)?, &email).await;
+            let unlocked = manage::unlock(
+                &accounts(&engine)?,
+                Account::Email(&email),
+                &from_cli(&Device::default()),
+                OffsetDateTime::now_utc(),
+            )
+            .await;
             engine.db.close().await;
             match unlocked? {
                 Some(true) => say!("Unlocked {email}: they can sign in again."),
@@ -143,6 +164,14 @@ pub async fn run(command: UserCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A change made from the command line, for its audit event.
+fn from_cli(device: &Device) -> By<'_> {
+    By {
+        who: json!("cli"),
+        device,
+    }
 }
 
 fn normalize_email(input: &str) -> Result<String> {
@@ -322,131 +351,6 @@ fn public_url(project: &Project) -> String {
         // A host name (`localhost:4000`) rather than an address.
         (None, Err(_)) => format!("http://{addr}"),
     }
-}
-
-/// The account's role before the change, or `None` when there is no such
-/// account.
-async fn set_role(accounts: Accounts<'_>, email: &str, role: Role) -> Result<Option<String>> {
-    let now = OffsetDateTime::now_utc();
-    let mut tx = accounts.begin().await?;
-    let Some(user) = tx
-        .find_one("user", &[("email", Test::Eq(json!(email)))])
-        .await?
-    else {
-        return Ok(None);
-    };
-    let old = user["role"].as_str().unwrap_or_default().to_owned();
-    if old == role.as_str() {
-        return Ok(Some(old));
-    }
-    tx.update(
-        "user",
-        &[("role", Set::To(json!(role.as_str())))],
-        &[("id", Test::Eq(user["id"].clone()))],
-        &stamp(now),
-    )
-    .await?;
-    audit(
-        &mut tx,
-        "role_changed",
-        &user,
-        json!({ "by": "cli", "from": old, "to": role.as_str() }),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(old))
-}
-
-struct Locked {
-    /// False when the account was locked already.
-    newly: bool,
-    sessions_revoked: usize,
-}
-
-/// Locks the account and revokes its live sessions, so the server refuses
-/// their refresh tokens at once and their access tokens as soon as it
-/// reloads revocations. `None` when there is no such account.
-async fn lock(accounts: Accounts<'_>, email: &str) -> Result<Option<Locked>> {
-    let now = OffsetDateTime::now_utc();
-    let mut tx = accounts.begin().await?;
-    let Some(user) = tx
-        .find_one("user", &[("email", Test::Eq(json!(email)))])
-        .await?
-    else {
-        return Ok(None);
-    };
-    let newly = !tx
-        .update(
-            "user",
-            &[("locked_at", Set::To(json!(stamp(now))))],
-            &[
-                ("id", Test::Eq(user["id"].clone())),
-                ("locked_at", Test::IsNull),
-            ],
-            &stamp(now),
-        )
-        .await?
-        .is_empty();
-    // Revoked even when the account was locked already: a session that
-    // outlived an earlier lock (made before it, say) must not stay.
-    let sessions_revoked = tx
-        .update(
-            "session",
-            &[("revoked_at", Set::To(json!(stamp(now))))],
-            &[
-                ("user_id", Test::Eq(user["id"].clone())),
-                ("revoked_at", Test::IsNull),
-            ],
-            &stamp(now),
-        )
-        .await?
-        .len();
-    if newly || sessions_revoked > 0 {
-        audit(
-            &mut tx,
-            "user_locked",
-            &user,
-            json!({ "by": "cli", "sessions_revoked": sessions_revoked }),
-            now,
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(Some(Locked {
-        newly,
-        sessions_revoked,
-    }))
-}
-
-/// Whether the account was locked (and now is not), or `None` when there is
-/// no such account.
-async fn unlock(accounts: Accounts<'_>, email: &str) -> Result<Option<bool>> {
-    let now = OffsetDateTime::now_utc();
-    let mut tx = accounts.begin().await?;
-    let Some(user) = tx
-        .find_one("user", &[("email", Test::Eq(json!(email)))])
-        .await?
-    else {
-        return Ok(None);
-    };
-    let unlocked = !tx
-        .update(
-            "user",
-            &[("locked_at", Set::To(Value::Null))],
-            &[
-                ("id", Test::Eq(user["id"].clone())),
-                ("locked_at", Test::NotNull),
-            ],
-            &stamp(now),
-        )
-        .await?
-        .is_empty();
-    if unlocked {
-        audit(&mut tx, "user_unlocked", &user, json!({ "by": "cli" }), now).await?;
-    }
-    tx.commit().await?;
-    Ok(Some(unlocked))
 }
 
 /// An `audit_event` row for a change made from the command line: no

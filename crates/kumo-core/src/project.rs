@@ -29,6 +29,32 @@ pub struct Config {
     pub auth: AuthSection,
     #[serde(default)]
     pub mail: MailSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: what the admin web UI lets coordinators do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Whether coordinators may manage players' accounts from the admin
+    /// (sign them out, lock and unlock them, confirm their address, send
+    /// them a sign-in link); never an admin's or another coordinator's,
+    /// and never anyone's role. Default `true`.
+    #[serde(default = "yes")]
+    pub coordinators_manage_users: bool,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            coordinators_manage_users: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -19,6 +19,7 @@
 pub(crate) mod csrf;
 mod forms;
 mod sign_in;
+mod users;
 mod views;
 
 use std::sync::{Arc, OnceLock};
@@ -62,6 +63,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/admin/r/{plural}/{id}/actions/{name}",
             post(forms::run_action),
+        )
+        .route("/admin/users/{id}/lock", post(users::lock))
+        .route("/admin/users/{id}/unlock", post(users::unlock))
+        .route("/admin/users/{id}/confirm", post(users::confirm))
+        .route("/admin/users/{id}/role", post(users::set_role))
+        .route("/admin/users/{id}/send_link", post(users::send_link))
+        .route(
+            "/admin/users/{id}/sessions/{session}/revoke",
+            post(users::revoke_session),
         )
         .layer(middleware::from_fn(security_headers))
 }

@@ -304,6 +304,10 @@ pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)
         .collect();
     let title = title_of(&record, entry);
     let actions = super::forms::record_actions(&page, &staff, entry, &id).await;
+    let user_tools = match entry.resource.system && entry.resource.name == "user" {
+        true => super::users::tools(&page, &staff, &id).await,
+        false => None,
+    };
     page.render(
         StatusCode::OK,
         "record.html",
@@ -316,6 +320,7 @@ pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)
             "fields": fields,
             "related": related,
             "actions": actions,
+            "user_tools": user_tools,
             "edit": format!("/admin/r/{plural}/{id}/edit"),
             "delete": format!("/admin/r/{plural}/{id}/delete"),
         }),

@@ -635,7 +635,7 @@ fn with_retry_after(mut page: Response, answer: &Response) -> Response {
 impl Auth {
     /// Drops sessions signed out by a password change or reset from this
     /// node's caches at once.
-    pub(super) fn forget_sessions(&self, revoked: &[Uuid]) {
+    pub(crate) fn forget_sessions(&self, revoked: &[Uuid]) {
         let now = self.clock.now();
         for id in revoked {
             self.revocations.insert(*id, now);

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod credentials;
 pub mod limits;
 pub mod magic_link;
+pub mod manage;
 mod pages;
 pub mod password;
 pub mod revocations;
@@ -93,6 +94,9 @@ pub struct Settings {
     /// How long `audit_event` rows are kept (`[auth]
     /// audit_retention_days`); `None` keeps them for ever.
     pub audit_retention: Option<time::Duration>,
+    /// Whether coordinators manage players' accounts in the admin
+    /// (`[admin] coordinators_manage_users`).
+    pub coordinators_manage_users: bool,
 }
 
 impl Settings {
@@ -119,6 +123,7 @@ impl Settings {
             },
             audit_retention: (section.audit_retention_days > 0)
                 .then(|| time::Duration::days(i64::from(section.audit_retention_days))),
+            coordinators_manage_users: true,
         }
     }
 }
@@ -201,8 +206,9 @@ impl Auth {
         // Read whether or not the server-wide limit is on: behind a proxy
         // the auth limits and the audit log need the client's address too.
         let client_ip_header = crate::ratelimit::client_ip_header(&config.server.rate_limit);
-        let settings =
+        let mut settings =
             Settings::from_config(&config.auth, client_ip_header, &public_url, &app_name);
+        settings.coordinators_manage_users = config.admin.coordinators_manage_users;
         let mail = kumo_mail::Settings::from_config(
             &config.mail,
             std::env::var("SMTP_URL").ok(),

@@ -697,3 +697,164 @@ both!(
         api.cleanup().await;
     }
 );
+
+/// The id of the account with this address.
+async fn id_of(auth: &kumo_server::auth::Auth, email: &str) -> String {
+    auth.accounts()
+        .read_one("user", &[("email", Test::Eq(json!(email)))])
+        .await
+        .unwrap()
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+both!(
+    an_admin_manages_a_players_account_from_their_page,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        // The player is signed in on a device of their own.
+        let player = api
+            .send(
+                "POST",
+                "/auth/password/register",
+                None,
+                Some(json!({ "email": "player@example.com", "password": GOOD })),
+            )
+            .await;
+        let player_access = player.data()["access_token"].as_str().unwrap().to_owned();
+        let player_id = id_of(&auth, "player@example.com").await;
+        let boss_id = id_of(&auth, "boss@example.com").await;
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let page_url = format!("/admin/r/users/{player_id}");
+        let page = boss.get(&page_url).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert_secure_page(&page);
+        let html = decoded(&page.body);
+        for tool in [
+            "/lock",
+            "/confirm",
+            "/send_link",
+            "/role",
+            "/revoke",
+            "Audit trail",
+        ] {
+            assert!(html.contains(tool), "{tool} in {html}");
+        }
+        let token = csrf_of(&page);
+        let tool = |name: &str| format!("/admin/users/{player_id}/{name}");
+
+        // Send a sign-in link: it is mailed.
+        let r = boss.post(&tool("send_link"), &[], Some(&token)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(
+            mailbox(&api)
+                .await
+                .iter()
+                .any(|m| m["to"] == "player@example.com"
+                    && m["subject"].as_str().unwrap().contains("sign-in"))
+        );
+        // Confirm the address.
+        let r = boss.post(&tool("confirm"), &[], Some(&token)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        // Lock: the player's token stops working, their devices are gone.
+        let r = boss.post(&tool("lock"), &[], Some(&token)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let me = api
+            .send("GET", "/auth/me", Some(&player_access), None)
+            .await;
+        assert_eq!(me.status, StatusCode::UNAUTHORIZED, "{}", me.body);
+        assert!(boss.get(&page_url).await.body.contains("Locked."));
+        let r = boss.post(&tool("unlock"), &[], Some(&token)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        // The role.
+        let r = boss
+            .post(&tool("role"), &[("role", "coordinator")], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        // An admin cannot lock themselves out.
+        let own = format!("/admin/users/{boss_id}/lock");
+        let r = boss.post(&own, &[], Some(&token)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+
+        // Each change is audited against the player, naming the admin.
+        let events = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[("user_id", Test::Eq(json!(player_id)))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        for kind in [
+            "email_confirmed",
+            "user_locked",
+            "user_unlocked",
+            "role_changed",
+        ] {
+            let event = events
+                .iter()
+                .find(|e| e["kind"] == kind)
+                .unwrap_or_else(|| panic!("no {kind} in {events:?}"));
+            assert_eq!(event["detail"]["by"], json!(boss_id), "{kind}");
+        }
+        let trail = boss.get(&page_url).await;
+        assert!(trail.body.contains("role_changed"), "{}", trail.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_coordinator_manages_players_only_and_sets_no_roles,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        account(&api, &auth, "coord@example.com", "coordinator").await;
+        account(&api, &auth, "player@example.com", "user").await;
+        let (boss_id, player_id) = (
+            id_of(&auth, "boss@example.com").await,
+            id_of(&auth, "player@example.com").await,
+        );
+        let mut coordinator = Browser::new(&api);
+        signed_in(&mut coordinator, "coord@example.com").await;
+        let page = coordinator
+            .get(&format!("/admin/r/users/{player_id}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(
+            !decoded(&page.body).contains("/role\""),
+            "no role form: {}",
+            page.body
+        );
+        let token = csrf_of(&page);
+        let r = coordinator
+            .post(&format!("/admin/users/{player_id}/lock"), &[], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let r = coordinator
+            .post(
+                &format!("/admin/users/{player_id}/role"),
+                &[("role", "admin")],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let r = coordinator
+            .post(&format!("/admin/users/{boss_id}/lock"), &[], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let boss = auth
+            .accounts()
+            .read_one("user", &[("id", Test::Eq(json!(boss_id)))])
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(boss["locked_at"].is_null());
+        api.cleanup().await;
+    }
+);

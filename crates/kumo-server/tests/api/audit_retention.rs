@@ -16,6 +16,7 @@ const SECRET: &[u8] = b"the audit retention test's secret";
 fn keeping_events_for(retention: Option<time::Duration>) -> Settings {
     Settings {
         audit_retention: retention,
+        coordinators_manage_users: true,
         ..every_strategy(false)
     }
 }

@@ -48,6 +48,7 @@ fn settings(registration: Registration) -> Settings {
             lanes: 1,
         },
         audit_retention: Some(time::Duration::days(365)),
+        coordinators_manage_users: true,
     }
 }
 

@@ -45,6 +45,7 @@ pub(crate) fn every_strategy(confirm_email: bool) -> Settings {
         password_cost: CHEAP,
         // `[auth] audit_retention_days`' default.
         audit_retention: Some(time::Duration::days(365)),
+        coordinators_manage_users: true,
     }
 }
 

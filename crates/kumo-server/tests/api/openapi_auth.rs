@@ -39,6 +39,7 @@ pub(crate) fn settings(strategies: Strategies, confirm_email: bool) -> Settings 
             lanes: 1,
         },
         audit_retention: Some(time::Duration::days(365)),
+        coordinators_manage_users: true,
     }
 }
 
