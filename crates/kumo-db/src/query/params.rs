@@ -44,6 +44,9 @@ pub struct ListRequest {
     pub position: Position,
     pub count: bool,
     pub view: View,
+    /// Text to find in any public string field, in any letter case: the
+    /// admin's search box. Not a parameter of the API's query language.
+    pub search: Option<String>,
 }
 
 /// What to return for each record: which fields, which relationships.
@@ -191,6 +194,7 @@ pub fn parse_list(
         position: Position::First,
         count: false,
         view: View::default(),
+        search: None,
     };
     let pairs = query_pairs(query).collect::<Result<Vec<_>, _>>()?;
     // Filters may repeat (they all apply); anything else given twice is

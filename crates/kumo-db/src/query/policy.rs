@@ -40,11 +40,14 @@ pub(crate) enum Cond {
         array: Operand,
         elem: Operand,
     },
-    /// A string field containing (or starting with) a value: API filters.
+    /// A string field containing (or starting with) a value: API filters;
+    /// `any_case`: containing it in any letter case (the admin's search;
+    /// SQLite folds ASCII letters only).
     Text {
         field: Operand,
         value: Value,
         prefix: bool,
+        any_case: bool,
     },
     /// A related row exists, reached through the `belongs_to` key `column`
     /// of this row, for which `cond` (rendered over that row) holds.
@@ -591,6 +594,23 @@ impl Renderer {
                 field,
                 value,
                 prefix,
+                any_case: true,
+            } if !prefix => {
+                let find = match sql.dialect {
+                    Dialect::Postgres => "(strpos(lower(",
+                    Dialect::Sqlite => "(instr(lower(",
+                };
+                sql.push(find);
+                self.operand(field, Kind::Text, sql);
+                sql.push("), lower(");
+                sql.bind_value(Kind::Text, value);
+                sql.push(")) > 0)");
+            }
+            Cond::Text {
+                field,
+                value,
+                prefix,
+                ..
             } => {
                 sql.push("(");
                 match (sql.dialect, prefix) {

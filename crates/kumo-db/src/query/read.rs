@@ -173,10 +173,13 @@ impl Engine {
         req: &ListRequest,
     ) -> Result<ListQuery, QueryError> {
         let filters: Vec<&Filter> = req.filters.iter().collect();
-        let conds = vec![
+        let mut conds = vec![
             self.read_cond(entry, actor),
             self.filters_cond(actor, entry, &filters, 0),
         ];
+        if let Some(term) = req.search.as_deref().filter(|t| !t.is_empty()) {
+            conds.push(search_cond(entry, term));
+        }
         let scope = scope(entry, &req.sort);
         let (keys, backwards) = match &req.position {
             Position::After(c) | Position::Before(c) => {
@@ -583,6 +586,23 @@ impl Engine {
     }
 }
 
+/// Rows with `term` in any public string field, in any letter case.
+fn search_cond(entry: &Entry, term: &str) -> Cond {
+    Cond::or(
+        entry
+            .fields
+            .iter()
+            .filter(|f| f.is_public() && f.kind == Kind::Text)
+            .map(|f| Cond::Text {
+                field: column_of(entry, &f.name),
+                value: Value::String(term.to_owned()),
+                prefix: false,
+                any_case: true,
+            })
+            .collect(),
+    )
+}
+
 /// A filter on a field of the row it is rendered over.
 fn field_cond(entry: &Entry, f: &Filter) -> Cond {
     let field = column_of(entry, &f.field);
@@ -617,6 +637,7 @@ fn field_cond(entry: &Entry, f: &Filter) -> Cond {
             field,
             value: one(&f.value),
             prefix: false,
+            any_case: false,
         },
         FilterOp::Contains => Cond::Contains {
             array: field,
@@ -626,6 +647,7 @@ fn field_cond(entry: &Entry, f: &Filter) -> Cond {
             field,
             value: one(&f.value),
             prefix: true,
+            any_case: false,
         },
     }
 }

@@ -468,6 +468,7 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
         size: items.len(),
         position: Position::First,
         count: false,
+        search: None,
         view: View::default(),
     };
 

@@ -18,6 +18,7 @@
 
 pub(crate) mod csrf;
 mod forms;
+mod listing;
 mod sign_in;
 mod users;
 mod views;
@@ -51,6 +52,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/assets/{name}", get(asset))
         .route("/admin/r/{plural}", get(views::list).post(forms::create))
         .route("/admin/r/{plural}/new", get(forms::new_form))
+        .route("/admin/r/{plural}/export", get(listing::export))
         .route(
             "/admin/r/{plural}/{id}",
             get(views::record).post(forms::update),

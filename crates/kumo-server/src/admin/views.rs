@@ -177,12 +177,7 @@ pub(super) async fn list(
         return no_such_resource(&page);
     };
     let query = query.unwrap_or_default();
-    let mut api_query = without(&query, &["page[size]", "page[count]"]);
-    if !api_query.is_empty() {
-        api_query.push('&');
-    }
-    api_query.push_str(&format!("page[size]={PAGE_SIZE}&page[count]=true"));
-    let listed = match parse_list(&engine.catalog, entry, &api_query) {
+    let listed = match super::listing::request(engine, entry, &query, PAGE_SIZE, true) {
         Ok(req) => engine.list(&staff.actor, entry, &req).await,
         Err(e) => Err(e),
     };
@@ -242,6 +237,11 @@ pub(super) async fn list(
         &label,
         json!({
             "label": label,
+            "filters": super::listing::filter_controls(entry, &query),
+            "filtering": query.contains("filter%5B") || query.contains("filter["),
+            "search": super::listing::search_of(&query),
+            "export": format!("/admin/r/{plural}/export?{}", without(&query, &["page[after]", "page[before]"])),
+            "clear": format!("/admin/r/{plural}"),
             "new": format!("/admin/r/{plural}/new"),
             "singular": entry.resource.name.replace('_', " "),
             "columns": column_values,
@@ -397,7 +397,7 @@ fn sort_of(query: &str) -> Option<String> {
 }
 
 /// `query` without the parameters named in `drop`.
-fn without(query: &str, drop: &[&str]) -> String {
+pub(super) fn without(query: &str, drop: &[&str]) -> String {
     let kept =
         form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| !drop.contains(&k.as_ref()));
     form_urlencoded::Serializer::new(String::new())

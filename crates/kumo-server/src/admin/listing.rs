@@ -1,0 +1,272 @@
+//! What a list page asks the engine for, from its URL: the API's query
+//! language (`filter[…]`, `sort`, `page[after]`), the filter form's
+//! fields (an empty one means "any"; a bare date bounds a datetime by
+//! whole days), and the search box (`q`: any public string field, any
+//! letter case). The same request serves the page and its CSV export.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kumo_core::resource::AttrType;
+use kumo_db::query::catalog::{Kind, Origin};
+use kumo_db::query::params::Position;
+use kumo_db::query::{Engine, Entry, ListRequest, QueryError, parse_list};
+use serde_json::{Value, json};
+
+use super::Page;
+use super::views::{no_such_resource, without};
+
+/// Rows read per page of an export: the API's largest page.
+const EXPORT_PAGE: u32 = 250;
+
+/// The engine's request for `query` (an admin list URL's query string):
+/// `size` records, with the total when `count`.
+pub(super) fn request(
+    engine: &Engine,
+    entry: &Entry,
+    query: &str,
+    size: u32,
+    count: bool,
+) -> Result<ListRequest, QueryError> {
+    let mut api = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let skip =
+            value.trim().is_empty() || key == "q" || key == "page[size]" || key == "page[count]";
+        if skip {
+            continue;
+        }
+        let value = whole_days(entry, &key, value.trim());
+        api.append_pair(&key, &value);
+    }
+    api.append_pair("page[size]", &size.to_string());
+    if count {
+        api.append_pair("page[count]", "true");
+    }
+    let mut req = parse_list(&engine.catalog, entry, &api.finish())?;
+    req.search = search_of(query).filter(|q| !q.is_empty());
+    Ok(req)
+}
+
+/// A bare date given to bound a datetime field: from the day's start
+/// (`gte`, `gt`) or to its end (`lte`, `lt`), in UTC.
+fn whole_days(entry: &Entry, key: &str, value: &str) -> String {
+    let bare_date = value.len() == 10 && value.as_bytes().get(4) == Some(&b'-');
+    let Some((field, op)) = key
+        .strip_prefix("filter[")
+        .and_then(|rest| rest.split_once("]["))
+        .map(|(f, op)| (f, op.trim_end_matches(']')))
+    else {
+        return value.to_owned();
+    };
+    let datetime = entry.field(field).is_some_and(|f| f.kind == Kind::Datetime);
+    match (datetime && bare_date, op) {
+        (true, "gte" | "gt") => format!("{value}T00:00:00.000Z"),
+        (true, "lte" | "lt") => format!("{value}T23:59:59.999Z"),
+        _ => value.to_owned(),
+    }
+}
+
+/// The search box's text.
+pub(super) fn search_of(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The filter form: a control per public field, fitted to its type, with
+/// the value the URL gives it.
+pub(super) fn filter_controls(entry: &Entry, query: &str) -> Vec<Value> {
+    let given = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let mut controls = Vec::new();
+    for f in entry
+        .fields
+        .iter()
+        .filter(|f| f.is_public() && f.name != "id")
+    {
+        let name = &f.name;
+        let control = match (&f.origin, f.kind) {
+            (Origin::Attribute(AttrType::Enum { values }), _) => {
+                let key = format!("filter[{name}]");
+                json!({ "kind": "select", "field": name, "key": key, "value": given(&key), "options": values })
+            }
+            (_, Kind::Boolean) => {
+                let key = format!("filter[{name}]");
+                json!({ "kind": "select", "field": name, "key": key, "value": given(&key), "options": ["true", "false"] })
+            }
+            (_, Kind::Text) => {
+                let key = format!("filter[{name}][contains]");
+                json!({ "kind": "text", "field": name, "key": key, "value": given(&key), "contains": true })
+            }
+            (_, Kind::Uuid) => {
+                let key = format!("filter[{name}]");
+                json!({ "kind": "text", "field": name, "key": key, "value": given(&key), "contains": false })
+            }
+            (_, Kind::Integer | Kind::Float | Kind::Date | Kind::Datetime) => {
+                let input = match f.kind {
+                    Kind::Integer | Kind::Float => "number",
+                    _ => "date",
+                };
+                let (from, to) = (
+                    format!("filter[{name}][gte]"),
+                    format!("filter[{name}][lte]"),
+                );
+                json!({
+                    "kind": "range",
+                    "field": name,
+                    "input": input,
+                    "from_key": from,
+                    "from": given(&from),
+                    "to_key": to,
+                    "to": given(&to),
+                })
+            }
+            // JSON and arrays are searched through the API's own filters.
+            _ => continue,
+        };
+        controls.push(control);
+    }
+    controls
+}
+
+/// `GET /admin/r/{plural}/export`: every record the list's filters,
+/// search and sort select, as CSV, read a page at a time as the signed-in
+/// user.
+pub(super) async fn export(
+    page: Page,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let Some(engine) = page.state.engine() else {
+        return no_such_resource(&page);
+    };
+    let Some(entry) = engine.catalog.by_plural(&plural) else {
+        return no_such_resource(&page);
+    };
+    let query = without(&query.unwrap_or_default(), &["page[after]", "page[before]"]);
+    let mut req = match request(engine, entry, &query, EXPORT_PAGE, false) {
+        Ok(req) => req,
+        Err(e) => {
+            return page.message(
+                StatusCode::BAD_REQUEST,
+                "This list cannot be exported",
+                &e.to_string(),
+                Some(&format!("/admin/r/{plural}")),
+            );
+        }
+    };
+    let columns: Vec<String> = entry
+        .fields
+        .iter()
+        .filter(|f| f.is_public())
+        .map(|f| f.name.clone())
+        .collect();
+    let mut csv = String::new();
+    push_row(&mut csv, columns.iter().map(String::as_str));
+    loop {
+        let listed = match engine.list(&staff.actor, entry, &req).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::error!(error = %e, "an admin export failed");
+                return page.message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Not exported",
+                    "The records could not be read; try again in a moment.",
+                    Some(&format!("/admin/r/{plural}")),
+                );
+            }
+        };
+        for record in &listed.data {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| cell(record.get(c).unwrap_or(&Value::Null)))
+                .collect();
+            push_row(&mut csv, cells.iter().map(String::as_str));
+        }
+        match listed.next {
+            Some(next) => req.position = Position::After(next),
+            None => break,
+        }
+    }
+    let mut response = Body::from(csv).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(disposition) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{plural}.csv\""))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    page.with_cookie(response)
+}
+
+/// A value as a CSV cell: numbers and other values as JSON; text as it
+/// is, except that text a spreadsheet would run as a formula (starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading
+/// `'`, so opening an export never runs what a player typed.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => match s.chars().next() {
+            Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
+            _ => s.clone(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// One CSV line (RFC 4180: a field with a comma, quote or line break is
+/// quoted, quotes doubled).
+fn push_row<'a>(csv: &mut String, cells: impl Iterator<Item = &'a str>) {
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            csv.push(',');
+        }
+        if cell.contains([',', '"', '\n', '\r']) {
+            csv.push('"');
+            csv.push_str(&cell.replace('"', "\"\""));
+            csv.push('"');
+        } else {
+            csv.push_str(cell);
+        }
+    }
+    csv.push_str("\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_quoted_and_formulas_defused() {
+        let cells: Vec<String> = [
+            json!("plain"),
+            json!("a,b"),
+            json!("say \"hi\""),
+            json!("=HYPERLINK(\"x\")"),
+            json!(-1),
+            json!("line\nbreak"),
+            Value::Null,
+        ]
+        .iter()
+        .map(cell)
+        .collect();
+        let mut csv = String::new();
+        push_row(&mut csv, cells.iter().map(String::as_str));
+        assert_eq!(
+            csv,
+            "plain,\"a,b\",\"say \"\"hi\"\"\",\"'=HYPERLINK(\"\"x\"\")\",-1,\"line\nbreak\",\r\n"
+        );
+    }
+}
