@@ -310,6 +310,12 @@ async function scenario(browser) {
   equal(response.status(), 404, "the deleted record is gone");
   await screenshot(page, "deleted-gone");
 
+  // ---- signing out ends the session.
+  await page.click("form.sign-out button");
+  equal(new URL(page.url()).pathname, "/admin/sign_in", "signed out, the sign-in page");
+  await page.goto(`${base}/admin`);
+  equal(new URL(page.url()).pathname, "/admin/sign_in", "signed out, the admin asks to sign in again");
+
   check(problems.length === 0, `no script errors or refused policies (${problems.join("; ")})`);
   await desk.close();
 

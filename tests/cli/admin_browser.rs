@@ -4,8 +4,8 @@
 //! avatars, with their `publish` action), an admin and a plain user with
 //! `kumo user create`, and 120 seeded avatars, so lists need three pages;
 //! the script then signs in by magic link, pages, sorts and filters a list,
-//! creates a record through a refused save, edits it, runs an action,
-//! deletes it, is refused a forged form, and sees a `user` refused.
+//! creates a record through a refused save, edits it, runs an action, is
+//! refused a forged form, deletes it, signs out, and sees a `user` refused.
 //!
 //! Chromium (Debian's) and `tests/browser/node_modules/` come from
 //! `scripts/browser-tools.sh`, which `scripts/test` runs; without them this
