@@ -1,6 +1,7 @@
 //! End-to-end tests of the `kumo` binary: every command as a user runs it,
 //! against real SQLite files and a real PostgreSQL server.
 
+mod admin_browser;
 mod codegen;
 mod project;
 mod rate_limit;
