@@ -292,6 +292,8 @@ impl Page {
             "page": page,
             "csrf": self.csrf_token(),
             "signed_in": false,
+            // Anyone signed in can sign out, a player refused included.
+            "can_sign_out": self.actor.role().is_some(),
             "nav": [],
             "mailbox": self.auth.has_dev_mailbox(),
             "who": "",

@@ -20,6 +20,8 @@ use crate::auth::clock::stamp;
 const SIGNUP_DAYS: i64 = 14;
 /// Records per list page.
 const PAGE_SIZE: u32 = 50;
+/// Columns a list shows, so a page stays readable on a laptop.
+const LIST_COLUMNS: usize = 8;
 
 /// The resources in the admin's navigation, in schema order.
 pub(super) fn navigation(state: &AppState) -> Vec<Value> {
@@ -35,12 +37,34 @@ pub(super) fn navigation(state: &AppState) -> Vec<Value> {
 
 /// A resource's name as a heading: `avatar_tags` → `Avatar tags`.
 fn label(entry: &Entry) -> String {
-    let words = entry.resource.plural.replace('_', " ");
+    let words: Vec<String> = entry
+        .resource
+        .plural
+        .split('_')
+        .map(|word| match word {
+            // Initialisms read as such: `api_keys` → `API keys`.
+            "api" | "id" | "ids" | "url" | "urls" | "ip" | "ips" => word.to_uppercase(),
+            _ => word.to_owned(),
+        })
+        .collect();
+    let words = words.join(" ");
     let mut chars = words.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => words,
     }
+}
+
+/// The columns a list shows: its public fields but `id` (the first column
+/// links to the record), at most [`LIST_COLUMNS`]; the record page shows
+/// the rest.
+fn list_columns(entry: &Entry) -> Vec<&kumo_db::query::Field> {
+    entry
+        .fields
+        .iter()
+        .filter(|f| f.is_public() && f.name != "id")
+        .take(LIST_COLUMNS)
+        .collect()
 }
 
 /// `GET /admin`: counts per resource (those the user may read), sign-ups
@@ -185,8 +209,7 @@ pub(super) async fn list(
         Ok(listed) => listed,
         Err(e) => return query_failed(&page, e, &format!("/admin/r/{plural}")),
     };
-    let columns: Vec<&kumo_db::query::Field> =
-        entry.fields.iter().filter(|f| f.is_public()).collect();
+    let columns = list_columns(entry);
     let sorted_by = sort_of(&query);
     let column_values: Vec<Value> = columns
         .iter()
@@ -213,11 +236,15 @@ pub(super) async fn list(
         .data
         .iter()
         .map(|record| {
-            let cells: Vec<String> = columns
+            let mut cells: Vec<String> = columns
                 .iter()
                 .map(|f| shown(&record.get(&f.name).cloned().unwrap_or(Value::Null)))
                 .collect();
             let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
+            // The first cell is the record's link: never without text.
+            if let Some(first) = cells.first_mut().filter(|c| c.trim().is_empty()) {
+                *first = format!("{}…", id.chars().take(8).collect::<String>());
+            }
             json!({ "cells": cells, "link": format!("/admin/r/{plural}/{id}") })
         })
         .collect();

@@ -312,6 +312,18 @@ both!(
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{page}: {}", r.body);
             assert!(r.body.contains("admins and coordinators"), "{}", r.body);
         }
+        // The refused player can sign out to use another account.
+        let refused = player.get("/admin").await;
+        assert!(
+            refused.body.contains("Sign out and use another account"),
+            "{}",
+            refused.body
+        );
+        let out = player
+            .post("/admin/sign_out", &[], Some(&csrf_of(&refused)))
+            .await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+        assert_eq!(player.get("/admin").await.status, StatusCode::SEE_OTHER);
         let mut coordinator = Browser::new(&api);
         signed_in(&mut coordinator, "coord@example.com").await;
         let r = coordinator.get("/admin").await;
