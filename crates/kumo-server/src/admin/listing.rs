@@ -31,8 +31,10 @@ pub(super) fn request(
 ) -> Result<ListRequest, QueryError> {
     let mut api = form_urlencoded::Serializer::new(String::new());
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let skip =
-            value.trim().is_empty() || key == "q" || key == "page[size]" || key == "page[count]";
+        // The admin's own parameters: the search box, "view as", and the
+        // page size and count it sets itself.
+        let skip = value.trim().is_empty()
+            || matches!(key.as_ref(), "q" | "as" | "page[size]" | "page[count]");
         if skip {
             continue;
         }

@@ -5,6 +5,7 @@
 use axum::extract::{Path, RawQuery};
 use axum::http::StatusCode;
 use axum::response::Response;
+use kumo_core::actor::{Actor, Role};
 use kumo_core::resource::RelationshipKind;
 use kumo_db::query::accounts::Test;
 use kumo_db::query::catalog::Origin;
@@ -69,9 +70,13 @@ fn list_columns(entry: &Entry) -> Vec<&kumo_db::query::Field> {
 
 /// `GET /admin`: counts per resource (those the user may read), sign-ups
 /// per day, live sessions, and a warning when migrations are pending.
-pub(super) async fn dashboard(page: Page) -> Response {
+pub(super) async fn dashboard(page: Page, RawQuery(query): RawQuery) -> Response {
     let staff = match page.staff() {
         Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let viewer = match viewing_as(&page, &staff, query.as_deref().unwrap_or_default()).await {
+        Ok(viewer) => viewer,
         Err(response) => return response,
     };
     let Some(engine) = page.state.engine() else {
@@ -85,7 +90,7 @@ pub(super) async fn dashboard(page: Page) -> Response {
     let mut counts = Vec::new();
     for entry in engine.catalog.entries() {
         let count = match parse_list(&engine.catalog, entry, "page[size]=1&page[count]=true") {
-            Ok(req) => match engine.list(&staff.actor, entry, &req).await {
+            Ok(req) => match engine.list(viewer.actor(&staff), entry, &req).await {
                 Ok(listed) => json!(listed.total),
                 Err(e) => {
                     tracing::warn!(error = %e, resource = entry.resource.name, "admin dashboard count failed");
@@ -94,17 +99,20 @@ pub(super) async fn dashboard(page: Page) -> Response {
             },
             Err(_) => json!("?"),
         };
-        counts.push(
-            json!({ "plural": entry.resource.plural, "label": label(entry), "count": count }),
-        );
+        counts.push(json!({
+            "link": format!("/admin/r/{}{}", entry.resource.plural, viewer.suffix()),
+            "label": label(entry),
+            "count": count,
+        }));
     }
     let mut values = json!({
         "counts": counts,
         "accounts": false,
         "pending": pending_migrations(&page.state).await,
         "days": SIGNUP_DAYS,
+        "viewing_as": viewer.banner(),
     });
-    if let Some(accounts) = engine.accounts() {
+    if let (Some(accounts), Viewer::Staff) = (engine.accounts(), &viewer) {
         let now = page.auth.clock.now();
         let since = (now - time::Duration::days(SIGNUP_DAYS - 1))
             .date()
@@ -201,8 +209,12 @@ pub(super) async fn list(
         return no_such_resource(&page);
     };
     let query = query.unwrap_or_default();
+    let viewer = match viewing_as(&page, &staff, &query).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
     let listed = match super::listing::request(engine, entry, &query, PAGE_SIZE, true) {
-        Ok(req) => engine.list(&staff.actor, entry, &req).await,
+        Ok(req) => engine.list(viewer.actor(&staff), entry, &req).await,
         Err(e) => Err(e),
     };
     let listed = match listed {
@@ -245,7 +257,7 @@ pub(super) async fn list(
             if let Some(first) = cells.first_mut().filter(|c| c.trim().is_empty()) {
                 *first = format!("{}…", id.chars().take(8).collect::<String>());
             }
-            json!({ "cells": cells, "link": format!("/admin/r/{plural}/{id}") })
+            json!({ "cells": cells, "link": format!("/admin/r/{plural}/{id}{}", viewer.suffix()) })
         })
         .collect();
     let page_link = |param: &str, cursor: &Option<String>| {
@@ -266,6 +278,7 @@ pub(super) async fn list(
             "label": label,
             "filters": super::listing::filter_controls(entry, &query),
             "filtering": query.contains("filter%5B") || query.contains("filter["),
+            "viewing_as": viewer.banner(),
             "search": super::listing::search_of(&query),
             "export": format!("/admin/r/{plural}/export?{}", without(&query, &["page[after]", "page[before]"])),
             "clear": format!("/admin/r/{plural}"),
@@ -282,9 +295,17 @@ pub(super) async fn list(
 
 /// `GET /admin/r/{plural}/{id}`: every public field, `belongs_to` values
 /// linked to their record, and each `has_many` linked to its list.
-pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)>) -> Response {
+pub(super) async fn record(
+    page: Page,
+    Path((plural, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let staff = match page.staff() {
         Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let viewer = match viewing_as(&page, &staff, query.as_deref().unwrap_or_default()).await {
+        Ok(viewer) => viewer,
         Err(response) => return response,
     };
     let Some(engine) = page.state.engine() else {
@@ -293,7 +314,10 @@ pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)
     let Some(entry) = engine.catalog.by_plural(&plural) else {
         return no_such_resource(&page);
     };
-    let record = match engine.get(&staff.actor, entry, &id, &View::default()).await {
+    let record = match engine
+        .get(viewer.actor(&staff), entry, &id, &View::default())
+        .await
+    {
         Ok(record) => record,
         Err(e) => return query_failed(&page, e, &format!("/admin/r/{plural}")),
     };
@@ -330,8 +354,13 @@ pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)
         })
         .collect();
     let title = title_of(&record, entry);
-    let actions = super::forms::record_actions(&page, &staff, entry, &id).await;
-    let user_tools = match entry.resource.system && entry.resource.name == "user" {
+    // Viewing as someone is for reading: no forms, no tools.
+    let read_only = viewer.banner().is_some();
+    let actions = match read_only {
+        true => Vec::new(),
+        false => super::forms::record_actions(&page, &staff, entry, &id).await,
+    };
+    let user_tools = match entry.resource.system && entry.resource.name == "user" && !read_only {
         true => super::users::tools(&page, &staff, &id).await,
         false => None,
     };
@@ -348,6 +377,9 @@ pub(super) async fn record(page: Page, Path((plural, id)): Path<(String, String)
             "related": related,
             "actions": actions,
             "user_tools": user_tools,
+            "viewing_as": viewer.banner(),
+            "view_as": (!read_only && entry.resource.system && entry.resource.name == "user")
+                .then(|| format!("/admin?as={id}")),
             "edit": format!("/admin/r/{plural}/{id}/edit"),
             "delete": format!("/admin/r/{plural}/{id}/delete"),
         }),
@@ -437,4 +469,94 @@ fn with(query: &str, name: &str, value: &str) -> String {
     let mut out = form_urlencoded::Serializer::new(query.to_owned());
     out.append_pair(name, value);
     out.finish()
+}
+
+/// Whose read policies a page is read through: the signed-in staff
+/// member's own, or, with `?as=<user id>`, another user's ("view as"),
+/// read-only.
+pub(super) enum Viewer {
+    Staff,
+    As {
+        actor: Actor,
+        id: String,
+        email: String,
+    },
+}
+
+impl Viewer {
+    pub(super) fn actor<'a>(&'a self, staff: &'a super::Staff) -> &'a Actor {
+        match self {
+            Viewer::Staff => &staff.actor,
+            Viewer::As { actor, .. } => actor,
+        }
+    }
+
+    /// What links add to stay in the same view.
+    fn suffix(&self) -> String {
+        match self {
+            Viewer::Staff => String::new(),
+            Viewer::As { id, .. } => format!("?as={id}"),
+        }
+    }
+
+    /// The page's "viewing as" notice, when it is one.
+    fn banner(&self) -> Option<Value> {
+        match self {
+            Viewer::Staff => None,
+            Viewer::As { id, email, .. } => Some(json!({ "id": id, "email": email })),
+        }
+    }
+}
+
+/// The viewer `query`'s `as` asks for. Admins may view as anyone;
+/// coordinators as players only, so a coordinator never reads through an
+/// admin's policies.
+pub(super) async fn viewing_as(
+    page: &Page,
+    staff: &super::Staff,
+    query: &str,
+) -> Result<Viewer, Response> {
+    let Some(id) = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "as")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(Viewer::Staff);
+    };
+    let refused = |message: &str| {
+        page.message(
+            StatusCode::FORBIDDEN,
+            "Cannot view as this user",
+            message,
+            Some("/admin"),
+        )
+    };
+    let Ok(uuid) = uuid::Uuid::parse_str(&id) else {
+        return Err(refused("There is no such user."));
+    };
+    let user = page
+        .auth
+        .accounts()
+        .read_one("user", &[("id", Test::Eq(json!(uuid)))])
+        .await
+        .ok()
+        .flatten();
+    let Some(mut user) = user else {
+        return Err(refused("There is no such user."));
+    };
+    let role = user["role"]
+        .as_str()
+        .and_then(Role::parse)
+        .unwrap_or(Role::User);
+    if staff.actor.role() != Some(Role::Admin) && role != Role::User {
+        return Err(refused("Coordinators view the admin as players only."));
+    }
+    // Policies never see a password hash, as for a signed-in request.
+    user.remove("password_hash");
+    let email = user["email"].as_str().unwrap_or_default().to_owned();
+    Ok(Viewer::As {
+        actor: Actor::user(user),
+        id: uuid.to_string(),
+        email,
+    })
 }

@@ -974,3 +974,74 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    view_as_reads_through_another_users_policies_read_only,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        account(&api, &auth, "coord@example.com", "coordinator").await;
+        account(&api, &auth, "player@example.com", "user").await;
+        let (boss_id, player_id) = (
+            id_of(&auth, "boss@example.com").await,
+            id_of(&auth, "player@example.com").await,
+        );
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let token = csrf_of(&boss.get("/admin").await);
+        let mut hidden = String::new();
+        for (name, public) in [("Shown", "true"), ("Hidden", "false")] {
+            let r = boss
+                .post(
+                    "/admin/r/avatars",
+                    &[
+                        ("name", name),
+                        ("is_public", public),
+                        ("uploader_id", &boss_id),
+                    ],
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+            if name == "Hidden" {
+                hidden = location(&r);
+            }
+        }
+        // As the admin: both. As the player: only what their read policy
+        // lets them see, and no way to change anything.
+        assert!(boss.get("/admin/r/avatars").await.body.contains("2 in all"));
+        let as_player = boss.get(&format!("/admin/r/avatars?as={player_id}")).await;
+        assert_eq!(as_player.status, StatusCode::OK, "{}", as_player.body);
+        assert!(
+            as_player.body.contains("Viewing as player@example.com"),
+            "{}",
+            as_player.body
+        );
+        assert!(
+            as_player.body.contains("1 in all") && as_player.body.contains("Shown"),
+            "{}",
+            as_player.body
+        );
+        assert!(!as_player.body.contains("Export CSV") && !as_player.body.contains("New avatar"));
+        let r = boss.get(&format!("{hidden}?as={player_id}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        let dashboard = boss.get(&format!("/admin?as={player_id}")).await;
+        assert!(
+            dashboard.body.contains("Viewing as player@example.com"),
+            "{}",
+            dashboard.body
+        );
+        // A coordinator views as players only.
+        let mut coordinator = Browser::new(&api);
+        signed_in(&mut coordinator, "coord@example.com").await;
+        let r = coordinator
+            .get(&format!("/admin/r/avatars?as={boss_id}"))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let r = coordinator
+            .get(&format!("/admin/r/avatars?as={player_id}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        api.cleanup().await;
+    }
+);
