@@ -802,6 +802,111 @@ pub(super) async fn run_action(
     }
 }
 
+/// The `create` actions a list page offers, each with the fields it
+/// accepts.
+pub(super) async fn create_actions(page: &Page, staff: &Staff, entry: &Entry) -> Vec<Value> {
+    let mut actions = Vec::new();
+    for action in entry
+        .resource
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Create)
+    {
+        let fields = form_fields(
+            page,
+            staff,
+            entry,
+            Some(&action.accept),
+            &Map::new(),
+            &FieldErrors::new(),
+        )
+        .await;
+        actions.push(json!({
+            "name": action.name,
+            "label": action.name.replace('_', " "),
+            "description": action.description,
+            "action": format!("/admin/r/{}/actions/{}", entry.resource.plural, action.name),
+            "fields": fields,
+        }));
+    }
+    actions
+}
+
+/// `POST /admin/r/{plural}/actions/{name}`: runs a `create` action and
+/// shows what it made.
+pub(super) async fn run_create_action(
+    page: Page,
+    client: Client,
+    Path((plural, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
+        return refused;
+    }
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
+        Err(response) => return response,
+    };
+    let Some(action) = entry
+        .resource
+        .actions
+        .iter()
+        .find(|a| a.name == name && a.kind == ActionKind::Create)
+    else {
+        return views::no_such_resource(&page);
+    };
+    let back = format!("/admin/r/{plural}");
+    let values = match body_of(entry, Some(&action.accept), &form) {
+        Ok(values) => values,
+        Err(errors) => return action_refused(&page, &back, &errors),
+    };
+    let call = WriteCall::Action {
+        name: name.clone(),
+        id: None,
+        body: Value::Object(values),
+    };
+    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
+        Ok(created) => {
+            let id = created
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            audit(
+                &page,
+                &staff,
+                &client,
+                entry,
+                &id,
+                &format!("action:{name}"),
+                Value::Null,
+                created,
+            )
+            .await;
+            Redirect::to(&format!("/admin/r/{plural}/{id}")).into_response()
+        }
+        Err(WriteFailure::Refused(
+            QueryError::Invalid { fields, message }
+            | QueryError::BadRequest { fields, message }
+            | QueryError::Conflict { fields, message },
+        )) => {
+            let fields = if fields.is_empty() {
+                FieldErrors::from([("body".to_owned(), vec![message])])
+            } else {
+                fields
+            };
+            action_refused(&page, &back, &fields)
+        }
+        Err(failure) => refused(&page, &staff, entry, Purpose::Create, &Map::new(), failure).await,
+    }
+}
+
 /// An action's refusal, as a page naming each field's problem.
 fn action_refused(page: &Page, back: &str, errors: &FieldErrors) -> Response {
     let message = errors

@@ -54,6 +54,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/r/{plural}/new", get(forms::new_form))
         .route("/admin/r/{plural}/export", get(listing::export))
         .route(
+            "/admin/r/{plural}/actions/{name}",
+            post(forms::run_create_action),
+        )
+        .route(
             "/admin/r/{plural}/{id}",
             get(views::record).post(forms::update),
         )

@@ -269,6 +269,10 @@ pub(super) async fn list(
         })
     };
     let label = label(entry);
+    let create_actions = match viewer {
+        Viewer::Staff => super::forms::create_actions(&page, &staff, entry).await,
+        Viewer::As { .. } => Vec::new(),
+    };
     page.render(
         StatusCode::OK,
         "list.html",
@@ -283,6 +287,7 @@ pub(super) async fn list(
             "export": format!("/admin/r/{plural}/export?{}", without(&query, &["page[after]", "page[before]"])),
             "clear": format!("/admin/r/{plural}"),
             "new": format!("/admin/r/{plural}/new"),
+            "create_actions": create_actions,
             "singular": entry.resource.name.replace('_', " "),
             "columns": column_values,
             "rows": rows,

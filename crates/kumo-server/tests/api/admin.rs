@@ -1045,3 +1045,75 @@ both!(
         api.cleanup().await;
     }
 );
+
+/// A resource whose `create` action fixes a value its form cannot set.
+const NOTE: &str = r#"
+[resource]
+name = "note"
+
+[attributes]
+text = { type = "string", required = true, min_length = 1 }
+pinned = { type = "boolean", default = false }
+
+[relationships]
+author = { belongs_to = "user", required = true }
+
+[policies]
+read = "true"
+create = "actor.id == record.author_id"
+
+[actions.jot]
+type = "create"
+description = "A pinned note"
+accept = ["text", "author"]
+set = { pinned = true }
+policy = "actor.id == record.author_id"
+"#;
+
+both!(
+    a_create_action_runs_from_the_list_page,
+    |dialect| async move {
+        let mut api = TestApi::new(dialect, &[("note", NOTE)]).await;
+        let auth = api.sign_ins(
+            every_strategy(false),
+            SECRET,
+            kumo_server::auth::clock::Clock::manual(time::macros::datetime!(2026-11-22 12:00 UTC)),
+        );
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let boss_id = id_of(&auth, "boss@example.com").await;
+        let mut browser = Browser::new(&api);
+        signed_in(&mut browser, "boss@example.com").await;
+        let list = browser.get("/admin/r/notes").await;
+        assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+        assert_secure_page(&list);
+        assert!(
+            decoded(&list.body).contains("/admin/r/notes/actions/jot"),
+            "{}",
+            list.body
+        );
+        let token = csrf_of(&list);
+        // Refused with the field named; then made, with the action's value.
+        let r = browser
+            .post(
+                "/admin/r/notes/actions/jot",
+                &[("text", ""), ("author_id", &boss_id)],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("text:"), "{}", r.body);
+        let r = browser
+            .post(
+                "/admin/r/notes/actions/jot",
+                &[("text", "hello"), ("author_id", &boss_id)],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let record = browser.get(&location(&r)).await;
+        assert!(record.body.contains("hello"), "{}", record.body);
+        let notes = api.send("GET", "/api/notes", None, None).await;
+        assert_eq!(notes.data()[0]["pinned"], true, "{}", notes.body);
+        api.cleanup().await;
+    }
+);
