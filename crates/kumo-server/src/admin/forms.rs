@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::Path;
+use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use kumo_core::resource::{Action, ActionKind, AttrType};
@@ -67,7 +67,13 @@ async fn form_fields(
         match &f.origin {
             Origin::Attribute(AttrType::Enum { values }) => field["options"] = json!(values),
             Origin::ForeignKey { target, .. } => {
-                field["choices"] = json!(choices(page, staff, target).await);
+                field["choices"] = json!(choices(page, staff, target, None).await);
+                field["target"] = json!(
+                    page.state
+                        .engine()
+                        .and_then(|e| e.catalog.get(target))
+                        .map(|t| t.resource.plural.clone())
+                );
             }
             _ => {}
         }
@@ -128,17 +134,30 @@ fn shown_in_input(f: &Field, value: &Value) -> String {
 }
 
 /// Up to [`CHOICES`] records of `target` the user may read, as
-/// `{id, label}`, for a `belongs_to` field's list.
-async fn choices(page: &Page, staff: &Staff, target: &str) -> Vec<Value> {
+/// `{id, label}`, for a `belongs_to` field's list; with `search`, those
+/// with it in a text field (or that id).
+async fn choices(page: &Page, staff: &Staff, target: &str, search: Option<&str>) -> Vec<Value> {
     let Some(engine) = page.state.engine() else {
         return Vec::new();
     };
     let Some(entry) = engine.catalog.get(target) else {
         return Vec::new();
     };
-    let Ok(req) = parse_list(&engine.catalog, entry, &format!("page[size]={CHOICES}")) else {
+    let query = match search.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(id) if uuid::Uuid::parse_str(id).is_ok() => {
+            format!("page[size]={CHOICES}&filter[id]={id}")
+        }
+        _ => format!("page[size]={CHOICES}"),
+    };
+    let Ok(mut req) = parse_list(&engine.catalog, entry, &query) else {
         return Vec::new();
     };
+    if !query.contains("filter[id]") {
+        req.search = search
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+    }
     match engine.list(&staff.actor, entry, &req).await {
         Ok(listed) => listed
             .data
@@ -150,6 +169,50 @@ async fn choices(page: &Page, staff: &Staff, target: &str) -> Vec<Value> {
             Vec::new()
         }
     }
+}
+
+/// `GET /admin/r/{plural}/choices?<any>=<text>`: the `<option>`s of a
+/// `belongs_to` field's list, for what is typed so far (htmx swaps them in
+/// as the person types). The value of whichever parameter comes is the
+/// text, since htmx names it after the field.
+pub(super) async fn choices_page(
+    page: Page,
+    Path(plural): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let staff = match page.staff() {
+        Ok(staff) => staff,
+        Err(response) => return response,
+    };
+    let Some(target) = page
+        .state
+        .engine()
+        .and_then(|e| e.catalog.by_plural(&plural))
+        .map(|t| t.resource.name.clone())
+    else {
+        return views::no_such_resource(&page);
+    };
+    let typed = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(_, v)| v.into_owned())
+        .find(|v| !v.trim().is_empty());
+    let options: String = choices(&page, &staff, &target, typed.as_deref())
+        .await
+        .iter()
+        .map(|c| {
+            format!(
+                "<option value=\"{}\">{}</option>",
+                super::escape(c["id"].as_str().unwrap_or_default()),
+                super::escape(c["label"].as_str().unwrap_or_default())
+            )
+        })
+        .collect();
+    page.with_cookie(
+        (
+            [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            options,
+        )
+            .into_response(),
+    )
 }
 
 /// The JSON body a form makes: each field converted by its kind; an empty

@@ -53,6 +53,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/r/{plural}", get(views::list).post(forms::create))
         .route("/admin/r/{plural}/new", get(forms::new_form))
         .route("/admin/r/{plural}/export", get(listing::export))
+        .route("/admin/r/{plural}/choices", get(forms::choices_page))
         .route(
             "/admin/r/{plural}/actions/{name}",
             post(forms::run_create_action),

@@ -1117,3 +1117,42 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    a_belongs_to_field_searches_its_targets_as_you_type,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        account(&api, &auth, "zed@example.com", "user").await;
+        let zed_id = id_of(&auth, "zed@example.com").await;
+        let mut browser = Browser::new(&api);
+        signed_in(&mut browser, "boss@example.com").await;
+        let form = browser.get("/admin/r/avatars/new").await;
+        assert!(
+            decoded(&form.body).contains("hx-get=\"/admin/r/users/choices\""),
+            "{}",
+            form.body
+        );
+        // Named as the field, in any case; or by id.
+        let r = browser.get("/admin/r/users/choices?uploader_id=ZED").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(
+            r.body.contains("zed@example.com") && !r.body.contains("boss@"),
+            "{}",
+            r.body
+        );
+        let r = browser
+            .get(&format!("/admin/r/users/choices?uploader_id={zed_id}"))
+            .await;
+        assert!(
+            r.body.contains(&zed_id) && !r.body.contains("boss@"),
+            "{}",
+            r.body
+        );
+        // Signed out: nothing.
+        let mut stranger = Browser::new(&api);
+        let r = stranger.get("/admin/r/users/choices?q=zed").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        api.cleanup().await;
+    }
+);
