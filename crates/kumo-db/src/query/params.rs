@@ -47,6 +47,10 @@ pub struct ListRequest {
     /// Text to find in any public string field, in any letter case: the
     /// admin's search box. Not a parameter of the API's query language.
     pub search: Option<String>,
+    /// With `count`, stop counting past this many (the total is then one
+    /// more than the limit): the admin's lists on big tables. `None`:
+    /// exact, as `page[count]` is.
+    pub count_limit: Option<u64>,
 }
 
 /// What to return for each record: which fields, which relationships.
@@ -195,6 +199,7 @@ pub fn parse_list(
         count: false,
         view: View::default(),
         search: None,
+        count_limit: None,
     };
     let pairs = query_pairs(query).collect::<Result<Vec<_>, _>>()?;
     // Filters may repeat (they all apply); anything else given twice is

@@ -144,11 +144,25 @@ impl Engine {
 
         let total = if req.count {
             let mut sql = Sql::new(dialect);
-            sql.push(&format!(
-                "SELECT COUNT(*) FROM {} {ROW} WHERE ",
-                ident(&entry.table)
-            ));
+            match req.count_limit {
+                // Counting stops one past the limit: a big table's total
+                // costs no more than reading that many rows.
+                Some(limit) => sql.push(&format!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM {} {ROW} WHERE ",
+                    ident(&entry.table)
+                )),
+                None => sql.push(&format!(
+                    "SELECT COUNT(*) FROM {} {ROW} WHERE ",
+                    ident(&entry.table)
+                )),
+            };
             Renderer::new(ROW).render(&filter, &mut sql);
+            if let Some(limit) = req.count_limit {
+                sql.push(&format!(
+                    " LIMIT {}) AS kumo_counted",
+                    limit.saturating_add(1)
+                ));
+            }
             self.reader().fetch_integers(&sql).await?.first().copied()
         } else {
             None

@@ -469,6 +469,7 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
         position: Position::First,
         count: false,
         search: None,
+        count_limit: None,
         view: View::default(),
     };
 

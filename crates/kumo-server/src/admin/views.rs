@@ -291,7 +291,10 @@ pub(super) async fn list(
             "singular": entry.resource.name.replace('_', " "),
             "columns": column_values,
             "rows": rows,
-            "total": listed.total,
+            "total": listed.total.map(|n| match n as u64 > super::listing::COUNT_LIMIT {
+                true => format!("more than {}", thousands(super::listing::COUNT_LIMIT)),
+                false => n.to_string(),
+            }),
             "next": page_link("page[after]", &listed.next),
             "prev": page_link("page[before]", &listed.prev),
         }),
@@ -442,6 +445,19 @@ pub(super) fn title_of(record: &serde_json::Map<String, Value>, entry: &Entry) -
             },
             str::to_owned,
         )
+}
+
+/// `10000` → `10,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A value as a table cell shows it.

@@ -450,3 +450,45 @@ both!(a_list_without_a_size_has_fifty_rows, |dialect| async move {
     assert_eq!(cursor(&rest, "next"), None);
     api.cleanup().await;
 });
+
+both!(
+    a_capped_count_stops_one_past_its_limit,
+    |dialect: Dialect| async move {
+        let api = TestApi::avatars(dialect).await;
+        let alice = api.user("alice", "user").await;
+        let alice_id = api.user_id(&alice);
+        let avatars: Vec<Value> = (0..30)
+            .map(|i| json!({ "name": format!("A{i:02}"), "is_public": true, "uploader_id": alice_id }))
+            .collect();
+        let r = api
+            .send(
+                "POST",
+                "/api/avatars",
+                Some(&alice),
+                Some(Value::Array(avatars)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let engine = api.state.engine().unwrap();
+        let entry = engine.catalog.by_plural("avatars").unwrap();
+        let mut req =
+            kumo_db::query::parse_list(&engine.catalog, entry, "page[size]=5&page[count]=true")
+                .unwrap();
+        let actor = kumo_core::actor::Actor::anonymous();
+        assert_eq!(
+            engine.list(&actor, entry, &req).await.unwrap().total,
+            Some(30)
+        );
+        // The admin's lists count only so far on big tables.
+        req.count_limit = Some(10);
+        let page = engine.list(&actor, entry, &req).await.unwrap();
+        assert_eq!(page.total, Some(11));
+        assert_eq!(page.data.len(), 5);
+        req.count_limit = Some(100);
+        assert_eq!(
+            engine.list(&actor, entry, &req).await.unwrap().total,
+            Some(30)
+        );
+        api.cleanup().await;
+    }
+);
