@@ -147,7 +147,7 @@ impl Engine {
             match req.count_limit {
                 // Counting stops one past the limit: a big table's total
                 // costs no more than reading that many rows.
-                Some(limit) => sql.push(&format!(
+                Some(_) => sql.push(&format!(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM {} {ROW} WHERE ",
                     ident(&entry.table)
                 )),
