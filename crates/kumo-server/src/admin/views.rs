@@ -322,10 +322,19 @@ pub(super) async fn record(
     let Some(entry) = engine.catalog.by_plural(&plural) else {
         return no_such_resource(&page);
     };
-    let record = match engine
-        .get(viewer.actor(&staff), entry, &id, &View::default())
-        .await
-    {
+    // Each `belongs_to` included, so its value shows as the record it
+    // names (when the viewer may read that record).
+    let view = View {
+        include: entry
+            .resource
+            .relationships
+            .iter()
+            .filter(|r| matches!(r.kind, RelationshipKind::BelongsTo { .. }))
+            .map(|r| r.name.clone())
+            .collect(),
+        fields: None,
+    };
+    let record = match engine.get(viewer.actor(&staff), entry, &id, &view).await {
         Ok(record) => record,
         Err(e) => return query_failed(&page, e, &format!("/admin/r/{plural}")),
     };
@@ -335,14 +344,31 @@ pub(super) async fn record(
         .filter(|f| f.is_public())
         .map(|f| {
             let value = record.get(&f.name).cloned().unwrap_or(Value::Null);
-            let link = match (&f.origin, value.as_str()) {
-                (Origin::ForeignKey { target, .. }, Some(target_id)) => engine
-                    .catalog
-                    .get(target)
-                    .map(|t| format!("/admin/r/{}/{target_id}", t.resource.plural)),
-                _ => None,
+            let (link, shown_as) = match (&f.origin, value.as_str()) {
+                (
+                    Origin::ForeignKey {
+                        target,
+                        relationship,
+                    },
+                    Some(target_id),
+                ) => {
+                    let target_entry = engine.catalog.get(target);
+                    let label = match (record.get(relationship), target_entry) {
+                        (Some(Value::Object(related)), Some(t)) => title_of(related, t),
+                        _ => target_id.to_owned(),
+                    };
+                    let link = target_entry.map(|t| {
+                        format!(
+                            "/admin/r/{}/{target_id}{}",
+                            t.resource.plural,
+                            viewer.suffix()
+                        )
+                    });
+                    (link, label)
+                }
+                _ => (None, shown(&value)),
             };
-            json!({ "name": f.name, "value": shown(&value), "link": link })
+            json!({ "name": f.name, "value": shown_as, "link": link })
         })
         .collect();
     let related: Vec<Value> = entry

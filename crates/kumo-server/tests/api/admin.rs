@@ -592,6 +592,8 @@ both!(
         let record = browser.get(&record_url).await;
         assert_eq!(record.status, StatusCode::OK, "{}", record.body);
         assert_secure_page(&record);
+        // The uploader shows as the account it names, linked.
+        assert!(record.body.contains(">boss@example.com</a>"), "{}", record.body);
         assert!(
             record.body.contains("Robo") && record.body.contains("2026-11-22T10:30:00.000Z"),
             "{}",
