@@ -305,7 +305,8 @@ async function scenario(browser) {
   await page.click(".record-links a:text-is('Delete')");
   equal(await heading(page), "Delete Browser Bot II?", "the confirmation page asks first");
   await page.click("main form button.danger");
-  equal(page.url(), `${base}/admin/r/avatars`, "deleted, back on the list");
+  equal(new URL(page.url()).pathname, "/admin/r/avatars", "deleted, back on the list");
+  await page.getByText("Deleted.").waitFor();
   response = await page.goto(`${base}${recordPath}`);
   equal(response.status(), 404, "the deleted record is gone");
   await screenshot(page, "deleted-gone");

@@ -432,7 +432,7 @@ pub(super) async fn create(
                 created,
             )
             .await;
-            Redirect::to(&format!("/admin/r/{plural}/{id}")).into_response()
+            Redirect::to(&format!("/admin/r/{plural}/{id}?done=created")).into_response()
         }
         Err(failure) => refused(&page, &staff, entry, Purpose::Create, &values, failure).await,
     }
@@ -619,7 +619,7 @@ pub(super) async fn update(
     match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
         Ok(after) => {
             audit(&page, &staff, &client, entry, &id, "update", before, after).await;
-            Redirect::to(&format!("/admin/r/{plural}/{id}")).into_response()
+            Redirect::to(&format!("/admin/r/{plural}/{id}?done=saved")).into_response()
         }
         Err(failure) => refused(&page, &staff, entry, Purpose::Update(&id), &values, failure).await,
     }
@@ -719,7 +719,7 @@ pub(super) async fn destroy(
                 Value::Null,
             )
             .await;
-            Redirect::to(&format!("/admin/r/{plural}")).into_response()
+            Redirect::to(&format!("/admin/r/{plural}?done=deleted")).into_response()
         }
         Err(WriteFailure::Refused(QueryError::Conflict { message, .. })) => page.message(
             StatusCode::CONFLICT,
@@ -835,8 +835,8 @@ pub(super) async fn run_action(
             )
             .await;
             match destroys {
-                true => Redirect::to(&format!("/admin/r/{plural}")).into_response(),
-                false => Redirect::to(&back).into_response(),
+                true => Redirect::to(&format!("/admin/r/{plural}?done=deleted")).into_response(),
+                false => Redirect::to(&format!("{back}?done=action")).into_response(),
             }
         }
         Err(WriteFailure::Refused(
@@ -952,7 +952,7 @@ pub(super) async fn run_create_action(
                 created,
             )
             .await;
-            Redirect::to(&format!("/admin/r/{plural}/{id}")).into_response()
+            Redirect::to(&format!("/admin/r/{plural}/{id}?done=created")).into_response()
         }
         Err(WriteFailure::Refused(
             QueryError::Invalid { fields, message }

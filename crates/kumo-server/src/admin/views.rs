@@ -208,7 +208,10 @@ pub(super) async fn list(
     let Some(entry) = engine.catalog.by_plural(&plural) else {
         return no_such_resource(&page);
     };
-    let query = query.unwrap_or_default();
+    let raw_query = query.unwrap_or_default();
+    let done = done_notice(&raw_query);
+    // Links and the engine's request do without the one-time notice.
+    let query = without(&raw_query, &["done"]);
     let viewer = match viewing_as(&page, &staff, &query).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -282,6 +285,7 @@ pub(super) async fn list(
             "label": label,
             "filters": super::listing::filter_controls(entry, &query),
             "filtering": query.contains("filter%5B") || query.contains("filter["),
+            "done": done,
             "viewing_as": viewer.banner(),
             "search": super::listing::search_of(&query),
             "export": format!("/admin/r/{plural}/export?{}", without(&query, &["page[after]", "page[before]"])),
@@ -411,6 +415,7 @@ pub(super) async fn record(
             "related": related,
             "actions": actions,
             "user_tools": user_tools,
+            "done": done_notice(query.as_deref().unwrap_or_default()),
             "viewing_as": viewer.banner(),
             "view_as": (!read_only && entry.resource.system && entry.resource.name == "user")
                 .then(|| format!("/admin?as={id}")),
@@ -471,6 +476,21 @@ pub(super) fn title_of(record: &serde_json::Map<String, Value>, entry: &Entry) -
             },
             str::to_owned,
         )
+}
+
+/// What a page says of the change that led to it (`?done=…` on the
+/// redirect after a save): `None` for anything else.
+fn done_notice(query: &str) -> Option<&'static str> {
+    let done = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "done")?
+        .1;
+    Some(match done.as_ref() {
+        "created" => "Created.",
+        "saved" => "Saved.",
+        "deleted" => "Deleted.",
+        "action" => "Done.",
+        _ => return None,
+    })
 }
 
 /// `10000` → `10,000`.

@@ -587,13 +587,21 @@ both!(
             .post("/admin/r/avatars", &fields, Some(&token))
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-        let record_url = location(&r);
+        // The record, with word that it was made.
+        let created_url = location(&r);
+        assert!(created_url.ends_with("?done=created"), "{created_url}");
+        let record = browser.get(&created_url).await;
+        assert!(record.body.contains("Created."), "{}", record.body);
+        let record_url = created_url.trim_end_matches("?done=created").to_owned();
         let id = record_url.rsplit('/').next().unwrap().to_owned();
-        let record = browser.get(&record_url).await;
         assert_eq!(record.status, StatusCode::OK, "{}", record.body);
         assert_secure_page(&record);
         // The uploader shows as the account it names, linked.
-        assert!(record.body.contains(">boss@example.com</a>"), "{}", record.body);
+        assert!(
+            record.body.contains(">boss@example.com</a>"),
+            "{}",
+            record.body
+        );
         assert!(
             record.body.contains("Robo") && record.body.contains("2026-11-22T10:30:00.000Z"),
             "{}",
@@ -1006,7 +1014,7 @@ both!(
                 .await;
             assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
             if name == "Hidden" {
-                hidden = location(&r);
+                hidden = location(&r).split('?').next().unwrap().to_owned();
             }
         }
         // As the admin: both. As the player: only what their read policy
