@@ -414,24 +414,24 @@ pub(super) async fn create(
     let call = WriteCall::Create {
         body: Value::Object(values.clone()),
     };
-    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
+    match audited_write(
+        &page,
+        &staff,
+        &client,
+        entry,
+        None,
+        "create",
+        Changes::Create,
+        call,
+    )
+    .await
+    {
         Ok(created) => {
             let id = created
                 .get("id")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            audit(
-                &page,
-                &staff,
-                &client,
-                entry,
-                &id,
-                "create",
-                Value::Null,
-                created,
-            )
-            .await;
             Redirect::to(&format!("/admin/r/{plural}/{id}?done=created")).into_response()
         }
         Err(failure) => refused(&page, &staff, entry, Purpose::Create, &values, failure).await,
@@ -608,19 +608,45 @@ pub(super) async fn update(
             .await;
         }
     };
-    let before = current(&page, &staff, entry, &id)
-        .await
-        .map(Value::Object)
-        .unwrap_or(Value::Null);
+    // An admin does not take the admin role from themselves (someone must
+    // be left to undo it), through this form either.
+    let own_role_dropped = entry.resource.system
+        && entry.resource.name == "user"
+        && super::users::themselves(&staff, &id)
+        && values.get("role").is_some_and(|r| r != "admin");
+    if own_role_dropped {
+        let errors = FieldErrors::from([(
+            "role".to_owned(),
+            vec!["cannot be taken from yourself; another admin can".to_owned()],
+        )]);
+        return render_form(
+            &page,
+            &staff,
+            entry,
+            Purpose::Update(&id),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &values,
+            &errors,
+        )
+        .await;
+    }
     let call = WriteCall::Update {
         id: id.clone(),
         body: Value::Object(values.clone()),
     };
-    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
-        Ok(after) => {
-            audit(&page, &staff, &client, entry, &id, "update", before, after).await;
-            Redirect::to(&format!("/admin/r/{plural}/{id}?done=saved")).into_response()
-        }
+    match audited_write(
+        &page,
+        &staff,
+        &client,
+        entry,
+        Some(&id),
+        "update",
+        Changes::Update,
+        call,
+    )
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/admin/r/{plural}/{id}?done=saved")).into_response(),
         Err(failure) => refused(&page, &staff, entry, Purpose::Update(&id), &values, failure).await,
     }
 }
@@ -706,21 +732,19 @@ pub(super) async fn destroy(
         Err(response) => return response,
     };
     let call = WriteCall::Destroy { id: id.clone() };
-    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
-        Ok(deleted) => {
-            audit(
-                &page,
-                &staff,
-                &client,
-                entry,
-                &id,
-                "destroy",
-                deleted,
-                Value::Null,
-            )
-            .await;
-            Redirect::to(&format!("/admin/r/{plural}?done=deleted")).into_response()
-        }
+    match audited_write(
+        &page,
+        &staff,
+        &client,
+        entry,
+        Some(&id),
+        "destroy",
+        Changes::Destroy,
+        call,
+    )
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/admin/r/{plural}?done=deleted")).into_response(),
         Err(WriteFailure::Refused(QueryError::Conflict { message, .. })) => page.message(
             StatusCode::CONFLICT,
             "Not deleted",
@@ -810,30 +834,25 @@ pub(super) async fn run_action(
         Ok(values) => values,
         Err(errors) => return action_refused(&page, &back, &errors),
     };
-    let before = current(&page, &staff, entry, &id)
-        .await
-        .map(Value::Object)
-        .unwrap_or(Value::Null);
     let call = WriteCall::Action {
         name: name.clone(),
         id: Some(id.clone()),
         body: Value::Object(values),
     };
-    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
-        Ok(after) => {
+    match audited_write(
+        &page,
+        &staff,
+        &client,
+        entry,
+        Some(&id),
+        &format!("action:{name}"),
+        Changes::for_action(action),
+        call,
+    )
+    .await
+    {
+        Ok(_) => {
             let destroys = action.kind == ActionKind::Destroy;
-            let after = if destroys { Value::Null } else { after };
-            audit(
-                &page,
-                &staff,
-                &client,
-                entry,
-                &id,
-                &format!("action:{name}"),
-                before,
-                after,
-            )
-            .await;
             match destroys {
                 true => Redirect::to(&format!("/admin/r/{plural}?done=deleted")).into_response(),
                 false => Redirect::to(&format!("{back}?done=action")).into_response(),
@@ -934,24 +953,24 @@ pub(super) async fn run_create_action(
         id: None,
         body: Value::Object(values),
     };
-    match write_as_api(&page.state, entry, staff.actor.clone(), call).await {
+    match audited_write(
+        &page,
+        &staff,
+        &client,
+        entry,
+        None,
+        &format!("action:{name}"),
+        Changes::Create,
+        call,
+    )
+    .await
+    {
         Ok(created) => {
             let id = created
                 .get("id")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            audit(
-                &page,
-                &staff,
-                &client,
-                entry,
-                &id,
-                &format!("action:{name}"),
-                Value::Null,
-                created,
-            )
-            .await;
             Redirect::to(&format!("/admin/r/{plural}/{id}?done=created")).into_response()
         }
         Err(WriteFailure::Refused(
@@ -985,30 +1004,86 @@ fn action_refused(page: &Page, back: &str, errors: &FieldErrors) -> Response {
     )
 }
 
-/// Records a change made through the admin: who made it, to what, and
-/// the record before and after (as the user may read it; sensitive
-/// attributes are never read). Written once the change is committed; a
-/// failure to write it is logged.
+/// What a write does to its record, for its audit row's before and after.
+#[derive(Clone, Copy)]
+enum Changes {
+    Create,
+    Update,
+    Destroy,
+}
+
+impl Changes {
+    fn for_action(action: &Action) -> Changes {
+        match action.kind {
+            ActionKind::Create => Changes::Create,
+            ActionKind::Update => Changes::Update,
+            ActionKind::Destroy => Changes::Destroy,
+        }
+    }
+}
+
+/// Runs `call` as the staff member and records it in the audit log as
+/// `admin_change`: who made it, to what (`record_id`, or the id of what a
+/// create made), and the record before and after (as the user may read
+/// it; sensitive attributes are never read). The read before, the write
+/// and the audit row run in a task of their own, so a client that goes
+/// away once the write has committed cannot keep its audit row from being
+/// written. (The row is written in a transaction of its own, just after
+/// the write's; a failure to write it is logged.)
 #[allow(clippy::too_many_arguments)]
-async fn audit(
+async fn audited_write(
     page: &Page,
     staff: &Staff,
     client: &Client,
     entry: &Entry,
-    id: &str,
+    record_id: Option<&str>,
     change: &str,
-    before: Value,
-    after: Value,
-) {
-    page.auth
-        .audit(AuditEntry {
+    changes: Changes,
+    call: WriteCall,
+) -> Result<Value, WriteFailure> {
+    let state = page.state.clone();
+    let auth = page.auth.clone();
+    let actor = staff.actor.clone();
+    let device = client.device.clone();
+    let resource = entry.resource.name.clone();
+    let record_id = record_id.map(str::to_owned);
+    let change = change.to_owned();
+    let task = tokio::spawn(async move {
+        let engine = state
+            .engine()
+            .ok_or(WriteFailure::Refused(QueryError::NotFound))?;
+        let entry = engine
+            .catalog
+            .get(&resource)
+            .ok_or(WriteFailure::Refused(QueryError::NotFound))?;
+        let before = match (&record_id, changes) {
+            (Some(id), Changes::Update) => engine
+                .get(&actor, entry, id, &View::default())
+                .await
+                .map(Value::Object)
+                .unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        let result = write_as_api(&state, entry, actor.clone(), call).await?;
+        let (before, after) = match changes {
+            Changes::Create | Changes::Update => (before, result.clone()),
+            Changes::Destroy => (result.clone(), Value::Null),
+        };
+        let id = record_id.unwrap_or_else(|| {
+            result
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        });
+        auth.audit(AuditEntry {
             kind: "admin_change",
             strategy: None,
             success: true,
-            user_id: staff.actor.id().map(|id| json!(id)),
-            device: &client.device,
+            user_id: actor.id().map(|id| json!(id)),
+            device: &device,
             detail: json!({
-                "resource": entry.resource.name,
+                "resource": resource,
                 "record_id": id,
                 "change": change,
                 "before": before,
@@ -1016,4 +1091,13 @@ async fn audit(
             }),
         })
         .await;
+        Ok(result)
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(e) => {
+            tracing::error!(error = %e, "an admin change's task failed");
+            Err(WriteFailure::Crashed)
+        }
+    }
 }

@@ -209,11 +209,21 @@ impl axum::extract::FromRequestParts<AppState> for Page {
                 "Enable one with `kumo auth add-strategy magic_link` (or `password`), run `kumo codegen` and `kumo migrate`, and restart.",
             ));
         };
-        // A cookie that no longer checks out (signed out, expired) is a
-        // signed-out browser here, sent to the sign-in page, not a 401.
-        let actor = (state.authenticate())(parts)
-            .await
-            .unwrap_or_else(|_| Actor::anonymous());
+        // Only the browser's session cookie signs in to the admin: an
+        // access token or an API key (for games, servers and tools) does
+        // not open it. A cookie that no longer checks out (signed out,
+        // expired) is a signed-out browser here, sent to the sign-in page,
+        // not a 401.
+        let by_cookie = matches!(
+            auth.credential(&parts.method, &parts.headers),
+            Ok(crate::auth::credentials::Credential::Cookie(_))
+        );
+        let actor = match by_cookie {
+            true => (state.authenticate())(parts)
+                .await
+                .unwrap_or_else(|_| Actor::anonymous()),
+            false => Actor::anonymous(),
+        };
         let session = auth.current_session(&parts.headers);
         let (csrf_value, set_csrf) = match csrf::cookie_value(&parts.headers) {
             Some(value) => (value, None),

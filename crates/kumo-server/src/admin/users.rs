@@ -54,6 +54,18 @@ pub(super) async fn tools(page: &Page, staff: &Staff, id: &str) -> Option<Value>
         .await
         .ok()??;
     let (manage, set_roles) = powers(page, staff, &user);
+    // Devices and the audit trail are for those who manage the account:
+    // a coordinator does not see where an admin signs in from, nor the
+    // records their changes copied into the log.
+    if !manage {
+        return Some(json!({
+            "id": id,
+            "role": user["role"],
+            "locked": !user["locked_at"].is_null(),
+            "confirmed": !user["email_confirmed_at"].is_null(),
+            "manage": false,
+        }));
+    }
     let now = page.auth.clock.now();
     let sessions = accounts
         .read(
@@ -147,6 +159,13 @@ async fn prepare(
     Ok((staff, user, form))
 }
 
+/// A user id in its one spelling (lower-case, hyphenated), so every
+/// comparison and lookup agrees whatever way the URL wrote it; anything
+/// that is no UUID is kept, to be found missing.
+fn canonical(id: &str) -> String {
+    Uuid::parse_str(id.trim()).map_or_else(|_| id.to_owned(), |u| u.to_string())
+}
+
 fn back(id: &str) -> String {
     format!("/admin/r/users/{id}")
 }
@@ -168,9 +187,13 @@ fn failed(page: &Page, id: &str, e: impl std::fmt::Display) -> Response {
     )
 }
 
-/// Whether `staff` is acting on their own account.
-fn themselves(staff: &Staff, id: &str) -> bool {
-    staff.actor.id().is_some_and(|own| own.to_string() == id)
+/// Whether `staff` is acting on their own account (the id compared as a
+/// UUID, however it is spelt).
+pub(super) fn themselves(staff: &Staff, id: &str) -> bool {
+    match (staff.actor.id(), Uuid::parse_str(id.trim())) {
+        (Some(own), Ok(id)) => own == id,
+        _ => false,
+    }
 }
 
 /// `POST /admin/users/{id}/lock`: locks and signs out every session.
@@ -181,6 +204,7 @@ pub(super) async fn lock(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let id = canonical(&id);
     let (staff, _, _) = match prepare(&page, &headers, &body, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
@@ -224,6 +248,7 @@ pub(super) async fn unlock(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let id = canonical(&id);
     let (staff, _, _) = match prepare(&page, &headers, &body, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
@@ -250,6 +275,7 @@ pub(super) async fn confirm(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let id = canonical(&id);
     let (staff, _, _) = match prepare(&page, &headers, &body, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
@@ -277,6 +303,7 @@ pub(super) async fn set_role(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let id = canonical(&id);
     let (staff, _, form) = match prepare(&page, &headers, &body, &id, true).await {
         Ok(ready) => ready,
         Err(response) => return response,
@@ -325,7 +352,8 @@ pub(super) async fn send_link(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (_, user, _) = match prepare(&page, &headers, &body, &id, false).await {
+    let id = canonical(&id);
+    let (staff, user, _) = match prepare(&page, &headers, &body, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -339,12 +367,24 @@ pub(super) async fn send_link(
     }
     let email = user["email"].as_str().unwrap_or_default();
     match page.auth.request_magic_link(email, &client.device).await {
-        Ok(requested) if requested.mail.is_some() => page.message(
-            StatusCode::OK,
-            "Link sent",
-            &format!("A sign-in link is on its way to {email}."),
-            Some(&back(&id)),
-        ),
+        Ok(requested) if requested.mail.is_some() => {
+            page.auth
+                .audit(Entry {
+                    kind: "sign_in_link_sent",
+                    strategy: Some("magic_link"),
+                    success: true,
+                    user_id: Some(json!(id)),
+                    device: &client.device,
+                    detail: json!({ "by": staff.actor.id() }),
+                })
+                .await;
+            page.message(
+                StatusCode::OK,
+                "Link sent",
+                &format!("A sign-in link is on its way to {email}."),
+                Some(&back(&id)),
+            )
+        }
         Ok(_) => page.message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "No link sent",
@@ -364,6 +404,7 @@ pub(super) async fn revoke_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let id = canonical(&id);
     let (staff, _, _) = match prepare(&page, &headers, &body, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,

@@ -90,13 +90,29 @@ pub(super) async fn dashboard(page: Page, RawQuery(query): RawQuery) -> Response
     let mut counts = Vec::new();
     for entry in engine.catalog.entries() {
         let count = match parse_list(&engine.catalog, entry, "page[size]=1&page[count]=true") {
-            Ok(req) => match engine.list(viewer.actor(&staff), entry, &req).await {
-                Ok(listed) => json!(listed.total),
-                Err(e) => {
-                    tracing::warn!(error = %e, resource = entry.resource.name, "admin dashboard count failed");
-                    json!("?")
+            Ok(mut req) => {
+                // A big table's count stops at the list pages' limit.
+                req.count_limit = Some(super::listing::COUNT_LIMIT);
+                match engine.list(viewer.actor(&staff), entry, &req).await {
+                    Ok(listed) => {
+                        json!(
+                            listed
+                                .total
+                                .map(|n| match n as u64 > super::listing::COUNT_LIMIT {
+                                    true => format!(
+                                        "more than {}",
+                                        thousands(super::listing::COUNT_LIMIT)
+                                    ),
+                                    false => n.to_string(),
+                                })
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, resource = entry.resource.name, "admin dashboard count failed");
+                        json!("?")
+                    }
                 }
-            },
+            }
             Err(_) => json!("?"),
         };
         counts.push(json!({

@@ -1166,3 +1166,91 @@ both!(
         api.cleanup().await;
     }
 );
+
+both!(
+    only_the_browser_cookie_opens_the_admin_and_admins_keep_their_role,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        account(&api, &auth, "coord@example.com", "coordinator").await;
+        let boss_id = id_of(&auth, "boss@example.com").await;
+        // An admin's access token and API key are for the API, not the
+        // admin: as them, the admin is signed out.
+        let signed = api
+            .send(
+                "POST",
+                "/auth/password/sign_in",
+                None,
+                Some(json!({ "email": "boss@example.com", "password": GOOD })),
+            )
+            .await;
+        let access = signed.data()["access_token"].as_str().unwrap().to_owned();
+        let key = api
+            .send(
+                "POST",
+                "/auth/api_keys",
+                Some(&access),
+                Some(json!({ "name": "k" })),
+            )
+            .await
+            .data()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for credential in [&access, &key] {
+            let request = Request::get("/admin")
+                .header(header::AUTHORIZATION, format!("Bearer {credential}"))
+                .body(Body::empty())
+                .unwrap();
+            let (status, headers, _) = exchange(&api, request).await;
+            assert_eq!(status, StatusCode::SEE_OTHER);
+            assert_eq!(headers[header::LOCATION], "/admin/sign_in");
+        }
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let token = csrf_of(&boss.get("/admin").await);
+        // Not by the generic form, nor by an id spelt another way.
+        let r = boss
+            .post(
+                &format!("/admin/r/users/{boss_id}"),
+                &[("email", "boss@example.com"), ("role", "user")],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(
+            r.body.contains("cannot be taken from yourself"),
+            "{}",
+            r.body
+        );
+        let shouting = boss_id.to_uppercase();
+        let r = boss
+            .post(&format!("/admin/users/{shouting}/lock"), &[], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        let me = auth
+            .accounts()
+            .read_one("user", &[("id", Test::Eq(json!(boss_id)))])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(me["role"], "admin");
+        assert!(me["locked_at"].is_null());
+        // A coordinator sees no admin's devices or audit trail.
+        let mut coordinator = Browser::new(&api);
+        signed_in(&mut coordinator, "coord@example.com").await;
+        let page = coordinator.get(&format!("/admin/r/users/{boss_id}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(
+            !page.body.contains("Signed-in devices") && !page.body.contains("Audit trail"),
+            "{}",
+            page.body
+        );
+        // Nor exports as someone else.
+        let r = coordinator
+            .get(&format!("/admin/r/avatars/export?as={boss_id}"))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        api.cleanup().await;
+    }
+);
