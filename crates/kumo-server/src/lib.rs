@@ -189,7 +189,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(ready))
         .merge(api::routes())
         .merge(auth::routes::routes())
-        .merge(admin::routes())
+        .merge(admin::routes(state.clone()))
         .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -124,9 +124,10 @@ fn hint(f: &Field) -> &'static str {
 fn shown_in_input(f: &Field, value: &Value) -> String {
     match (f.kind, value) {
         (_, Value::Null) => String::new(),
-        // `2026-01-02T03:04:05.123Z` → `2026-01-02T03:04:05`, the form a
-        // `datetime-local` input takes (in UTC, as its hint says).
-        (Kind::Datetime, Value::String(s)) => s.chars().take(19).collect(),
+        // `2026-01-02T03:04:05.123Z` → `2026-01-02T03:04:05.123`, the form
+        // a `datetime-local` input takes (in UTC, as its hint says), to
+        // the millisecond, so saving a form leaves a datetime as it was.
+        (Kind::Datetime, Value::String(s)) => s.chars().take(23).collect(),
         (Kind::Json | Kind::Array(_), v) => serde_json::to_string_pretty(v).unwrap_or_default(),
         (_, Value::String(s)) => s.clone(),
         (_, v) => v.to_string(),
@@ -276,7 +277,7 @@ fn body_of(
 fn as_utc(v: &str) -> String {
     match v.len() {
         16 => format!("{v}:00Z"),
-        19 => format!("{v}Z"),
+        19 | 23 => format!("{v}Z"),
         _ => v.to_owned(),
     }
 }

@@ -40,7 +40,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Auth;
 
-pub(crate) fn routes() -> Router<AppState> {
+/// The admin's routes. Every request that is not a GET (or HEAD) passes
+/// [`csrf_guard`] first, so a route added later cannot forget the token.
+pub(crate) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/admin", get(views::dashboard))
         .route("/admin/sign_in", get(sign_in::page))
@@ -80,7 +82,46 @@ pub(crate) fn routes() -> Router<AppState> {
             "/admin/users/{id}/sessions/{session}/revoke",
             post(users::revoke_session),
         )
+        .route_layer(middleware::from_fn_with_state(state, csrf_guard))
         .layer(middleware::from_fn(security_headers))
+}
+
+/// The largest form body an admin request sends.
+const FORM_LIMIT: usize = 1024 * 1024;
+
+/// Refuses (403) any state-changing admin request without this browser's
+/// CSRF token, in its `X-CSRF-Token` header or its form's `_csrf` field,
+/// before its handler runs; the handlers check it again.
+async fn csrf_guard(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use axum::extract::FromRequestParts;
+    use axum::http::Method;
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+        return plain_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Too large",
+            "This form is larger than the admin takes (1 MiB).",
+        );
+    };
+    let page = match Page::from_request_parts(&mut parts, &state).await {
+        Ok(page) => page,
+        Err(response) => return response,
+    };
+    let field = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == csrf::FIELD)
+        .map(|(_, v)| v.into_owned());
+    if let Err(refused) = page.check_csrf(&parts.headers, field.as_deref()) {
+        return refused;
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// The Content-Security-Policy of every admin answer: only this server's
@@ -306,6 +347,9 @@ impl Page {
             "title": title,
             "page": page,
             "csrf": self.csrf_token(),
+            // JSON for htmx's attribute, made here rather than spliced
+            // into the template (the template escapes it as any value).
+            "hx_headers": json!({ "X-CSRF-Token": self.csrf_token() }).to_string(),
             "signed_in": false,
             // Anyone signed in can sign out, a player refused included.
             "can_sign_out": self.actor.role().is_some(),

@@ -143,6 +143,7 @@ fn link_sent(
             "email": email,
             "poll_id": poll_id,
             "poll_secret": poll_secret,
+            "hx_vals": json!({ "id": poll_id, "secret": poll_secret }).to_string(),
             "interval": magic_link::POLL_INTERVAL,
             "error": error,
         }),
@@ -191,7 +192,20 @@ pub(super) async fn code(page: Page, client: Client, headers: HeaderMap, body: B
                 magic_link::Failure::Locked => StatusCode::FORBIDDEN,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            link_sent(&page, status, &email, None, "", Some(&failure.to_string()))
+            // The page keeps waiting for the link as before the wrong code.
+            let poll_id = form.get("poll_id").and_then(|id| Uuid::parse_str(id).ok());
+            let poll_secret = form
+                .get("poll_secret")
+                .map(String::as_str)
+                .unwrap_or_default();
+            link_sent(
+                &page,
+                status,
+                &email,
+                poll_id.as_ref(),
+                poll_secret,
+                Some(&failure.to_string()),
+            )
         }
     }
 }

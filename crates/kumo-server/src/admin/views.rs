@@ -306,7 +306,8 @@ pub(super) async fn list(
             "search": super::listing::search_of(&query),
             "export": format!("/admin/r/{plural}/export?{}", without(&query, &["page[after]", "page[before]"])),
             "clear": format!("/admin/r/{plural}"),
-            "new": format!("/admin/r/{plural}/new"),
+            "new": (entry.creatable() && !never(entry.resource.policies.create.as_ref()))
+                .then(|| format!("/admin/r/{plural}/new")),
             "create_actions": create_actions,
             "singular": entry.resource.name.replace('_', " "),
             "columns": column_values,
@@ -433,10 +434,15 @@ pub(super) async fn record(
             "user_tools": user_tools,
             "done": done_notice(query.as_deref().unwrap_or_default()),
             "viewing_as": viewer.banner(),
-            "view_as": (!read_only && entry.resource.system && entry.resource.name == "user")
+            "view_as": (!read_only
+                && entry.resource.system
+                && entry.resource.name == "user"
+                && may_view_as(&staff, &record))
                 .then(|| format!("/admin?as={id}")),
-            "edit": format!("/admin/r/{plural}/{id}/edit"),
-            "delete": format!("/admin/r/{plural}/{id}/delete"),
+            "edit": (!never(entry.resource.policies.update.as_ref()))
+                .then(|| format!("/admin/r/{plural}/{id}/edit")),
+            "delete": (!never(entry.resource.policies.destroy.as_ref()))
+                .then(|| format!("/admin/r/{plural}/{id}/delete")),
         }),
     )
 }
@@ -476,6 +482,12 @@ fn query_failed(page: &Page, error: QueryError, back: &str) -> Response {
             )
         }
     }
+}
+
+/// Whether the resource's policy for a write is the constant `false`:
+/// nobody may, so the admin offers no link to try.
+fn never(policy: Option<&kumo_core::resource::Policy>) -> bool {
+    policy.is_some_and(|p| p.source.trim() == "false")
 }
 
 /// What a record is called on a page: its `name`, `title`, `email` or
@@ -589,6 +601,16 @@ impl Viewer {
             Viewer::As { id, email, .. } => Some(json!({ "id": id, "email": email })),
         }
     }
+}
+
+/// Whether `staff` may view the admin as the user `record`: admins as
+/// anyone, coordinators as players only.
+fn may_view_as(staff: &super::Staff, record: &serde_json::Map<String, Value>) -> bool {
+    let role = record
+        .get("role")
+        .and_then(Value::as_str)
+        .and_then(Role::parse);
+    staff.actor.role() == Some(Role::Admin) || role.unwrap_or(Role::User) == Role::User
 }
 
 /// The viewer `query`'s `as` asks for. Admins may view as anyone;

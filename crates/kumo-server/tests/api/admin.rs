@@ -371,14 +371,14 @@ async fn poll(desk: &mut Browser<'_>, id: &str, secret: &str, token: &str) -> An
 
 /// The hidden poll values the "check your email" page polls with.
 fn poll_values(page: &Answer) -> (String, String) {
+    let html = decoded(&page.body);
     let value = |name: &str| {
-        let key = format!("\"{name}\": \"");
-        let at = page
-            .body
+        let key = format!("\"{name}\":\"");
+        let at = html
             .find(&key)
-            .unwrap_or_else(|| panic!("no {name} in {}", page.body))
+            .unwrap_or_else(|| panic!("no {name} in {html}"))
             + key.len();
-        page.body[at..]
+        html[at..]
             .chars()
             .take_while(|c| *c != '"')
             .collect::<String>()
@@ -406,14 +406,23 @@ both!(
         assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
         assert_secure_page(&sent);
         let (code, _) = mailed(&api, "boss@example.com").await;
+        // As the page's form sends it: with the poll it waits on.
+        let (poll_id, poll_secret) = poll_values(&sent);
         let wrong = browser
             .post(
                 "/admin/sign_in/code",
-                &[("email", "boss@example.com"), ("code", "000000")],
+                &[
+                    ("email", "boss@example.com"),
+                    ("code", "000000"),
+                    ("poll_id", &poll_id),
+                    ("poll_secret", &poll_secret),
+                ],
                 Some(&token),
             )
             .await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+        // The page goes on waiting for the link, with the same handle.
+        assert_eq!(poll_values(&wrong), poll_values(&sent));
         let r = browser
             .post(
                 "/admin/sign_in/code",
@@ -613,7 +622,7 @@ both!(
         assert_eq!(edit.status, StatusCode::OK, "{}", edit.body);
         assert!(
             edit.body.contains("value=\"Robo\"")
-                && edit.body.contains("value=\"2026-11-22T10:30:00\""),
+                && edit.body.contains("value=\"2026-11-22T10:30:00.000\""),
             "{}",
             edit.body
         );
@@ -1251,6 +1260,52 @@ both!(
             .get(&format!("/admin/r/avatars/export?as={boss_id}"))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    every_admin_post_without_the_token_is_refused_before_its_handler,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        account(&api, &auth, "player@example.com", "user").await;
+        let player_id = id_of(&auth, "player@example.com").await;
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let some_id = "01a201b2-0000-7000-8000-000000000000";
+        let routes = [
+            "/admin/sign_in/link".to_owned(),
+            "/admin/sign_in/code".to_owned(),
+            "/admin/sign_in/poll".to_owned(),
+            "/admin/sign_in/password".to_owned(),
+            "/admin/sign_out".to_owned(),
+            "/admin/r/avatars".to_owned(),
+            "/admin/r/avatars/actions/anything".to_owned(),
+            format!("/admin/r/avatars/{some_id}"),
+            format!("/admin/r/avatars/{some_id}/delete"),
+            format!("/admin/r/avatars/{some_id}/actions/publish"),
+            format!("/admin/users/{player_id}/lock"),
+            format!("/admin/users/{player_id}/unlock"),
+            format!("/admin/users/{player_id}/confirm"),
+            format!("/admin/users/{player_id}/role"),
+            format!("/admin/users/{player_id}/send_link"),
+            format!("/admin/users/{player_id}/sessions/{some_id}/revoke"),
+        ];
+        for route in &routes {
+            let r = boss.post(route, &[("role", "admin")], None).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{route}: {}", r.body);
+            assert!(r.body.contains("security token"), "{route}: {}", r.body);
+        }
+        // Nothing was done: the player is still a player, not locked.
+        let player = auth
+            .accounts()
+            .read_one("user", &[("id", Test::Eq(json!(player_id)))])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(player["role"], "user");
+        assert!(player["locked_at"].is_null());
         api.cleanup().await;
     }
 );
