@@ -124,6 +124,15 @@ fn assert_secure_page(answer: &Answer) {
         "{}",
         answer.body
     );
+    // No id is used twice (labels and descriptions point at one element).
+    let mut ids = std::collections::HashSet::new();
+    for (at, _) in answer.body.match_indices(" id=\"") {
+        let id: String = answer.body[at + 5..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .collect();
+        assert!(ids.insert(id.clone()), "the id {id} is used twice");
+    }
     // Every input is labelled (hidden ones carry no text for a person).
     for (at, _) in answer.body.match_indices("<input ") {
         let tag: String = answer.body[at..]
