@@ -19,6 +19,9 @@ use uuid::Uuid;
 
 /// The cookie holding the browser's random CSRF value.
 pub(crate) const COOKIE: &str = "kumo_admin_csrf";
+/// Its name over HTTPS: `__Host-` cookies are Secure, for the whole host
+/// and set by it alone, so a sibling subdomain cannot plant one.
+pub(crate) const COOKIE_SECURE: &str = "__Host-kumo_admin_csrf";
 /// The form field a token travels in.
 pub(crate) const FIELD: &str = "_csrf";
 /// The header htmx sends it in (set on `<body hx-headers>`).
@@ -50,15 +53,18 @@ fn scope(session: Option<Uuid>) -> String {
     session.map_or_else(|| "signed out".to_owned(), |s| s.to_string())
 }
 
-/// The browser's CSRF value from its cookies, if it has one.
-pub(crate) fn cookie_value(headers: &HeaderMap) -> Option<String> {
+/// The browser's CSRF value from its cookies, if it has one: over HTTPS
+/// (`secure`) only the `__Host-` cookie counts, so one planted by a
+/// sibling subdomain under the plain name is ignored.
+pub(crate) fn cookie_value(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let wanted = if secure { COOKIE_SECURE } else { COOKIE };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_owned())
         .filter(|value| value.len() == 43 && value.bytes().all(is_token_byte))
 }
@@ -71,8 +77,10 @@ fn is_token_byte(b: u8) -> bool {
 /// `Secure` when the admin is served over HTTPS.
 pub(crate) fn new_cookie(secure: bool) -> (String, HeaderValue) {
     let value = secret::random_token();
-    let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict{secure}");
+    let cookie = match secure {
+        true => format!("{COOKIE_SECURE}={value}; Path=/; HttpOnly; SameSite=Strict; Secure"),
+        false => format!("{COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict"),
+    };
     let header = HeaderValue::from_str(&cookie).expect("a token is a valid header value");
     (value, header)
 }
@@ -107,17 +115,28 @@ mod tests {
     #[test]
     fn the_cookie_is_read_among_others_and_must_look_like_ours() {
         let (value, set) = new_cookie(true);
-        assert!(set.to_str().unwrap().contains("Secure"));
+        assert!(set.to_str().unwrap().starts_with("__Host-kumo_admin_csrf="));
+        assert!(
+            set.to_str().unwrap().contains("; Path=/; ")
+                && set.to_str().unwrap().contains("Secure")
+        );
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
             HeaderValue::from_str(&format!("a=b; {COOKIE}={value}; c=d")).unwrap(),
         );
-        assert_eq!(cookie_value(&headers), Some(value));
+        assert_eq!(cookie_value(&headers, false), Some(value.clone()));
+        // Over HTTPS the plain name does not count.
+        assert_eq!(cookie_value(&headers, true), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{COOKIE}=planted; {COOKIE_SECURE}={value}")).unwrap(),
+        );
+        assert_eq!(cookie_value(&headers, true), Some(value));
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("kumo_admin_csrf=short"),
         );
-        assert_eq!(cookie_value(&headers), None);
+        assert_eq!(cookie_value(&headers, false), None);
     }
 }

@@ -186,6 +186,17 @@ pub(super) async fn export(
             );
         }
     };
+    // A bulk read of what may be private: on the record.
+    page.auth
+        .audit(crate::auth::audit::Entry {
+            kind: "admin_export",
+            strategy: None,
+            success: true,
+            user_id: staff.actor.id().map(|id| serde_json::json!(id)),
+            device: &page.device,
+            detail: serde_json::json!({ "resource": entry.resource.name, "query": query }),
+        })
+        .await;
     let columns: Vec<String> = entry
         .fields
         .iter()

@@ -232,6 +232,8 @@ pub(crate) struct Page {
     csrf_value: String,
     /// A new CSRF cookie to set with the answer.
     set_csrf: Option<HeaderValue>,
+    /// Where the request comes from, for the audit log.
+    device: crate::auth::session::Device,
 }
 
 /// Who may use the admin, once signed in: an admin or a coordinator.
@@ -266,14 +268,16 @@ impl axum::extract::FromRequestParts<AppState> for Page {
             false => Actor::anonymous(),
         };
         let session = auth.current_session(&parts.headers);
-        let (csrf_value, set_csrf) = match csrf::cookie_value(&parts.headers) {
+        let (csrf_value, set_csrf) = match csrf::cookie_value(&parts.headers, secure(&auth)) {
             Some(value) => (value, None),
             None => {
                 let (value, cookie) = csrf::new_cookie(secure(&auth));
                 (value, Some(cookie))
             }
         };
+        let device = auth.device_of(parts);
         Ok(Page {
+            device,
             auth,
             state: state.clone(),
             actor,

@@ -437,7 +437,7 @@ pub(super) async fn record(
             "view_as": (!read_only
                 && entry.resource.system
                 && entry.resource.name == "user"
-                && may_view_as(&staff, &record))
+                && may_view_as(&staff))
                 .then(|| format!("/admin?as={id}")),
             "edit": (!never(entry.resource.policies.update.as_ref()))
                 .then(|| format!("/admin/r/{plural}/{id}/edit")),
@@ -603,14 +603,12 @@ impl Viewer {
     }
 }
 
-/// Whether `staff` may view the admin as the user `record`: admins as
-/// anyone, coordinators as players only.
-fn may_view_as(staff: &super::Staff, record: &serde_json::Map<String, Value>) -> bool {
-    let role = record
-        .get("role")
-        .and_then(Value::as_str)
-        .and_then(Role::parse);
-    staff.actor.role() == Some(Role::Admin) || role.unwrap_or(Role::User) == Role::User
+/// Whether `staff` may view the admin as another user: admins only. A
+/// coordinator viewing as a player would read through the player's
+/// policies, which may show what no coordinator may read (a player's
+/// private messages, say).
+fn may_view_as(staff: &super::Staff) -> bool {
+    staff.actor.role() == Some(Role::Admin)
 }
 
 /// The viewer `query`'s `as` asks for. Admins may view as anyone;
@@ -653,8 +651,26 @@ pub(super) async fn viewing_as(
         .as_str()
         .and_then(Role::parse)
         .unwrap_or(Role::User);
-    if staff.actor.role() != Some(Role::Admin) && role != Role::User {
-        return Err(refused("Coordinators view the admin as players only."));
+    if !may_view_as(staff) {
+        return Err(refused("Viewing the admin as another user is for admins."));
+    }
+    // Audited, once a minute per admin and user rather than per page.
+    let by = staff
+        .actor
+        .id()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    if page.auth.first_report(&format!("view_as:{by}:{uuid}")) {
+        page.auth
+            .audit(crate::auth::audit::Entry {
+                kind: "admin_view_as",
+                strategy: None,
+                success: true,
+                user_id: staff.actor.id().map(|id| json!(id)),
+                device: &page.device,
+                detail: json!({ "as": uuid, "role": role.as_str() }),
+            })
+            .await;
     }
     // Policies never see a password hash, as for a signed-in request.
     user.remove("password_hash");

@@ -222,6 +222,12 @@ impl Auth {
         .await;
     }
 
+    /// Whether this is `key`'s first report this minute: for what the
+    /// admin audits once a minute rather than every time.
+    pub(crate) fn first_report(&self, key: &str) -> bool {
+        self.reports.first(key)
+    }
+
     pub(crate) fn forget_idle_limits(&self) {
         if let Some(limits) = &self.limits {
             limits.forget_idle();

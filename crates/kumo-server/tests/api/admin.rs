@@ -996,6 +996,19 @@ both!(
         assert_eq!(lines.len(), 31, "a header and 30 rows: {}", csv.body);
         assert!(lines[0].starts_with("id,name,"), "{}", lines[0]);
         assert!(csv.body.contains("Robo Seven"), "{}", csv.body);
+        // Exports are audited.
+        let exports = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[("kind", Test::Eq(json!("admin_export")))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(exports.len(), 1, "{exports:?}");
+        assert_eq!(exports[0]["detail"]["resource"], "avatar");
         let all = browser.get("/admin/r/avatars/export").await;
         assert!(all.body.contains("\"'=SUM(1,2)\""), "{}", all.body);
         assert!(!all.body.contains("secret_note"), "{}", all.body);
@@ -1059,17 +1072,30 @@ both!(
             "{}",
             dashboard.body
         );
-        // A coordinator views as players only.
+        // Viewing as is audited, once a minute per admin and user.
+        let views = auth
+            .accounts()
+            .read(
+                "audit_event",
+                &[("kind", Test::Eq(json!("admin_view_as")))],
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(views.len(), 1, "{views:?}");
+        assert_eq!(views[0]["detail"]["as"], json!(player_id));
+        assert_eq!(views[0]["user_id"], json!(boss_id));
+        // It is for admins: a coordinator would read through a player's
+        // policies what no coordinator may.
         let mut coordinator = Browser::new(&api);
         signed_in(&mut coordinator, "coord@example.com").await;
-        let r = coordinator
-            .get(&format!("/admin/r/avatars?as={boss_id}"))
-            .await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
-        let r = coordinator
-            .get(&format!("/admin/r/avatars?as={player_id}"))
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        for target in [&boss_id, &player_id] {
+            let r = coordinator
+                .get(&format!("/admin/r/avatars?as={target}"))
+                .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        }
         api.cleanup().await;
     }
 );
