@@ -536,8 +536,7 @@ async fn create(
     if !entry.creatable() {
         return Err(not_creatable(entry));
     }
-    let mut body = json_body(&headers, body, false).await?;
-    account_fields(&state, entry, &mut body, Write::Create).map_err(fail)?;
+    let body = json_body(&headers, body, false).await?;
     let created = detached(&state, entry, actor, view, WriteCall::Create { body }).await?;
     Ok(data(StatusCode::CREATED, created))
 }
@@ -553,8 +552,7 @@ async fn update(
     let Call {
         entry, actor, view, ..
     } = call(&state, &plural, actor, query.as_deref())?;
-    let mut body = json_body(&headers, body, false).await?;
-    account_fields(&state, entry, &mut body, Write::Update).map_err(fail)?;
+    let body = json_body(&headers, body, false).await?;
     let record = detached(&state, entry, actor, view, WriteCall::Update { id, body }).await?;
     Ok(data(StatusCode::OK, record))
 }
@@ -618,8 +616,7 @@ async fn action(
         .iter()
         .find(|a| a.name == name && (a.kind == ActionKind::Create) == creates)
         .ok_or_else(|| no_action(entry, &name))?;
-    let mut body = json_body(&headers, body, true).await?;
-    account_fields(state, entry, &mut body, Write::Action).map_err(fail)?;
+    let body = json_body(&headers, body, true).await?;
     let call = WriteCall::Action {
         name: action.name.clone(),
         id,
@@ -827,15 +824,7 @@ pub(crate) enum WriteCall {
     },
 }
 
-/// Runs a write on `entry` to its end in a task of its own and waits for
-/// its answer. axum drops a handler's future when the client disconnects;
-/// a write dropped between its COMMIT and its announcement would be made
-/// but never announced to the realtime layer. The task is not dropped with
-/// the handler, so a write once begun commits or rolls back, and announces
-/// what it committed, whoever is still waiting.
-///
-/// A panic in the write is a 500, logged, like any internal failure (a
-/// transaction it leaves unfinished is dropped, which rolls it back).
+/// [`write_as_api`], with a refusal or a crash as the API's answer.
 async fn detached(
     state: &AppState,
     entry: &Entry,
@@ -843,19 +832,22 @@ async fn detached(
     view: View,
     call: WriteCall,
 ) -> Result<Value, Response> {
-    let state = state.clone();
-    let resource = entry.resource.name.clone();
-    let task = tokio::spawn(crate::log::labelled(
-        async move {
-            // The handler found both in this same state, which never changes.
-            let engine = state.engine().ok_or(QueryError::NotFound)?;
-            let entry = engine.catalog.get(&resource).ok_or(QueryError::NotFound)?;
-            write(engine, entry, &actor, &view, call).await
-        }
-        // What the write logs stays under the request's span and label.
-        .instrument(tracing::Span::current()),
-    ));
-    joined(task.await)
+    write_as_api(state, entry, actor, view, call)
+        .await
+        .map_err(failure_response)
+}
+
+/// A write that was not made, as the API answers it.
+fn failure_response(failure: WriteFailure) -> Response {
+    match failure {
+        WriteFailure::Refused(e) => fail(e),
+        WriteFailure::Crashed => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed during this write",
+            None,
+        ),
+    }
 }
 
 async fn write(
@@ -898,12 +890,21 @@ pub(crate) enum WriteFailure {
     Crashed,
 }
 
-/// A write exactly as the API makes it, for the admin: the same account
-/// rules, the same engine operation as `actor`, in a task of its own.
+/// A write as the API makes it, for its routes and the admin alike: the
+/// account rules ([`account_fields`]), then the engine operation as
+/// `actor`, run to its end in a task of its own. axum drops a handler's
+/// future when the client disconnects; a write dropped between its COMMIT
+/// and its announcement would be made but never announced to the realtime
+/// layer. The task is not dropped with the handler, so a write once begun
+/// commits or rolls back, and announces what it committed, whoever is
+/// still waiting. A panic in the write is [`WriteFailure::Crashed`],
+/// logged (a transaction it leaves unfinished is dropped, which rolls it
+/// back).
 pub(crate) async fn write_as_api(
     state: &AppState,
     entry: &Entry,
     actor: Actor,
+    view: View,
     mut call: WriteCall,
 ) -> Result<Value, WriteFailure> {
     let rules = match &mut call {
@@ -917,34 +918,26 @@ pub(crate) async fn write_as_api(
     let resource = entry.resource.name.clone();
     let task = tokio::spawn(crate::log::labelled(
         async move {
+            // The caller found both in this same state, which never changes.
             let engine = state.engine().ok_or(QueryError::NotFound)?;
             let entry = engine.catalog.get(&resource).ok_or(QueryError::NotFound)?;
-            write(engine, entry, &actor, &View::default(), call).await
+            write(engine, entry, &actor, &view, call).await
         }
+        // What the write logs stays under the request's span and label.
         .instrument(tracing::Span::current()),
     ));
-    match task.await {
-        Ok(answer) => answer.map_err(WriteFailure::Refused),
-        Err(e) => {
-            tracing::error!(error = %e, "an admin write's task failed");
-            Err(WriteFailure::Crashed)
-        }
-    }
+    joined(task.await)
 }
 
-/// The answer of a write's task: its own result, or a 500 when it
-/// panicked (or the runtime shut down under it).
-fn joined<T>(result: Result<Result<T, QueryError>, JoinError>) -> Result<T, Response> {
+/// The answer of a write's task: its own result, or
+/// [`WriteFailure::Crashed`] when it panicked (or the runtime shut down
+/// under it).
+fn joined<T>(result: Result<Result<T, QueryError>, JoinError>) -> Result<T, WriteFailure> {
     match result {
-        Ok(answer) => answer.map_err(fail),
+        Ok(answer) => answer.map_err(WriteFailure::Refused),
         Err(e) => {
             tracing::error!(error = %e, "a write's task failed");
-            Err(error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the server failed during this write",
-                None,
-            ))
+            Err(WriteFailure::Crashed)
         }
     }
 }
@@ -961,7 +954,7 @@ mod tests {
             }
             Ok::<Value, QueryError>(Value::Null)
         });
-        let response = joined(task.await).expect_err("a panic is an error");
+        let response = failure_response(joined(task.await).expect_err("a panic is an error"));
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await

@@ -6,18 +6,16 @@
 //! a change made lands in the audit log as `admin_change` (who, what, and
 //! the record before and after).
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use kumo_core::resource::{Action, ActionKind, AttrType};
 use kumo_db::query::catalog::{Kind, Origin};
 use kumo_db::query::{Entry, Field, FieldErrors, QueryError, View, parse_list};
 use serde_json::{Map, Value, json};
 
-use super::{Page, Staff, csrf, views};
+use super::{Form, Page, Staff, csrf, views};
 use crate::api::{WriteCall, WriteFailure, write_as_api};
 use crate::auth::audit::Entry as AuditEntry;
 use crate::auth::routes::Client;
@@ -223,14 +221,8 @@ pub(super) async fn choices_page(
 fn body_of(
     entry: &Entry,
     only: Option<&[String]>,
-    form: &[(String, String)],
+    form: &Form,
 ) -> Result<Map<String, Value>, FieldErrors> {
-    // A checkbox sends a hidden `false` and, when ticked, `true` after it:
-    // the last value counts.
-    let mut last: HashMap<&str, &str> = HashMap::new();
-    for (k, v) in form {
-        last.insert(k, v);
-    }
     let mut body = Map::new();
     let mut errors = FieldErrors::new();
     for f in entry
@@ -243,7 +235,7 @@ fn body_of(
         {
             continue;
         }
-        let Some(raw) = last.get(f.name.as_str()) else {
+        let Some(raw) = form.get(f.name.as_str()) else {
             continue;
         };
         let value = match (f.kind, raw.trim()) {
@@ -280,16 +272,6 @@ fn as_utc(v: &str) -> String {
         19 | 23 => format!("{v}Z"),
         _ => v.to_owned(),
     }
-}
-
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(body).into_owned().collect()
-}
-
-fn csrf_field(form: &[(String, String)]) -> Option<&str> {
-    form.iter()
-        .find(|(k, _)| k == csrf::FIELD)
-        .map(|(_, v)| v.as_str())
 }
 
 /// Looks up the resource, or the answer to give instead.
@@ -381,13 +363,9 @@ pub(super) async fn create(
     page: Page,
     client: Client,
     Path(plural): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = parse_form(&body);
-    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
-        return refused;
-    }
+    let form = super::form_fields(&body);
     let staff = match page.staff() {
         Ok(staff) => staff,
         Err(response) => return response,
@@ -440,9 +418,9 @@ pub(super) async fn create(
 }
 
 /// What the person typed, to show again after a refusal.
-fn typed_back(form: &[(String, String)]) -> Map<String, Value> {
+fn typed_back(form: &Form) -> Map<String, Value> {
     form.iter()
-        .filter(|(k, _)| k != csrf::FIELD)
+        .filter(|(k, _)| k.as_str() != csrf::FIELD)
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect()
 }
@@ -579,13 +557,9 @@ pub(super) async fn update(
     page: Page,
     client: Client,
     Path((plural, id)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = parse_form(&body);
-    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
-        return refused;
-    }
+    let form = super::form_fields(&body);
     let staff = match page.staff() {
         Ok(staff) => staff,
         Err(response) => return response,
@@ -717,13 +691,7 @@ pub(super) async fn destroy(
     page: Page,
     client: Client,
     Path((plural, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
 ) -> Response {
-    let form = parse_form(&body);
-    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
-        return refused;
-    }
     let staff = match page.staff() {
         Ok(staff) => staff,
         Err(response) => return response,
@@ -807,13 +775,9 @@ pub(super) async fn run_action(
     page: Page,
     client: Client,
     Path((plural, id, name)): Path<(String, String, String)>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = parse_form(&body);
-    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
-        return refused;
-    }
+    let form = super::form_fields(&body);
     let staff = match page.staff() {
         Ok(staff) => staff,
         Err(response) => return response,
@@ -921,13 +885,9 @@ pub(super) async fn run_create_action(
     page: Page,
     client: Client,
     Path((plural, name)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = parse_form(&body);
-    if let Err(refused) = page.check_csrf(&headers, csrf_field(&form)) {
-        return refused;
-    }
+    let form = super::form_fields(&body);
     let staff = match page.staff() {
         Ok(staff) => staff,
         Err(response) => return response,
@@ -1065,7 +1025,7 @@ async fn audited_write(
                 .unwrap_or(Value::Null),
             _ => Value::Null,
         };
-        let result = write_as_api(&state, entry, actor.clone(), call).await?;
+        let result = write_as_api(&state, entry, actor.clone(), View::default(), call).await?;
         let (before, after) = match changes {
             Changes::Create | Changes::Update => (before, result.clone()),
             Changes::Destroy => (result.clone(), Value::Null),

@@ -91,7 +91,7 @@ const FORM_LIMIT: usize = 1024 * 1024;
 
 /// Refuses (403) any state-changing admin request without this browser's
 /// CSRF token, in its `X-CSRF-Token` header or its form's `_csrf` field,
-/// before its handler runs; the handlers check it again.
+/// before its handler runs: the one place the token is checked.
 async fn csrf_guard(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: Request,
@@ -120,6 +120,9 @@ async fn csrf_guard(
     if let Err(refused) = page.check_csrf(&parts.headers, field.as_deref()) {
         return refused;
     }
+    // The handler takes this page as it is, rather than authenticating the
+    // request a second time.
+    parts.extensions.insert(page);
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
 }
@@ -224,6 +227,7 @@ fn templates() -> &'static Environment<'static> {
 
 /// What every admin handler starts from: the auth layer, who is asking,
 /// and this browser's CSRF value (made now when it has none).
+#[derive(Clone)]
 pub(crate) struct Page {
     auth: Arc<Auth>,
     state: AppState,
@@ -245,6 +249,10 @@ impl axum::extract::FromRequestParts<AppState> for Page {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Page, Response> {
+        // The CSRF guard made it already for a request that changes things.
+        if let Some(page) = parts.extensions.get::<Page>() {
+            return Ok(page.clone());
+        }
         let Some(auth) = state.auth().cloned() else {
             return Err(plain_page(
                 StatusCode::NOT_FOUND,
@@ -449,7 +457,11 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A form body's fields (`application/x-www-form-urlencoded`).
-fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
+/// A form body's fields (`application/x-www-form-urlencoded`). Of a name
+/// sent twice the last value counts: a checkbox sends a hidden `false`
+/// and, when ticked, `true` after it.
+type Form = std::collections::HashMap<String, String>;
+
+fn form_fields(body: &[u8]) -> Form {
     form_urlencoded::parse(body).into_owned().collect()
 }

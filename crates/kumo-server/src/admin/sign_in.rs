@@ -6,13 +6,13 @@
 //! the `/auth` routes' own.
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use kumo_db::query::accounts::Test;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Page, csrf, form_fields};
+use super::{Page, form_fields};
 use crate::auth::audit::Entry;
 use crate::auth::magic_link::{self, Poll};
 use crate::auth::password::Login;
@@ -69,11 +69,8 @@ fn limited(page: &Page, email: &str, refusal: Response) -> Response {
 
 /// `POST /admin/sign_in/link {email}`: mails a link and a code, and shows
 /// the page that waits for either.
-pub(super) async fn link(page: Page, client: Client, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn link(page: Page, client: Client, body: Bytes) -> Response {
     let form = form_fields(&body);
-    if let Err(refused) = page.check_csrf(&headers, form.get(csrf::FIELD).map(String::as_str)) {
-        return refused;
-    }
     let raw = form.get("email").map(String::as_str).unwrap_or_default();
     if !page.auth.settings.strategies.magic_link {
         return sign_in_page(
@@ -151,11 +148,8 @@ fn link_sent(
 }
 
 /// `POST /admin/sign_in/code {email, code}`.
-pub(super) async fn code(page: Page, client: Client, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn code(page: Page, client: Client, body: Bytes) -> Response {
     let form = form_fields(&body);
-    if let Err(refused) = page.check_csrf(&headers, form.get(csrf::FIELD).map(String::as_str)) {
-        return refused;
-    }
     let raw = form.get("email").map(String::as_str).unwrap_or_default();
     let code = form
         .get("code")
@@ -214,11 +208,8 @@ pub(super) async fn code(page: Page, client: Client, headers: HeaderMap, body: B
 /// nothing while the link is unused; once it is pressed, this browser is
 /// signed in and sent to the dashboard. A poll that can no longer succeed
 /// answers 286, which stops htmx polling.
-pub(super) async fn poll(page: Page, client: Client, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn poll(page: Page, client: Client, body: Bytes) -> Response {
     let form = form_fields(&body);
-    if let Err(refused) = page.check_csrf(&headers, form.get(csrf::FIELD).map(String::as_str)) {
-        return refused;
-    }
     if let Err(refusal) = page.auth.limit_poll(&client).await {
         return refusal;
     }
@@ -253,16 +244,8 @@ fn stop_polling() -> Response {
 }
 
 /// `POST /admin/sign_in/password {email, password}`.
-pub(super) async fn password(
-    page: Page,
-    client: Client,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(super) async fn password(page: Page, client: Client, body: Bytes) -> Response {
     let form = form_fields(&body);
-    if let Err(refused) = page.check_csrf(&headers, form.get(csrf::FIELD).map(String::as_str)) {
-        return refused;
-    }
     let raw = form.get("email").map(String::as_str).unwrap_or_default();
     if !page.auth.settings.strategies.password {
         return sign_in_page(
@@ -363,16 +346,7 @@ fn signed_in(page: &Page, tokens: &Tokens, htmx: bool) -> Response {
 }
 
 /// `POST /admin/sign_out`: ends this browser's session.
-pub(super) async fn sign_out(
-    page: Page,
-    client: Client,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = form_fields(&body);
-    if let Err(refused) = page.check_csrf(&headers, form.get(csrf::FIELD).map(String::as_str)) {
-        return refused;
-    }
+pub(super) async fn sign_out(page: Page, client: Client) -> Response {
     if let Some(session) = page.session {
         match page.auth.revoke(&[("id", Test::Eq(json!(session)))]).await {
             Ok(_) => {

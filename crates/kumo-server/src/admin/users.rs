@@ -12,7 +12,7 @@
 
 use axum::body::Bytes;
 use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use kumo_core::actor::Role;
 use kumo_db::query::Record;
@@ -20,7 +20,7 @@ use kumo_db::query::accounts::{Order, Test};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Page, Staff, csrf};
+use super::{Page, Staff};
 use crate::auth::audit::Entry;
 use crate::auth::clock::stamp;
 use crate::auth::manage::{self, Account, By};
@@ -118,19 +118,7 @@ pub(super) async fn tools(page: &Page, staff: &Staff, id: &str) -> Option<Value>
 
 /// What every tool starts with: the token checked, the signed-in staff
 /// member, the target account, and whether they may do this to it.
-async fn prepare(
-    page: &Page,
-    headers: &HeaderMap,
-    body: &Bytes,
-    id: &str,
-    needs_roles: bool,
-) -> Result<(Staff, Record, Vec<(String, String)>), Response> {
-    let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
-    let token = form
-        .iter()
-        .find(|(k, _)| k == csrf::FIELD)
-        .map(|(_, v)| v.as_str());
-    page.check_csrf(headers, token)?;
+async fn prepare(page: &Page, id: &str, needs_roles: bool) -> Result<(Staff, Record), Response> {
     let staff = page.staff()?;
     let user = page
         .auth
@@ -156,7 +144,7 @@ async fn prepare(
             Some(&back(id)),
         ));
     }
-    Ok((staff, user, form))
+    Ok((staff, user))
 }
 
 /// A user id in its one spelling (lower-case, hyphenated), so every
@@ -197,15 +185,9 @@ pub(super) fn themselves(staff: &Staff, id: &str) -> bool {
 }
 
 /// `POST /admin/users/{id}/lock`: locks and signs out every session.
-pub(super) async fn lock(
-    page: Page,
-    client: Client,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(super) async fn lock(page: Page, client: Client, Path(id): Path<String>) -> Response {
     let id = canonical(&id);
-    let (staff, _, _) = match prepare(&page, &headers, &body, &id, false).await {
+    let (staff, _) = match prepare(&page, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -241,15 +223,9 @@ pub(super) async fn lock(
 }
 
 /// `POST /admin/users/{id}/unlock`.
-pub(super) async fn unlock(
-    page: Page,
-    client: Client,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(super) async fn unlock(page: Page, client: Client, Path(id): Path<String>) -> Response {
     let id = canonical(&id);
-    let (staff, _, _) = match prepare(&page, &headers, &body, &id, false).await {
+    let (staff, _) = match prepare(&page, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -268,15 +244,9 @@ pub(super) async fn unlock(
 }
 
 /// `POST /admin/users/{id}/confirm`: marks the address confirmed.
-pub(super) async fn confirm(
-    page: Page,
-    client: Client,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(super) async fn confirm(page: Page, client: Client, Path(id): Path<String>) -> Response {
     let id = canonical(&id);
-    let (staff, _, _) = match prepare(&page, &headers, &body, &id, false).await {
+    let (staff, _) = match prepare(&page, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -300,19 +270,15 @@ pub(super) async fn set_role(
     page: Page,
     client: Client,
     Path(id): Path<String>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let form = super::form_fields(&body);
     let id = canonical(&id);
-    let (staff, _, form) = match prepare(&page, &headers, &body, &id, true).await {
+    let (staff, _) = match prepare(&page, &id, true).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
-    let Some(role) = form
-        .iter()
-        .find(|(k, _)| k == "role")
-        .and_then(|(_, v)| Role::parse(v))
-    else {
+    let Some(role) = form.get("role").and_then(|v| Role::parse(v)) else {
         return page.message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Role not set",
@@ -345,15 +311,9 @@ pub(super) async fn set_role(
 
 /// `POST /admin/users/{id}/send_link`: mails the user a sign-in link, as a
 /// request of their own would.
-pub(super) async fn send_link(
-    page: Page,
-    client: Client,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(super) async fn send_link(page: Page, client: Client, Path(id): Path<String>) -> Response {
     let id = canonical(&id);
-    let (staff, user, _) = match prepare(&page, &headers, &body, &id, false).await {
+    let (staff, user) = match prepare(&page, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -401,11 +361,9 @@ pub(super) async fn revoke_session(
     page: Page,
     client: Client,
     Path((id, session)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
 ) -> Response {
     let id = canonical(&id);
-    let (staff, _, _) = match prepare(&page, &headers, &body, &id, false).await {
+    let (staff, _) = match prepare(&page, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
