@@ -274,6 +274,12 @@ fn as_utc(v: &str) -> String {
     }
 }
 
+/// The signed-in staff member and the resource a route names, or the
+/// answer to give instead (the sign-in page, a 403 page, a 404 page).
+fn staff_and_entry<'a>(page: &'a Page, plural: &str) -> Result<(Staff, &'a Entry), Response> {
+    Ok((page.staff()?, found(page, plural)?))
+}
+
 /// Looks up the resource, or the answer to give instead.
 fn found<'a>(page: &'a Page, plural: &str) -> Result<&'a Entry, Response> {
     page.state
@@ -328,12 +334,8 @@ async fn render_form(
 
 /// `GET /admin/r/{plural}/new`.
 pub(super) async fn new_form(page: Page, Path(plural): Path<String>) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
-    let entry = match found(&page, &plural) {
-        Ok(entry) => entry,
+    let (staff, entry) = match staff_and_entry(&page, &plural) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     render_form(
@@ -366,12 +368,8 @@ pub(super) async fn create(
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
-    let entry = match found(&page, &plural) {
-        Ok(entry) => entry,
+    let (staff, entry) = match staff_and_entry(&page, &plural) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let values = match body_of(entry, None, &form) {
@@ -516,12 +514,8 @@ async fn current(
 
 /// `GET /admin/r/{plural}/{id}/edit`.
 pub(super) async fn edit_form(page: Page, Path((plural, id)): Path<(String, String)>) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
-    let entry = match found(&page, &plural) {
-        Ok(entry) => entry,
+    let (staff, entry) = match staff_and_entry(&page, &plural) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     match current(&page, &staff, entry, &id).await {
@@ -560,12 +554,8 @@ pub(super) async fn update(
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
-    let entry = match found(&page, &plural) {
-        Ok(entry) => entry,
+    let (staff, entry) = match staff_and_entry(&page, &plural) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let values = match body_of(entry, None, &form) {
@@ -631,12 +621,8 @@ pub(super) async fn delete_form(
     page: Page,
     Path((plural, id)): Path<(String, String)>,
 ) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
-    let entry = match found(&page, &plural) {
-        Ok(entry) => entry,
+    let (staff, entry) = match staff_and_entry(&page, &plural) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     match current(&page, &staff, entry, &id).await {
@@ -692,12 +678,8 @@ pub(super) async fn destroy(
     client: Client,
     Path((plural, id)): Path<(String, String)>,
 ) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
-    let entry = match found(&page, &plural) {
-        Ok(entry) => entry,
+    let (staff, entry) = match staff_and_entry(&page, &plural) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let call = WriteCall::Destroy { id: id.clone() };
@@ -778,12 +760,8 @@ pub(super) async fn run_action(
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
-    let entry = match found(&page, &plural) {
-        Ok(entry) => entry,
+    let (staff, entry) = match staff_and_entry(&page, &plural) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let Some(action) = entry
@@ -888,12 +866,8 @@ pub(super) async fn run_create_action(
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
-    let entry = match found(&page, &plural) {
-        Ok(entry) => entry,
+    let (staff, entry) = match staff_and_entry(&page, &plural) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let Some(action) = entry
