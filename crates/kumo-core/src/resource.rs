@@ -88,6 +88,11 @@ pub struct Attribute {
     /// `index = true`: the attribute has an index of its own (in the order
     /// the API sorts it by, `id` last), for filtering and sorting by it.
     pub index: bool,
+    /// `search = true` (string and text only): the admin's search box looks
+    /// in it, and a text index serves `contains` and that search (a
+    /// trigram index on PostgreSQL; an ordinary one on SQLite, which has no
+    /// such index and scans).
+    pub search: bool,
     pub file: FileId,
     /// The attribute's key in `[attributes]`.
     pub span: Span,

@@ -159,10 +159,16 @@ pub struct UniqueIndex {
 /// `kumo-db`'s `sql.rs`), ending with `id`, so a list sorted by a prefix of
 /// them, or filtered by equality on a prefix and sorted by the rest, reads
 /// the index in order instead of sorting the table.
+///
+/// A search index (`search = true` on an attribute) is the exception: one
+/// key, no `id`, and on PostgreSQL a trigram index (GIN, `gin_trgm_ops`)
+/// that serves `LIKE '%…%'` and `ILIKE`, not a sort. SQLite has no
+/// trigram index and gets an ordinary one over the column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Index {
     pub name: String,
     pub keys: Vec<IndexKey>,
+    pub search: bool,
 }
 
 /// A name for an index or constraint on `table` that fits PostgreSQL's limit
@@ -326,12 +332,21 @@ fn lower_indexes(
         .map(|i| Index {
             name: constraint_name(table, &i.name, "idx"),
             keys: IndexKey::with_id(&i.keys),
+            search: false,
         })
         .collect();
     for attribute in resource.attributes.iter().filter(|a| a.index) {
         indexes.push(Index {
             name: constraint_name(table, &attribute.name, "idx"),
             keys: IndexKey::with_id(&[IndexKey::ascending(&attribute.name)]),
+            search: false,
+        });
+    }
+    for attribute in resource.attributes.iter().filter(|a| a.search) {
+        indexes.push(Index {
+            name: constraint_name(table, &attribute.name, "search"),
+            keys: vec![IndexKey::ascending(&attribute.name)],
+            search: true,
         });
     }
     for column in columns.iter().filter(|c| c.references.is_some()) {
@@ -339,11 +354,12 @@ fn lower_indexes(
         let covered = unique_indexes.iter().any(|u| leads(u.columns.first()))
             || indexes
                 .iter()
-                .any(|i| leads(i.keys.first().map(|k| &k.column)));
+                .any(|i| !i.search && leads(i.keys.first().map(|k| &k.column)));
         if !covered {
             indexes.push(Index {
                 name: constraint_name(table, &column.name, "idx"),
                 keys: IndexKey::with_id(&[IndexKey::ascending(&column.name)]),
+                search: false,
             });
         }
     }
@@ -423,6 +439,9 @@ struct ReferenceFile {
 struct IndexFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     unique: Option<bool>,
+    /// A search index (see [`Index`]); absent for the others.
+    #[serde(default, skip_serializing_if = "is_false")]
+    search: bool,
     columns: Vec<String>,
 }
 
@@ -479,6 +498,7 @@ pub fn to_snapshot(table: &Table) -> RecordedTable {
             .map(|u| {
                 let file = IndexFile {
                     unique: None,
+                    search: false,
                     columns: u.columns.clone(),
                 };
                 (u.name.clone(), toml_text(PART_HEADER, &file))
@@ -486,6 +506,7 @@ pub fn to_snapshot(table: &Table) -> RecordedTable {
             .chain(table.indexes.iter().map(|i| {
                 let file = IndexFile {
                     unique: Some(false),
+                    search: i.search,
                     columns: i.keys.iter().map(IndexKey::spelled).collect(),
                 };
                 (i.name.clone(), toml_text(PART_HEADER, &file))
@@ -572,6 +593,7 @@ pub fn from_snapshot(recorded: &RecordedTable) -> Result<Table, SnapshotError> {
             indexes.push(Index {
                 name: name.clone(),
                 keys,
+                search: file.search,
             });
         } else {
             if let Some(c) = file.columns.iter().find(|c| !known(c)) {

@@ -319,7 +319,9 @@ fn alter_table(old: &Table, new: &Table, renames: &Renames) -> TableAlter {
             let old_columns: Vec<String> = o.keys.iter().map(|k| k.column.clone()).collect();
             let directions =
                 |keys: &[IndexKey]| keys.iter().map(|k| k.descending).collect::<Vec<_>>();
-            mapped(&old_columns) == columns && directions(&o.keys) == directions(&index.keys)
+            o.search == index.search
+                && mapped(&old_columns) == columns
+                && directions(&o.keys) == directions(&index.keys)
         });
         let rebuilt = columns.iter().any(|c| retyped.contains(c.as_str()));
         match position {
@@ -563,14 +565,15 @@ pub fn describe(changes: &[Change]) -> Vec<String> {
                 let rebuilt = |name: &str| a.dropped_indexes.iter().any(|d| d.name == name);
                 for i in &a.added_indexes {
                     let keys: Vec<String> = i.keys.iter().map(IndexKey::spelled).collect();
+                    let kind = if i.search { "search index" } else { "index" };
                     if rebuilt(&i.name) {
                         lines.push(format!(
-                            "~ index {} ({}): rebuilt for the new column type",
+                            "~ {kind} {} ({}): rebuilt for the new column type",
                             i.name,
                             keys.join(", ")
                         ));
                     } else {
-                        lines.push(format!("+ index {} ({})", i.name, keys.join(", ")));
+                        lines.push(format!("+ {kind} {} ({})", i.name, keys.join(", ")));
                     }
                 }
                 for i in &a.dropped_indexes {

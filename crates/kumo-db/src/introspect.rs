@@ -91,6 +91,10 @@ pub fn expected(tables: &[Table], dialect: Dialect) -> LiveSchema {
                         .indexes
                         .iter()
                         .map(|i| {
+                            if i.search && dialect == Dialect::Postgres {
+                                let keys = i.keys.iter().map(|k| trigram_key(&k.column));
+                                return (i.name.clone(), keys.collect());
+                            }
                             let keys = i
                                 .keys
                                 .iter()
@@ -135,6 +139,12 @@ fn live_key(column: &str, collate_c: bool, descending: bool, nulls_first: bool) 
         if descending { "DESC" } else { "ASC" },
         if nulls_first { "FIRST" } else { "LAST" }
     )
+}
+
+/// One key of a trigram index (PostgreSQL's GIN over `gin_trgm_ops`): it
+/// has no order, so only its column and access method are compared.
+fn trigram_key(column: &str) -> String {
+    format!("{column} USING gin")
 }
 
 /// A type name in one spelling. A `timestamptz` keeps its fractional
@@ -389,9 +399,11 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                     "SELECT i.relname::text, a.attname::text,
                             (x.indoption[k.n - 1] & 1) <> 0,
                             (x.indoption[k.n - 1] & 2) <> 0,
-                            COALESCE(c.collname::text, '')
+                            COALESCE(c.collname::text, ''),
+                            am.amname::text
                      FROM pg_index x
                      JOIN pg_class i ON i.oid = x.indexrelid
+                     JOIN pg_am am ON am.oid = i.relam
                      JOIN pg_class t ON t.oid = x.indrelid
                      CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n)
                      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
@@ -405,8 +417,11 @@ pub async fn read(db: &Database) -> Result<LiveSchema, Error> {
                 .await?;
                 for r in keys {
                     let collation: String = r.get(4);
-                    let key =
-                        live_key(&r.get::<String, _>(1), collation == "C", r.get(2), r.get(3));
+                    let column: String = r.get(1);
+                    let key = match r.get::<String, _>(5).as_str() {
+                        "gin" => trigram_key(&column),
+                        _ => live_key(&column, collation == "C", r.get(2), r.get(3)),
+                    };
                     table.indexes.entry(r.get(0)).or_default().push(key);
                 }
                 let fks = sqlx::query(

@@ -309,8 +309,23 @@ pub fn is_text(ty: &ColumnType) -> bool {
 }
 
 /// `CREATE INDEX "name" ON "table" (…);`, each key ordered as the list
-/// queries order it.
+/// queries order it. A search index on PostgreSQL is a trigram index
+/// instead (after the extension that provides it, which PostgreSQL 13 and
+/// later let a database's owner create).
 fn create_index_sql(table: &Table, index: &Index, dialect: Dialect) -> String {
+    if index.search && dialect == Dialect::Postgres {
+        let columns: Vec<String> = index
+            .keys
+            .iter()
+            .map(|k| format!("{} gin_trgm_ops", ident(&k.column)))
+            .collect();
+        return format!(
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm;\nCREATE INDEX {} ON {} USING gin ({});",
+            ident(&index.name),
+            ident(&table.name),
+            columns.join(", ")
+        );
+    }
     let keys: Vec<String> = index
         .keys
         .iter()

@@ -43,12 +43,13 @@ const TOP_KEYS: [&str; 7] = [
     "actions",
 ];
 const RESOURCE_KEYS: [&str; 4] = ["name", "plural", "description", "renamed_from"];
-const ATTR_KEYS: [&str; 16] = [
+const ATTR_KEYS: [&str; 17] = [
     "type",
     "required",
     "default",
     "unique",
     "index",
+    "search",
     "sensitive",
     "writable",
     "description",
@@ -514,6 +515,8 @@ fn parse_attribute(
     let mut unique_span = None;
     let mut index = false;
     let mut index_span = None;
+    let mut search = false;
+    let mut search_span = None;
     let mut default: Option<&Val<'_>> = None;
     let mut description = None;
     let mut min_length: Option<(u32, Span)> = None;
@@ -543,6 +546,10 @@ fn parse_attribute(
             "index" => {
                 index = cx.want_bool(opt, val).unwrap_or(false);
                 index_span = Some(k.span());
+            }
+            "search" => {
+                search = cx.want_bool(opt, val).unwrap_or(false);
+                search_span = Some(k.span());
             }
             "sensitive" => sensitive = cx.want_bool(opt, val).unwrap_or(false),
             "writable" => writable = cx.want_bool(opt, val).unwrap_or(true),
@@ -798,6 +805,22 @@ fn parse_attribute(
         );
     }
 
+    if search && let Some(span) = search_span {
+        if !matches!(ty, AttrType::String { .. } | AttrType::Text) {
+            cx.error_help(
+                span,
+                format!("`search` is not allowed on {tn} attributes"),
+                Some("searching finds text inside string and text attributes".into()),
+            );
+        } else if sensitive {
+            cx.error_help(
+                span,
+                "`search` is not allowed on a sensitive attribute",
+                Some("a sensitive value is never shown, so no one may search by it".into()),
+            );
+        }
+    }
+
     let mut default_value = None;
     if let Some(d) = default
         && type_ok
@@ -822,6 +845,7 @@ fn parse_attribute(
         renamed_from: renamed.as_ref().map(|(r, _)| r.clone()),
         writable,
         index,
+        search,
         file: cx.file,
         span: key.span(),
     })

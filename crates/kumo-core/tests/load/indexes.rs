@@ -316,3 +316,82 @@ fn the_docs_example_makes_the_indexes_the_docs_describe() {
         ]
     );
 }
+
+const NOTE: &str = r#"[resource]
+name = "note"
+
+[attributes]
+title = { type = "string", required = true, search = true }
+body  = { type = "text", search = true, index = true }
+
+[relationships]
+author = { belongs_to = "player" }
+"#;
+
+/// `search = true` lowers to a search index of one key (no `id`: it
+/// serves no sort), next to the attribute's ordinary index when it has
+/// `index = true` too; it never stands in for a `belongs_to` index; its
+/// recorded form says `search = true` and reads back.
+#[test]
+fn search_indexes_lower_and_record() {
+    let schema = match load_schema(files(&[("player", PLAYER), ("note", NOTE)]), false) {
+        Ok(schema) => schema,
+        Err(e) => panic!("{e}"),
+    };
+    let note = schema.resource("note").expect("note");
+    assert!(note.attribute("title").expect("title").search);
+    let notes = table::lower(&schema)
+        .into_iter()
+        .find(|t| t.name == "notes")
+        .expect("notes");
+    let lowered: Vec<(&str, Vec<String>, bool)> = notes
+        .indexes
+        .iter()
+        .map(|i| {
+            (
+                i.name.as_str(),
+                i.keys.iter().map(IndexKey::spelled).collect(),
+                i.search,
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, Vec<String>, bool)> = vec![
+        (
+            "notes_author_id_idx",
+            vec!["author_id".into(), "id".into()],
+            false,
+        ),
+        ("notes_body_idx", vec!["body".into(), "id".into()], false),
+        ("notes_body_search", vec!["body".into()], true),
+        ("notes_title_search", vec!["title".into()], true),
+    ];
+    assert_eq!(lowered, expected);
+    let recorded = table::to_snapshot(&notes);
+    assert_eq!(
+        recorded.indexes["notes_title_search"],
+        "# Recorded by `kumo codegen`; do not edit by hand.\n\nunique = false\nsearch = true\ncolumns = [\"title\"]\n"
+    );
+    let back = table::from_snapshot(&recorded).expect("reads back");
+    assert_eq!(back.indexes, notes.indexes);
+}
+
+#[test]
+fn search_errors() {
+    assert_snapshot!(errors_of(
+        &[(
+            "thing",
+            r#"[resource]
+name = "thing"
+
+[attributes]
+count  = { type = "integer", search = true }
+meta   = { type = "json", search = true }
+secret = { type = "string", sensitive = true, search = true }
+word   = { type = "string", search = "yes" }
+kind   = { type = "enum", values = ["a", "b"], search = true }
+fine   = { type = "text", search = false }
+"#
+        )],
+        false
+    ));
+}

@@ -133,6 +133,26 @@ impl Entry {
             .any(|f| f.required && !f.has_default && !f.writable && f.origin != Origin::Managed)
     }
 
+    /// Whether an index starts with `field`, so a list sorted by it, or
+    /// filtered on it by equality or a range, reads the index instead of
+    /// the whole table: `id`, an attribute with `index = true`, the first
+    /// key of an `[indexes]` entry or an identity, and a `belongs_to`
+    /// column (Kumo indexes each). A search index serves neither.
+    pub fn indexed(&self, field: &str) -> bool {
+        let r = &self.resource;
+        field == "id"
+            || r.attribute(field).is_some_and(|a| a.index || a.unique)
+            || r.indexes
+                .iter()
+                .any(|i| i.keys.first().is_some_and(|k| k.column == field))
+            || r.identities
+                .iter()
+                .any(|i| i.columns.first().is_some_and(|c| c == field))
+            || self
+                .field(field)
+                .is_some_and(|f| matches!(f.origin, Origin::ForeignKey { .. }))
+    }
+
     /// The fields a client may see, in column order.
     pub fn public_fields(&self) -> impl Iterator<Item = &Field> {
         self.fields.iter().filter(|f| f.is_public())

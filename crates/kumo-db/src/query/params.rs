@@ -51,6 +51,12 @@ pub struct ListRequest {
     /// more than the limit): the admin's lists on big tables. `None`:
     /// exact, as `page[count]` is.
     pub count_limit: Option<u64>,
+    /// With `count`, give up counting after this long and answer without a
+    /// total (`ListPage::total` is `None`): the admin's lists, whose page
+    /// should not wait on counting a filter no index serves. The rows are
+    /// read all the same. `None`: count however long it takes (within
+    /// `[database] statement_timeout`).
+    pub count_time_limit: Option<std::time::Duration>,
 }
 
 /// What to return for each record: which fields, which relationships.
@@ -200,6 +206,7 @@ pub fn parse_list(
         view: View::default(),
         search: None,
         count_limit: None,
+        count_time_limit: None,
     };
     let pairs = query_pairs(query).collect::<Result<Vec<_>, _>>()?;
     // Filters may repeat (they all apply); anything else given twice is

@@ -391,6 +391,21 @@ fn operand_kind(o: &Operand, default: Kind) -> Kind {
 /// when one is an integer and the other a float. SQLite compares those
 /// exactly; the spec (and PostgreSQL, which converts the bigint to double
 /// precision) compares them as 64-bit floats.
+/// A LIKE pattern matching any text that contains `text`: its `%`, `_`
+/// and backslashes escaped (a backslash is PostgreSQL's default escape).
+fn like_containing(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 fn as_reals(dialect: Dialect, a: &Operand, b: &Operand) -> bool {
     let kinds = [operand_kind(a, Kind::Text), operand_kind(b, Kind::Text)];
     dialect == Dialect::Sqlite && kinds.contains(&Kind::Integer) && kinds.contains(&Kind::Float)
@@ -589,6 +604,20 @@ impl Renderer {
                         }
                     }
                 }
+            }
+            // On PostgreSQL, `contains` is a LIKE pattern, which a trigram
+            // index (`search = true`) serves; `strpos` would always scan.
+            Cond::Text {
+                field,
+                value: Value::String(text),
+                prefix: false,
+                any_case,
+            } if sql.dialect == Dialect::Postgres => {
+                sql.push("(");
+                self.operand(field, Kind::Text, sql);
+                sql.push(if *any_case { " ILIKE " } else { " LIKE " });
+                sql.bind_value(Kind::Text, &Value::String(like_containing(text)));
+                sql.push(")");
             }
             Cond::Text {
                 field,

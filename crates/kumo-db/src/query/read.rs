@@ -163,7 +163,10 @@ impl Engine {
                     limit.saturating_add(1)
                 ));
             }
-            self.reader().fetch_integers(&sql).await?.first().copied()
+            match req.count_time_limit {
+                Some(limit) => self.count_within(&sql, limit).await?,
+                None => self.reader().fetch_integers(&sql).await?.first().copied(),
+            }
         } else {
             None
         };
@@ -176,6 +179,49 @@ impl Engine {
             prev,
             total,
         })
+    }
+
+    /// A count that gives up after `limit`: `None` then. PostgreSQL
+    /// cancels the statement itself (`SET LOCAL statement_timeout`, in a
+    /// transaction of its own), so a count given up on does not go on
+    /// using the database; SQLite is interrupted by a progress handler
+    /// that checks the clock every thousand steps of its VM.
+    async fn count_within(
+        &self,
+        sql: &Sql,
+        limit: std::time::Duration,
+    ) -> Result<Option<i64>, QueryError> {
+        let counted = match &self.db {
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let millis = limit.as_millis().max(1);
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "SET LOCAL statement_timeout = {millis}"
+                )))
+                .execute(&mut *tx)
+                .await?;
+                let counted = Exec::Pg(&mut tx).fetch_integers(sql).await;
+                if counted.is_ok() {
+                    tx.commit().await?;
+                }
+                counted
+            }
+            Database::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                let deadline = std::time::Instant::now() + limit;
+                conn.lock_handle()
+                    .await?
+                    .set_progress_handler(1000, move || std::time::Instant::now() < deadline);
+                let counted = Exec::Sqlite(&mut conn).fetch_integers(sql).await;
+                conn.lock_handle().await?.remove_progress_handler();
+                counted
+            }
+        };
+        match counted {
+            Ok(rows) => Ok(rows.first().copied()),
+            Err(e) if gave_up(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The statement that reads a list's page, and what reading the page
@@ -600,13 +646,20 @@ impl Engine {
     }
 }
 
-/// Rows with `term` in any public string field, in any letter case.
+/// Whether `e` is a statement cancelled for running out of time:
+/// PostgreSQL's `query_canceled` (57014), SQLite's `SQLITE_INTERRUPT` (9).
+fn gave_up(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57014") | Some("9")),
+        _ => false,
+    }
+}
+
+/// Rows with `term` in any letter case in one of [`searched_fields`].
 fn search_cond(entry: &Entry, term: &str) -> Cond {
     Cond::or(
-        entry
-            .fields
-            .iter()
-            .filter(|f| f.is_public() && f.kind == Kind::Text)
+        searched_fields(entry)
+            .into_iter()
             .map(|f| Cond::Text {
                 field: column_of(entry, &f.name),
                 value: Value::String(term.to_owned()),
@@ -615,6 +668,23 @@ fn search_cond(entry: &Entry, term: &str) -> Cond {
             })
             .collect(),
     )
+}
+
+/// The fields a search looks in: the attributes marked `search = true`,
+/// which an index serves, or, when none is, every public string field
+/// (which reads the whole table).
+pub fn searched_fields(entry: &Entry) -> Vec<&Field> {
+    let marked = |f: &&Field| entry.resource.attribute(&f.name).is_some_and(|a| a.search);
+    let strings = entry
+        .fields
+        .iter()
+        .filter(|f| f.is_public() && f.kind == Kind::Text);
+    let marked_ones: Vec<&Field> = strings.clone().filter(marked).collect();
+    if marked_ones.is_empty() {
+        strings.collect()
+    } else {
+        marked_ones
+    }
 }
 
 /// A filter on a field of the row it is rendered over.

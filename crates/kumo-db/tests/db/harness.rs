@@ -215,6 +215,7 @@ pub(crate) fn attr(name: &str, ty: AttrType) -> Attribute {
         renamed_from: None,
         writable: true,
         index: false,
+        search: false,
         file: 0,
         span: 0..0,
     }
@@ -225,6 +226,7 @@ pub(crate) trait AttributeExt {
     fn default(self, value: Value) -> Self;
     fn unique(self) -> Self;
     fn indexed(self) -> Self;
+    fn searched(self) -> Self;
     fn renamed_from(self, old: &str) -> Self;
 }
 
@@ -246,6 +248,11 @@ impl AttributeExt for Attribute {
 
     fn indexed(mut self) -> Self {
         self.index = true;
+        self
+    }
+
+    fn searched(mut self) -> Self {
+        self.search = true;
         self
     }
 

@@ -470,6 +470,7 @@ async fn compiled_policies_match_the_evaluator_everywhere(dialect: Dialect) {
         count: false,
         search: None,
         count_limit: None,
+        count_time_limit: None,
         view: View::default(),
     };
 

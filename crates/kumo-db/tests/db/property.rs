@@ -125,6 +125,11 @@ enum Edit {
         resource: u8,
         attribute: u8,
     },
+    /// Switches `search = true` on or off (text attributes only).
+    SearchAttribute {
+        resource: u8,
+        attribute: u8,
+    },
 }
 
 struct Case {
@@ -365,6 +370,8 @@ fn edit() -> impl Strategy<Value = Edit> {
             .prop_map(|(resource, index)| Edit::DropIndex { resource, index }),
         2 => (selector(), selector())
             .prop_map(|(resource, attribute)| Edit::IndexAttribute { resource, attribute }),
+        1 => (selector(), selector())
+            .prop_map(|(resource, attribute)| Edit::SearchAttribute { resource, attribute }),
     ]
 }
 
@@ -393,6 +400,8 @@ struct ModelAttr {
     reseed: bool,
     /// `index = true`.
     index: bool,
+    /// `search = true`.
+    search: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -576,6 +585,7 @@ impl Model {
                 values: None,
                 reseed: false,
                 index: false,
+                search: false,
             })
             .collect();
         let relationships = match spec.belongs_to {
@@ -625,6 +635,7 @@ impl Model {
                     values: seeded.then(|| vec![attribute.default.clone(); ROWS as usize]),
                     reseed: seeded,
                     index: false,
+                    search: false,
                 });
             }
             Edit::RemoveAttribute {
@@ -715,6 +726,9 @@ impl Model {
                 if !is_indexable(&res.attributes[i].spec.ty) {
                     let name = res.attributes[i].name.clone();
                     res.unindex(&name);
+                }
+                if !is_searchable(&res.attributes[i].spec.ty) {
+                    res.attributes[i].search = false;
                 }
             }
             Edit::AddIdentity { resource, column } => {
@@ -845,9 +859,31 @@ impl Model {
                 }
                 res.attributes[i].index = on;
             }
+            Edit::SearchAttribute {
+                resource,
+                attribute,
+            } => {
+                let Some(r) = self.pick(*resource) else {
+                    return data;
+                };
+                let res = &mut self.resources[r];
+                if res.attributes.is_empty() {
+                    return data;
+                }
+                let i = usize::from(*attribute) % res.attributes.len();
+                let a = &mut res.attributes[i];
+                if is_searchable(&a.spec.ty) {
+                    a.search = !a.search;
+                }
+            }
         }
         data
     }
+}
+
+/// Whether `search = true` may mark an attribute of `ty`.
+fn is_searchable(ty: &AttrType) -> bool {
+    matches!(ty, AttrType::String { .. } | AttrType::Text)
 }
 
 /// Whether lists can be filtered and sorted by values of `ty`, so that it
@@ -872,6 +908,9 @@ fn to_attribute(a: &ModelAttr) -> Attribute {
     }
     if a.index {
         attribute = attribute.indexed();
+    }
+    if a.search {
+        attribute = attribute.searched();
     }
     attribute
 }

@@ -204,9 +204,10 @@ fn add_identity() -> Scenario {
     }
 }
 
-/// Indexes come and go without touching data: a declared one and an
-/// `index = true` are added, one of each dropped, and dropping the index
-/// that covered `memberships.team_id` brings back the one Kumo adds for it.
+/// Indexes come and go without touching data: a declared one, an
+/// `index = true` and a search index (`search = true`) are added, one of
+/// the first two kinds dropped, and dropping the index that covered
+/// `memberships.team_id` brings back the one Kumo adds for it.
 fn change_indexes() -> Scenario {
     let mut schema = rich_schema();
     let users = resource_mut(&mut schema, "user");
@@ -216,6 +217,7 @@ fn change_indexes() -> Scenario {
         match a.name.as_str() {
             "bio" => a.index = false,
             "score" => a.index = true,
+            "name" => a.search = true,
             _ => {}
         }
     }

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use kumo_core::resource::AttrType;
 use kumo_db::query::catalog::{Kind, Origin};
 use kumo_db::query::params::Position;
@@ -21,8 +22,25 @@ use super::views::{no_such_resource, without};
 /// so a page of a million-row table costs no full count.
 pub(super) const COUNT_LIMIT: u64 = 10_000;
 
+/// How long a list page waits for its total. Counting up to
+/// [`COUNT_LIMIT`] rows takes a few milliseconds when an index serves the
+/// filters, but a filter no index serves makes the database read the table
+/// to count; the page then says the total was not counted rather than wait.
+pub(super) const COUNT_TIME: std::time::Duration = std::time::Duration::from_millis(40);
+
 /// Rows read per page of an export: the API's largest page.
 const EXPORT_PAGE: u32 = 250;
+
+/// A list's total as its page says it: capped, or not counted.
+pub(super) fn total_text(total: Option<i64>) -> String {
+    match total {
+        None => "not counted (too slow without an index)".to_owned(),
+        Some(n) if n as u64 > COUNT_LIMIT => {
+            format!("more than {}", super::views::thousands(COUNT_LIMIT))
+        }
+        Some(n) => n.to_string(),
+    }
+}
 
 /// The engine's request for `query` (an admin list URL's query string):
 /// `size` records, with the total when `count`.
@@ -34,6 +52,11 @@ pub(super) fn request(
     count: bool,
 ) -> Result<ListRequest, QueryError> {
     let mut api = form_urlencoded::Serializer::new(String::new());
+    // Newest first unless the page says otherwise: ids are UUIDv7, which
+    // sort by the time they were made, and the primary key serves it.
+    if !form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "sort" && !v.trim().is_empty()) {
+        api.append_pair("sort", "-id");
+    }
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         // The admin's own parameters: the search box, "view as", and the
         // page size and count it sets itself.
@@ -57,6 +80,7 @@ pub(super) fn request(
     let mut req = parse_list(&engine.catalog, entry, &api.finish())?;
     req.search = search_of(query).filter(|q| !q.is_empty());
     req.count_limit = Some(COUNT_LIMIT);
+    req.count_time_limit = Some(COUNT_TIME);
     Ok(req)
 }
 
@@ -87,9 +111,23 @@ pub(super) fn search_of(query: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// What the search box says it looks in: the fields, and whether an index
+/// serves the search (`search = true` on them; only PostgreSQL has a text
+/// index that finds text inside a value).
+pub(super) fn search_scope(entry: &Entry, postgres: bool) -> Value {
+    let fields = kumo_db::query::read::searched_fields(entry);
+    let indexed = postgres
+        && fields
+            .iter()
+            .all(|f| entry.resource.attribute(&f.name).is_some_and(|a| a.search));
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    json!({ "fields": names.join(", "), "indexed": indexed, "any": !names.is_empty() })
+}
+
 /// The filter form: a control per public field, fitted to its type, with
-/// the value the URL gives it.
-pub(super) fn filter_controls(entry: &Entry, query: &str) -> Vec<Value> {
+/// the value the URL gives it, and whether an index serves it (one that
+/// does not reads the whole table, which a big table feels).
+pub(super) fn filter_controls(entry: &Entry, query: &str, postgres: bool) -> Vec<Value> {
     let given = |name: &str| {
         form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == name)
@@ -103,7 +141,9 @@ pub(super) fn filter_controls(entry: &Entry, query: &str) -> Vec<Value> {
         .filter(|f| f.is_public() && f.name != "id")
     {
         let name = &f.name;
-        let control = match (&f.origin, f.kind) {
+        let searchable = postgres && entry.resource.attribute(name).is_some_and(|a| a.search);
+        let indexed = entry.indexed(name);
+        let mut control = match (&f.origin, f.kind) {
             (Origin::Attribute(AttrType::Enum { values }), _) => {
                 let key = format!("filter[{name}]");
                 json!({ "kind": "select", "field": name, "key": key, "value": given(&key), "options": values })
@@ -142,6 +182,8 @@ pub(super) fn filter_controls(entry: &Entry, query: &str) -> Vec<Value> {
             // JSON and arrays are searched through the API's own filters.
             _ => continue,
         };
+        let contains = control["contains"] == json!(true);
+        control["indexed"] = json!(if contains { searchable } else { indexed });
         controls.push(control);
     }
     controls
@@ -175,7 +217,7 @@ pub(super) async fn export(
             Some(&format!("/admin/r/{plural}")),
         );
     }
-    let mut req = match request(engine, entry, &query, EXPORT_PAGE, false) {
+    let req = match request(engine, entry, &query, EXPORT_PAGE, false) {
         Ok(req) => req,
         Err(e) => {
             return page.message(
@@ -203,34 +245,11 @@ pub(super) async fn export(
         .filter(|f| f.is_public())
         .map(|f| f.name.clone())
         .collect();
-    let mut csv = String::new();
-    push_row(&mut csv, columns.iter().map(String::as_str));
-    loop {
-        let listed = match engine.list(&staff.actor, entry, &req).await {
-            Ok(listed) => listed,
-            Err(e) => {
-                tracing::error!(error = %e, "an admin export failed");
-                return page.message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Not exported",
-                    "The records could not be read; try again in a moment.",
-                    Some(&format!("/admin/r/{plural}")),
-                );
-            }
-        };
-        for record in &listed.data {
-            let cells: Vec<String> = columns
-                .iter()
-                .map(|c| cell(record.get(c).unwrap_or(&Value::Null)))
-                .collect();
-            push_row(&mut csv, cells.iter().map(String::as_str));
-        }
-        match listed.next {
-            Some(next) => req.position = Position::After(next),
-            None => break,
-        }
-    }
-    let mut response = Body::from(csv).into_response();
+    let mut header = String::new();
+    push_row(&mut header, columns.iter().map(String::as_str));
+    let pages = export_pages(page.state.clone(), staff.actor.clone(), entry, req, columns);
+    let body = futures_util::stream::once(async { Ok(header.into_bytes()) }).chain(pages);
+    let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -242,6 +261,55 @@ pub(super) async fn export(
         headers.insert(header::CONTENT_DISPOSITION, disposition);
     }
     page.with_cookie(response)
+}
+
+/// The CSV rows of every page `req` selects, read one page at a time as
+/// the response is sent: a million-row export holds one page in memory,
+/// not the file. A page that cannot be read ends the body with an error,
+/// so the download fails instead of looking complete.
+fn export_pages(
+    state: crate::AppState,
+    actor: kumo_core::actor::Actor,
+    entry: &Entry,
+    req: ListRequest,
+    columns: Vec<String>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let resource = entry.resource.name.clone();
+    futures_util::stream::unfold(Some(req), move |next| {
+        let (state, actor, resource, columns) = (
+            state.clone(),
+            actor.clone(),
+            resource.clone(),
+            columns.clone(),
+        );
+        async move {
+            let mut req = next?;
+            // The caller found both in this same state, which never changes.
+            let engine = state.engine()?;
+            let entry = engine.catalog.get(&resource)?;
+            let listed = match engine.list(&actor, entry, &req).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    tracing::error!(error = %e, "an admin export failed part way");
+                    let failed = std::io::Error::other("the export could not be read to its end");
+                    return Some((Err(failed), None));
+                }
+            };
+            let mut csv = String::new();
+            for record in &listed.data {
+                let cells: Vec<String> = columns
+                    .iter()
+                    .map(|c| cell(record.get(c).unwrap_or(&Value::Null)))
+                    .collect();
+                push_row(&mut csv, cells.iter().map(String::as_str));
+            }
+            let next = listed.next.map(|cursor| {
+                req.position = Position::After(cursor);
+                req
+            });
+            Some((Ok(csv.into_bytes()), next))
+        }
+    })
 }
 
 /// A value as a CSV cell: numbers and other values as JSON; text as it

@@ -91,22 +91,11 @@ pub(super) async fn dashboard(page: Page, RawQuery(query): RawQuery) -> Response
     for entry in engine.catalog.entries() {
         let count = match parse_list(&engine.catalog, entry, "page[size]=1&page[count]=true") {
             Ok(mut req) => {
-                // A big table's count stops at the list pages' limit.
+                // A big table's count stops where the list pages' does.
                 req.count_limit = Some(super::listing::COUNT_LIMIT);
+                req.count_time_limit = Some(super::listing::COUNT_TIME);
                 match engine.list(viewer.actor(&staff), entry, &req).await {
-                    Ok(listed) => {
-                        json!(
-                            listed
-                                .total
-                                .map(|n| match n as u64 > super::listing::COUNT_LIMIT {
-                                    true => format!(
-                                        "more than {}",
-                                        thousands(super::listing::COUNT_LIMIT)
-                                    ),
-                                    false => n.to_string(),
-                                })
-                        )
-                    }
+                    Ok(listed) => json!(super::listing::total_text(listed.total)),
                     Err(e) => {
                         tracing::warn!(error = %e, resource = entry.resource.name, "admin dashboard count failed");
                         json!("?")
@@ -252,14 +241,19 @@ pub(super) async fn list(
                 }
                 _ => (None, f.name.clone()),
             };
-            let link = format!(
-                "/admin/r/{plural}?{}",
-                with(
-                    &without(&query, &["sort", "page[after]", "page[before]"]),
-                    "sort",
-                    &next
+            // Sorting by a column no index starts with sorts the whole
+            // table for each page: offered only where an index serves it
+            // (a URL may still ask; the API's own rules apply).
+            let link = (sorted.is_some() || entry.indexed(&f.name)).then(|| {
+                format!(
+                    "/admin/r/{plural}?{}",
+                    with(
+                        &without(&query, &["sort", "page[after]", "page[before]"]),
+                        "sort",
+                        &next
+                    )
                 )
-            );
+            });
             json!({ "name": f.name, "sorted": sorted, "sort_link": link })
         })
         .collect();
@@ -288,6 +282,7 @@ pub(super) async fn list(
         })
     };
     let label = label(entry);
+    let postgres = page.state.db().dialect() == kumo_db::sql::Dialect::Postgres;
     let create_actions = match viewer {
         Viewer::Staff => super::forms::create_actions(&page, &staff, entry).await,
         Viewer::As { .. } => Vec::new(),
@@ -299,7 +294,8 @@ pub(super) async fn list(
         &label,
         json!({
             "label": label,
-            "filters": super::listing::filter_controls(entry, &query),
+            "filters": super::listing::filter_controls(entry, &query, postgres),
+            "search_scope": super::listing::search_scope(entry, postgres),
             "filtering": query.contains("filter%5B") || query.contains("filter["),
             "done": done,
             "viewing_as": viewer.banner(),
@@ -312,10 +308,7 @@ pub(super) async fn list(
             "singular": entry.resource.name.replace('_', " "),
             "columns": column_values,
             "rows": rows,
-            "total": listed.total.map(|n| match n as u64 > super::listing::COUNT_LIMIT {
-                true => format!("more than {}", thousands(super::listing::COUNT_LIMIT)),
-                false => n.to_string(),
-            }),
+            "total": super::listing::total_text(listed.total),
             "next": page_link("page[after]", &listed.next),
             "prev": page_link("page[before]", &listed.prev),
         }),
@@ -522,7 +515,7 @@ fn done_notice(query: &str) -> Option<&'static str> {
 }
 
 /// `10000` → `10,000`.
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use kumo_db::query::accounts::{Set, Test};
+use kumo_db::sql::Dialect;
 use kumo_server::auth::clock::stamp;
 use serde_json::json;
 
@@ -932,10 +933,37 @@ both!(
                 .await;
             assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         }
+        // Newest first by default: the 10 oldest are on the second page.
+        let newest = decoded(&browser.get("/admin/r/avatars").await.body);
+        assert!(
+            newest.contains("Avatar 59<") && newest.contains("Avatar 10<"),
+            "{newest}"
+        );
+        assert!(!newest.contains("Avatar 09<"), "{newest}");
         let list = browser.get("/admin/r/avatars?sort=polycount").await;
         assert_eq!(list.status, StatusCode::OK, "{}", list.body);
         assert_secure_page(&list);
         assert!(list.body.contains("60 in all"), "{}", list.body);
+        // Columns link a sort only where an index serves it, and the
+        // column sorted by now, to reverse it: `name` and `rating` have no
+        // index of their own.
+        let html = decoded(&list.body);
+        assert!(html.contains("?sort=-polycount\""), "{html}");
+        for unlinked in ["?sort=name\"", "?sort=rating\""] {
+            assert!(!html.contains(unlinked), "{unlinked} in {html}");
+        }
+        // The form says which filters and searches no index serves.
+        for hint in [
+            "name contains <small>(no index)</small>",
+            "polycount from <small>(no index)</small>",
+            "Search name, kind <small>(no search index: reads every row)</small>",
+        ] {
+            assert!(html.contains(hint), "{hint} in {html}");
+        }
+        assert!(
+            html.contains("for=\"flt-uploader_id\">uploader_id</label>"),
+            "{html}"
+        );
         // The filter form fits each type.
         for control in [
             "name=\"filter[name][contains]\"",
@@ -1123,6 +1151,70 @@ accept = ["text", "author"]
 set = { pinned = true }
 policy = "actor.id == record.author_id"
 "#;
+
+/// A resource whose titles are marked for search and whose bodies are not.
+const POST: &str = r#"
+[resource]
+name = "post"
+
+[attributes]
+title = { type = "string", required = true, search = true }
+body  = { type = "text" }
+rank  = { type = "integer", index = true }
+
+[policies]
+read = "true"
+create = "true"
+"#;
+
+both!(
+    the_search_box_looks_in_the_fields_marked_for_search,
+    |dialect| async move {
+        let mut api = TestApi::new(dialect, &[("post", POST)]).await;
+        let auth = api.sign_ins(
+            every_strategy(false),
+            SECRET,
+            kumo_server::auth::clock::Clock::manual(time::macros::datetime!(2026-11-22 12:00 UTC)),
+        );
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let mut browser = Browser::new(&api);
+        signed_in(&mut browser, "boss@example.com").await;
+        for (title, body) in [("Hello World", "first"), ("Other", "says hello too")] {
+            let r = api
+                .send(
+                    "POST",
+                    "/api/posts",
+                    None,
+                    Some(json!({ "title": title, "body": body })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        }
+        let found = decoded(&browser.get("/admin/r/posts?q=HELLO").await.body);
+        assert!(
+            found.contains("1 in all") && found.contains("Hello World"),
+            "{found}"
+        );
+        // The label names what is searched, and only SQLite, which has no
+        // text index, says it reads every row.
+        assert!(found.contains("Search title"), "{found}");
+        assert_eq!(
+            found.contains("(no search index"),
+            dialect == Dialect::Sqlite,
+            "{found}"
+        );
+        // An index serves a sort by `rank`; a search index serves none.
+        assert!(found.contains("?q=HELLO&sort=rank\""), "{found}");
+        assert!(!found.contains("sort=title"), "{found}");
+        // A `contains` filter on a marked field is served by its index.
+        assert_eq!(
+            found.contains("title contains <small>(no index)"),
+            dialect == Dialect::Sqlite,
+            "{found}"
+        );
+        api.cleanup().await;
+    }
+);
 
 both!(
     a_create_action_runs_from_the_list_page,

@@ -76,6 +76,8 @@ fn rows() -> Vec<Value> {
                "serial": UUID_A, "tags": ["B", "a"]}),
         json!({"name": "g5", "note": "apple pie", "level": 9_007_199_254_740_993_i64,
                "weight": 3.0, "grade": "mid", "seen_at": "2026-06-15T12:30:00.501Z"}),
+        // LIKE's wildcards and escape, which `contains` must take literally.
+        json!({"name": "g6", "note": "100% a_b \\ end"}),
     ]
 }
 
@@ -88,6 +90,12 @@ fn extra_probes(kind: Kind) -> Vec<Value> {
             json!(""),
             json!("☃"),
             json!("zz"),
+            json!("%"),
+            json!("_"),
+            json!("\\"),
+            json!("a%b"),
+            json!("1_0"),
+            json!("\\ E"),
         ],
         Kind::Integer => vec![json!(1), json!(-6)],
         Kind::Float => vec![json!(0.5), json!(-2.0)],
