@@ -21,7 +21,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use kumo_core::actor::Actor;
 use kumo_core::resource::ActionKind;
-use kumo_db::query::{Engine, Entry, QueryError, View, parse_list, parse_record_query};
+use kumo_db::query::{AuditNote, Engine, Entry, QueryError, View, parse_list, parse_record_query};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -832,7 +832,7 @@ async fn detached(
     view: View,
     call: WriteCall,
 ) -> Result<Value, Response> {
-    write_as_api(state, entry, actor, view, call)
+    write_as_api(state, entry, actor, view, call, None)
         .await
         .map_err(failure_response)
 }
@@ -856,14 +856,16 @@ async fn write(
     actor: &Actor,
     view: &View,
     call: WriteCall,
+    audit: Option<&AuditNote>,
 ) -> Result<Value, QueryError> {
+    let writes = engine.writes(audit);
     match call {
-        WriteCall::Create { body } => engine.create(actor, entry, &body, view).await,
-        WriteCall::Update { id, body } => engine
+        WriteCall::Create { body } => writes.create(actor, entry, &body, view).await,
+        WriteCall::Update { id, body } => writes
             .update(actor, entry, &id, &body, view)
             .await
             .map(Value::Object),
-        WriteCall::Destroy { id } => engine
+        WriteCall::Destroy { id } => writes
             .destroy(actor, entry, &id, view)
             .await
             .map(Value::Object),
@@ -875,7 +877,7 @@ async fn write(
                 .iter()
                 .find(|a| a.name == name && (a.kind == ActionKind::Create) == creates)
                 .ok_or(QueryError::NotFound)?;
-            engine
+            writes
                 .action(actor, entry, action, id.as_deref(), &body, view)
                 .await
         }
@@ -899,13 +901,15 @@ pub(crate) enum WriteFailure {
 /// commits or rolls back, and announces what it committed, whoever is
 /// still waiting. A panic in the write is [`WriteFailure::Crashed`],
 /// logged (a transaction it leaves unfinished is dropped, which rolls it
-/// back).
+/// back). With an `audit` note (the admin's changes), each record written
+/// gets its audit row in the write's own transaction ([`AuditNote`]).
 pub(crate) async fn write_as_api(
     state: &AppState,
     entry: &Entry,
     actor: Actor,
     view: View,
     mut call: WriteCall,
+    audit: Option<AuditNote>,
 ) -> Result<Value, WriteFailure> {
     let rules = match &mut call {
         WriteCall::Create { body } => account_fields(state, entry, body, Write::Create),
@@ -921,7 +925,7 @@ pub(crate) async fn write_as_api(
             // The caller found both in this same state, which never changes.
             let engine = state.engine().ok_or(QueryError::NotFound)?;
             let entry = engine.catalog.get(&resource).ok_or(QueryError::NotFound)?;
-            write(engine, entry, &actor, &view, call).await
+            write(engine, entry, &actor, &view, call, audit.as_ref()).await
         }
         // What the write logs stays under the request's span and label.
         .instrument(tracing::Span::current()),

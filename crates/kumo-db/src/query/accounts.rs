@@ -254,43 +254,10 @@ impl<'e> AccountsTx<'e> {
         now: &str,
     ) -> Result<Record, QueryError> {
         let entry = self.entry(resource);
-        let mut columns: Vec<(&Field, Value)> = vec![
-            (field(entry, "inserted_at"), Value::String(now.to_owned())),
-            (field(entry, "updated_at"), Value::String(now.to_owned())),
-        ];
-        if !values.iter().any(|(name, _)| *name == "id") {
-            let id = uuid::Uuid::now_v7().to_string();
-            columns.push((field(entry, "id"), Value::String(id)));
-        }
-        for (name, value) in values {
-            columns.push((field(entry, name), value.clone()));
-        }
-        let mut sql = Sql::new(self.engine.db.dialect());
-        sql.push("INSERT INTO ")
-            .push(&ident(&entry.table))
-            .push(" (");
-        for (i, (f, _)) in columns.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.push(&ident(&f.name));
-        }
-        sql.push(") VALUES (");
-        for (i, (f, v)) in columns.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.bind_value(f.kind, v);
-        }
-        sql.push(") RETURNING ");
-        select_all(&mut sql, entry);
-        let fields: Vec<&Field> = entry.fields.iter().collect();
-        let mut rows = self
-            .exec()
-            .fetch_records(&sql, &fields)
+        let engine = self.engine;
+        insert_row(engine, &mut self.exec(), entry, values, now)
             .await
-            .map_err(|e| super::write::constraint_error(entry, e, false))?;
-        Ok(rows.pop().unwrap_or_default())
+            .map_err(|e| super::write::constraint_error(entry, e, false))
     }
 
     /// Changes every row that passes the tests, and returns them as they
@@ -349,6 +316,52 @@ impl<'e> AccountsTx<'e> {
             .await
             .map_err(|e| super::write::constraint_error(entry, e, true))
     }
+}
+
+/// Inserts a row of `entry` with `now` as its `inserted_at` and
+/// `updated_at` and a fresh id unless `values` name one, and returns it
+/// whole: [`AccountsTx::insert`], and the audit row a write adds in its own
+/// transaction ([`super::write::AuditNote`]).
+pub(super) async fn insert_row(
+    engine: &Engine,
+    exec: &mut Exec<'_>,
+    entry: &Entry,
+    values: &[(&str, Value)],
+    now: &str,
+) -> Result<Record, sqlx::Error> {
+    let mut columns: Vec<(&Field, Value)> = vec![
+        (field(entry, "inserted_at"), Value::String(now.to_owned())),
+        (field(entry, "updated_at"), Value::String(now.to_owned())),
+    ];
+    if !values.iter().any(|(name, _)| *name == "id") {
+        let id = uuid::Uuid::now_v7().to_string();
+        columns.push((field(entry, "id"), Value::String(id)));
+    }
+    for (name, value) in values {
+        columns.push((field(entry, name), value.clone()));
+    }
+    let mut sql = Sql::new(engine.db.dialect());
+    sql.push("INSERT INTO ")
+        .push(&ident(&entry.table))
+        .push(" (");
+    for (i, (f, _)) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push(&ident(&f.name));
+    }
+    sql.push(") VALUES (");
+    for (i, (f, v)) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind_value(f.kind, v);
+    }
+    sql.push(") RETURNING ");
+    select_all(&mut sql, entry);
+    let fields: Vec<&Field> = entry.fields.iter().collect();
+    let mut rows = exec.fetch_records(&sql, &fields).await?;
+    Ok(rows.pop().unwrap_or_default())
 }
 
 fn account_entry<'e>(engine: &'e Engine, resource: &str) -> &'e Entry {

@@ -35,6 +35,7 @@ pub use error::{Busy, FieldErrors, QueryError};
 pub use exec::canonical_datetime;
 pub use params::{ListRequest, View, parse_list, parse_record_query};
 pub use read::ListPage;
+pub use write::{AuditNote, Writes};
 
 use crate::db::Database;
 

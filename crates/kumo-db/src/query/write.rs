@@ -19,6 +19,12 @@
 //! destroy also announces each row its `on_delete` rules deleted or changed
 //! ([`super::cascade`]). A transaction PostgreSQL aborts for a deadlock
 //! runs again ([`retrying`]).
+//!
+//! A write made through [`Engine::writes`] with an [`AuditNote`] also adds
+//! an `audit_event` row per record it wrote, in its own transaction just
+//! before the commit, holding the record before (as read under the write's
+//! lock) and after: the change and its audit row commit together or not at
+//! all, and a refused write leaves none.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -128,6 +134,147 @@ fn answer(record: Record, readable: bool, view: &View) -> Record {
     record.into_iter().filter(|(k, _)| k == "id").collect()
 }
 
+/// The audit row a write adds for each record it writes, in the write's
+/// own transaction just before its COMMIT (the admin's changes are
+/// audited so): a change is never committed without its row, and a row
+/// that cannot be written rolls the change back. The row is the
+/// `audit_event` resource's: `outcome` is `success`, and the write adds
+/// `record_id`, `before` and `after` (public fields only; `null` for the
+/// side that has no record) to [`AuditNote::detail`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditNote {
+    /// The row's `kind` (`admin_change`).
+    pub kind: String,
+    /// Who made the change: the row's `user_id`, except for a change to a
+    /// `user` record that still exists afterwards, whose row names that
+    /// user, so it is in their trail (`detail` should then say who).
+    pub user_id: Option<String>,
+    /// Where from: already truncated and bounded as the audit log keeps
+    /// them (the auth layer's `truncate_ip`).
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The row's `inserted_at`, canonical (the auth layer's clock decides
+    /// every audit row's time).
+    pub at: String,
+    /// What the row's `detail` starts from (`resource`, `change`, `by`).
+    pub detail: serde_json::Map<String, Value>,
+}
+
+/// The resource API's writes, each adding its [`AuditNote`]'s row to its
+/// transaction when it has one; [`Engine::create`] and the others are
+/// these without a note.
+#[derive(Clone, Copy)]
+pub struct Writes<'e> {
+    engine: &'e Engine,
+    audit: Option<&'e AuditNote>,
+}
+
+impl<'e> Writes<'e> {
+    /// See [`Engine::create`].
+    pub async fn create(
+        self,
+        actor: &Actor,
+        entry: &Entry,
+        body: &Value,
+        view: &View,
+    ) -> Result<Value, QueryError> {
+        let actor = &actor.value();
+        self.engine
+            .create_with(actor, entry, body, view, Write::Create, self.audit)
+            .await
+    }
+
+    /// See [`Engine::update`].
+    pub async fn update(
+        self,
+        actor: &Actor,
+        entry: &Entry,
+        id: &str,
+        body: &Value,
+        view: &View,
+    ) -> Result<Record, QueryError> {
+        let actor = &actor.value();
+        self.engine
+            .update_with(actor, entry, id, body, view, Write::Update, self.audit)
+            .await
+    }
+
+    /// See [`Engine::destroy`].
+    pub async fn destroy(
+        self,
+        actor: &Actor,
+        entry: &Entry,
+        id: &str,
+        view: &View,
+    ) -> Result<Record, QueryError> {
+        let actor = &actor.value();
+        self.engine
+            .destroy_with(actor, entry, id, view, Write::Destroy, self.audit)
+            .await
+    }
+
+    /// See [`Engine::action`].
+    pub async fn action(
+        self,
+        actor: &Actor,
+        entry: &Entry,
+        action: &Action,
+        id: Option<&str>,
+        body: &Value,
+        view: &View,
+    ) -> Result<Value, QueryError> {
+        let (engine, audit) = (self.engine, self.audit);
+        let actor = &actor.value();
+        let write = Write::Action(action);
+        match (action.kind, id) {
+            (ActionKind::Create, None) => {
+                if body.is_array() {
+                    return Err(QueryError::invalid(one(
+                        "body",
+                        "a named action takes one object",
+                    )));
+                }
+                engine
+                    .create_with(actor, entry, body, view, write, audit)
+                    .await
+            }
+            (ActionKind::Update, Some(id)) => engine
+                .update_with(actor, entry, id, body, view, write, audit)
+                .await
+                .map(Value::Object),
+            (ActionKind::Destroy, Some(id)) => {
+                if !is_empty_body(body) {
+                    return Err(QueryError::invalid(one(
+                        "body",
+                        "this action accepts no fields",
+                    )));
+                }
+                engine
+                    .destroy_with(actor, entry, id, view, write, audit)
+                    .await
+                    .map(Value::Object)
+            }
+            _ => Err(QueryError::NotFound),
+        }
+    }
+}
+
+/// A record as its audit row keeps it: its own fields, public ones only
+/// (a write's records never hold sensitive fields, and included
+/// relationships are the caller's view, not the change).
+fn audited(entry: &Entry, record: Option<&Record>) -> Value {
+    match record {
+        None => Value::Null,
+        Some(record) => Value::Object(
+            record
+                .iter()
+                .filter(|(k, _)| entry.field(k).is_some_and(Field::is_public))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+    }
+}
+
 enum Tx {
     Pg(Transaction<'static, Postgres>),
     Sqlite(Transaction<'static, Sqlite>),
@@ -223,6 +370,15 @@ impl Engine {
         })
     }
 
+    /// The writes, each adding `audit`'s row to its transaction when given
+    /// ([`AuditNote`]).
+    pub fn writes<'e>(&'e self, audit: Option<&'e AuditNote>) -> Writes<'e> {
+        Writes {
+            engine: self,
+            audit,
+        }
+    }
+
     /// `POST /api/<plural>`: an object creates one record, an array creates
     /// each in one transaction (all or nothing).
     pub async fn create(
@@ -232,8 +388,7 @@ impl Engine {
         body: &Value,
         view: &View,
     ) -> Result<Value, QueryError> {
-        self.create_with(&actor.value(), entry, body, view, Write::Create)
-            .await
+        self.writes(None).create(actor, entry, body, view).await
     }
 
     async fn create_with(
@@ -243,8 +398,9 @@ impl Engine {
         body: &Value,
         view: &View,
         write: Write<'_>,
+        audit: Option<&AuditNote>,
     ) -> Result<Value, QueryError> {
-        retrying(|| self.create_once(actor, entry, body, view, write)).await
+        retrying(|| self.create_once(actor, entry, body, view, write, audit)).await
     }
 
     async fn create_once(
@@ -254,6 +410,7 @@ impl Engine {
         body: &Value,
         view: &View,
         write: Write<'_>,
+        audit: Option<&AuditNote>,
     ) -> Result<Value, QueryError> {
         let cond = compile(&self.catalog, entry, write.policy(entry), actor);
         if cond == Cond::Const(false) {
@@ -343,6 +500,10 @@ impl Engine {
         for c in written.iter_mut().filter(|c| c.readable) {
             c.record = readable.next().unwrap_or_default();
         }
+        for c in &written {
+            self.audit(&mut tx, audit, entry, None, Some(&c.record))
+                .await?;
+        }
         tx.commit().await?;
         // Events carry the whole record, readable by this actor or not: the
         // realtime layer decides per subscriber.
@@ -431,10 +592,10 @@ impl Engine {
         body: &Value,
         view: &View,
     ) -> Result<Record, QueryError> {
-        self.update_with(&actor.value(), entry, id, body, view, Write::Update)
-            .await
+        self.writes(None).update(actor, entry, id, body, view).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn update_with(
         &self,
         actor: &Value,
@@ -443,10 +604,12 @@ impl Engine {
         body: &Value,
         view: &View,
         write: Write<'_>,
+        audit: Option<&AuditNote>,
     ) -> Result<Record, QueryError> {
-        retrying(|| self.update_once(actor, entry, id, body, view, write)).await
+        retrying(|| self.update_once(actor, entry, id, body, view, write, audit)).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn update_once(
         &self,
         actor: &Value,
@@ -455,6 +618,7 @@ impl Engine {
         body: &Value,
         view: &View,
         write: Write<'_>,
+        audit: Option<&AuditNote>,
     ) -> Result<Record, QueryError> {
         let values = self
             .check_body(entry, body, write)
@@ -538,6 +702,10 @@ impl Engine {
             self.include(&mut tx.exec(), actor, entry, &mut rows, view)
                 .await?;
         }
+        // `stored` was read under the row's lock (`FOR UPDATE`; SQLite's
+        // write lock), so it is the record this write changed.
+        self.audit(&mut tx, audit, entry, Some(&stored.record), rows.first())
+            .await?;
         tx.commit().await?;
         let record = rows.pop().unwrap_or_default();
         // The whole record, even when this actor may no longer read it.
@@ -588,8 +756,7 @@ impl Engine {
         id: &str,
         view: &View,
     ) -> Result<Record, QueryError> {
-        self.destroy_with(&actor.value(), entry, id, view, Write::Destroy)
-            .await
+        self.writes(None).destroy(actor, entry, id, view).await
     }
 
     async fn destroy_with(
@@ -599,8 +766,9 @@ impl Engine {
         id: &str,
         view: &View,
         write: Write<'_>,
+        audit: Option<&AuditNote>,
     ) -> Result<Record, QueryError> {
-        retrying(|| self.destroy_once(actor, entry, id, view, write)).await
+        retrying(|| self.destroy_once(actor, entry, id, view, write, audit)).await
     }
 
     async fn destroy_once(
@@ -610,6 +778,7 @@ impl Engine {
         id: &str,
         view: &View,
         write: Write<'_>,
+        audit: Option<&AuditNote>,
     ) -> Result<Record, QueryError> {
         let id = canonical_id(id).ok_or(QueryError::NotFound)?;
         let cond = compile(&self.catalog, entry, write.policy(entry), actor);
@@ -646,6 +815,8 @@ impl Engine {
             .await
             .map_err(|e| constraint_error(entry, e, true))?;
         let consequences = self.settle(&mut tx.exec(), fallout).await?;
+        self.audit(&mut tx, audit, entry, rows.first(), None)
+            .await?;
         tx.commit().await?;
         let record = rows.pop().unwrap_or_default();
         self.announce_change(entry, write, &record);
@@ -668,35 +839,59 @@ impl Engine {
         body: &Value,
         view: &View,
     ) -> Result<Value, QueryError> {
-        let actor = &actor.value();
-        let write = Write::Action(action);
-        match (action.kind, id) {
-            (ActionKind::Create, None) => {
-                if body.is_array() {
-                    return Err(QueryError::invalid(one(
-                        "body",
-                        "a named action takes one object",
-                    )));
-                }
-                self.create_with(actor, entry, body, view, write).await
-            }
-            (ActionKind::Update, Some(id)) => self
-                .update_with(actor, entry, id, body, view, write)
-                .await
-                .map(Value::Object),
-            (ActionKind::Destroy, Some(id)) => {
-                if !is_empty_body(body) {
-                    return Err(QueryError::invalid(one(
-                        "body",
-                        "this action accepts no fields",
-                    )));
-                }
-                self.destroy_with(actor, entry, id, view, write)
-                    .await
-                    .map(Value::Object)
-            }
-            _ => Err(QueryError::NotFound),
-        }
+        self.writes(None)
+            .action(actor, entry, action, id, body, view)
+            .await
+    }
+
+    /// Adds `note`'s audit row for one record a write changed, in the
+    /// write's transaction (see [`AuditNote`]); nothing without a note. A
+    /// failure is the write's: it rolls back, and one the database may
+    /// clear (a deadlock) runs the whole write again, row included.
+    async fn audit(
+        &self,
+        tx: &mut Tx,
+        note: Option<&AuditNote>,
+        entry: &Entry,
+        before: Option<&Record>,
+        after: Option<&Record>,
+    ) -> Result<(), QueryError> {
+        let Some(note) = note else {
+            return Ok(());
+        };
+        // A caller's bug, not the client's: a 500, and nothing written.
+        let log = self.catalog.get("audit_event").ok_or_else(|| {
+            QueryError::Database(sqlx::Error::Configuration(
+                "an audited write needs the audit log, which comes with an auth strategy".into(),
+            ))
+        })?;
+        let record_id = after
+            .or(before)
+            .and_then(|r| r.get("id"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let is_user = entry.resource.system && entry.resource.name == "user";
+        let user_id = match (is_user, after) {
+            (true, Some(_)) => record_id.clone(),
+            _ => note.user_id.clone().map_or(Value::Null, Value::String),
+        };
+        let mut detail = note.detail.clone();
+        detail.insert("record_id".into(), record_id);
+        detail.insert("before".into(), audited(entry, before));
+        detail.insert("after".into(), audited(entry, after));
+        let values = [
+            ("kind", Value::String(note.kind.clone())),
+            ("outcome", Value::String("success".into())),
+            ("ip", note.ip.clone().map_or(Value::Null, Value::String)),
+            (
+                "user_agent",
+                note.user_agent.clone().map_or(Value::Null, Value::String),
+            ),
+            ("detail", Value::Object(detail)),
+            ("user_id", user_id),
+        ];
+        super::accounts::insert_row(self, &mut tx.exec(), log, &values, &note.at).await?;
+        Ok(())
     }
 
     fn announce_change(&self, entry: &Entry, write: Write<'_>, record: &Record) {

@@ -3,6 +3,10 @@
 //!
 //! - [`api_keys`]: an API key reaches the engine as such and decides every
 //!   policy as its owner does (refused with 403, not an anonymous 401).
+//! - [`audited_writes`]: a write with an audit note commits its
+//!   `audit_event` row (before and after, public fields) in its own
+//!   transaction; a refused write leaves none; a row that cannot be
+//!   written rolls the write back.
 //! - [`accounts`]: the account store the auth layer writes through: one
 //!   form for rows on both databases, one winner among racing consumers of
 //!   a token, nothing kept from an uncommitted transaction.
@@ -35,6 +39,7 @@
 
 mod accounts;
 mod api_keys;
+mod audited_writes;
 mod datetime_precision;
 mod explain;
 mod harness;

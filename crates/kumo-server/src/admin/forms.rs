@@ -4,7 +4,7 @@
 //! the API's account rules, validations and policies, nothing bypassed.
 //! A refused write shows the form again with each error next to its field;
 //! a change made lands in the audit log as `admin_change` (who, what, and
-//! the record before and after).
+//! the record before and after), written in the change's own transaction.
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery};
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Form, Page, Staff, csrf, views};
 use crate::api::{WriteCall, WriteFailure, write_as_api};
-use crate::auth::audit::Entry as AuditEntry;
+use crate::auth::audit;
 use crate::auth::routes::Client;
 
 /// How many records a `belongs_to` field offers to pick from as you type.
@@ -391,18 +391,7 @@ pub(super) async fn create(
     let call = WriteCall::Create {
         body: Value::Object(values.clone()),
     };
-    match audited_write(
-        &page,
-        &staff,
-        &client,
-        entry,
-        None,
-        "create",
-        Changes::Create,
-        call,
-    )
-    .await
-    {
+    match audited_write(&page, &staff, &client, entry, "create", call).await {
         Ok(created) => {
             let id = created
                 .get("id")
@@ -501,7 +490,7 @@ async fn refused(
     }
 }
 
-/// The record as the user may read it, for a form or an audit entry.
+/// The record as the user may read it, for a form.
 async fn current(
     page: &Page,
     staff: &Staff,
@@ -599,18 +588,7 @@ pub(super) async fn update(
         id: id.clone(),
         body: Value::Object(values.clone()),
     };
-    match audited_write(
-        &page,
-        &staff,
-        &client,
-        entry,
-        Some(&id),
-        "update",
-        Changes::Update,
-        call,
-    )
-    .await
-    {
+    match audited_write(&page, &staff, &client, entry, "update", call).await {
         Ok(_) => Redirect::to(&format!("/admin/r/{plural}/{id}?done=saved")).into_response(),
         Err(failure) => refused(&page, &staff, entry, Purpose::Update(&id), &values, failure).await,
     }
@@ -683,18 +661,7 @@ pub(super) async fn destroy(
         Err(response) => return response,
     };
     let call = WriteCall::Destroy { id: id.clone() };
-    match audited_write(
-        &page,
-        &staff,
-        &client,
-        entry,
-        Some(&id),
-        "destroy",
-        Changes::Destroy,
-        call,
-    )
-    .await
-    {
+    match audited_write(&page, &staff, &client, entry, "destroy", call).await {
         Ok(_) => Redirect::to(&format!("/admin/r/{plural}?done=deleted")).into_response(),
         Err(WriteFailure::Refused(QueryError::Conflict { message, .. })) => page.message(
             StatusCode::CONFLICT,
@@ -787,9 +754,7 @@ pub(super) async fn run_action(
         &staff,
         &client,
         entry,
-        Some(&id),
         &format!("action:{name}"),
-        Changes::for_action(action),
         call,
     )
     .await
@@ -893,9 +858,7 @@ pub(super) async fn run_create_action(
         &staff,
         &client,
         entry,
-        None,
         &format!("action:{name}"),
-        Changes::Create,
         call,
     )
     .await
@@ -939,100 +902,35 @@ fn action_refused(page: &Page, back: &str, errors: &FieldErrors) -> Response {
     )
 }
 
-/// What a write does to its record, for its audit row's before and after.
-#[derive(Clone, Copy)]
-enum Changes {
-    Create,
-    Update,
-    Destroy,
-}
-
-impl Changes {
-    fn for_action(action: &Action) -> Changes {
-        match action.kind {
-            ActionKind::Create => Changes::Create,
-            ActionKind::Update => Changes::Update,
-            ActionKind::Destroy => Changes::Destroy,
-        }
-    }
-}
-
-/// Runs `call` as the staff member and records it in the audit log as
-/// `admin_change`: who made it, to what (`record_id`, or the id of what a
-/// create made), and the record before and after (as the user may read
-/// it; sensitive attributes are never read). The read before, the write
-/// and the audit row run in a task of their own, so a client that goes
-/// away once the write has committed cannot keep its audit row from being
-/// written. (The row is written in a transaction of its own, just after
-/// the write's; a failure to write it is logged.)
-#[allow(clippy::too_many_arguments)]
+/// Runs `call` as the staff member through [`write_as_api`], with its
+/// `admin_change` audit row written by the engine in the write's own
+/// transaction, just before it commits (`kumo_db::query::AuditNote`):
+/// who made it (`user_id`, and `detail.by`; a change to a user record is
+/// filed under that user, so it shows in their trail), what (`resource`,
+/// `record_id`, `change`) and the record before (as read under the
+/// write's row lock) and after, public fields only. The change and its row
+/// commit together or not at all; a refused write leaves no row.
 async fn audited_write(
     page: &Page,
     staff: &Staff,
     client: &Client,
     entry: &Entry,
-    record_id: Option<&str>,
     change: &str,
-    changes: Changes,
     call: WriteCall,
 ) -> Result<Value, WriteFailure> {
-    let state = page.state.clone();
-    let auth = page.auth.clone();
+    let by = staff.actor.id().map(|id| id.to_string());
+    let detail = Map::from_iter([
+        ("resource".to_owned(), json!(entry.resource.name)),
+        ("change".to_owned(), json!(change)),
+        ("by".to_owned(), json!(by)),
+    ]);
+    let note = audit::note(
+        "admin_change",
+        by,
+        &client.device,
+        page.auth.clock.now(),
+        detail,
+    );
     let actor = staff.actor.clone();
-    let device = client.device.clone();
-    let resource = entry.resource.name.clone();
-    let record_id = record_id.map(str::to_owned);
-    let change = change.to_owned();
-    let task = tokio::spawn(async move {
-        let engine = state
-            .engine()
-            .ok_or(WriteFailure::Refused(QueryError::NotFound))?;
-        let entry = engine
-            .catalog
-            .get(&resource)
-            .ok_or(WriteFailure::Refused(QueryError::NotFound))?;
-        let before = match (&record_id, changes) {
-            (Some(id), Changes::Update) => engine
-                .get(&actor, entry, id, &View::default())
-                .await
-                .map(Value::Object)
-                .unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        let result = write_as_api(&state, entry, actor.clone(), View::default(), call).await?;
-        let (before, after) = match changes {
-            Changes::Create | Changes::Update => (before, result.clone()),
-            Changes::Destroy => (result.clone(), Value::Null),
-        };
-        let id = record_id.unwrap_or_else(|| {
-            result
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        });
-        auth.audit(AuditEntry {
-            kind: "admin_change",
-            strategy: None,
-            success: true,
-            user_id: actor.id().map(|id| json!(id)),
-            device: &device,
-            detail: json!({
-                "resource": resource,
-                "record_id": id,
-                "change": change,
-                "before": before,
-                "after": after,
-            }),
-        })
-        .await;
-        Ok(result)
-    });
-    match task.await {
-        Ok(result) => result,
-        Err(e) => {
-            tracing::error!(error = %e, "an admin change's task failed");
-            Err(WriteFailure::Crashed)
-        }
-    }
+    write_as_api(&page.state, entry, actor, View::default(), call, Some(note)).await
 }

@@ -101,7 +101,11 @@ pub(super) async fn link(page: Page, client: Client, body: Bytes) -> Response {
     {
         return limited(&page, &email, refusal);
     }
-    match page.auth.request_magic_link(&email, &client.device).await {
+    match page
+        .auth
+        .request_magic_link(&email, &client.device, None)
+        .await
+    {
         Ok(requested) => link_sent(
             &page,
             StatusCode::OK,
@@ -348,19 +352,21 @@ fn signed_in(page: &Page, tokens: &Tokens, htmx: bool) -> Response {
 /// `POST /admin/sign_out`: ends this browser's session.
 pub(super) async fn sign_out(page: Page, client: Client) -> Response {
     if let Some(session) = page.session {
-        match page.auth.revoke(&[("id", Test::Eq(json!(session)))]).await {
-            Ok(_) => {
-                page.auth
-                    .audit(Entry {
-                        kind: "sign_out",
-                        strategy: None,
-                        success: true,
-                        user_id: page.actor.id().map(|id| json!(id)),
-                        device: &client.device,
-                        detail: json!({ "session_id": session, "admin": true }),
-                    })
-                    .await;
-            }
+        let revoked = page
+            .auth
+            .revoke(&[("id", Test::Eq(json!(session)))], |_| {
+                Some(Entry {
+                    kind: "sign_out",
+                    strategy: None,
+                    success: true,
+                    user_id: page.actor.id().map(|id| json!(id)),
+                    device: &client.device,
+                    detail: json!({ "session_id": session, "admin": true }),
+                })
+            })
+            .await;
+        match revoked {
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "could not sign an admin session out");
                 return page.message(

@@ -326,25 +326,19 @@ pub(super) async fn send_link(page: Page, client: Client, Path(id): Path<String>
         );
     }
     let email = user["email"].as_str().unwrap_or_default();
-    match page.auth.request_magic_link(email, &client.device).await {
-        Ok(requested) if requested.mail.is_some() => {
-            page.auth
-                .audit(Entry {
-                    kind: "sign_in_link_sent",
-                    strategy: Some("magic_link"),
-                    success: true,
-                    user_id: Some(json!(id)),
-                    device: &client.device,
-                    detail: json!({ "by": staff.actor.id() }),
-                })
-                .await;
-            page.message(
-                StatusCode::OK,
-                "Link sent",
-                &format!("A sign-in link is on its way to {email}."),
-                Some(&back(&id)),
-            )
-        }
+    // Audited, naming the admin, in the link's own transaction.
+    let by = json!(staff.actor.id());
+    match page
+        .auth
+        .request_magic_link(email, &client.device, Some(by))
+        .await
+    {
+        Ok(requested) if requested.mail.is_some() => page.message(
+            StatusCode::OK,
+            "Link sent",
+            &format!("A sign-in link is on its way to {email}."),
+            Some(&back(&id)),
+        ),
         Ok(_) => page.message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "No link sent",
@@ -375,12 +369,23 @@ pub(super) async fn revoke_session(
             Some(&back(&id)),
         );
     };
+    let tests = [
+        ("id", Test::Eq(json!(session))),
+        ("user_id", Test::Eq(json!(id))),
+    ];
+    // Audited in the revocation's own transaction, naming the admin.
     let revoked = page
         .auth
-        .revoke(&[
-            ("id", Test::Eq(json!(session))),
-            ("user_id", Test::Eq(json!(id))),
-        ])
+        .revoke(&tests, |revoked| {
+            (revoked > 0).then(|| Entry {
+                kind: "session_revoked",
+                strategy: None,
+                success: true,
+                user_id: Some(json!(id)),
+                device: &client.device,
+                detail: json!({ "session_id": session, "by": staff.actor.id() }),
+            })
+        })
         .await;
     match revoked {
         Ok(0) => page.message(
@@ -389,19 +394,7 @@ pub(super) async fn revoke_session(
             "That session is not live.",
             Some(&back(&id)),
         ),
-        Ok(_) => {
-            page.auth
-                .audit(Entry {
-                    kind: "session_revoked",
-                    strategy: None,
-                    success: true,
-                    user_id: Some(json!(id)),
-                    device: &client.device,
-                    detail: json!({ "session_id": session, "by": staff.actor.id() }),
-                })
-                .await;
-            Redirect::to(&back(&id)).into_response()
-        }
+        Ok(_) => Redirect::to(&back(&id)).into_response(),
         Err(e) => failed(&page, &id, e),
     }
 }

@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use kumo_db::query::AuditNote;
 use kumo_db::query::accounts::AccountsTx;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -110,6 +111,27 @@ pub async fn insert(
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The audit row a resource write adds in its own transaction (the
+/// admin's `admin_change`), made as [`insert`] makes the others: the IP
+/// truncated, the time from the auth layer's clock. The write adds
+/// `record_id`, `before` and `after` to `detail`.
+pub fn note(
+    kind: &str,
+    user_id: Option<String>,
+    device: &Device,
+    now: OffsetDateTime,
+    detail: serde_json::Map<String, Value>,
+) -> AuditNote {
+    AuditNote {
+        kind: kind.to_owned(),
+        user_id,
+        ip: device.ip.as_deref().map(truncate_ip),
+        user_agent: device.user_agent.clone(),
+        at: stamp(now),
+        detail,
     }
 }
 

@@ -336,7 +336,7 @@ async fn magic_link_request(
     auth.limit_account(&client, format!("email:{address}"))
         .await?;
     let requested = auth
-        .request_magic_link(&address, &client.device)
+        .request_magic_link(&address, &client.device, None)
         .await
         .map_err(query_error_response)?;
     Ok(Json(json!({
@@ -353,15 +353,40 @@ async fn magic_link_request(
 /// `POST /auth/magic_link/sign_in {token}` or `{email, code}`.
 impl Auth {
     /// Asks for a magic link for `address` (normalised): mails it when the
-    /// address may sign in, and audits the request. The same work and
-    /// answer whether or not it may, so the caller cannot tell.
+    /// address may sign in, and audits the request in the link's own
+    /// transaction. The same work and answer whether or not it may, so the
+    /// caller cannot tell. `by` is the staff member who sent it on the
+    /// user's behalf (the admin), audited as `sign_in_link_sent` in that
+    /// transaction too when a link was made to be mailed.
     pub(crate) async fn request_magic_link(
         &self,
         address: &str,
         device: &Device,
+        by: Option<Value>,
     ) -> Result<magic_link::Requested, QueryError> {
         let now = self.clock.now();
-        let requested = self.magic_links().request(address, now).await?;
+        let mut tx = self.accounts().begin().await?;
+        let requested = self.magic_links().request_in(&mut tx, address, now).await?;
+        let request = Entry {
+            kind: "magic_link_request",
+            strategy: Some("magic_link"),
+            success: true,
+            user_id: requested.user_id.clone(),
+            device,
+            detail: json!({ "email": address, "sent": requested.mail.is_some() }),
+        };
+        self.audit_in(&mut tx, &request).await?;
+        if let Some(by) = by
+            && requested.mail.is_some()
+        {
+            let sent = Entry {
+                kind: "sign_in_link_sent",
+                detail: json!({ "by": by }),
+                ..request
+            };
+            self.audit_in(&mut tx, &sent).await?;
+        }
+        tx.commit().await?;
         // Rendered either way, so the answer takes as long for an unknown
         // address; only sent when the address may sign in.
         let (token, code) = requested
@@ -384,15 +409,6 @@ impl Auth {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "could not render the magic-link email"),
         }
-        self.audit(Entry {
-            kind: "magic_link_request",
-            strategy: Some("magic_link"),
-            success: true,
-            user_id: requested.user_id.clone(),
-            device,
-            detail: json!({ "email": address, "sent": requested.mail.is_some() }),
-        })
-        .await;
         Ok(requested)
     }
 }
@@ -823,25 +839,26 @@ async fn revoke_session(
     let Some(Ok(session_id)) = link_token(session_id).map(|id| Uuid::parse_str(&id)) else {
         return Err(no_such("session"));
     };
+    let tests = [
+        ("id", Test::Eq(json!(session_id))),
+        ("user_id", Test::Eq(json!(user_id))),
+    ];
     let revoked = auth
-        .revoke(&[
-            ("id", Test::Eq(json!(session_id))),
-            ("user_id", Test::Eq(json!(user_id))),
-        ])
+        .revoke(&tests, |revoked| {
+            (revoked > 0).then(|| Entry {
+                kind: "session_revoked",
+                strategy: None,
+                success: true,
+                user_id: Some(json!(user_id)),
+                device: &client.device,
+                detail: json!({ "session_id": session_id }),
+            })
+        })
         .await
         .map_err(query_error_response)?;
     if revoked == 0 {
         return Err(no_such("session"));
     }
-    auth.audit(Entry {
-        kind: "session_revoked",
-        strategy: None,
-        success: true,
-        user_id: Some(json!(user_id)),
-        device: &client.device,
-        detail: json!({ "session_id": session_id }),
-    })
-    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -864,18 +881,18 @@ async fn sign_out(
             None,
         ));
     };
-    auth.revoke(&[("id", Test::Eq(json!(session_id)))])
-        .await
-        .map_err(query_error_response)?;
-    auth.audit(Entry {
-        kind: "sign_out",
-        strategy: None,
-        success: true,
-        user_id: Some(json!(user_id)),
-        device: &client.device,
-        detail: json!({ "session_id": session_id }),
+    auth.revoke(&[("id", Test::Eq(json!(session_id)))], |_| {
+        Some(Entry {
+            kind: "sign_out",
+            strategy: None,
+            success: true,
+            user_id: Some(json!(user_id)),
+            device: &client.device,
+            detail: json!({ "session_id": session_id }),
+        })
     })
-    .await;
+    .await
+    .map_err(query_error_response)?;
     let mut response = Json(json!({ "ok": true })).into_response();
     if let Ok(v) = HeaderValue::from_str(&auth.cleared_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -893,18 +910,18 @@ async fn sign_out_everywhere(
     auth.limit(&client, None).await?;
     let user_id = session_user(&actor)?;
     let revoked = auth
-        .revoke(&[("user_id", Test::Eq(json!(user_id)))])
+        .revoke(&[("user_id", Test::Eq(json!(user_id)))], |revoked| {
+            Some(Entry {
+                kind: "sign_out_everywhere",
+                strategy: None,
+                success: true,
+                user_id: Some(json!(user_id)),
+                device: &client.device,
+                detail: json!({ "sessions": revoked }),
+            })
+        })
         .await
         .map_err(query_error_response)?;
-    auth.audit(Entry {
-        kind: "sign_out_everywhere",
-        strategy: None,
-        success: true,
-        user_id: Some(json!(user_id)),
-        device: &client.device,
-        detail: json!({ "sessions": revoked }),
-    })
-    .await;
     let mut response = Json(json!({ "ok": true, "signed_out": revoked })).into_response();
     if let Ok(v) = HeaderValue::from_str(&auth.cleared_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, v);
@@ -1127,8 +1144,15 @@ async fn revoke_api_key(
 
 impl Auth {
     /// Revokes the live sessions that pass `tests`, on this node at once
-    /// and on the others within [`super::revocations::RELOAD_EVERY`].
-    pub async fn revoke(&self, tests: &[(&str, Test)]) -> Result<usize, QueryError> {
+    /// and on the others within [`super::revocations::RELOAD_EVERY`], with
+    /// the audit event `audit` makes of how many were revoked (if any) in
+    /// the same transaction: a revocation is never committed unaudited,
+    /// and one whose event cannot be written does not happen.
+    pub async fn revoke<'d>(
+        &self,
+        tests: &[(&str, Test)],
+        audit: impl FnOnce(usize) -> Option<Entry<'d>>,
+    ) -> Result<usize, QueryError> {
         let now = self.clock.now();
         let mut all = tests.to_vec();
         all.push(("revoked_at", Test::IsNull));
@@ -1141,6 +1165,9 @@ impl Auth {
                 &stamp(now),
             )
             .await?;
+        if let Some(entry) = audit(revoked.len()) {
+            self.audit_in(&mut tx, &entry).await?;
+        }
         tx.commit().await?;
         for row in &revoked {
             if let Some(id) = row["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()) {

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use kumo_db::query::accounts::{Set, Test};
 use kumo_db::sql::Dialect;
 use kumo_server::auth::clock::stamp;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::auth_support::{self, PUBLIC_URL, every_strategy, exchange, mailbox};
 use crate::both;
@@ -521,6 +521,19 @@ async fn htmx_and_the_stylesheet_are_served_from_the_binary() {
     api.cleanup().await;
 }
 
+/// Every `admin_change` row of the audit log, oldest first.
+async fn admin_changes(auth: &kumo_server::auth::Auth) -> Vec<kumo_db::query::Record> {
+    auth.accounts()
+        .read(
+            "audit_event",
+            &[("kind", Test::Eq(json!("admin_change")))],
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+}
+
 /// The URL a 303 sends the browser to.
 fn location(answer: &Answer) -> String {
     answer.headers[header::LOCATION]
@@ -673,11 +686,20 @@ both!(
             .map(|c| c["detail"]["change"].as_str().unwrap())
             .collect();
         assert_eq!(kinds, ["create", "update", "action:publish"], "{changes:?}");
+        let create = &changes[0];
+        assert_eq!(create["user_id"], json!(boss_id));
+        assert_eq!(create["detail"]["by"], json!(boss_id));
+        assert_eq!(create["detail"]["record_id"], json!(id));
+        assert_eq!(create["detail"]["before"], json!(null));
+        assert_eq!(create["detail"]["after"]["name"], "Robo");
         let update = &changes[1];
         assert_eq!(update["user_id"], json!(boss_id));
         assert_eq!(update["detail"]["before"]["name"], "Robo");
         assert_eq!(update["detail"]["after"]["name"], "Robo II");
         assert!(update["detail"]["after"].get("secret_note").is_none());
+        let publish = &changes[2];
+        assert_eq!(publish["detail"]["before"]["is_public"], false);
+        assert_eq!(publish["detail"]["after"]["is_public"], true);
 
         // Deleted behind a confirmation.
         let confirm = browser.get(&format!("{record_url}/delete")).await;
@@ -688,6 +710,15 @@ both!(
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         assert_eq!(browser.get(&record_url).await.status, StatusCode::NOT_FOUND);
+        let destroyed = admin_changes(&auth)
+            .await
+            .into_iter()
+            .find(|c| c["detail"]["change"] == "destroy")
+            .expect("the destroy is audited");
+        assert_eq!(destroyed["detail"]["record_id"], json!(id));
+        assert_eq!(destroyed["detail"]["before"]["name"], "Robo II");
+        assert!(destroyed["detail"]["before"].get("secret_note").is_none());
+        assert_eq!(destroyed["detail"]["after"], json!(null));
         api.cleanup().await;
     }
 );
@@ -735,6 +766,24 @@ both!(
         // And without the token, nothing at all.
         let r = boss.post(&record_url, &[("name", "x")], None).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        // A record that is not there, and a value the engine refuses.
+        let token = csrf_of(&boss.get(&record_url).await);
+        let r = boss
+            .post(
+                "/admin/r/avatars/0193a5a0-0000-7000-8000-000000000000",
+                &[("name", "x")],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        let r = boss
+            .post(&record_url, &[("polycount", "-1")], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        // None of the refused writes is in the audit log: only the create.
+        let changes = admin_changes(&auth).await;
+        let kinds: Vec<&Value> = changes.iter().map(|c| &c["detail"]["change"]).collect();
+        assert_eq!(kinds, [&json!("create")], "{changes:?}");
         api.cleanup().await;
     }
 );
@@ -788,6 +837,43 @@ both!(
         let token = csrf_of(&page);
         let tool = |name: &str| format!("/admin/users/{player_id}/{name}");
 
+        // Sign one device out: revoked and audited, naming the admin.
+        let session = auth
+            .accounts()
+            .read_one("session", &[("user_id", Test::Eq(json!(player_id)))])
+            .await
+            .unwrap()
+            .expect("the player's session");
+        let session_id = session["id"].as_str().unwrap().to_owned();
+        assert!(
+            html.contains(&format!("/sessions/{session_id}/revoke")),
+            "{html}"
+        );
+        let r = boss
+            .post(
+                &tool(&format!("sessions/{session_id}/revoke")),
+                &[],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let revoked = auth
+            .accounts()
+            .read_one("session", &[("id", Test::Eq(json!(session_id)))])
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!revoked["revoked_at"].is_null());
+        // Revoked already: not live, so nothing more is audited.
+        let r = boss
+            .post(
+                &tool(&format!("sessions/{session_id}/revoke")),
+                &[],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
         // Send a sign-in link: it is mailed.
         let r = boss.post(&tool("send_link"), &[], Some(&token)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -833,6 +919,8 @@ both!(
             .await
             .unwrap();
         for kind in [
+            "session_revoked",
+            "sign_in_link_sent",
             "email_confirmed",
             "user_locked",
             "user_unlocked",
@@ -844,8 +932,59 @@ both!(
                 .unwrap_or_else(|| panic!("no {kind} in {events:?}"));
             assert_eq!(event["detail"]["by"], json!(boss_id), "{kind}");
         }
+        let revocations: Vec<_> = events
+            .iter()
+            .filter(|e| e["kind"] == "session_revoked")
+            .collect();
+        assert_eq!(revocations.len(), 1, "{revocations:?}");
+        assert_eq!(revocations[0]["detail"]["session_id"], json!(session_id));
         let trail = boss.get(&page_url).await;
         assert!(trail.body.contains("role_changed"), "{}", trail.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    a_user_changed_through_the_generic_form_is_in_their_audit_trail,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        account(&api, &auth, "player@example.com", "user").await;
+        let (boss_id, player_id) = (
+            id_of(&auth, "boss@example.com").await,
+            id_of(&auth, "player@example.com").await,
+        );
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let page_url = format!("/admin/r/users/{player_id}");
+        let edit = boss.get(&format!("{page_url}/edit")).await;
+        assert_eq!(edit.status, StatusCode::OK, "{}", edit.body);
+        let token = csrf_of(&edit);
+        let r = boss
+            .post(&page_url, &[("role", "coordinator")], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+        // Filed under the player, naming the admin, with the role before
+        // and after and no password hash.
+        let changes = admin_changes(&auth).await;
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let change = &changes[0];
+        assert_eq!(change["user_id"], json!(player_id));
+        assert_eq!(change["detail"]["by"], json!(boss_id));
+        assert_eq!(change["detail"]["resource"], "user");
+        assert_eq!(change["detail"]["before"]["role"], "user");
+        assert_eq!(change["detail"]["after"]["role"], "coordinator");
+        assert!(change["detail"]["after"].get("password_hash").is_none());
+        // So the player's page shows it in their trail.
+        let page = boss.get(&page_url).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let trail_at = page.body.find("Audit trail").expect("a trail");
+        assert!(
+            page.body[trail_at..].contains("admin_change"),
+            "{}",
+            page.body
+        );
         api.cleanup().await;
     }
 );
