@@ -165,6 +165,20 @@ async function scenario(browser) {
   equal((await avatarsRow.locator("td.number").textContent()).trim(), "120", "the dashboard counts 120 avatars");
   await screenshot(page, "dashboard");
 
+  // ---- the dev mailbox, linked from the admin while the adapter is `dev`.
+  await page.click('a[href="/dev/mailbox"]');
+  equal(
+    (await page.locator("h1").first().textContent()).trim(),
+    "Development mailbox",
+    "the Mailbox link opens the dev mailbox",
+  );
+  check(
+    (await page.locator("body").textContent()).includes(adminEmail),
+    "the mailbox shows the sign-in mail sent to the admin",
+  );
+  await screenshot(page, "mailbox");
+  await page.goto(`${base}/admin`);
+
   // ---- a list: pages of 50, then the last 20.
   await page.click('nav[aria-label=Resources] a[href="/admin/r/avatars"]');
   equal(await heading(page), "Avatars", "the avatars list");

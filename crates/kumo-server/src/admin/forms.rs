@@ -170,10 +170,13 @@ async fn choices(page: &Page, staff: &Staff, target: &str, search: Option<&str>)
     }
 }
 
-/// `GET /admin/r/{plural}/choices?<any>=<text>`: the `<option>`s of a
-/// `belongs_to` field's list, for what is typed so far (htmx swaps them in
-/// as the person types). The value of whichever parameter comes is the
-/// text, since htmx names it after the field.
+/// The checkbox a destroy action's form must have ticked (`yes`).
+const CONFIRM: &str = "_confirm";
+
+/// `GET /admin/r/{plural}/choices?field=<name>&<name>=<text>`: the
+/// `<option>`s of a `belongs_to` field's list, for what is typed so far
+/// (htmx swaps them in as the person types). htmx sends the input under
+/// its own name, which `field` gives; without it, the first choices.
 pub(super) async fn choices_page(
     page: Page,
     Path(plural): Path<String>,
@@ -191,9 +194,15 @@ pub(super) async fn choices_page(
     else {
         return views::no_such_resource(&page);
     };
-    let typed = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .map(|(_, v)| v.into_owned())
-        .find(|v| !v.trim().is_empty());
+    let query = query.unwrap_or_default();
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let typed = param("field")
+        .filter(|field| field != "field")
+        .and_then(|field| param(&field));
     let options: String = choices(&page, &staff, &target, typed.as_deref())
         .await
         .iter()
@@ -740,6 +749,18 @@ pub(super) async fn run_action(
         return views::no_such_resource(&page);
     };
     let back = format!("/admin/r/{plural}/{id}");
+    // A destroy action deletes the record: its form asks first, as the
+    // Delete button's page does, and so does the server.
+    if action.kind == ActionKind::Destroy && form.get(CONFIRM).map(String::as_str) != Some("yes") {
+        let errors = FieldErrors::from([(
+            "confirmation".to_owned(),
+            vec![format!(
+                "tick \"Yes, delete this {}\" to run an action that deletes it",
+                entry.resource.name.replace('_', " ")
+            )],
+        )]);
+        return action_refused(&page, &back, &errors);
+    }
     let values = match body_of(entry, Some(&action.accept), &form) {
         Ok(values) => values,
         Err(errors) => return action_refused(&page, &back, &errors),

@@ -31,7 +31,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use kumo_core::actor::{Actor, Role};
 use minijinja::Environment;
 use serde_json::{Value, json};
@@ -82,8 +82,20 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
             "/admin/users/{id}/sessions/{session}/revoke",
             post(users::revoke_session),
         )
+        // The admin answers its own unknown addresses with a page, not the
+        // API's JSON 404.
+        .route("/admin/", get(|| async { Redirect::permanent("/admin") }))
+        .route("/admin/{*rest}", any(no_such_page))
         .route_layer(middleware::from_fn_with_state(state, csrf_guard))
         .layer(middleware::from_fn(security_headers))
+}
+
+async fn no_such_page() -> Response {
+    plain_page(
+        StatusCode::NOT_FOUND,
+        "No such page",
+        "The admin has no page at this address.",
+    )
 }
 
 /// The largest form body an admin request sends.
@@ -136,6 +148,20 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 async fn security_headers(request: Request, next: Next) -> Response {
     let asset = request.uri().path().starts_with("/admin/assets/");
     let mut response = next.run(request).await;
+    // axum refuses a path it cannot decode (a segment that is not UTF-8)
+    // before any handler runs, in plain text; the admin's pages are HTML,
+    // so a plain-text 400 can only be that.
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if response.status() == StatusCode::BAD_REQUEST && plain_text {
+        response = plain_page(
+            StatusCode::BAD_REQUEST,
+            "Not an admin address",
+            "A part of this address is not valid text, so the admin cannot read it.",
+        );
+    }
     let headers = response.headers_mut();
     headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));

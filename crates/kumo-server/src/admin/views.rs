@@ -398,7 +398,20 @@ pub(super) async fn record(
                     "link": format!("/admin/r/{}?filter[{via}_id]={id}", target.resource.plural),
                 }))
             }
-            _ => None,
+            // The join resource's rows that point here, each naming the
+            // record on the other side.
+            RelationshipKind::ManyToMany { through, .. } => {
+                let join = engine.catalog.get(through)?;
+                let back = join.resource.relationships.iter().find(|j| {
+                    matches!(&j.kind, RelationshipKind::BelongsTo { target, .. } if *target == entry.resource.name)
+                })?;
+                Some(json!({
+                    "name": r.name,
+                    "label": label(join),
+                    "link": format!("/admin/r/{}?filter[{}_id]={id}", join.resource.plural, back.name),
+                }))
+            }
+            RelationshipKind::BelongsTo { .. } => None,
         })
         .collect();
     let title = title_of(&record, entry);

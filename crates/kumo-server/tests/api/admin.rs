@@ -1040,6 +1040,83 @@ both!(
 );
 
 both!(
+    coordinators_manage_no_accounts_when_the_project_says_so,
+    |dialect| async move {
+        let settings = kumo_server::auth::Settings {
+            coordinators_manage_users: false,
+            ..every_strategy(false)
+        };
+        let (api, auth) = auth_support::serving(dialect, settings, SECRET).await;
+        account(&api, &auth, "coord@example.com", "coordinator").await;
+        account(&api, &auth, "player@example.com", "user").await;
+        let player_id = id_of(&auth, "player@example.com").await;
+        let mut coordinator = Browser::new(&api);
+        signed_in(&mut coordinator, "coord@example.com").await;
+        // The player's page still reads, without the account's tools.
+        let page = coordinator
+            .get(&format!("/admin/r/users/{player_id}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(!decoded(&page.body).contains("/lock\""), "{}", page.body);
+        let token = csrf_of(&page);
+        for tool in ["lock", "confirm", "send_link"] {
+            let r = coordinator
+                .post(
+                    &format!("/admin/users/{player_id}/{tool}"),
+                    &[],
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{tool}: {}", r.body);
+        }
+        let player = auth
+            .accounts()
+            .read_one("user", &[("id", Test::Eq(json!(player_id)))])
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(player["locked_at"].is_null());
+        api.cleanup().await;
+    }
+);
+
+both!(
+    the_dashboard_warns_of_migrations_not_applied,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let dashboard = boss.get("/admin").await;
+        assert!(
+            !dashboard.body.contains("role=\"alert\""),
+            "{}",
+            dashboard.body
+        );
+        // As if the project had gained a migration this database lacks.
+        let forget = "DELETE FROM kumo_migrations";
+        match &api.db {
+            kumo_db::db::Database::Postgres(pool) => {
+                sqlx::raw_sql(forget).execute(pool).await.map(|_| ())
+            }
+            kumo_db::db::Database::Sqlite(pool) => {
+                sqlx::raw_sql(forget).execute(pool).await.map(|_| ())
+            }
+        }
+        .expect("forget the migrations");
+        let dashboard = boss.get("/admin").await;
+        assert!(
+            dashboard
+                .body
+                .contains("migration(s) not applied: run `kumo migrate`."),
+            "{}",
+            dashboard.body
+        );
+        api.cleanup().await;
+    }
+);
+
+both!(
     lists_filter_by_type_search_text_page_and_export_csv,
     |dialect| async move {
         let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
@@ -1289,6 +1366,10 @@ description = "A pinned note"
 accept = ["text", "author"]
 set = { pinned = true }
 policy = "actor.id == record.author_id"
+
+[actions.discard]
+type = "destroy"
+policy = "actor.id == record.author_id"
 "#;
 
 /// A resource whose titles are marked for search and whose bodies are not.
@@ -1355,6 +1436,102 @@ both!(
     }
 );
 
+const SHELF: &str = r#"
+[resource]
+name = "shelf"
+plural = "shelves"
+
+[attributes]
+title = { type = "string", required = true }
+
+[relationships]
+books = { has_many = "book" }
+labels = { many_to_many = "label", through = "shelf_label" }
+
+[policies]
+read = "true"
+create = "true"
+"#;
+
+const BOOK: &str = r#"
+[resource]
+name = "book"
+
+[attributes]
+title = { type = "string", required = true }
+
+[relationships]
+shelf = { belongs_to = "shelf", required = true }
+
+[policies]
+read = "true"
+"#;
+
+const LABEL: &str = r#"
+[resource]
+name = "label"
+
+[attributes]
+text = { type = "string", required = true }
+
+[policies]
+read = "true"
+"#;
+
+const SHELF_LABEL: &str = r#"
+[resource]
+name = "shelf_label"
+
+[relationships]
+shelf = { belongs_to = "shelf", required = true }
+label = { belongs_to = "label", required = true }
+
+[policies]
+read = "true"
+"#;
+
+both!(
+    a_record_page_links_its_has_many_and_many_to_many_records,
+    |dialect| async move {
+        let mut api = TestApi::new(
+            dialect,
+            &[
+                ("shelf", SHELF),
+                ("book", BOOK),
+                ("label", LABEL),
+                ("shelf_label", SHELF_LABEL),
+            ],
+        )
+        .await;
+        let auth = api.sign_ins(
+            every_strategy(false),
+            SECRET,
+            kumo_server::auth::clock::Clock::manual(time::macros::datetime!(2026-11-22 12:00 UTC)),
+        );
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let mut browser = Browser::new(&api);
+        signed_in(&mut browser, "boss@example.com").await;
+        let r = api
+            .send(
+                "POST",
+                "/api/shelves",
+                None,
+                Some(json!({ "title": "Top" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let id = r.id();
+        let page = decoded(&browser.get(&format!("/admin/r/shelves/{id}")).await.body);
+        for link in [
+            format!("/admin/r/books?filter[shelf_id]={id}"),
+            format!("/admin/r/shelf_labels?filter[shelf_id]={id}"),
+        ] {
+            assert!(page.contains(&link), "{link} in {page}");
+        }
+        api.cleanup().await;
+    }
+);
+
 both!(
     a_create_action_runs_from_the_list_page,
     |dialect| async move {
@@ -1399,6 +1576,28 @@ both!(
         assert!(record.body.contains("hello"), "{}", record.body);
         let notes = api.send("GET", "/api/notes", None, None).await;
         assert_eq!(notes.data()[0]["pinned"], true, "{}", notes.body);
+
+        // A destroy action asks first, in its form and on the server.
+        let record_url = location(&r).trim_end_matches("?done=created").to_owned();
+        let record = browser.get(&record_url).await;
+        assert!(
+            record
+                .body
+                .contains("name=\"_confirm\" value=\"yes\" required")
+                && record.body.contains("Yes, delete this note"),
+            "{}",
+            record.body
+        );
+        let discard = format!("{record_url}/actions/discard");
+        let r = browser.post(&discard, &[], Some(&token)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("Yes, delete this note"), "{}", r.body);
+        assert_eq!(browser.get(&record_url).await.status, StatusCode::OK);
+        let r = browser
+            .post(&discard, &[("_confirm", "yes")], Some(&token))
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(browser.get(&record_url).await.status, StatusCode::NOT_FOUND);
         api.cleanup().await;
     }
 );
@@ -1414,12 +1613,14 @@ both!(
         signed_in(&mut browser, "boss@example.com").await;
         let form = browser.get("/admin/r/avatars/new").await;
         assert!(
-            decoded(&form.body).contains("hx-get=\"/admin/r/users/choices\""),
+            decoded(&form.body).contains("hx-get=\"/admin/r/users/choices?field=uploader_id\""),
             "{}",
             form.body
         );
-        // Named as the field, in any case; or by id.
-        let r = browser.get("/admin/r/users/choices?uploader_id=ZED").await;
+        // The text comes under the field's name, in any case; or an id.
+        let r = browser
+            .get("/admin/r/users/choices?field=uploader_id&uploader_id=ZED")
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert!(
             r.body.contains("zed@example.com") && !r.body.contains("boss@"),
@@ -1427,10 +1628,21 @@ both!(
             r.body
         );
         let r = browser
-            .get(&format!("/admin/r/users/choices?uploader_id={zed_id}"))
+            .get(&format!(
+                "/admin/r/users/choices?field=uploader_id&uploader_id={zed_id}"
+            ))
             .await;
         assert!(
             r.body.contains(&zed_id) && !r.body.contains("boss@"),
+            "{}",
+            r.body
+        );
+        // Other parameters are not the search: the first choices, both.
+        let r = browser
+            .get("/admin/r/users/choices?field=uploader_id&other=ZED")
+            .await;
+        assert!(
+            r.body.contains("zed@example.com") && r.body.contains("boss@"),
             "{}",
             r.body
         );
@@ -1526,6 +1738,38 @@ both!(
             .get(&format!("/admin/r/avatars/export?as={boss_id}"))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    unknown_and_unreadable_admin_addresses_get_an_admin_page,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let r = boss.get("/admin/").await;
+        assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(location(&r), "/admin");
+        for path in ["/admin/nowhere", "/admin/r/avatars/a/b/c/d"] {
+            let r = boss.get(path).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+            assert_secure_page(&r);
+            assert!(r.body.contains("No such page"), "{path}: {}", r.body);
+        }
+        // A segment that is not UTF-8: axum refuses it before any handler;
+        // the admin says so in a page of its own.
+        for path in ["/admin/r/%FF", "/admin/r/avatars/%C3%28"] {
+            let r = boss.get(path).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
+            assert_secure_page(&r);
+            assert!(
+                r.body.contains("Not an admin address"),
+                "{path}: {}",
+                r.body
+            );
+        }
         api.cleanup().await;
     }
 );
