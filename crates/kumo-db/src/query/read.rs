@@ -111,7 +111,6 @@ impl Engine {
         req: &ListRequest,
     ) -> Result<ListPage, QueryError> {
         let actor = &actor.value();
-        let dialect = self.db.dialect();
         let ListQuery {
             sql,
             filter,
@@ -119,7 +118,16 @@ impl Engine {
             scope,
         } = self.list_query(actor, entry, req)?;
         let fields = public(entry);
-        let mut rows = self.reader().fetch_records(&sql, &fields).await?;
+        // The page's rows and its total are independent reads: run side
+        // by side, a page with a total costs the slower of the two, not
+        // their sum.
+        let mut reader = self.reader();
+        let (rows, total) = tokio::join!(
+            reader.fetch_records(&sql, &fields),
+            self.total(entry, &filter, req),
+        );
+        let mut rows = rows?;
+        let total = total?;
         let more = rows.len() > req.size;
         rows.truncate(req.size);
         if backwards {
@@ -142,34 +150,6 @@ impl Engine {
         let next = rows.last().filter(|_| has_next).map(cursor);
         let prev = rows.first().filter(|_| has_prev).map(cursor);
 
-        let total = if req.count {
-            let mut sql = Sql::new(dialect);
-            match req.count_limit {
-                // Counting stops one past the limit: a big table's total
-                // costs no more than reading that many rows.
-                Some(_) => sql.push(&format!(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM {} {ROW} WHERE ",
-                    ident(&entry.table)
-                )),
-                None => sql.push(&format!(
-                    "SELECT COUNT(*) FROM {} {ROW} WHERE ",
-                    ident(&entry.table)
-                )),
-            };
-            Renderer::new(ROW).render(&filter, &mut sql);
-            if let Some(limit) = req.count_limit {
-                sql.push(&format!(
-                    " LIMIT {}) AS kumo_counted",
-                    limit.saturating_add(1)
-                ));
-            }
-            match req.count_time_limit {
-                Some(limit) => self.count_within(&sql, limit).await?,
-                None => self.reader().fetch_integers(&sql).await?.first().copied(),
-            }
-        } else {
-            None
-        };
         self.include(&mut self.reader(), actor, entry, &mut rows, &req.view)
             .await?;
         let data = rows.into_iter().map(|r| shape(r, &req.view)).collect();
@@ -179,6 +159,43 @@ impl Engine {
             prev,
             total,
         })
+    }
+
+    /// The list's total when `req` asks for one: every row `filter`
+    /// selects, or only up to `count_limit` and within `count_time_limit`.
+    async fn total(
+        &self,
+        entry: &Entry,
+        filter: &Cond,
+        req: &ListRequest,
+    ) -> Result<Option<i64>, QueryError> {
+        if !req.count {
+            return Ok(None);
+        }
+        let mut sql = Sql::new(self.db.dialect());
+        match req.count_limit {
+            // Counting stops one past the limit: a big table's total
+            // costs no more than reading that many rows.
+            Some(_) => sql.push(&format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {} {ROW} WHERE ",
+                ident(&entry.table)
+            )),
+            None => sql.push(&format!(
+                "SELECT COUNT(*) FROM {} {ROW} WHERE ",
+                ident(&entry.table)
+            )),
+        };
+        Renderer::new(ROW).render(filter, &mut sql);
+        if let Some(limit) = req.count_limit {
+            sql.push(&format!(
+                " LIMIT {}) AS kumo_counted",
+                limit.saturating_add(1)
+            ));
+        }
+        match req.count_time_limit {
+            Some(limit) => self.count_within(&sql, limit).await,
+            None => Ok(self.reader().fetch_integers(&sql).await?.first().copied()),
+        }
     }
 
     /// A count that gives up after `limit`: `None` then. PostgreSQL
