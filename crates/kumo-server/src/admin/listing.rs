@@ -245,10 +245,36 @@ pub(super) async fn export(
         .filter(|f| f.is_public())
         .map(|f| f.name.clone())
         .collect();
-    let mut header = String::new();
-    push_row(&mut header, columns.iter().map(String::as_str));
-    let pages = export_pages(page.state.clone(), staff.actor.clone(), entry, req, columns);
-    let body = futures_util::stream::once(async { Ok(header.into_bytes()) }).chain(pages);
+    // The first page is read before answering, so a database that cannot
+    // be read gets a page saying so rather than a broken download.
+    let mut req = req;
+    let first = match engine.list(&staff.actor, entry, &req).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::error!(error = %e, "an admin export failed");
+            return page.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not exported",
+                "The records could not be read; try again in a moment.",
+                Some(&format!("/admin/r/{plural}")),
+            );
+        }
+    };
+    let mut head = String::new();
+    push_row(&mut head, columns.iter().map(String::as_str));
+    push_records(&mut head, &columns, &first.data);
+    let rest = first.next.map(|cursor| {
+        req.position = Position::After(cursor);
+        req
+    });
+    let pages = export_pages(
+        page.state.clone(),
+        staff.actor.clone(),
+        entry,
+        rest,
+        columns,
+    );
+    let body = futures_util::stream::once(async { Ok(head.into_bytes()) }).chain(pages);
     let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -263,19 +289,19 @@ pub(super) async fn export(
     page.with_cookie(response)
 }
 
-/// The CSV rows of every page `req` selects, read one page at a time as
-/// the response is sent: a million-row export holds one page in memory,
-/// not the file. A page that cannot be read ends the body with an error,
-/// so the download fails instead of looking complete.
+/// The CSV rows of every page from `req` on (none when `None`), read one
+/// page at a time as the response is sent: a million-row export holds
+/// one page in memory, not the file. A page that cannot be read ends the
+/// body with an error, so the download fails instead of looking complete.
 fn export_pages(
     state: crate::AppState,
     actor: kumo_core::actor::Actor,
     entry: &Entry,
-    req: ListRequest,
+    req: Option<ListRequest>,
     columns: Vec<String>,
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
     let resource = entry.resource.name.clone();
-    futures_util::stream::unfold(Some(req), move |next| {
+    futures_util::stream::unfold(req, move |next| {
         let (state, actor, resource, columns) = (
             state.clone(),
             actor.clone(),
@@ -296,13 +322,7 @@ fn export_pages(
                 }
             };
             let mut csv = String::new();
-            for record in &listed.data {
-                let cells: Vec<String> = columns
-                    .iter()
-                    .map(|c| cell(record.get(c).unwrap_or(&Value::Null)))
-                    .collect();
-                push_row(&mut csv, cells.iter().map(String::as_str));
-            }
+            push_records(&mut csv, &columns, &listed.data);
             let next = listed.next.map(|cursor| {
                 req.position = Position::After(cursor);
                 req
@@ -310,6 +330,17 @@ fn export_pages(
             Some((Ok(csv.into_bytes()), next))
         }
     })
+}
+
+/// A CSV line per record, its `columns` in order.
+fn push_records(csv: &mut String, columns: &[String], records: &[kumo_db::query::Record]) {
+    for record in records {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| cell(record.get(c).unwrap_or(&Value::Null)))
+            .collect();
+        push_row(csv, cells.iter().map(String::as_str));
+    }
 }
 
 /// A value as a CSV cell: numbers and other values as JSON; text as it

@@ -1261,6 +1261,50 @@ both!(
 );
 
 both!(
+    an_export_streams_every_page_of_a_long_list,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let boss = auth
+            .accounts()
+            .read_one("user", &[("email", Test::Eq(json!("boss@example.com")))])
+            .await
+            .unwrap()
+            .unwrap();
+        let boss_id = boss["id"].as_str().unwrap().to_owned();
+        // 600 avatars: the export reads them 250 at a time.
+        let engine = api.state.engine().unwrap();
+        let entry = engine.catalog.by_plural("avatars").unwrap();
+        let avatars: Vec<serde_json::Value> = (0..600)
+            .map(|i| json!({ "name": format!("Many {i:03}"), "uploader_id": boss_id }))
+            .collect();
+        engine
+            .create(
+                &kumo_core::actor::Actor::user(boss.clone()),
+                entry,
+                &serde_json::Value::Array(avatars),
+                &kumo_db::query::View::default(),
+            )
+            .await
+            .unwrap();
+        let mut browser = Browser::new(&api);
+        signed_in(&mut browser, "boss@example.com").await;
+        let csv = browser.get("/admin/r/avatars/export?sort=name").await;
+        assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+        let lines: Vec<&str> = csv.body.lines().collect();
+        assert_eq!(lines.len(), 601, "a header and 600 rows");
+        // In order, each once.
+        let names: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| l.split(',').nth(1).unwrap())
+            .collect();
+        let expected: Vec<String> = (0..600).map(|i| format!("Many {i:03}")).collect();
+        assert_eq!(names, expected);
+        api.cleanup().await;
+    }
+);
+
+both!(
     view_as_reads_through_another_users_policies_read_only,
     |dialect| async move {
         let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
