@@ -231,6 +231,9 @@ pub(super) async fn list(
     };
     let columns = list_columns(entry);
     let sorted_by = sort_of(&query);
+    let small = listed
+        .total
+        .is_some_and(|n| n as u64 <= super::listing::COUNT_LIMIT);
     let column_values: Vec<Value> = columns
         .iter()
         .map(|f| {
@@ -241,10 +244,12 @@ pub(super) async fn list(
                 }
                 _ => (None, f.name.clone()),
             };
-            // Sorting by a column no index starts with sorts the whole
-            // table for each page: offered only where an index serves it
-            // (a URL may still ask; the API's own rules apply).
-            let link = (sorted.is_some() || entry.indexed(&f.name)).then(|| {
+            // Sorting by a column no index starts with sorts every row the
+            // list selects, for each page: offered where an index serves
+            // it, or where the list is small enough (counted, at most
+            // 10,000 rows) that sorting it costs little. A URL may still
+            // ask for any sort; the API's own rules apply.
+            let link = (sorted.is_some() || small || entry.indexed(&f.name)).then(|| {
                 format!(
                     "/admin/r/{plural}?{}",
                     with(

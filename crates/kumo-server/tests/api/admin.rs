@@ -1160,13 +1160,11 @@ both!(
         assert_eq!(list.status, StatusCode::OK, "{}", list.body);
         assert_secure_page(&list);
         assert!(list.body.contains("60 in all"), "{}", list.body);
-        // Columns link a sort only where an index serves it, and the
-        // column sorted by now, to reverse it: `name` and `rating` have no
-        // index of their own.
+        // A list this small links a sort on every column (the one sorted
+        // by now reverses).
         let html = decoded(&list.body);
-        assert!(html.contains("?sort=-polycount\""), "{html}");
-        for unlinked in ["?sort=name\"", "?sort=rating\""] {
-            assert!(!html.contains(unlinked), "{unlinked} in {html}");
+        for link in ["?sort=-polycount\"", "?sort=name\"", "?sort=rating\""] {
+            assert!(html.contains(link), "{link} in {html}");
         }
         // The form says which filters and searches no index serves.
         for hint in [
@@ -1467,9 +1465,32 @@ both!(
             dialect == Dialect::Sqlite,
             "{found}"
         );
-        // An index serves a sort by `rank`; a search index serves none.
-        assert!(found.contains("?q=HELLO&sort=rank\""), "{found}");
-        assert!(!found.contains("sort=title"), "{found}");
+        // Past 10,000 rows, a column offers a sort only where an index
+        // serves it: `rank` has one; `title`'s search index serves no
+        // sort; `body` has none.
+        let fill = match dialect {
+            Dialect::Postgres => "INSERT INTO posts (id, title, body)
+                SELECT md5(i::text)::uuid, 'Filler ' || i, 'text' FROM generate_series(1, 10001) AS i",
+            Dialect::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10001)
+                INSERT INTO posts (id, title, body)
+                SELECT printf('%08x-0000-4000-8000-%012x', i, i), 'Filler ' || i, 'text' FROM n",
+        };
+        match &api.db {
+            kumo_db::db::Database::Postgres(pool) => {
+                sqlx::raw_sql(fill).execute(pool).await.map(|_| ())
+            }
+            kumo_db::db::Database::Sqlite(pool) => {
+                sqlx::raw_sql(fill).execute(pool).await.map(|_| ())
+            }
+        }
+        .expect("fill");
+        let big = decoded(&browser.get("/admin/r/posts").await.body);
+        assert!(big.contains("more than 10,000 in all"), "{big}");
+        assert!(big.contains("?sort=rank\""), "{big}");
+        assert!(
+            !big.contains("sort=title") && !big.contains("sort=body"),
+            "{big}"
+        );
         // A `contains` filter on a marked field is served by its index.
         assert_eq!(
             found.contains("title contains <small>(no index)"),
