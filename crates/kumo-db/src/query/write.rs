@@ -259,6 +259,11 @@ impl<'e> Writes<'e> {
     }
 }
 
+/// How many of the rows a destroy's `on_delete` rules deleted or changed
+/// its audit row names (it counts them all): a user with a million
+/// records makes no million-entry row.
+pub const AUDITED_CASCADES: usize = 100;
+
 /// A record as its audit row keeps it: its own fields, public ones only
 /// (a write's records never hold sensitive fields, and included
 /// relationships are the caller's view, not the change).
@@ -501,7 +506,7 @@ impl Engine {
             c.record = readable.next().unwrap_or_default();
         }
         for c in &written {
-            self.audit(&mut tx, audit, entry, None, Some(&c.record))
+            self.audit(&mut tx, audit, entry, None, Some(&c.record), &[])
                 .await?;
         }
         tx.commit().await?;
@@ -704,8 +709,15 @@ impl Engine {
         }
         // `stored` was read under the row's lock (`FOR UPDATE`; SQLite's
         // write lock), so it is the record this write changed.
-        self.audit(&mut tx, audit, entry, Some(&stored.record), rows.first())
-            .await?;
+        self.audit(
+            &mut tx,
+            audit,
+            entry,
+            Some(&stored.record),
+            rows.first(),
+            &[],
+        )
+        .await?;
         tx.commit().await?;
         let record = rows.pop().unwrap_or_default();
         // The whole record, even when this actor may no longer read it.
@@ -815,7 +827,7 @@ impl Engine {
             .await
             .map_err(|e| constraint_error(entry, e, true))?;
         let consequences = self.settle(&mut tx.exec(), fallout).await?;
-        self.audit(&mut tx, audit, entry, rows.first(), None)
+        self.audit(&mut tx, audit, entry, rows.first(), None, &consequences)
             .await?;
         tx.commit().await?;
         let record = rows.pop().unwrap_or_default();
@@ -847,7 +859,10 @@ impl Engine {
     /// Adds `note`'s audit row for one record a write changed, in the
     /// write's transaction (see [`AuditNote`]); nothing without a note. A
     /// failure is the write's: it rolls back, and one the database may
-    /// clear (a deadlock) runs the whole write again, row included.
+    /// clear (a deadlock) runs the whole write again, row included. A
+    /// destroy's row also names what its `on_delete` rules deleted or
+    /// changed (`cascaded`: resource, id and change, the first
+    /// [`AUDITED_CASCADES`], and `cascaded_count`, all of them).
     async fn audit(
         &self,
         tx: &mut Tx,
@@ -855,6 +870,7 @@ impl Engine {
         entry: &Entry,
         before: Option<&Record>,
         after: Option<&Record>,
+        cascaded: &[super::cascade::Consequence<'_>],
     ) -> Result<(), QueryError> {
         let Some(note) = note else {
             return Ok(());
@@ -879,6 +895,21 @@ impl Engine {
         detail.insert("record_id".into(), record_id);
         detail.insert("before".into(), audited(entry, before));
         detail.insert("after".into(), audited(entry, after));
+        if !cascaded.is_empty() {
+            let named: Vec<Value> = cascaded
+                .iter()
+                .take(AUDITED_CASCADES)
+                .map(|c| {
+                    serde_json::json!({
+                        "resource": c.entry.resource.name,
+                        "record_id": c.record.get("id"),
+                        "change": c.action.as_str(),
+                    })
+                })
+                .collect();
+            detail.insert("cascaded".into(), Value::Array(named));
+            detail.insert("cascaded_count".into(), Value::from(cascaded.len()));
+        }
         let values = [
             ("kind", Value::String(note.kind.clone())),
             ("outcome", Value::String("success".into())),

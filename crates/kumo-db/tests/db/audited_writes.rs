@@ -46,6 +46,21 @@ type = "destroy"
 policy = "actor.role == 'admin'"
 "#;
 
+/// Deleted with its owner: a destroy's audit row names what it took.
+const MEMO: &str = r#"[resource]
+name = "memo"
+
+[attributes]
+text = { type = "string", required = true }
+
+[relationships]
+owner = { belongs_to = "user", required = true, on_delete = "cascade" }
+
+[policies]
+read = "actor.role == 'admin'"
+create = "actor.role == 'admin'"
+"#;
+
 const AT: &str = "2026-11-22T08:00:00.000Z";
 
 macro_rules! on_both {
@@ -69,7 +84,10 @@ macro_rules! on_both {
 /// A migrated database with tickets and the account resources, an engine
 /// over it, and an admin whose user row exists (an audit row names them).
 async fn setup(dialect: Dialect) -> (TestDb, Engine, Actor) {
-    let files = vec![(PathBuf::from("resources/ticket.toml"), TICKET.to_owned())];
+    let files = vec![
+        (PathBuf::from("resources/ticket.toml"), TICKET.to_owned()),
+        (PathBuf::from("resources/memo.toml"), MEMO.to_owned()),
+    ];
     let schema = load_schema(files, true).unwrap_or_else(|d| panic!("{d}"));
     let migration = Plan::new(Vec::new(), &schema).migration("20260101000000_initial".into());
     let t = TestDb::new(dialect).await;
@@ -337,7 +355,23 @@ async fn a_change_to_a_user_is_filed_under_that_user(dialect: Dialect) {
         "{row:?}"
     );
 
-    // Gone, the user can hold no row: it is filed under who deleted them.
+    // Gone, the user can hold no row: it is filed under who deleted them,
+    // naming what went with them.
+    let memos = engine.catalog.get("memo").unwrap();
+    let made = engine
+        .create(
+            &boss,
+            memos,
+            &json!([
+                { "text": "one", "owner_id": player_id },
+                { "text": "two", "owner_id": player_id },
+            ]),
+            &view,
+        )
+        .await
+        .unwrap();
+    let memo_ids: std::collections::BTreeSet<String> =
+        made.as_array().unwrap().iter().map(id_of).collect();
     let note_destroy = note(&boss, "destroy");
     engine
         .writes(Some(&note_destroy))
@@ -347,6 +381,23 @@ async fn a_change_to_a_user_is_filed_under_that_user(dialect: Dialect) {
     let row = row_for(&engine, &player_id, "destroy").await;
     assert_eq!(row["user_id"], json!(boss_id));
     assert_eq!(row["detail"]["before"]["email"], "player@example.com");
+    // The two memos deleted, and the player's own earlier audit row,
+    // whose user the database set to null.
+    assert_eq!(row["detail"]["cascaded_count"], 3, "{row:?}");
+    let cascaded = row["detail"]["cascaded"].as_array().expect("cascaded");
+    let named = |resource: &str, change: &str| -> std::collections::BTreeSet<String> {
+        cascaded
+            .iter()
+            .filter(|c| c["resource"] == resource && c["change"] == change)
+            .map(|c| c["record_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(named("memo", "destroy"), memo_ids);
+    let update_row = row_for(&engine, &player_id, "update").await;
+    assert_eq!(
+        named("audit_event", "update"),
+        std::collections::BTreeSet::from([id_of(&Value::Object(update_row))])
+    );
     t.cleanup().await;
 }
 
