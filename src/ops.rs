@@ -620,6 +620,9 @@ async fn serve(project: &Project, target: &Target, addr: &str, started: Instant)
             "\n  auth:   http://{local}/auth/… ({})",
             project.config.auth.strategies.join(", ")
         );
+        sign_in.push_str(&format!(
+            "\n  admin:  http://{local}/admin (for admin and coordinator accounts: `kumo user set-role <email> admin`)"
+        ));
         if auth.outbox().dev_mailbox().is_some() {
             sign_in.push_str(&format!("\n  mail:   http://{local}/dev/mailbox"));
         }

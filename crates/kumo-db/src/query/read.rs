@@ -255,6 +255,13 @@ impl Engine {
             self.filters_cond(actor, entry, &filters, 0),
         ];
         if let Some(term) = req.search.as_deref().filter(|t| !t.is_empty()) {
+            // PostgreSQL cannot hold the NUL character in text, nor take
+            // it in a parameter; no stored text has one.
+            if term.contains('\0') {
+                return Err(QueryError::bad_request(
+                    "the search text contains the NUL character (U+0000), which no text holds",
+                ));
+            }
             conds.push(search_cond(entry, term));
         }
         let scope = scope(entry, &req.sort);

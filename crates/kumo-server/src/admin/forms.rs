@@ -253,7 +253,12 @@ fn body_of(
             (Kind::Boolean, v) => json!(v == "true"),
             (_, "") if !f.required => Value::Null,
             (Kind::Integer, v) => v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n)),
-            (Kind::Float, v) => v.parse::<f64>().map_or_else(|_| json!(v), |n| json!(n)),
+            // `inf` and `NaN` parse, but JSON has no such number: sent on
+            // as text, the engine refuses them beside the field.
+            (Kind::Float, v) => match v.parse::<f64>() {
+                Ok(n) if n.is_finite() => json!(n),
+                _ => json!(v),
+            },
             (Kind::Datetime, v) => json!(as_utc(v)),
             (Kind::Json | Kind::Array(_), v) => match serde_json::from_str::<Value>(v) {
                 Ok(parsed) => parsed,
@@ -669,6 +674,19 @@ pub(super) async fn destroy(
         Ok(found) => found,
         Err(response) => return response,
     };
+    // No one deletes their own account here (with it everything it owns
+    // by cascade): another admin can, so an admin always remains.
+    if entry.resource.system
+        && entry.resource.name == "user"
+        && super::users::themselves(&staff, &id)
+    {
+        return page.message(
+            StatusCode::CONFLICT,
+            "Not deleted",
+            "You cannot delete your own account; another admin can.",
+            Some(&format!("/admin/r/{plural}/{id}")),
+        );
+    }
     let call = WriteCall::Destroy { id: id.clone() };
     match audited_write(&page, &staff, &client, entry, "destroy", call).await {
         Ok(_) => Redirect::to(&format!("/admin/r/{plural}?done=deleted")).into_response(),
@@ -693,12 +711,14 @@ pub(super) async fn destroy(
 }
 
 /// The named actions a record page offers as buttons: update and destroy
-/// actions, each with the fields it accepts.
+/// actions, each with the fields it accepts, filled in with `record`'s
+/// values (a field sent empty would clear it, so each starts as it is).
 pub(super) async fn record_actions(
     page: &Page,
     staff: &Staff,
     entry: &Entry,
     id: &str,
+    record: &Map<String, Value>,
 ) -> Vec<Value> {
     let mut actions = Vec::new();
     for action in entry
@@ -712,7 +732,7 @@ pub(super) async fn record_actions(
             staff,
             entry,
             Some(&action.accept),
-            &Map::new(),
+            record,
             &FieldErrors::new(),
         )
         .await;

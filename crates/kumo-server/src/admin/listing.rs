@@ -228,17 +228,6 @@ pub(super) async fn export(
             );
         }
     };
-    // A bulk read of what may be private: on the record.
-    page.auth
-        .audit(crate::auth::audit::Entry {
-            kind: "admin_export",
-            strategy: None,
-            success: true,
-            user_id: staff.actor.id().map(|id| serde_json::json!(id)),
-            device: &page.device,
-            detail: serde_json::json!({ "resource": entry.resource.name, "query": query }),
-        })
-        .await;
     let columns: Vec<String> = entry
         .fields
         .iter()
@@ -250,6 +239,14 @@ pub(super) async fn export(
     let mut req = req;
     let first = match engine.list(&staff.actor, entry, &req).await {
         Ok(listed) => listed,
+        Err(e @ (QueryError::BadRequest { .. } | QueryError::Invalid { .. })) => {
+            return page.message(
+                StatusCode::BAD_REQUEST,
+                "This list cannot be exported",
+                &e.to_string(),
+                Some(&format!("/admin/r/{plural}")),
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "an admin export failed");
             return page.message(
@@ -260,6 +257,17 @@ pub(super) async fn export(
             );
         }
     };
+    // A bulk read of what may be private: on the record, once the export could start.
+    page.auth
+        .audit(crate::auth::audit::Entry {
+            kind: "admin_export",
+            strategy: None,
+            success: true,
+            user_id: staff.actor.id().map(|id| serde_json::json!(id)),
+            device: &page.device,
+            detail: serde_json::json!({ "resource": entry.resource.name, "query": query }),
+        })
+        .await;
     let mut head = String::new();
     push_row(&mut head, columns.iter().map(String::as_str));
     push_records(&mut head, &columns, &first.data);

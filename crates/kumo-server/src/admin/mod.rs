@@ -86,8 +86,8 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         // API's JSON 404.
         .route("/admin/", get(|| async { Redirect::permanent("/admin") }))
         .route("/admin/{*rest}", any(no_such_page))
-        .route_layer(middleware::from_fn_with_state(state, csrf_guard))
-        .layer(middleware::from_fn(security_headers))
+        .route_layer(middleware::from_fn_with_state(state.clone(), csrf_guard))
+        .layer(middleware::from_fn_with_state(state, security_headers))
 }
 
 async fn no_such_page() -> Response {
@@ -145,7 +145,15 @@ async fn csrf_guard(
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-async fn security_headers(request: Request, next: Next) -> Response {
+/// How long a browser that reached the admin over HTTPS keeps to HTTPS
+/// for this host (a year; `Strict-Transport-Security`).
+const HSTS: &str = "max-age=31536000";
+
+async fn security_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let asset = request.uri().path().starts_with("/admin/assets/");
     let mut response = next.run(request).await;
     // axum refuses a path it cannot decode (a segment that is not UTF-8)
@@ -170,6 +178,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    if state.auth().is_some_and(|auth| secure(auth)) {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
     if !asset {
         // Pages show records and carry CSRF tokens: never from a cache.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -268,7 +268,7 @@ pub(super) async fn list(
         .map(|record| {
             let mut cells: Vec<String> = columns
                 .iter()
-                .map(|f| shown(&record.get(&f.name).cloned().unwrap_or(Value::Null)))
+                .map(|f| clipped(&shown(&record.get(&f.name).cloned().unwrap_or(Value::Null))))
                 .collect();
             let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
             // The first cell is the record's link: never without text.
@@ -400,7 +400,7 @@ pub(super) async fn record(
                 Some(json!({
                     "name": r.name,
                     "label": label(target),
-                    "link": format!("/admin/r/{}?filter[{via}_id]={id}", target.resource.plural),
+                    "link": format!("/admin/r/{}?filter[{via}_id]={id}{}", target.resource.plural, viewer.and_suffix()),
                 }))
             }
             // The join resource's rows that point here, each naming the
@@ -413,7 +413,7 @@ pub(super) async fn record(
                 Some(json!({
                     "name": r.name,
                     "label": label(join),
-                    "link": format!("/admin/r/{}?filter[{}_id]={id}", join.resource.plural, back.name),
+                    "link": format!("/admin/r/{}?filter[{}_id]={id}{}", join.resource.plural, back.name, viewer.and_suffix()),
                 }))
             }
             RelationshipKind::BelongsTo { .. } => None,
@@ -424,7 +424,7 @@ pub(super) async fn record(
     let read_only = viewer.banner().is_some();
     let actions = match read_only {
         true => Vec::new(),
-        false => super::forms::record_actions(&page, &staff, entry, &id).await,
+        false => super::forms::record_actions(&page, &staff, entry, &id, &record).await,
     };
     let user_tools = match entry.resource.system && entry.resource.name == "user" && !read_only {
         true => super::users::tools(&page, &staff, &id).await,
@@ -437,6 +437,7 @@ pub(super) async fn record(
         &title,
         json!({
             "plural": plural,
+            "list_link": format!("/admin/r/{plural}{}", viewer.suffix()),
             "label": label(entry),
             "singular": entry.resource.name,
             "fields": fields,
@@ -554,6 +555,18 @@ fn shown(value: &Value) -> String {
     }
 }
 
+/// The most characters of a value a list's cell shows.
+const CELL_CHARS: usize = 60;
+
+/// A value cut to [`CELL_CHARS`] for a list's cell (the record page shows
+/// it whole): a page of 50 rows stays small whatever the rows hold.
+fn clipped(text: &str) -> String {
+    match text.char_indices().nth(CELL_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// The `sort` parameter of a query string.
 fn sort_of(query: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
@@ -605,6 +618,11 @@ impl Viewer {
         }
     }
 
+    /// [`Viewer::suffix`] for a link that has a query string already.
+    fn and_suffix(&self) -> String {
+        self.suffix().replacen('?', "&", 1)
+    }
+
     /// The page's "viewing as" notice, when it is one.
     fn banner(&self) -> Option<Value> {
         match self {
@@ -622,9 +640,8 @@ fn may_view_as(staff: &super::Staff) -> bool {
     staff.actor.role() == Some(Role::Admin)
 }
 
-/// The viewer `query`'s `as` asks for. Admins may view as anyone;
-/// coordinators as players only, so a coordinator never reads through an
-/// admin's policies.
+/// The viewer `query`'s `as` asks for: only an admin may view as another
+/// user (see [`may_view_as`]).
 pub(super) async fn viewing_as(
     page: &Page,
     staff: &super::Staff,

@@ -1216,6 +1216,27 @@ both!(
             .get("/admin/r/avatars?filter[released_at][gte]=2026-11-21")
             .await;
         assert!(r.body.contains("0 in all"), "{}", r.body);
+        // Text no database holds (NUL) is a 400 page, not a server error.
+        for path in ["/admin/r/avatars?q=a%00b", "/admin/r/avatars/export?q=%00"] {
+            let r = browser.get(path).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+            assert!(r.body.contains("NUL"), "{path}: {}", r.body);
+        }
+        // A float that is no number is refused beside its field, not
+        // stored as nothing.
+        let r = browser
+            .post(
+                "/admin/r/avatars",
+                &[
+                    ("name", "Infinite"),
+                    ("rating", "inf"),
+                    ("uploader_id", &boss_id),
+                ],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.contains("id=\"e-rating\""), "{}", r.body);
 
         // The export has every selected row, formulas defused.
         let csv = browser
@@ -1254,6 +1275,33 @@ both!(
         let all = browser.get("/admin/r/avatars/export").await;
         assert!(all.body.contains("\"'=SUM(1,2)\""), "{}", all.body);
         assert!(!all.body.contains("secret_note"), "{}", all.body);
+        // A long value is cut short in the list, whole on its record.
+        let long = format!("{{\"story\":\"{}\"}}", "x".repeat(500));
+        let r = browser
+            .post(
+                "/admin/r/avatars",
+                &[
+                    ("name", "Long"),
+                    ("metadata", &long),
+                    ("uploader_id", &boss_id),
+                ],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let record = browser.get(&location(&r)).await;
+        assert!(
+            record.body.contains(&"x".repeat(500)),
+            "whole on the record page"
+        );
+        let r = browser
+            .get("/admin/r/avatars?filter[name][contains]=Long")
+            .await;
+        assert!(
+            r.body.contains("…") && !r.body.contains(&"x".repeat(100)),
+            "{}",
+            r.body
+        );
         api.cleanup().await;
     }
 );
@@ -1350,6 +1398,27 @@ both!(
             as_player.body
         );
         assert!(!as_player.body.contains("Export CSV") && !as_player.body.contains("New avatar"));
+        // The record page's links stay in the player's view.
+        let html = decoded(&as_player.body);
+        let start = html.find("href=\"/admin/r/avatars/").unwrap() + "href=\"".len();
+        let shown_url: String = html[start..].chars().take_while(|c| *c != '"').collect();
+        assert!(
+            shown_url.ends_with(&format!("?as={player_id}")),
+            "{shown_url}"
+        );
+        let shown_id = shown_url
+            .trim_start_matches("/admin/r/avatars/")
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
+        let record = decoded(&boss.get(&shown_url).await.body);
+        for link in [
+            format!("href=\"/admin/r/avatars?as={player_id}\""),
+            format!("/admin/r/comments?filter[avatar_id]={shown_id}&as={player_id}\""),
+        ] {
+            assert!(record.contains(&link), "{link} in {record}");
+        }
         let r = boss.get(&format!("{hidden}?as={player_id}")).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
         let dashboard = boss.get(&format!("/admin?as={player_id}")).await;
@@ -1394,6 +1463,7 @@ name = "note"
 [attributes]
 text = { type = "string", required = true, min_length = 1 }
 pinned = { type = "boolean", default = false }
+mood = { type = "string" }
 
 [relationships]
 author = { belongs_to = "user", required = true }
@@ -1411,6 +1481,11 @@ policy = "actor.id == record.author_id"
 
 [actions.discard]
 type = "destroy"
+policy = "actor.id == record.author_id"
+
+[actions.reword]
+type = "update"
+accept = ["text", "mood"]
 policy = "actor.id == record.author_id"
 "#;
 
@@ -1642,8 +1717,36 @@ both!(
         let notes = api.send("GET", "/api/notes", None, None).await;
         assert_eq!(notes.data()[0]["pinned"], true, "{}", notes.body);
 
-        // A destroy action asks first, in its form and on the server.
         let record_url = location(&r).trim_end_matches("?done=created").to_owned();
+        // An update action's form starts with the record's values: sent as
+        // shown but for one field, it changes that field alone.
+        let id = record_url.rsplit('/').next().unwrap().to_owned();
+        let r = browser
+            .post(
+                &record_url,
+                &[("text", "hello"), ("mood", "calm"), ("author_id", &boss_id)],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let record = decoded(&browser.get(&record_url).await.body);
+        let reword = &record[record.find("actions/reword").expect("the reword form")..];
+        assert!(reword.contains("name=\"mood\" value=\"calm\""), "{reword}");
+        let r = browser
+            .post(
+                &format!("{record_url}/actions/reword"),
+                &[("text", "hello again"), ("mood", "calm")],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let stored = api
+            .send("GET", &format!("/api/notes/{id}"), None, None)
+            .await;
+        assert_eq!(stored.data()["text"], "hello again");
+        assert_eq!(stored.data()["mood"], "calm");
+
+        // A destroy action asks first, in its form and on the server.
         let record = browser.get(&record_url).await;
         assert!(
             record
@@ -1780,6 +1883,16 @@ both!(
             .post(&format!("/admin/users/{shouting}/lock"), &[], Some(&token))
             .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        // Nor do they delete their own account.
+        let r = boss
+            .post(
+                &format!("/admin/r/users/{boss_id}/delete"),
+                &[],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        assert!(r.body.contains("your own account"), "{}", r.body);
         let me = auth
             .accounts()
             .read_one("user", &[("id", Test::Eq(json!(boss_id)))])
@@ -1803,6 +1916,39 @@ both!(
             .get(&format!("/admin/r/avatars/export?as={boss_id}"))
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    over_https_the_admin_asks_for_https_and_secure_cookies,
+    |dialect| async move {
+        let https = kumo_server::auth::Settings {
+            public_url: "https://game.example".into(),
+            ..every_strategy(false)
+        };
+        let (api, _auth) = auth_support::serving(dialect, https, SECRET).await;
+        let mut browser = Browser::new(&api);
+        let page = browser.get("/admin/sign_in").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert_eq!(
+            page.headers[header::STRICT_TRANSPORT_SECURITY],
+            "max-age=31536000"
+        );
+        let cookie = page.headers[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            cookie.starts_with("__Host-kumo_admin_csrf=") && cookie.contains("Secure"),
+            "{cookie}"
+        );
+        api.cleanup().await;
+        // Over plain HTTP there is no HTTPS to insist on.
+        let (api, _auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        let page = Browser::new(&api).get("/admin/sign_in").await;
+        assert!(
+            page.headers
+                .get(header::STRICT_TRANSPORT_SECURITY)
+                .is_none()
+        );
         api.cleanup().await;
     }
 );
