@@ -297,8 +297,8 @@ async function scenario(browser) {
   response = await page.goto(`${base}${recordPath}`);
   equal(response.status(), 200, "the record survived the forged form");
 
-  // A form from another site, with a token from another browser, fares
-  // no better: the token is bound to this browser's cookie and session.
+  // A form carrying a token from another browser fares no better: the
+  // token is bound to this browser's cookie and session.
   const other = await browser.newContext();
   const otherPage = await other.newPage();
   await otherPage.goto(`${base}/admin/sign_in`);

@@ -165,6 +165,9 @@ pub(super) fn filter_controls(entry: &Entry, query: &str, postgres: bool) -> Vec
                     Kind::Integer | Kind::Float => "number",
                     _ => "date",
                 };
+                // The browser refuses a fraction for an integer before
+                // the server has to.
+                let step = if f.kind == Kind::Integer { "1" } else { "any" };
                 let (from, to) = (
                     format!("filter[{name}][gte]"),
                     format!("filter[{name}][lte]"),
@@ -173,6 +176,7 @@ pub(super) fn filter_controls(entry: &Entry, query: &str, postgres: bool) -> Vec
                     "kind": "range",
                     "field": name,
                     "input": input,
+                    "step": step,
                     "from_key": from,
                     "from": given(&from),
                     "to_key": to,

@@ -119,6 +119,8 @@ fn assert_secure_page(answer: &Answer) {
     );
     assert_eq!(answer.headers["x-frame-options"], "DENY");
     assert_eq!(answer.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(answer.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(answer.headers[header::REFERRER_POLICY], "same-origin");
     // Nothing inline for the policy to have to allow.
     assert!(
         !answer.body.contains("<script>") && !answer.body.contains(" style="),
@@ -134,8 +136,13 @@ fn assert_secure_page(answer: &Answer) {
             .collect();
         assert!(ids.insert(id.clone()), "the id {id} is used twice");
     }
-    // Every input is labelled (hidden ones carry no text for a person).
-    for (at, _) in answer.body.match_indices("<input ") {
+    // Every input, select and text area is labelled (hidden inputs carry
+    // no text for a person).
+    let controls = ["<input ", "<select ", "<textarea "]
+        .iter()
+        .flat_map(|tag| answer.body.match_indices(tag))
+        .collect::<Vec<_>>();
+    for (at, _) in controls {
         let tag: String = answer.body[at..]
             .chars()
             .take_while(|c| *c != '>')
@@ -147,7 +154,7 @@ fn assert_secure_page(answer: &Answer) {
             .split("id=\"")
             .nth(1)
             .and_then(|rest| rest.split('"').next())
-            .unwrap_or_else(|| panic!("an input without an id: {tag}"));
+            .unwrap_or_else(|| panic!("a form control without an id: {tag}"));
         assert!(
             answer.body.contains(&format!("<label for=\"{id}\">")),
             "no label for {id}"
