@@ -179,13 +179,10 @@ const CONFIRM: &str = "_confirm";
 /// its own name, which `field` gives; without it, the first choices.
 pub(super) async fn choices_page(
     page: Page,
+    staff: Staff,
     Path(plural): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
     let Some(target) = page
         .state
         .engine()
@@ -288,12 +285,6 @@ fn as_utc(v: &str) -> String {
     }
 }
 
-/// The signed-in staff member and the resource a route names, or the
-/// answer to give instead (the sign-in page, a 403 page, a 404 page).
-fn staff_and_entry<'a>(page: &'a Page, plural: &str) -> Result<(Staff, &'a Entry), Response> {
-    Ok((page.staff()?, found(page, plural)?))
-}
-
 /// Looks up the resource, or the answer to give instead.
 fn found<'a>(page: &'a Page, plural: &str) -> Result<&'a Entry, Response> {
     page.state
@@ -347,9 +338,9 @@ async fn render_form(
 }
 
 /// `GET /admin/r/{plural}/new`.
-pub(super) async fn new_form(page: Page, Path(plural): Path<String>) -> Response {
-    let (staff, entry) = match staff_and_entry(&page, &plural) {
-        Ok(found) => found,
+pub(super) async fn new_form(page: Page, staff: Staff, Path(plural): Path<String>) -> Response {
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
         Err(response) => return response,
     };
     render_form(
@@ -377,13 +368,14 @@ fn defaults(entry: &Entry) -> Map<String, Value> {
 /// `POST /admin/r/{plural}`: creates, or shows the form again with why not.
 pub(super) async fn create(
     page: Page,
+    staff: Staff,
     client: Client,
     Path(plural): Path<String>,
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
-    let (staff, entry) = match staff_and_entry(&page, &plural) {
-        Ok(found) => found,
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
         Err(response) => return response,
     };
     let values = match body_of(entry, None, &form) {
@@ -516,9 +508,13 @@ async fn current(
 }
 
 /// `GET /admin/r/{plural}/{id}/edit`.
-pub(super) async fn edit_form(page: Page, Path((plural, id)): Path<(String, String)>) -> Response {
-    let (staff, entry) = match staff_and_entry(&page, &plural) {
-        Ok(found) => found,
+pub(super) async fn edit_form(
+    page: Page,
+    staff: Staff,
+    Path((plural, id)): Path<(String, String)>,
+) -> Response {
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
         Err(response) => return response,
     };
     match current(&page, &staff, entry, &id).await {
@@ -552,13 +548,14 @@ pub(super) async fn edit_form(page: Page, Path((plural, id)): Path<(String, Stri
 /// not.
 pub(super) async fn update(
     page: Page,
+    staff: Staff,
     client: Client,
     Path((plural, id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
-    let (staff, entry) = match staff_and_entry(&page, &plural) {
-        Ok(found) => found,
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
         Err(response) => return response,
     };
     let values = match body_of(entry, None, &form) {
@@ -611,10 +608,11 @@ pub(super) async fn update(
 /// `GET /admin/r/{plural}/{id}/delete`: asks first.
 pub(super) async fn delete_form(
     page: Page,
+    staff: Staff,
     Path((plural, id)): Path<(String, String)>,
 ) -> Response {
-    let (staff, entry) = match staff_and_entry(&page, &plural) {
-        Ok(found) => found,
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
         Err(response) => return response,
     };
     match current(&page, &staff, entry, &id).await {
@@ -667,11 +665,12 @@ fn cascades(entry: &Entry) -> Vec<String> {
 /// `POST /admin/r/{plural}/{id}/delete`.
 pub(super) async fn destroy(
     page: Page,
+    staff: Staff,
     client: Client,
     Path((plural, id)): Path<(String, String)>,
 ) -> Response {
-    let (staff, entry) = match staff_and_entry(&page, &plural) {
-        Ok(found) => found,
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
         Err(response) => return response,
     };
     // No one deletes their own account here (with it everything it owns
@@ -751,13 +750,14 @@ pub(super) async fn record_actions(
 /// `POST /admin/r/{plural}/{id}/actions/{name}`: runs a named action.
 pub(super) async fn run_action(
     page: Page,
+    staff: Staff,
     client: Client,
     Path((plural, id, name)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
-    let (staff, entry) = match staff_and_entry(&page, &plural) {
-        Ok(found) => found,
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
         Err(response) => return response,
     };
     let Some(action) = entry
@@ -867,13 +867,14 @@ pub(super) async fn create_actions(page: &Page, staff: &Staff, entry: &Entry) ->
 /// shows what it made.
 pub(super) async fn run_create_action(
     page: Page,
+    staff: Staff,
     client: Client,
     Path((plural, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
-    let (staff, entry) = match staff_and_entry(&page, &plural) {
-        Ok(found) => found,
+    let entry = match found(&page, &plural) {
+        Ok(entry) => entry,
         Err(response) => return response,
     };
     let Some(action) = entry

@@ -15,8 +15,8 @@ use kumo_db::query::params::Position;
 use kumo_db::query::{Engine, Entry, ListRequest, QueryError, parse_list};
 use serde_json::{Value, json};
 
-use super::Page;
 use super::views::{no_such_resource, without};
+use super::{Page, Staff};
 
 /// How far a list page counts: past it the page says "more than 10,000",
 /// so a page of a million-row table costs no full count.
@@ -198,13 +198,10 @@ pub(super) fn filter_controls(entry: &Entry, query: &str, postgres: bool) -> Vec
 /// user.
 pub(super) async fn export(
     page: Page,
+    staff: Staff,
     Path(plural): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
     let Some(engine) = page.state.engine() else {
         return no_such_resource(&page);
     };

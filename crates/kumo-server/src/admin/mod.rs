@@ -280,9 +280,20 @@ pub(crate) struct Page {
     device: crate::auth::session::Device,
 }
 
-/// Who may use the admin, once signed in: an admin or a coordinator.
+/// Who may use the admin, once signed in: an admin or a coordinator. As
+/// an extractor it is the role guard: a handler that takes it answers a
+/// signed-out browser with the sign-in page and anyone else with a 403
+/// page before it runs, so a route's signature says who may call it.
 pub(crate) struct Staff {
     pub(crate) actor: Actor,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Staff, Response> {
+        Page::from_request_parts(parts, state).await?.staff()
+    }
 }
 
 impl axum::extract::FromRequestParts<AppState> for Page {
@@ -324,7 +335,7 @@ impl axum::extract::FromRequestParts<AppState> for Page {
             }
         };
         let device = auth.device_of(parts);
-        Ok(Page {
+        let page = Page {
             device,
             auth,
             state: state.clone(),
@@ -332,7 +343,11 @@ impl axum::extract::FromRequestParts<AppState> for Page {
             session,
             csrf_value,
             set_csrf,
-        })
+        };
+        // Kept for the request's other extractors (`Staff` and `Page` in
+        // one handler authenticate once).
+        parts.extensions.insert(page.clone());
+        Ok(page)
     }
 }
 

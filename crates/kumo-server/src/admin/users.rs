@@ -118,8 +118,12 @@ pub(super) async fn tools(page: &Page, staff: &Staff, id: &str) -> Option<Value>
 
 /// What every tool starts with: the token checked, the signed-in staff
 /// member, the target account, and whether they may do this to it.
-async fn prepare(page: &Page, id: &str, needs_roles: bool) -> Result<(Staff, Record), Response> {
-    let staff = page.staff()?;
+async fn prepare(
+    page: &Page,
+    staff: Staff,
+    id: &str,
+    needs_roles: bool,
+) -> Result<(Staff, Record), Response> {
     let user = page
         .auth
         .accounts()
@@ -185,9 +189,14 @@ pub(super) fn themselves(staff: &Staff, id: &str) -> bool {
 }
 
 /// `POST /admin/users/{id}/lock`: locks and signs out every session.
-pub(super) async fn lock(page: Page, client: Client, Path(id): Path<String>) -> Response {
+pub(super) async fn lock(
+    page: Page,
+    staff: Staff,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
     let id = canonical(&id);
-    let (staff, _) = match prepare(&page, &id, false).await {
+    let (staff, _) = match prepare(&page, staff, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -223,9 +232,14 @@ pub(super) async fn lock(page: Page, client: Client, Path(id): Path<String>) -> 
 }
 
 /// `POST /admin/users/{id}/unlock`.
-pub(super) async fn unlock(page: Page, client: Client, Path(id): Path<String>) -> Response {
+pub(super) async fn unlock(
+    page: Page,
+    staff: Staff,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
     let id = canonical(&id);
-    let (staff, _) = match prepare(&page, &id, false).await {
+    let (staff, _) = match prepare(&page, staff, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -244,9 +258,14 @@ pub(super) async fn unlock(page: Page, client: Client, Path(id): Path<String>) -
 }
 
 /// `POST /admin/users/{id}/confirm`: marks the address confirmed.
-pub(super) async fn confirm(page: Page, client: Client, Path(id): Path<String>) -> Response {
+pub(super) async fn confirm(
+    page: Page,
+    staff: Staff,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
     let id = canonical(&id);
-    let (staff, _) = match prepare(&page, &id, false).await {
+    let (staff, _) = match prepare(&page, staff, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -268,13 +287,14 @@ pub(super) async fn confirm(page: Page, client: Client, Path(id): Path<String>) 
 /// drop their own role (someone must be left to undo it).
 pub(super) async fn set_role(
     page: Page,
+    staff: Staff,
     client: Client,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let form = super::form_fields(&body);
     let id = canonical(&id);
-    let (staff, _) = match prepare(&page, &id, true).await {
+    let (staff, _) = match prepare(&page, staff, &id, true).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -311,9 +331,14 @@ pub(super) async fn set_role(
 
 /// `POST /admin/users/{id}/send_link`: mails the user a sign-in link, as a
 /// request of their own would.
-pub(super) async fn send_link(page: Page, client: Client, Path(id): Path<String>) -> Response {
+pub(super) async fn send_link(
+    page: Page,
+    staff: Staff,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
     let id = canonical(&id);
-    let (staff, user) = match prepare(&page, &id, false).await {
+    let (staff, user) = match prepare(&page, staff, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };
@@ -353,11 +378,12 @@ pub(super) async fn send_link(page: Page, client: Client, Path(id): Path<String>
 /// out.
 pub(super) async fn revoke_session(
     page: Page,
+    staff: Staff,
     client: Client,
     Path((id, session)): Path<(String, String)>,
 ) -> Response {
     let id = canonical(&id);
-    let (staff, _) = match prepare(&page, &id, false).await {
+    let (staff, _) = match prepare(&page, staff, &id, false).await {
         Ok(ready) => ready,
         Err(response) => return response,
     };

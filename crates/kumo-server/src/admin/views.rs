@@ -13,7 +13,7 @@ use kumo_db::query::{Entry, QueryError, View, parse_list};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::Page;
+use super::{Page, Staff};
 use crate::AppState;
 use crate::auth::clock::stamp;
 
@@ -70,11 +70,7 @@ fn list_columns(entry: &Entry) -> Vec<&kumo_db::query::Field> {
 
 /// `GET /admin`: counts per resource (those the user may read), sign-ups
 /// per day, live sessions, and a warning when migrations are pending.
-pub(super) async fn dashboard(page: Page, RawQuery(query): RawQuery) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
+pub(super) async fn dashboard(page: Page, staff: Staff, RawQuery(query): RawQuery) -> Response {
     let viewer = match viewing_as(&page, &staff, query.as_deref().unwrap_or_default()).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
@@ -200,13 +196,10 @@ async fn pending_migrations(state: &AppState) -> Option<String> {
 /// `page[after]=…`), which links keep.
 pub(super) async fn list(
     page: Page,
+    staff: Staff,
     Path(plural): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
     let Some(engine) = page.state.engine() else {
         return no_such_resource(&page);
     };
@@ -324,13 +317,10 @@ pub(super) async fn list(
 /// linked to their record, and each `has_many` linked to its list.
 pub(super) async fn record(
     page: Page,
+    staff: Staff,
     Path((plural, id)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let staff = match page.staff() {
-        Ok(staff) => staff,
-        Err(response) => return response,
-    };
     let viewer = match viewing_as(&page, &staff, query.as_deref().unwrap_or_default()).await {
         Ok(viewer) => viewer,
         Err(response) => return response,
