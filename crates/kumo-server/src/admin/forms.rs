@@ -333,9 +333,19 @@ async fn render_form(
             "fields": fields,
             "general": general,
             "back": format!("/admin/r/{plural}"),
+            // When the record was last saved as this form shows it (see
+            // `update`): from the record, or carried through a refusal.
+            "seen": match purpose {
+                Purpose::Update(_) => values.get(SEEN).or_else(|| values.get("updated_at")),
+                Purpose::Create => None,
+            },
         }),
     )
 }
+
+/// The edit form's hidden field holding the record's `updated_at` as the
+/// form was filled in.
+const SEEN: &str = "_seen";
 
 /// `GET /admin/r/{plural}/new`.
 pub(super) async fn new_form(page: Page, staff: Staff, Path(plural): Path<String>) -> Response {
@@ -591,6 +601,35 @@ pub(super) async fn update(
             Purpose::Update(&id),
             StatusCode::UNPROCESSABLE_ENTITY,
             &values,
+            &errors,
+        )
+        .await;
+    }
+    // Saved by someone else since this form was filled in: their change is
+    // not overwritten unseen. The form comes back with what was typed and
+    // the newer time, so saving again replaces their change knowingly.
+    // (A save in the instant between this read and the write still wins.)
+    if let Some(seen) = form.get(SEEN).filter(|s| !s.is_empty())
+        && let Ok(stored) = current(&page, &staff, entry, &id).await
+        && let Some(now) = stored.get("updated_at").and_then(Value::as_str)
+        && now != seen
+    {
+        let mut shown = typed_back(&form);
+        shown.insert(SEEN.to_owned(), json!(now));
+        let errors = FieldErrors::from([(
+            "record".to_owned(),
+            vec![format!(
+                "Someone saved this record at {now}, after you opened this form; nothing was saved. \
+                 What you typed is below: save again to replace their change, or go back to see it."
+            )],
+        )]);
+        return render_form(
+            &page,
+            &staff,
+            entry,
+            Purpose::Update(&id),
+            StatusCode::CONFLICT,
+            &shown,
             &errors,
         )
         .await;

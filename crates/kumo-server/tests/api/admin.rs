@@ -730,6 +730,79 @@ both!(
     }
 );
 
+/// The value of the hidden `_seen` field in a form page.
+fn seen_of(answer: &Answer) -> String {
+    let html = decoded(&answer.body);
+    let at = html.find("name=\"_seen\" value=\"").expect("a _seen field") + 20;
+    html[at..].chars().take_while(|c| *c != '"').collect()
+}
+
+both!(
+    a_save_over_a_newer_change_is_refused_and_keeps_what_was_typed,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let boss_id = id_of(&auth, "boss@example.com").await;
+        let mut browser = Browser::new(&api);
+        signed_in(&mut browser, "boss@example.com").await;
+        let token = csrf_of(&browser.get("/admin").await);
+        let r = browser
+            .post(
+                "/admin/r/avatars",
+                &[("name", "Start"), ("uploader_id", &boss_id)],
+                Some(&token),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let record_url = location(&r).trim_end_matches("?done=created").to_owned();
+        // Two forms opened on the same version; the first saves.
+        let seen = seen_of(&browser.get(&format!("{record_url}/edit")).await);
+        let save = |name: &'static str, seen: String| {
+            [
+                ("name", name),
+                ("uploader_id", boss_id.as_str()),
+                ("_seen", ""),
+            ]
+            .map(|(k, v)| {
+                (
+                    k,
+                    if k == "_seen" {
+                        seen.clone()
+                    } else {
+                        v.to_owned()
+                    },
+                )
+            })
+        };
+        let first = save("First", seen.clone());
+        let first: Vec<(&str, &str)> = first.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        // `updated_at` counts milliseconds: the save must land in a later one.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let r = browser.post(&record_url, &first, Some(&token)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        // The second, from the older version, is refused with what it typed.
+        let second = save("Second", seen);
+        let second: Vec<(&str, &str)> = second.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = browser.post(&record_url, &second, Some(&token)).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+        assert!(r.body.contains("Someone saved this record"), "{}", r.body);
+        assert!(r.body.contains("value=\"Second\""), "{}", r.body);
+        let stored = decoded(&browser.get(&record_url).await.body);
+        assert!(
+            stored.contains("First") && !stored.contains("Second"),
+            "{stored}"
+        );
+        // Saved again from the refusal, knowingly, it goes through.
+        let newer = seen_of(&r);
+        let again = save("Second", newer);
+        let again: Vec<(&str, &str)> = again.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = browser.post(&record_url, &again, Some(&token)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert!(decoded(&browser.get(&record_url).await.body).contains("Second"));
+        api.cleanup().await;
+    }
+);
+
 both!(
     the_admin_cannot_do_what_the_policies_refuse,
     |dialect| async move {
