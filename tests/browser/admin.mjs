@@ -196,6 +196,8 @@ async function scenario(browser) {
   equal(await page.locator("a[rel=next]").count(), 0, "the last page has no next page");
   equal(new Set([...first, ...second, ...third]).size, 120, "the pages show all 120 records once");
   await screenshot(page, "list-last-page");
+  await page.click("a[rel=prev]");
+  equal(await firstCells(page), second, "Previous page goes back to the second page");
 
   // Sorting by a column, by clicking its heading (again to reverse).
   await page.goto(`${base}/admin/r/avatars`);
@@ -218,6 +220,28 @@ async function scenario(browser) {
   equal(await page.locator("a[rel=next]").count(), 0, "one page of filtered rows");
   await screenshot(page, "list-filtered");
 
+  // The filter form and the search box, as a person uses them.
+  await page.goto(`${base}/admin/r/avatars`);
+  await page.click("details.filters summary");
+  await page.fill("#flt-name", "Seeded 07");
+  await page.fill("#flt-polycount-from", "750");
+  await page.click("details.filters button[type=submit]");
+  equal(
+    (await columnValues(page, "name")).sort(),
+    ["Seeded 075", "Seeded 076", "Seeded 077", "Seeded 078", "Seeded 079"],
+    "the filter form narrows by name and by a polycount range",
+  );
+  await screenshot(page, "list-filter-form");
+  await page.goto(`${base}/admin/r/avatars`);
+  await page.fill("#q", "SEEDED 10");
+  await page.click("form.search button[type=submit]");
+  equal(
+    (await columnValues(page, "name")).sort(),
+    Array.from({ length: 10 }, (_, i) => `Seeded ${100 + i}`),
+    "the search box finds names in any case",
+  );
+  await screenshot(page, "list-searched");
+
   // ---- create: a refused save shows the errors beside their fields,
   // then the corrected form saves.
   await page.goto(`${base}/admin/r/avatars`);
@@ -227,6 +251,19 @@ async function scenario(browser) {
   const adminOption = page.locator("#l-uploader_id option", { hasText: adminEmail });
   check((await adminOption.count()) === 1, "the uploader field offers the admin's account");
   const adminId = await adminOption.getAttribute("value");
+  // Typing in a belongs_to field searches its targets on the server (htmx).
+  await Promise.all([
+    page.waitForResponse((r) => r.url().includes("/admin/r/users/choices")),
+    page.type("#f-uploader_id", "seeder"),
+  ]);
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#l-uploader_id option")].every((o) => o.textContent.includes("seeder")),
+  );
+  equal(
+    await page.locator("#l-uploader_id option").count(),
+    1,
+    "typing narrows the uploader's choices to the matching account",
+  );
   await page.fill("#f-name", "");
   await page.fill("#f-slug", "Not A Slug");
   await page.fill("#f-polycount", "-5");
