@@ -351,6 +351,26 @@ pub(super) async fn send_link(
         );
     }
     let email = user["email"].as_str().unwrap_or_default();
+    // Counted as the player's own request is (per address, and against
+    // this browser), so no one floods an inbox from here either.
+    if let Err(refusal) = page
+        .auth
+        .limit(&client, Some(format!("email:{email}")))
+        .await
+    {
+        let mut response = page.message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "No link sent",
+            &format!("Too many links asked for {email} just now; wait a minute and try again."),
+            Some(&back(&id)),
+        );
+        if let Some(wait) = refusal.headers().get(axum::http::header::RETRY_AFTER) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait.clone());
+        }
+        return response;
+    }
     // Audited, naming the admin, in the link's own transaction.
     let by = json!(staff.actor.id());
     match page

@@ -2034,6 +2034,43 @@ both!(
 );
 
 both!(
+    links_sent_from_the_admin_count_against_the_address,
+    |dialect| async move {
+        let limited = kumo_server::auth::Settings {
+            limits: Some(kumo_server::auth::limits::LimitSettings {
+                per_ip_per_minute: 100.try_into().unwrap(),
+                per_account_per_minute: 5.try_into().unwrap(),
+                polls_per_ip_per_minute: 100.try_into().unwrap(),
+            }),
+            ..every_strategy(false)
+        };
+        let (api, auth) = auth_support::serving(dialect, limited, SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        account(&api, &auth, "player@example.com", "user").await;
+        let player_id = id_of(&auth, "player@example.com").await;
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let token = csrf_of(&boss.get("/admin").await);
+        // The address's allowance (5 a minute, some spent making the
+        // account) runs out within six sends.
+        let send = format!("/admin/users/{player_id}/send_link");
+        let first = boss.post(&send, &[], Some(&token)).await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        let mut r = first;
+        for _ in 0..5 {
+            r = boss.post(&send, &[], Some(&token)).await;
+            if r.status != StatusCode::OK {
+                break;
+            }
+        }
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+        assert!(r.headers.contains_key(header::RETRY_AFTER));
+        assert!(r.body.contains("Too many links"), "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
     unknown_and_unreadable_admin_addresses_get_an_admin_page,
     |dialect| async move {
         let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
