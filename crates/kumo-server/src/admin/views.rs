@@ -214,15 +214,27 @@ pub(super) async fn list(
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
+    let columns = list_columns(entry);
+    // Each `belongs_to` shown is read with the page (one query per
+    // relationship), so its cell names the record, not its id.
+    let shown_relationships: Vec<String> = columns
+        .iter()
+        .filter_map(|f| match &f.origin {
+            Origin::ForeignKey { relationship, .. } => Some(relationship.clone()),
+            _ => None,
+        })
+        .collect();
     let listed = match super::listing::request(engine, entry, &query, PAGE_SIZE, true) {
-        Ok(req) => engine.list(viewer.actor(&staff), entry, &req).await,
+        Ok(mut req) => {
+            req.view.include = shown_relationships;
+            engine.list(viewer.actor(&staff), entry, &req).await
+        }
         Err(e) => Err(e),
     };
     let listed = match listed {
         Ok(listed) => listed,
         Err(e) => return query_failed(&page, e, &format!("/admin/r/{plural}")),
     };
-    let columns = list_columns(entry);
     let sorted_by = sort_of(&query);
     let small = listed
         .total
@@ -261,7 +273,21 @@ pub(super) async fn list(
         .map(|record| {
             let mut cells: Vec<String> = columns
                 .iter()
-                .map(|f| clipped(&shown(&record.get(&f.name).cloned().unwrap_or(Value::Null))))
+                .map(|f| {
+                    let named = match &f.origin {
+                        Origin::ForeignKey {
+                            target,
+                            relationship,
+                        } => match (record.get(relationship), engine.catalog.get(target)) {
+                            (Some(Value::Object(related)), Some(t)) => Some(title_of(related, t)),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    clipped(&named.unwrap_or_else(|| {
+                        shown(&record.get(&f.name).cloned().unwrap_or(Value::Null))
+                    }))
+                })
                 .collect();
             let id = record.get("id").and_then(Value::as_str).unwrap_or_default();
             // The first cell is the record's link: never without text.

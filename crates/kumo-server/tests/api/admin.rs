@@ -1796,6 +1796,14 @@ both!(
         assert!(record.body.contains("hello"), "{}", record.body);
         let notes = api.send("GET", "/api/notes", None, None).await;
         assert_eq!(notes.data()[0]["pinned"], true, "{}", notes.body);
+        // In the list, the author is named, not shown as an id.
+        let list = browser.get("/admin/r/notes").await;
+        assert!(
+            list.body.contains("<td>boss@example.com</td>")
+                && !list.body.contains(&format!("<td>{boss_id}</td>")),
+            "{}",
+            list.body
+        );
 
         let record_url = location(&r).trim_end_matches("?done=created").to_owned();
         // An update action's form starts with the record's values: sent as
