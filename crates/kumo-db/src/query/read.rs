@@ -5,7 +5,7 @@
 
 use kumo_core::actor::Actor;
 use kumo_core::policy::BinOp;
-use kumo_core::resource::RelationshipKind;
+use kumo_core::resource::{Policy, RelationshipKind};
 use serde_json::Value;
 use sqlx::Row as _;
 
@@ -95,6 +95,14 @@ pub(crate) fn public(entry: &Entry) -> Vec<&Field> {
 
 impl Engine {
     /// The read condition of `entry` for this actor.
+    /// Whether `policy` (`None`: admins only, as for an action without
+    /// one) can ever let `actor` through: `false` when it folds to false
+    /// from the actor alone (a player facing `actor.role == 'admin'`), so
+    /// a page need not offer what would only be refused.
+    pub fn may_ever(&self, actor: &Actor, entry: &Entry, policy: Option<&Policy>) -> bool {
+        compile(&self.catalog, entry, policy, &actor.value()) != Cond::Const(false)
+    }
+
     pub(crate) fn read_cond(&self, entry: &Entry, actor: &Value) -> Cond {
         compile(
             &self.catalog,

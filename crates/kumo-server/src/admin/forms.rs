@@ -764,6 +764,7 @@ pub(super) async fn record_actions(
         .actions
         .iter()
         .filter(|a| a.kind != ActionKind::Create)
+        .filter(|a| may_run(page, staff, entry, a))
     {
         let fields = form_fields(
             page,
@@ -872,6 +873,14 @@ pub(super) async fn run_action(
     }
 }
 
+/// Whether `action`'s policy can ever let the staff member run it: a
+/// page offers no button that could only be refused.
+fn may_run(page: &Page, staff: &Staff, entry: &Entry, action: &Action) -> bool {
+    page.state
+        .engine()
+        .is_some_and(|engine| engine.may_ever(&staff.actor, entry, action.policy.as_ref()))
+}
+
 /// The `create` actions a list page offers, each with the fields it
 /// accepts.
 pub(super) async fn create_actions(page: &Page, staff: &Staff, entry: &Entry) -> Vec<Value> {
@@ -881,6 +890,7 @@ pub(super) async fn create_actions(page: &Page, staff: &Staff, entry: &Entry) ->
         .actions
         .iter()
         .filter(|a| a.kind == ActionKind::Create)
+        .filter(|a| may_run(page, staff, entry, a))
     {
         let fields = form_fields(
             page,

@@ -434,7 +434,7 @@ impl Page {
                 .and_then(|r| r.get("email"))
                 .cloned()
                 .unwrap_or(Value::Null);
-            context["nav"] = json!(views::navigation(&self.state));
+            context["nav"] = json!(views::navigation(&self.state, &self.actor));
         }
         if let (Value::Object(context), Value::Object(values)) = (&mut context, values) {
             context.extend(values);

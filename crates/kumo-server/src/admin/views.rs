@@ -24,14 +24,16 @@ const PAGE_SIZE: u32 = 50;
 /// Columns a list shows, so a page stays readable on a laptop.
 const LIST_COLUMNS: usize = 8;
 
-/// The resources in the admin's navigation, in schema order.
-pub(super) fn navigation(state: &AppState) -> Vec<Value> {
+/// The resources in the admin's navigation, in schema order: those whose
+/// read policy can ever let `actor` read a record.
+pub(super) fn navigation(state: &AppState, actor: &Actor) -> Vec<Value> {
     let Some(engine) = state.engine() else {
         return Vec::new();
     };
     engine
         .catalog
         .entries()
+        .filter(|entry| engine.may_ever(actor, entry, entry.resource.policies.read.as_ref()))
         .map(|entry| json!({ "plural": entry.resource.plural, "label": label(entry) }))
         .collect()
 }
@@ -326,7 +328,8 @@ pub(super) async fn list(
             "search": super::listing::search_of(&query),
             "export": format!("/admin/r/{plural}/export?{}", without(&query, &["page[after]", "page[before]"])),
             "clear": format!("/admin/r/{plural}"),
-            "new": (entry.creatable() && !never(entry.resource.policies.create.as_ref()))
+            "new": (entry.creatable()
+                && engine.may_ever(&staff.actor, entry, entry.resource.policies.create.as_ref()))
                 .then(|| format!("/admin/r/{plural}/new")),
             "create_actions": create_actions,
             "singular": entry.resource.name.replace('_', " "),
@@ -467,9 +470,11 @@ pub(super) async fn record(
                 && entry.resource.name == "user"
                 && may_view_as(&staff))
                 .then(|| format!("/admin?as={id}")),
-            "edit": (!never(entry.resource.policies.update.as_ref()))
+            "edit": engine
+                .may_ever(&staff.actor, entry, entry.resource.policies.update.as_ref())
                 .then(|| format!("/admin/r/{plural}/{id}/edit")),
-            "delete": (!never(entry.resource.policies.destroy.as_ref()))
+            "delete": engine
+                .may_ever(&staff.actor, entry, entry.resource.policies.destroy.as_ref())
                 .then(|| format!("/admin/r/{plural}/{id}/delete")),
         }),
     )
@@ -510,12 +515,6 @@ fn query_failed(page: &Page, error: QueryError, back: &str) -> Response {
             )
         }
     }
-}
-
-/// Whether the resource's policy for a write is the constant `false`:
-/// nobody may, so the admin offers no link to try.
-fn never(policy: Option<&kumo_core::resource::Policy>) -> bool {
-    policy.is_some_and(|p| p.source.trim() == "false")
 }
 
 /// What a record is called on a page: its `name`, `title`, `email` or

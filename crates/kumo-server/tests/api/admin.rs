@@ -1091,6 +1091,21 @@ both!(
             "no role form: {}",
             page.body
         );
+        // The navigation offers only what a coordinator may ever read:
+        // sign-in tokens are for admins alone (no read policy). Nor is
+        // an edit offered that the user policy could only refuse.
+        let html = decoded(&page.body);
+        assert!(html.contains("href=\"/admin/r/avatars\""), "{html}");
+        assert!(!html.contains("href=\"/admin/r/auth_tokens\""), "{html}");
+        assert!(!html.contains("/edit\""), "{html}");
+        let mut boss = Browser::new(&api);
+        signed_in(&mut boss, "boss@example.com").await;
+        let admin_view = decoded(&boss.get(&format!("/admin/r/users/{player_id}")).await.body);
+        assert!(
+            admin_view.contains("href=\"/admin/r/auth_tokens\""),
+            "{admin_view}"
+        );
+        assert!(admin_view.contains("/edit\""), "{admin_view}");
         let token = csrf_of(&page);
         let r = coordinator
             .post(&format!("/admin/users/{player_id}/lock"), &[], Some(&token))
