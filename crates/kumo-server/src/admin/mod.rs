@@ -278,6 +278,41 @@ pub(crate) struct Page {
     set_csrf: Option<HeaderValue>,
     /// Where the request comes from, for the audit log.
     device: crate::auth::session::Device,
+    /// This page's address when it is one to come back to after signing
+    /// in (a GET under `/admin`).
+    here: Option<String>,
+    /// The page the browser asked for before it was sent to sign in
+    /// ([`RETURN_COOKIE`]), checked to be an admin address.
+    wanted: Option<String>,
+}
+
+/// The cookie that remembers, for 15 minutes, which admin page a
+/// signed-out browser asked for, so signing in leads back to it.
+const RETURN_COOKIE: &str = "kumo_admin_return";
+
+/// `path` when it is an admin page to return to: under `/admin`, and no
+/// way to another host (`//`, a backslash).
+fn admin_address(path: &str) -> Option<String> {
+    let inside = path == "/admin" || path.starts_with("/admin/") || path.starts_with("/admin?");
+    let elsewhere = path.contains("//") || path.contains('\\');
+    (inside && !elsewhere && !path.starts_with("/admin/sign_")).then(|| path.to_owned())
+}
+
+/// The page the browser's [`RETURN_COOKIE`] names, if it is one.
+fn wanted_page(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == RETURN_COOKIE)?
+        .1;
+    let decoded: String = form_urlencoded::parse(format!("p={value}").as_bytes())
+        .next()?
+        .1
+        .into_owned();
+    admin_address(&decoded)
 }
 
 /// Who may use the admin, once signed in: an admin or a coordinator. As
@@ -327,6 +362,11 @@ impl axum::extract::FromRequestParts<AppState> for Page {
             false => Actor::anonymous(),
         };
         let session = auth.current_session(&parts.headers);
+        let here = (parts.method == axum::http::Method::GET)
+            .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
+            .flatten()
+            .and_then(|p| admin_address(&p));
+        let wanted = wanted_page(&parts.headers);
         let (csrf_value, set_csrf) = match csrf::cookie_value(&parts.headers, secure(&auth)) {
             Some(value) => (value, None),
             None => {
@@ -343,6 +383,8 @@ impl axum::extract::FromRequestParts<AppState> for Page {
             session,
             csrf_value,
             set_csrf,
+            here,
+            wanted,
         };
         // Kept for the request's other extractors (`Staff` and `Page` in
         // one handler authenticate once).
@@ -387,7 +429,20 @@ impl Page {
     /// sign-in page; anyone else, a 403 page.
     fn staff(&self) -> Result<Staff, Response> {
         match self.actor.role() {
-            None => Err(self.with_cookie(Redirect::to("/admin/sign_in").into_response())),
+            None => {
+                let mut response = Redirect::to("/admin/sign_in").into_response();
+                if let Some(here) = &self.here {
+                    let value: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
+                    let secure = if secure(&self.auth) { "; Secure" } else { "" };
+                    let cookie = format!(
+                        "{RETURN_COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Lax; Max-Age=900{secure}"
+                    );
+                    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+                        response.headers_mut().append(header::SET_COOKIE, cookie);
+                    }
+                }
+                Err(self.with_cookie(response))
+            }
             Some(Role::Admin | Role::Coordinator) => Ok(Staff {
                 actor: self.actor.clone(),
             }),
@@ -479,6 +534,11 @@ impl Page {
     }
 
     /// `response` with this browser's new CSRF cookie, if it was given one.
+    /// Where signing in leads: the page asked for before, or the dashboard.
+    fn after_sign_in(&self) -> &str {
+        self.wanted.as_deref().unwrap_or("/admin")
+    }
+
     fn with_cookie(&self, mut response: Response) -> Response {
         if let Some(cookie) = &self.set_csrf {
             response

@@ -335,17 +335,27 @@ async fn audit_failure(
 /// then the dashboard (by htmx's redirect header when `htmx`).
 fn signed_in(page: &Page, tokens: &Tokens, htmx: bool) -> Response {
     let cookie = page.auth.browser_cookie(tokens, page.auth.clock.now());
+    // Back to the page asked for before signing in (checked to be an
+    // admin address when read), once.
+    let target = page.after_sign_in();
     let mut response = if htmx {
         let mut r = StatusCode::OK.into_response();
-        r.headers_mut()
-            .insert("hx-redirect", HeaderValue::from_static("/admin"));
+        if let Ok(target) = HeaderValue::from_str(target) {
+            r.headers_mut().insert("hx-redirect", target);
+        }
         r
     } else {
-        Redirect::to("/admin").into_response()
+        Redirect::to(target).into_response()
     };
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "kumo_admin_return=; Path=/admin; HttpOnly; SameSite=Lax; Max-Age=0",
+        ),
+    );
     page.with_cookie(response)
 }
 

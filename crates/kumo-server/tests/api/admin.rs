@@ -188,19 +188,24 @@ async fn account(api: &TestApi, auth: &kumo_server::auth::Auth, email: &str, rol
 
 /// Signs `browser` in by the admin's password form.
 async fn signed_in(browser: &mut Browser<'_>, email: &str) -> Answer {
+    let answer = password_sign_in(browser, email).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(answer.headers[header::LOCATION], "/admin");
+    answer
+}
+
+/// The password form posted as `email`, from the sign-in page.
+async fn password_sign_in(browser: &mut Browser<'_>, email: &str) -> Answer {
     let form = browser.get("/admin/sign_in").await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
     let token = csrf_of(&form);
-    let answer = browser
+    browser
         .post(
             "/admin/sign_in/password",
             &[("email", email), ("password", GOOD)],
             Some(&token),
         )
-        .await;
-    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
-    assert_eq!(answer.headers[header::LOCATION], "/admin");
-    answer
+        .await
 }
 
 both!(
@@ -2089,6 +2094,32 @@ both!(
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
         assert!(r.headers.contains_key(header::RETRY_AFTER));
         assert!(r.body.contains("Too many links"), "{}", r.body);
+        api.cleanup().await;
+    }
+);
+
+both!(
+    signing_in_leads_back_to_the_page_asked_for,
+    |dialect| async move {
+        let (api, auth) = auth_support::serving(dialect, every_strategy(false), SECRET).await;
+        account(&api, &auth, "boss@example.com", "admin").await;
+        let mut browser = Browser::new(&api);
+        let r = browser.get("/admin/r/avatars?sort=name").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), "/admin/sign_in");
+        let r = password_sign_in(&mut browser, "boss@example.com").await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(location(&r), "/admin/r/avatars?sort=name");
+        // Once: signing in forgets it.
+        assert!(!browser.cookies.contains_key("kumo_admin_return"));
+        // A remembered address that leads off the admin is ignored.
+        let mut planted = Browser::new(&api);
+        planted.cookies.insert(
+            "kumo_admin_return".into(),
+            "%2F%2Fevil.example%2Fadmin".into(),
+        );
+        let r = password_sign_in(&mut planted, "boss@example.com").await;
+        assert_eq!(location(&r), "/admin");
         api.cleanup().await;
     }
 );
