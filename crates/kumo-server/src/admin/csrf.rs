@@ -13,7 +13,7 @@
 //! come from this site: `Sec-Fetch-Site` or `Origin`) still applies on
 //! top; the token is what the admin's pages themselves prove.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use kumo_auth::secret::{self, KeyedHash};
 use uuid::Uuid;
 
@@ -58,15 +58,9 @@ fn scope(session: Option<Uuid>) -> String {
 /// sibling subdomain under the plain name is ignored.
 pub(crate) fn cookie_value(headers: &HeaderMap, secure: bool) -> Option<String> {
     let wanted = if secure { COOKIE_SECURE } else { COOKIE };
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == wanted)
-        .map(|(_, value)| value.to_owned())
+    crate::auth::credentials::cookie(headers, |name| name == wanted)
         .filter(|value| value.len() == 43 && value.bytes().all(is_token_byte))
+        .map(str::to_owned)
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -93,6 +87,7 @@ pub(crate) fn presented<'a>(headers: &'a HeaderMap, form: Option<&'a str>) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     #[test]
     fn a_token_holds_only_for_its_browser_and_session() {

@@ -300,14 +300,7 @@ fn admin_address(path: &str) -> Option<String> {
 
 /// The page the browser's [`RETURN_COOKIE`] names, if it is one.
 fn wanted_page(headers: &HeaderMap) -> Option<String> {
-    let value = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == RETURN_COOKIE)?
-        .1;
+    let value = crate::auth::credentials::cookie(headers, |name| name == RETURN_COOKIE)?;
     let decoded: String = form_urlencoded::parse(format!("p={value}").as_bytes())
         .next()?
         .1
@@ -433,13 +426,7 @@ impl Page {
                 let mut response = Redirect::to("/admin/sign_in").into_response();
                 if let Some(here) = &self.here {
                     let value: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
-                    let secure = if secure(&self.auth) { "; Secure" } else { "" };
-                    let cookie = format!(
-                        "{RETURN_COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Lax; Max-Age=900{secure}"
-                    );
-                    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
-                        response.headers_mut().append(header::SET_COOKIE, cookie);
-                    }
+                    self.set_return_cookie(&mut response, &value, 900);
                 }
                 Err(self.with_cookie(response))
             }
@@ -537,6 +524,18 @@ impl Page {
     /// Where signing in leads: the page asked for before, or the dashboard.
     fn after_sign_in(&self) -> &str {
         self.wanted.as_deref().unwrap_or("/admin")
+    }
+
+    /// Sets (or, with `max_age` 0 and no value, forgets) the
+    /// [`RETURN_COOKIE`] on `response`.
+    fn set_return_cookie(&self, response: &mut Response, value: &str, max_age: u32) {
+        let secure = if secure(&self.auth) { "; Secure" } else { "" };
+        let cookie = format!(
+            "{RETURN_COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        );
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
     }
 
     fn with_cookie(&self, mut response: Response) -> Response {

@@ -350,12 +350,7 @@ fn signed_in(page: &Page, tokens: &Tokens, htmx: bool) -> Response {
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "kumo_admin_return=; Path=/admin; HttpOnly; SameSite=Lax; Max-Age=0",
-        ),
-    );
+    page.set_return_cookie(&mut response, "", 0);
     page.with_cookie(response)
 }
 

@@ -276,17 +276,7 @@ pub(super) async fn list(
             let mut cells: Vec<String> = columns
                 .iter()
                 .map(|f| {
-                    let named = match &f.origin {
-                        Origin::ForeignKey {
-                            target,
-                            relationship,
-                        } => match (record.get(relationship), engine.catalog.get(target)) {
-                            (Some(Value::Object(related)), Some(t)) => Some(title_of(related, t)),
-                            _ => None,
-                        },
-                        _ => None,
-                    };
-                    clipped(&named.unwrap_or_else(|| {
+                    clipped(&related_title(engine, record, f).unwrap_or_else(|| {
                         shown(&record.get(&f.name).cloned().unwrap_or(Value::Null))
                     }))
                 })
@@ -383,18 +373,10 @@ pub(super) async fn record(
         .map(|f| {
             let value = record.get(&f.name).cloned().unwrap_or(Value::Null);
             let (link, shown_as) = match (&f.origin, value.as_str()) {
-                (
-                    Origin::ForeignKey {
-                        target,
-                        relationship,
-                    },
-                    Some(target_id),
-                ) => {
+                (Origin::ForeignKey { target, .. }, Some(target_id)) => {
                     let target_entry = engine.catalog.get(target);
-                    let label = match (record.get(relationship), target_entry) {
-                        (Some(Value::Object(related)), Some(t)) => title_of(related, t),
-                        _ => target_id.to_owned(),
-                    };
+                    let label =
+                        related_title(engine, &record, f).unwrap_or_else(|| target_id.to_owned());
                     let link = target_entry.map(|t| {
                         format!(
                             "/admin/r/{}/{target_id}{}",
@@ -514,6 +496,26 @@ fn query_failed(page: &Page, error: QueryError, back: &str) -> Response {
                 Some(back),
             )
         }
+    }
+}
+
+/// What the record a `belongs_to` field `f` points at is called, when
+/// `record` was read with it included and the viewer may read it.
+fn related_title(
+    engine: &kumo_db::query::Engine,
+    record: &serde_json::Map<String, Value>,
+    f: &kumo_db::query::Field,
+) -> Option<String> {
+    let Origin::ForeignKey {
+        target,
+        relationship,
+    } = &f.origin
+    else {
+        return None;
+    };
+    match (record.get(relationship), engine.catalog.get(target)) {
+        (Some(Value::Object(related)), Some(t)) => Some(title_of(related, t)),
+        _ => None,
     }
 }
 

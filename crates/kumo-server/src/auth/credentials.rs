@@ -451,13 +451,22 @@ fn origin_of(url: &str) -> &str {
 
 /// The session cookie's value, under either name.
 pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, |name| {
+        name == COOKIE_SECURE || name == COOKIE_PLAIN
+    })
+}
+
+/// The value of the first cookie the request sends whose name `wanted`
+/// accepts: the one reader of `Cookie` headers (the session's, the
+/// admin's CSRF and return cookies).
+pub(crate) fn cookie(headers: &HeaderMap, wanted: impl Fn(&str) -> bool) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_SECURE || *name == COOKIE_PLAIN)
+        .find(|(name, _)| wanted(name))
         .map(|(_, value)| value)
 }
 
