@@ -44,8 +44,10 @@ pub struct ListRequest {
     pub position: Position,
     pub count: bool,
     pub view: View,
-    /// Text to find in any public string field, in any letter case: the
-    /// admin's search box. Not a parameter of the API's query language.
+    /// Text to find, in any letter case, in the fields
+    /// `read::searched_fields` names (those marked `search = true`, else
+    /// every public string field): the admin's search box. Not a
+    /// parameter of the API's query language.
     pub search: Option<String>,
     /// With `count`, stop counting past this many (the total is then one
     /// more than the limit): the admin's lists on big tables. `None`:

@@ -1,8 +1,8 @@
 //! What a list page asks the engine for, from its URL: the API's query
 //! language (`filter[…]`, `sort`, `page[after]`), the filter form's
 //! fields (an empty one means "any"; a bare date bounds a datetime by
-//! whole days), and the search box (`q`: any public string field, any
-//! letter case). The same request serves the page and its CSV export.
+//! whole days), and the search box (`q`: the fields `read::searched_fields`
+//! names, any letter case). The same request serves the page and its CSV export.
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery};
